@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class HeroConfig(AppConfig):
+    name = "hero"
+    verbose_name = "Achievements"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,480 @@
+"""The event store: eventsourcing's recorders on Django's own database connection.
+
+Select it the library's way, with ``PERSISTENCE_MODULE="hero.persistence"`` in an
+application's environment. Events are written through ``django.db.connections``
+inside ``transaction.atomic()``, so they join the caller's transaction: when a
+view's transaction rolls back, the events it recorded roll back with it.
+
+The tables are declared as Django models in :mod:`hero.models` and created by
+migrations (``manage.py migrate``), never by the recorders.
+
+Notification ids are committed in order. On PostgreSQL an insert into the events
+table first takes ``LOCK TABLE ... IN EXCLUSIVE MODE`` (held until the
+transaction ends) so that ids are allocated and committed one writer at a time;
+a reader following the log never sees id ``n + 1`` before id ``n``. SQLite
+allows one writer at a time anyway.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.db import utils as db_utils
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    DatabaseError,
+    DataError,
+    InfrastructureFactory,
+    InfrastructureFactoryError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    Notification,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProcessRecorder,
+    ProgrammingError,
+    Recorder,
+    StoredEvent,
+    Subscription,
+    Tracking,
+    TrackingRecorder,
+)
+from eventsourcing.utils import Environment, EnvType, resolve_topic
+
+from hero.conf import conf
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.utils import CursorWrapper
+    from django.db.models import Model
+
+#: Rows per INSERT statement; keeps parameters well under every backend's limit.
+INSERT_CHUNK_SIZE = 500
+
+# Django's wrappers of DB-API errors, most specific first, and the eventsourcing
+# errors that callers of a recorder expect instead.
+_ERROR_TRANSLATIONS: tuple[tuple[type[Exception], type[PersistenceError]], ...] = (
+    (db_utils.IntegrityError, IntegrityError),
+    (db_utils.DataError, DataError),
+    (db_utils.OperationalError, OperationalError),
+    (db_utils.InternalError, InternalError),
+    (db_utils.ProgrammingError, ProgrammingError),
+    (db_utils.NotSupportedError, NotSupportedError),
+    (db_utils.DatabaseError, DatabaseError),
+    (db_utils.InterfaceError, InterfaceError),
+    (db_utils.Error, PersistenceError),
+)
+
+
+@contextmanager
+def translate_errors(alias: str) -> Iterator[None]:
+    """Re-raise Django's database errors as eventsourcing's persistence errors."""
+    try:
+        yield
+    except db_utils.Error as error:
+        for django_error, eventsourcing_error in _ERROR_TRANSLATIONS:
+            if isinstance(error, django_error):
+                raise eventsourcing_error(
+                    f"Database {alias!r}: {error}".strip()
+                ) from error
+        raise  # pragma: no cover - db_utils.Error is the last translation
+
+
+class DjangoDatastore:
+    """One Django database alias, and transactions that join the caller's."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connections[self.alias]
+
+    @property
+    def vendor(self) -> str:
+        return str(self.connection.vendor)
+
+    @contextmanager
+    def transaction(self) -> Iterator[CursorWrapper]:
+        """A cursor in an atomic block: a new transaction, or a savepoint in the
+        caller's, rolled back (and nothing written) if anything inside fails."""
+        with (
+            translate_errors(self.alias),
+            transaction.atomic(using=self.alias),
+            self.connection.cursor() as cursor,
+        ):
+            yield cursor
+
+    @contextmanager
+    def cursor(self) -> Iterator[CursorWrapper]:
+        """A cursor for reads, in the caller's transaction if there is one."""
+        with translate_errors(self.alias), self.connection.cursor() as cursor:
+            yield cursor
+
+
+class DjangoRecorder(Recorder):
+    """Base of hero's recorders: SQL on the tables declared in :mod:`hero.models`."""
+
+    def __init__(
+        self, datastore: DjangoDatastore, events_model: type[Model] | None = None
+    ) -> None:
+        from hero.models import StoredEvent as StoredEventModel
+        from hero.models import TrackingPosition
+
+        self.datastore = datastore
+        self.events_model = events_model or StoredEventModel
+        # Inserts into the notification log are serialised on PostgreSQL (see the
+        # module docstring); snapshots have no notification ids to keep in order.
+        self.serialise_inserts = self.events_model is StoredEventModel
+        ops = datastore.connection.ops
+        self.events_table = ops.quote_name(self.events_model._meta.db_table)
+        self.tracking_table = ops.quote_name(TrackingPosition._meta.db_table)
+
+    def create_table(self) -> None:
+        """Do nothing: hero's tables are created by Django migrations."""
+
+    def _db_uuid(self, value: UUID | str) -> UUID | str:
+        uuid = value if isinstance(value, UUID) else UUID(str(value))
+        if self.datastore.connection.features.has_native_uuid_field:
+            return uuid
+        return uuid.hex
+
+    @staticmethod
+    def _py_uuid(value: UUID | str) -> UUID:
+        return value if isinstance(value, UUID) else UUID(value)
+
+    @staticmethod
+    def _bytes(value: bytes | memoryview) -> bytes:
+        return value if isinstance(value, bytes) else bytes(value)
+
+
+class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
+    """Records and selects the events of aggregates."""
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self.datastore.transaction() as cursor:
+            self._insert_events(cursor, stored_events, **kwargs)
+        return None
+
+    def _insert_events(
+        self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent], **_: Any
+    ) -> list[int]:
+        """Insert in multi-row statements; return the new rows' ids in order."""
+        if not stored_events:
+            return []
+        if self.serialise_inserts and self.datastore.vendor == "postgresql":
+            cursor.execute(f"LOCK TABLE {self.events_table} IN EXCLUSIVE MODE")
+        ids: dict[tuple[UUID, int], int] = {}
+        for start in range(0, len(stored_events), INSERT_CHUNK_SIZE):
+            chunk = stored_events[start : start + INSERT_CHUNK_SIZE]
+            values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+            params = list(
+                chain.from_iterable(
+                    (
+                        self._db_uuid(s.originator_id),
+                        s.originator_version,
+                        s.topic,
+                        s.state,
+                    )
+                    for s in chunk
+                )
+            )
+            cursor.execute(
+                f"INSERT INTO {self.events_table} "
+                "(originator_id, originator_version, topic, state) "
+                f"VALUES {values} RETURNING id, originator_id, originator_version",
+                params,
+            )
+            # RETURNING promises no order: match ids to events by their key.
+            for row_id, originator_id, version in cursor.fetchall():
+                ids[(self._py_uuid(originator_id), version)] = row_id
+        return [
+            ids[(self._py_uuid(s.originator_id), s.originator_version)]
+            for s in stored_events
+        ]
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        statement = (
+            "SELECT originator_id, originator_version, topic, state "
+            f"FROM {self.events_table} WHERE originator_id = %s"
+        )
+        params: list[Any] = [self._db_uuid(originator_id)]
+        if gt is not None:
+            statement += " AND originator_version > %s"
+            params.append(gt)
+        if lte is not None:
+            statement += " AND originator_version <= %s"
+            params.append(lte)
+        statement += " ORDER BY originator_version " + ("DESC" if desc else "ASC")
+        if limit is not None:
+            statement += " LIMIT %s"
+            params.append(limit)
+        with self.datastore.cursor() as cursor:
+            cursor.execute(statement, params)
+            rows = cursor.fetchall()
+        return [
+            StoredEvent(
+                originator_id=self._py_uuid(row[0]),
+                originator_version=row[1],
+                topic=row[2],
+                state=self._bytes(row[3]),
+            )
+            for row in rows
+        ]
+
+
+class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
+    """Records events in aggregate sequences and in one ordered notification log."""
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self.datastore.transaction() as cursor:
+            return self._insert_events(cursor, stored_events, **kwargs)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        conditions: list[str] = []
+        params: list[Any] = []
+        if start is not None:
+            conditions.append("id >= %s" if inclusive_of_start else "id > %s")
+            params.append(start)
+        if stop is not None:
+            conditions.append("id <= %s")
+            params.append(stop)
+        if topics:
+            conditions.append(f"topic IN ({', '.join(['%s'] * len(topics))})")
+            params.extend(topics)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        params.append(limit)
+        with self.datastore.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, originator_id, originator_version, topic, state "
+                f"FROM {self.events_table}{where} ORDER BY id LIMIT %s",
+                params,
+            )
+            rows = cursor.fetchall()
+        return [
+            Notification(
+                id=row[0],
+                originator_id=self._py_uuid(row[1]),
+                originator_version=row[2],
+                topic=row[3],
+                state=self._bytes(row[4]),
+            )
+            for row in rows
+        ]
+
+    def max_notification_id(self) -> int | None:
+        with self.datastore.cursor() as cursor:
+            cursor.execute(f"SELECT MAX(id) FROM {self.events_table}")
+            (max_id,) = cursor.fetchone()
+        return None if max_id is None else int(max_id)
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        return PollingSubscription(self, gt=gt, topics=topics)
+
+
+class PollingSubscription(Subscription[DjangoApplicationRecorder]):
+    """Iterates over the notification log, polling for new events when it is
+    exhausted, until :meth:`stop` is called (from any thread).
+
+    Polling suits both backends: inserts are committed in id order (see the module
+    docstring), so reading past the last id seen never skips an event.
+    """
+
+    def __init__(
+        self,
+        recorder: DjangoApplicationRecorder,
+        gt: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        batch_size: int = 500,
+        poll_interval: float | None = None,
+    ) -> None:
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        self._batch_size = batch_size
+        self._poll_interval = (
+            conf.HERO_SUBSCRIPTION_POLL_INTERVAL
+            if poll_interval is None
+            else poll_interval
+        )
+        self._buffer: deque[Notification] = deque()
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        super().stop()
+        self._stopped.set()
+
+    def __next__(self) -> Notification:
+        while not self._buffer and not self._has_been_stopped:
+            batch = self._recorder.select_notifications(
+                start=self._last_notification_id or 0,
+                limit=self._batch_size,
+                topics=self._topics,
+                inclusive_of_start=False,
+            )
+            if batch:
+                self._buffer.extend(batch)
+                self._last_notification_id = batch[-1].id
+            else:
+                self._stopped.wait(self._poll_interval)
+        if self._has_been_stopped:
+            raise StopIteration
+        return self._buffer.popleft()
+
+
+class DjangoTrackingRecorder(DjangoRecorder, TrackingRecorder):
+    """Records how far each follower of the store has got, one row per follower."""
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self.datastore.transaction() as cursor:
+            self._insert_tracking(cursor, tracking)
+
+    def _insert_tracking(self, cursor: CursorWrapper, tracking: Tracking) -> None:
+        # Moves the position forward only; a position at or behind the recorded
+        # one updates nothing, returns no row, and is refused.
+        cursor.execute(
+            f"INSERT INTO {self.tracking_table} (application_name, notification_id) "
+            "VALUES (%s, %s) ON CONFLICT (application_name) DO UPDATE "
+            "SET notification_id = EXCLUDED.notification_id "
+            f"WHERE {self.tracking_table}.notification_id < EXCLUDED.notification_id "
+            "RETURNING notification_id",
+            [tracking.application_name, tracking.notification_id],
+        )
+        if cursor.fetchone() is None:
+            msg = (
+                f"Tracking of {tracking.application_name!r} is already at or past "
+                f"notification {tracking.notification_id}"
+            )
+            raise IntegrityError(msg)
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        with self.datastore.cursor() as cursor:
+            cursor.execute(
+                f"SELECT notification_id FROM {self.tracking_table} "
+                "WHERE application_name = %s",
+                [application_name],
+            )
+            row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+
+class DjangoProcessRecorder(
+    DjangoTrackingRecorder, DjangoApplicationRecorder, ProcessRecorder
+):
+    """Records events and a tracking position in one transaction."""
+
+    def _insert_events(
+        self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> list[int]:
+        ids = super()._insert_events(cursor, stored_events, **kwargs)
+        tracking: Tracking | None = kwargs.get("tracking")
+        if tracking is not None:
+            self._insert_tracking(cursor, tracking)
+        return ids
+
+
+class DjangoFactory(InfrastructureFactory[DjangoTrackingRecorder]):
+    """Constructs hero's recorders on the database named by ``HERO_DATABASE``.
+
+    The environment key ``DJANGO_DATABASE`` overrides that setting for one
+    application. ``CREATE_TABLE`` is accepted and ignored: migrations own the schema.
+    """
+
+    DJANGO_DATABASE = "DJANGO_DATABASE"
+
+    aggregate_recorder_class = DjangoAggregateRecorder
+    application_recorder_class = DjangoApplicationRecorder
+    tracking_recorder_class = DjangoTrackingRecorder
+    process_recorder_class = DjangoProcessRecorder
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        alias = self.env.get(self.DJANGO_DATABASE) or conf.HERO_DATABASE
+        if alias not in settings.DATABASES:
+            known = ", ".join(repr(a) for a in settings.DATABASES) or "none"
+            msg = (
+                f"hero's event store is set to use database {alias!r}, which is not "
+                f"in settings.DATABASES (it has: {known}). Set HERO_DATABASE to one "
+                "of those aliases."
+            )
+            raise InfrastructureFactoryError(msg)
+        self.datastore = DjangoDatastore(alias)
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        from hero.models import StoredEvent as StoredEventModel
+        from hero.models import StoredSnapshot
+
+        models: dict[str, type[Model]] = {
+            "events": StoredEventModel,
+            "snapshots": StoredSnapshot,
+        }
+        if purpose not in models:
+            msg = (
+                f"hero's event store has no table for {purpose!r} records; "
+                f"it stores {' and '.join(models)}."
+            )
+            raise InfrastructureFactoryError(msg)
+        return self.aggregate_recorder_class(self.datastore, models[purpose])
+
+    def application_recorder(self) -> ApplicationRecorder:
+        cls = self._recorder_class(
+            self.APPLICATION_RECORDER_TOPIC, self.application_recorder_class
+        )
+        return cls(self.datastore)
+
+    def tracking_recorder(
+        self, tracking_recorder_class: type[DjangoTrackingRecorder] | None = None
+    ) -> DjangoTrackingRecorder:
+        cls = tracking_recorder_class or self._recorder_class(
+            self.TRACKING_RECORDER_TOPIC, self.tracking_recorder_class
+        )
+        return cls(self.datastore)
+
+    def process_recorder(self) -> ProcessRecorder:
+        cls = self._recorder_class(
+            self.PROCESS_RECORDER_TOPIC, self.process_recorder_class
+        )
+        return cls(self.datastore)
+
+    def _recorder_class(self, topic_key: str, default: type[Any]) -> type[Any]:
+        topic = self.env.get(topic_key)
+        cls = resolve_topic(topic) if topic else default
+        if not (isinstance(cls, type) and issubclass(cls, DjangoRecorder)):
+            msg = f"{topic_key}={topic!r} is not a recorder class of hero.persistence"
+            raise InfrastructureFactoryError(msg)
+        return cls
+
+
+Factory = DjangoFactory

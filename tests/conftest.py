@@ -1,0 +1,71 @@
+"""Runs every database test once per backend (SQLite and PostgreSQL).
+
+A test that takes the ``backend`` fixture is parametrized over the backends of
+the run (see :mod:`tests.databases`); its ``django_db`` mark is pointed at that
+backend's database, every model is routed there, and ``HERO_DATABASE`` names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from tests import routers
+
+BACKENDS = ("sqlite", "postgres")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    alias: str
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [
+        "hero: databases "
+        + ", ".join(f"{name}={alias}" for name, alias in settings.BACKEND_ALIASES.items())
+    ]
+    lines += [f"hero: {reason}" for reason in settings.SKIPPED_BACKENDS.values()]
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    params = []
+    for name in BACKENDS:
+        if name in settings.BACKEND_ALIASES:
+            params.append(pytest.param(name, id=name))
+        elif name in settings.SKIPPED_BACKENDS:
+            reason = settings.SKIPPED_BACKENDS[name]
+            params.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=reason)))
+    metafunc.parametrize("backend", params, indirect=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        name = callspec.params.get("backend") if callspec else None
+        if name not in settings.BACKEND_ALIASES:
+            continue
+        marker = item.get_closest_marker("django_db")
+        kwargs = dict(marker.kwargs) if marker else {}
+        kwargs["databases"] = [settings.BACKEND_ALIASES[name]]
+        item.add_marker(pytest.mark.django_db(**kwargs), append=False)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    alias = settings.BACKEND_ALIASES[request.param]
+    previous = routers.current_alias
+    routers.current_alias = alias
+    try:
+        with override_settings(HERO_DATABASE=alias):
+            yield Backend(name=request.param, alias=alias)
+    finally:
+        routers.current_alias = previous

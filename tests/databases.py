@@ -1,0 +1,90 @@
+"""Which databases a test run uses.
+
+``HERO_TEST_DATABASE_URL`` picks them: one URL, or several separated by spaces.
+By default a run uses a SQLite file and the local PostgreSQL server
+(``sqlite:// postgres://postgres@127.0.0.1:5432/hero``). The first becomes
+Django's ``default`` alias; each other is named after its backend.
+
+A PostgreSQL server that cannot be reached is left out of the run (its tests are
+skipped, and the report header says why), except under CI (``CI=true``), where
+it is an error: CI must run the PostgreSQL tests.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import dj_database_url
+
+DEFAULT_URLS = "sqlite:// postgres://postgres@127.0.0.1:5432/hero"
+VENDORS = {"django.db.backends.sqlite3": "sqlite", "django.db.backends.postgresql": "postgres"}
+
+
+def _sqlite(config: dict[str, Any]) -> dict[str, Any]:
+    # A file, not shared-cache memory: tests run writers in several threads,
+    # and a fresh name per run keeps concurrent runs apart.
+    test_name = os.path.join(tempfile.gettempdir(), f"hero-test-{os.getpid()}.sqlite3")
+    config["NAME"] = config.get("NAME") or test_name
+    config["TEST"] = {"NAME": test_name}
+    config["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    return config
+
+
+def _postgres(config: dict[str, Any]) -> dict[str, Any]:
+    config["TEST"] = {"NAME": f"test_{config['NAME']}_{os.getpid()}"}
+    config.setdefault("OPTIONS", {})["connect_timeout"] = 5
+    return config
+
+
+def _unreachable(config: dict[str, Any]) -> str | None:
+    """Why a PostgreSQL server cannot be used, or None when it can."""
+    import psycopg
+
+    try:
+        psycopg.connect(
+            host=config.get("HOST") or None,
+            port=config.get("PORT") or None,
+            user=config.get("USER") or None,
+            password=config.get("PASSWORD") or None,
+            dbname="postgres",
+            connect_timeout=3,
+        ).close()
+    except psycopg.Error as error:
+        return str(error).strip().splitlines()[0]
+    return None
+
+
+def configure() -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, str]]:
+    """Return (DATABASES, {backend: alias}, {backend: reason it is skipped})."""
+    urls = (os.environ.get("HERO_TEST_DATABASE_URL") or DEFAULT_URLS).split()
+    databases: dict[str, dict[str, Any]] = {}
+    aliases: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for url in urls:
+        config = dict(dj_database_url.parse(url))
+        vendor = VENDORS.get(config["ENGINE"])
+        if vendor is None:
+            raise ValueError(f"HERO_TEST_DATABASE_URL: hero is tested on SQLite and PostgreSQL, not {url!r}")
+        if vendor == "postgres":
+            reason = _unreachable(config)
+            if reason:
+                where = f"{config.get('HOST')}:{config.get('PORT')}"
+                if os.environ.get("CI") == "true":
+                    raise RuntimeError(f"CI must run the PostgreSQL tests, but PostgreSQL at {where} is unreachable: {reason}")
+                skipped[vendor] = f"PostgreSQL at {where} is unreachable ({reason}); its tests are skipped"
+                continue
+            config = _postgres(config)
+        else:
+            config = _sqlite(config)
+        alias = "default" if not databases else vendor
+        databases[alias] = config
+        aliases[vendor] = alias
+    if not databases:
+        raise RuntimeError("HERO_TEST_DATABASE_URL names no database this run can use")
+    return databases, aliases, skipped
