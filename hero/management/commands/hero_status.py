@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from hero.store import store_status
+
+
+class Command(BaseCommand):
+    help = "Show where hero's event store is and how far each follower has read it."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        status = store_status()
+        self.stdout.write(
+            f"Event store: database {status.alias!r} ({status.vendor})\n"
+            f"  events:           {status.events}\n"
+            f"  last position:    {status.last_position or '-'}\n"
+            f"  snapshots:        {status.snapshots}"
+        )
+        if not status.tracking:
+            self.stdout.write("  followers:        none")
+        for name, position in sorted(status.tracking.items()):
+            behind = (status.last_position or 0) - position
+            self.stdout.write(f"  follower {name}: at {position} ({behind} behind)")

@@ -1,0 +1,229 @@
+"""hero.persistence beyond eventsourcing's conformance cases: transactions it
+joins, the errors it raises, how it writes, and how it is selected."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from uuid import uuid4
+
+import pytest
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import (
+    InfrastructureFactoryError,
+    IntegrityError,
+    OperationalError,
+    StoredEvent,
+)
+
+from hero import persistence
+from hero.models import StoredEvent as StoredEventModel
+from tests.conftest import Backend
+
+
+def stored_events(count: int, originator_id: object = None) -> list[StoredEvent]:
+    originator_id = originator_id or uuid4()
+    return [
+        StoredEvent(
+            originator_id=originator_id,  # type: ignore[arg-type]
+            originator_version=version,
+            topic="tests:Happened",
+            state=b"{}",
+        )
+        for version in range(1, count + 1)
+    ]
+
+
+@pytest.fixture
+def recorder(backend: Backend) -> persistence.DjangoProcessRecorder:
+    return persistence.DjangoProcessRecorder(persistence.DjangoDatastore(backend.alias))
+
+
+def count_events(backend: Backend) -> int:
+    return StoredEventModel.objects.using(backend.alias).count()
+
+
+class Rollback(Exception):
+    pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_roll_back_with_the_callers_transaction(
+    backend: Backend, recorder: persistence.DjangoProcessRecorder
+) -> None:
+    # A caller's transaction records events, then fails.
+    with pytest.raises(Rollback), transaction.atomic(using=backend.alias):
+        recorder.insert_events(stored_events(3))
+        assert count_events(backend) == 3  # visible inside the transaction
+        raise Rollback
+
+    # Nothing of it was committed.
+    assert count_events(backend) == 0
+    assert recorder.max_notification_id() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_commit_with_the_callers_transaction(
+    backend: Backend, recorder: persistence.DjangoProcessRecorder
+) -> None:
+    with transaction.atomic(using=backend.alias):
+        ids = recorder.insert_events(stored_events(2))
+
+    assert ids is not None and ids[1] == ids[0] + 1
+    notifications = recorder.select_notifications(start=None, limit=10)
+    assert [n.id for n in notifications] == ids
+
+
+@pytest.mark.django_db
+def test_duplicate_version_writes_nothing_and_leaves_callers_transaction_usable(
+    backend: Backend, recorder: persistence.DjangoProcessRecorder
+) -> None:
+    originator_id = uuid4()
+    recorder.insert_events(stored_events(1, originator_id))
+
+    with transaction.atomic(using=backend.alias):
+        # A batch of a new event and a duplicate fails as a whole...
+        with pytest.raises(IntegrityError):
+            recorder.insert_events(stored_events(2, originator_id))
+        # ...and the caller's transaction can go on.
+        assert count_events(backend) == 1
+        recorder.insert_events(stored_events(1))
+
+    assert count_events(backend) == 2
+
+
+@pytest.mark.django_db
+def test_many_events_are_written_in_one_statement(
+    backend: Backend, recorder: persistence.DjangoProcessRecorder
+) -> None:
+    with CaptureQueriesContext(connections[backend.alias]) as queries:
+        ids = recorder.insert_events(stored_events(300))
+
+    inserts = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("INSERT")]
+    assert len(inserts) == 1
+    assert ids == sorted(ids) and len(set(ids)) == 300
+
+
+@pytest.mark.django_db
+def test_large_batches_are_chunked_and_keep_their_order(
+    backend: Backend, recorder: persistence.DjangoProcessRecorder
+) -> None:
+    events = stored_events(persistence.INSERT_CHUNK_SIZE * 2 + 7)
+    ids = recorder.insert_events(events)
+
+    assert ids is not None and len(ids) == len(events)
+    notifications = recorder.select_notifications(start=ids[0], limit=len(events))
+    assert [n.originator_version for n in notifications] == [
+        e.originator_version for e in events
+    ]
+
+
+@pytest.mark.django_db
+def test_tracking_is_recorded_atomically_with_events(
+    backend: Backend, recorder: persistence.DjangoProcessRecorder
+) -> None:
+    from eventsourcing.persistence import Tracking
+
+    recorder.insert_events(stored_events(1), tracking=Tracking("projection", 5))
+    # Tracking that does not move forward fails, and takes its events with it.
+    with pytest.raises(IntegrityError, match="already at or past notification 5"):
+        recorder.insert_events(stored_events(2), tracking=Tracking("projection", 5))
+
+    assert count_events(backend) == 1
+    assert recorder.max_tracking_id("projection") == 5
+
+
+@pytest.fixture
+def unreachable_alias(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database alias whose server is not there."""
+    configs = {
+        "postgres": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "hero",
+            "HOST": "127.0.0.1",
+            "PORT": "1",
+            "OPTIONS": {"connect_timeout": 5},
+        },
+        "sqlite": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": "/nonexistent-directory/hero.sqlite3",
+        },
+    }
+    alias = f"down_{request.param}"
+    configured = connections.configure_settings(
+        {"default": {"ENGINE": "django.db.backends.dummy"}, alias: configs[request.param]}
+    )
+    connections.settings[alias] = configured[alias]
+    try:
+        yield alias
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]
+
+
+@pytest.mark.parametrize("unreachable_alias", ["sqlite", "postgres"], indirect=True)
+def test_a_database_that_is_down_raises_operational_error_without_hanging(
+    unreachable_alias: str, django_db_blocker: pytest.FixtureDef
+) -> None:
+    recorder = persistence.DjangoApplicationRecorder(
+        persistence.DjangoDatastore(unreachable_alias)
+    )
+    started = time.monotonic()
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        with pytest.raises(OperationalError, match=f"Database '{unreachable_alias}'"):
+            recorder.insert_events(stored_events(1))
+        with pytest.raises(OperationalError):
+            recorder.max_notification_id()
+    assert time.monotonic() - started < 10
+
+
+class Counter(Aggregate):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def increment(self) -> None:
+        self.trigger_event(self.Incremented)
+
+    class Incremented(Aggregate.Event):
+        def apply(self, aggregate: Counter) -> None:  # type: ignore[override]
+            aggregate.count += 1
+
+
+@pytest.mark.django_db
+def test_an_application_selects_the_store_by_persistence_module(backend: Backend) -> None:
+    app = Application[object](env={"PERSISTENCE_MODULE": "hero.persistence"})
+    assert isinstance(app.recorder, persistence.DjangoApplicationRecorder)
+    assert app.recorder.datastore.alias == backend.alias  # from HERO_DATABASE
+
+    counter = Counter()
+    counter.increment()
+    app.save(counter)
+
+    assert app.repository.get(counter.id).count == 1
+    assert count_events(backend) == 2
+
+
+def test_an_unknown_database_alias_is_a_clear_error(settings: object) -> None:
+    settings.HERO_DATABASE = "nope"  # type: ignore[attr-defined]
+    with pytest.raises(InfrastructureFactoryError, match="Set HERO_DATABASE to one of"):
+        Application[object](env={"PERSISTENCE_MODULE": "hero.persistence"})
+
+
+def test_an_unknown_record_purpose_is_a_clear_error() -> None:
+    factory = persistence.DjangoFactory({})
+    with pytest.raises(InfrastructureFactoryError, match="events and snapshots"):
+        factory.aggregate_recorder("logs")
+
+
+def test_migrations_own_the_schema() -> None:
+    # CREATE_TABLE is accepted for compatibility; creating tables touches no
+    # database (this test has no database access: any query would raise).
+    factory = persistence.DjangoFactory({"CREATE_TABLE": "yes"})
+    recorder = factory.application_recorder()
+    recorder.create_table()  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="Database access not allowed"):
+        connection.ensure_connection()
