@@ -33,6 +33,27 @@ class Settings:
         return float(getattr(settings, "HERO_SUBSCRIPTION_POLL_INTERVAL", 0.1))
 
     @property
+    def HERO_RECORD_TRIGGERS(self) -> bool:
+        """Record every unlock call, even one that awards nothing."""
+        return bool(getattr(settings, "HERO_RECORD_TRIGGERS", False))
+
+    @property
+    def HERO_MAX_STATE_BYTES(self) -> int:
+        """Largest state, as JSON, that one unlock call may record."""
+        return int(getattr(settings, "HERO_MAX_STATE_BYTES", 65536))
+
+    @property
+    def HERO_UNLOCK_ATTEMPTS(self) -> int:
+        """How often unlock decides again after losing a race to another writer."""
+        return int(getattr(settings, "HERO_UNLOCK_ATTEMPTS", 5))
+
+    @property
+    def HERO_PROJECTIONS(self) -> str:
+        """``"inline"``: read tables change in the unlock's transaction;
+        ``"async"``: a ``hero_project`` worker updates them."""
+        return str(getattr(settings, "HERO_PROJECTIONS", "inline"))
+
+    @property
     def ACHIEVEMENT_LEVELS(self) -> Any:
         """The levels an achievement can be unlocked at: ``((number, name), ...)``."""
         return getattr(settings, "ACHIEVEMENT_LEVELS", DEFAULT_LEVELS)

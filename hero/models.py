@@ -6,6 +6,7 @@ The event store's tables (:class:`StoredEvent`, :class:`StoredSnapshot`,
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -70,3 +71,63 @@ class TrackingPosition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.application_name} @ {self.notification_id}"
+
+
+class Achievement(models.Model):
+    """The catalog: every achievement the code defines (or once defined).
+
+    Kept in step with the registered classes on ``migrate`` and by
+    ``manage.py hero_sync``. One removed from the code stays, marked retired, so
+    that old awards still resolve.
+    """
+
+    id = models.CharField(primary_key=True, max_length=255)
+    title = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    secret = models.BooleanField(default=False)
+    invisible = models.BooleanField(default=False)
+    image_locked = models.CharField(max_length=255, blank=True)
+    image_unlocked = models.CharField(max_length=255, blank=True)
+    image_secret = models.CharField(max_length=255, blank=True)
+    retired = models.BooleanField(
+        default=False, help_text="No longer defined in the code."
+    )
+
+    class Meta:
+        db_table = "hero_achievement"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.title or self.id
+
+
+class AchievementUnlocked(models.Model):
+    """One achievement a user currently holds, at its current level.
+
+    Also what an achievement's ``unlock()`` returns: ``AchievementUnlocked(level=N)``.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="achievements_unlocked",
+    )
+    achievement = models.ForeignKey(
+        Achievement, on_delete=models.PROTECT, related_name="holdings"
+    )
+    level = models.PositiveSmallIntegerField()
+    unlocked_at = models.DateTimeField(help_text="When the user first unlocked it.")
+    updated_at = models.DateTimeField(help_text="When its level last changed.")
+
+    class Meta:
+        db_table = "hero_achievement_unlocked"
+        verbose_name = "unlocked achievement"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "achievement"], name="hero_unlocked_once_per_user"
+            )
+        ]
+        indexes = [models.Index(fields=["achievement", "level"])]
+
+    def __str__(self) -> str:
+        return f"{self.achievement_id} level {self.level} for user {self.user_id}"

@@ -8,6 +8,7 @@ backend's database, every model is routed there, and ``HERO_DATABASE`` names it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from dataclasses import dataclass
 
 import pytest
@@ -69,3 +70,36 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
             yield Backend(name=request.param, alias=alias)
     finally:
         routers.current_alias = previous
+
+
+@pytest.fixture
+def make_user(backend: Backend, django_user_model: Any) -> Any:
+    """Create users on the backend's database: make_user() or make_user("ann")."""
+    counter = iter(range(1, 1_000_000))
+
+    def make(username: str | None = None) -> Any:
+        name = username or f"user{next(counter)}"
+        return django_user_model.objects.db_manager(backend.alias).create_user(name)
+
+    return make
+
+
+@pytest.fixture
+def isolated_registry() -> Iterator[Any]:
+    """The achievement registry, restored after the test (define classes freely)."""
+    from hero.registry import registry
+
+    snapshot = registry.snapshot()
+    try:
+        yield registry
+    finally:
+        registry.restore(snapshot)
+
+
+def stored_domain_events(alias: str | None = None) -> list[Any]:
+    """Every domain event in the store, in order."""
+    from hero.ledger import get_ledger
+
+    ledger = get_ledger()
+    notifications = ledger.recorder.select_notifications(start=None, limit=1_000_000)
+    return [ledger.mapper.to_domain_event(n) for n in notifications]

@@ -1,0 +1,174 @@
+"""System checks for what a site can get wrong when setting up hero.
+
+Each has a stable id (``hero.E001`` ...), listed in docs/reference.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, register
+
+from hero.base import AchievementBase
+from hero.conf import conf
+from hero.registry import registry
+
+VENDORS = {"sqlite", "postgresql"}
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@register(Tags.models)
+def check_achievements(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for cls in registry.classes():
+        errors += _check_achievement(cls)
+    for achievement_id, first, second in registry.conflicts:
+        errors.append(
+            Error(
+                f"Achievement id {achievement_id!r} is claimed by both "
+                f"{_name(first)} and {_name(second)}.",
+                hint="Give one of them another id; ids must never change once awarded.",
+                obj=second,
+                id="hero.E005",
+            )
+        )
+    return errors
+
+
+def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    achievement_id = getattr(cls, "id", None)
+    if not isinstance(achievement_id, str) or not achievement_id or len(achievement_id) > 255:
+        errors.append(
+            Error(
+                f"{_name(cls)} has no valid 'id' (got {achievement_id!r}).",
+                hint="Set id to a non-empty string of at most 255 characters, "
+                "e.g. id = 'comments_50'. It must never change.",
+                obj=cls,
+                id="hero.E001",
+            )
+        )
+    title = getattr(cls, "title", None)
+    if not isinstance(title, str) or not title:
+        errors.append(
+            Error(
+                f"{_name(cls)} has no 'title'.",
+                hint="Set title to a non-empty string, e.g. title = '50 comments'.",
+                obj=cls,
+                id="hero.E002",
+            )
+        )
+    if not callable(getattr(cls, "unlock", None)) or cls.unlock is AchievementBase.unlock:
+        errors.append(
+            Error(
+                f"{_name(cls)} does not define unlock(self, **state).",
+                hint="Define unlock() to return AchievementUnlocked(level=N) or None.",
+                obj=cls,
+                id="hero.E003",
+            )
+        )
+    events = getattr(cls, "events", None)
+    if not isinstance(events, (list, tuple)) or not all(
+        isinstance(e, str) and e for e in events
+    ):
+        errors.append(
+            Error(
+                f"{_name(cls)}.events must be a list of event names, got {events!r}.",
+                hint="For example: events = ['comment_posted'].",
+                obj=cls,
+                id="hero.E004",
+            )
+        )
+    for attribute in ("image_locked", "image_unlocked", "image_secret"):
+        value = getattr(cls, attribute, None)
+        if value is not None and not isinstance(value, str):
+            errors.append(
+                Error(
+                    f"{_name(cls)}.{attribute} must be a static file path or None, "
+                    f"got {value!r}.",
+                    hint="For example: 'achievements/images/comments.png'.",
+                    obj=cls,
+                    id="hero.E008",
+                )
+            )
+    return errors
+
+
+@register()
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    levels = conf.ACHIEVEMENT_LEVELS
+    if not _valid_levels(levels):
+        errors.append(
+            Error(
+                f"ACHIEVEMENT_LEVELS is malformed: {levels!r}.",
+                hint="It must be a non-empty sequence of (number, name) pairs with "
+                "distinct positive whole numbers, e.g. ((1, 'Bronze'), (2, 'Silver')).",
+                id="hero.E006",
+            )
+        )
+    for name in ("ACHIEVEMENT_IMAGE_LOCKED", "ACHIEVEMENT_IMAGE_UNLOCKED", "ACHIEVEMENT_IMAGE_SECRET"):
+        value = getattr(conf, name)
+        if not isinstance(value, str) or not value:
+            errors.append(
+                Error(
+                    f"{name} must be the path of a static file, got {value!r}.",
+                    hint="For example: 'achievements/images/default-locked.jpg'.",
+                    id="hero.E007",
+                )
+            )
+    alias = conf.HERO_DATABASE
+    if alias not in settings.DATABASES:
+        errors.append(
+            Error(
+                f"HERO_DATABASE is {alias!r}, which is not in settings.DATABASES.",
+                hint=f"Use one of: {', '.join(map(repr, settings.DATABASES))}.",
+                id="hero.E009",
+            )
+        )
+    else:
+        engine = settings.DATABASES[alias].get("ENGINE", "")
+        if not any(engine.endswith(f".{vendor}") or vendor in engine for vendor in VENDORS):
+            errors.append(
+                Error(
+                    f"hero's event store needs SQLite or PostgreSQL; database {alias!r} "
+                    f"uses {engine!r}.",
+                    hint="Point HERO_DATABASE at a SQLite or PostgreSQL database.",
+                    id="hero.E010",
+                )
+            )
+    if conf.HERO_PROJECTIONS not in {"inline", "async"}:
+        errors.append(
+            Error(
+                f"HERO_PROJECTIONS is {conf.HERO_PROJECTIONS!r}.",
+                hint="Use 'inline' (the default) or 'async'.",
+                id="hero.E011",
+            )
+        )
+    return errors
+
+
+def _valid_levels(levels: Any) -> bool:
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, (list, tuple)) or not levels:
+        return False
+    numbers = []
+    for pair in levels:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            return False
+        number, name = pair
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            return False
+        if not isinstance(name, str) or not name:
+            return False
+        numbers.append(number)
+    return len(set(numbers)) == len(numbers)

@@ -1,0 +1,23 @@
+"""hero's domain: aggregates and the events they record."""
+
+from __future__ import annotations
+
+from hero.events.aggregates import (
+    NAMESPACE,
+    NotHeld,
+    Outcome,
+    TriggerLog,
+    UserAchievement,
+    trigger_log_id,
+    user_achievement_id,
+)
+
+__all__ = [
+    "NAMESPACE",
+    "NotHeld",
+    "Outcome",
+    "TriggerLog",
+    "UserAchievement",
+    "trigger_log_id",
+    "user_achievement_id",
+]

@@ -1,0 +1,207 @@
+"""hero's domain: what happened to one user's achievements, as immutable events.
+
+One :class:`UserAchievement` aggregate per (user, achievement) pair, with a
+deterministic id, decides whether a reported level unlocks or upgrades anything.
+Its events are facts in the past tense. Each event's first occurrence in the
+store may be any of them (an aggregate's history can begin with progress, and
+a revoked achievement can be unlocked again), so there is no separate
+"created" event: replaying an aggregate's first event starts a blank one.
+
+Topics are explicit strings (``TOPIC``), registered with eventsourcing when the
+classes are defined, so moving or renaming this module never breaks the replay of
+stored events. Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import BaseAggregate, CanMutateAggregate, DomainEvent
+
+#: Namespace of hero's deterministic aggregate ids (never change it).
+NAMESPACE = UUID("6f1f5b0e-94a9-4c39-9f3e-6e6c2a1d8b7a")
+
+
+def _key(*parts: str) -> str:
+    # Length-prefixed, so that no two different tuples of parts share a key.
+    return "".join(f"{len(part)}:{part};" for part in parts)
+
+
+def user_achievement_id(user_pk: str, achievement_id: str) -> UUID:
+    """The id of the aggregate of one user's one achievement."""
+    return uuid5(NAMESPACE, "user-achievement;" + _key(user_pk, achievement_id))
+
+
+def trigger_log_id(user_pk: str) -> UUID:
+    """The id of the aggregate that logs one user's unlock calls."""
+    return uuid5(NAMESPACE, "trigger-log;" + _key(user_pk))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one unlock decision changed (returned to the caller)."""
+
+    achievement_id: str
+    level: int
+    previous_level: int | None
+
+    @property
+    def upgraded(self) -> bool:
+        """True for a level upgrade, False for a first unlock."""
+        return self.previous_level is not None
+
+
+class NotHeld(Exception):
+    """The user does not hold the achievement."""
+
+
+class UserAchievement(BaseAggregate[UUID]):
+    """One user's standing with one achievement: the level held, if any."""
+
+    TOPIC = "hero:UserAchievement"
+
+    user_pk: str
+    achievement_id: str
+    level: int | None
+    unlocked_at: datetime | None
+
+    def __init__(self) -> None:  # pragma: no cover - built by start() or replay
+        raise TypeError("Use UserAchievement.start() or the ledger's repository")
+
+    @classmethod
+    def start(cls, user_pk: str, achievement_id: str) -> UserAchievement:
+        """A blank aggregate, before its first event (version 0)."""
+        aggregate = cls._blank(user_achievement_id(user_pk, achievement_id))
+        aggregate.user_pk = user_pk
+        aggregate.achievement_id = achievement_id
+        return aggregate
+
+    @classmethod
+    def _blank(cls, aggregate_id: UUID) -> UserAchievement:
+        aggregate = cls.__new__(cls)
+        aggregate.__base_init__(
+            originator_id=aggregate_id, originator_version=0, timestamp=None
+        )
+        aggregate.level = None
+        aggregate.unlocked_at = None
+        return aggregate
+
+    # Decisions ---------------------------------------------------------------
+
+    def award(self, level: int, *, trigger: str, state: dict[str, Any]) -> Outcome | None:
+        """Unlock at ``level``, or upgrade to it; a level not above the one held
+        changes nothing (and returns None)."""
+        previous = self.level
+        if previous is None:
+            self.trigger_event(
+                self.Unlocked,
+                user_pk=self.user_pk,
+                achievement_id=self.achievement_id,
+                level=level,
+                previous_level=None,
+                trigger=trigger,
+                state=state,
+            )
+        elif level > previous:
+            self.trigger_event(
+                self.LevelUpgraded,
+                user_pk=self.user_pk,
+                achievement_id=self.achievement_id,
+                level=level,
+                previous_level=previous,
+                trigger=trigger,
+                state=state,
+            )
+        else:
+            return None
+        return Outcome(self.achievement_id, level, previous)
+
+    # Events ------------------------------------------------------------------
+
+    class Event(CanMutateAggregate[UUID], DomainEvent):
+        """Base of this aggregate's events: all name the user and achievement."""
+
+        user_pk: str
+        achievement_id: str
+
+        def mutate(self, aggregate: Any) -> Any:
+            if aggregate is None:
+                aggregate = UserAchievement._blank(self.originator_id)
+                aggregate.user_pk = self.user_pk
+                aggregate.achievement_id = self.achievement_id
+            return super().mutate(aggregate)
+
+    class Unlocked(Event):
+        """The user unlocked the achievement (first, or again after revocation)."""
+
+        TOPIC: ClassVar[str] = "hero:UserAchievement.Unlocked"
+        class_version: ClassVar[int] = 1
+
+        level: int
+        previous_level: int | None
+        trigger: str
+        state: dict[str, Any]
+
+        def apply(self, aggregate: UserAchievement) -> None:
+            aggregate.level = self.level
+            aggregate.unlocked_at = self.timestamp
+
+    class LevelUpgraded(Event):
+        """The user went up from ``previous_level`` to ``level``."""
+
+        TOPIC: ClassVar[str] = "hero:UserAchievement.LevelUpgraded"
+        class_version: ClassVar[int] = 1
+
+        level: int
+        previous_level: int
+        trigger: str
+        state: dict[str, Any]
+
+        def apply(self, aggregate: UserAchievement) -> None:
+            aggregate.level = self.level
+
+
+class TriggerLog(BaseAggregate[UUID]):
+    """One user's unlock calls, when ``HERO_RECORD_TRIGGERS`` is on.
+
+    Only appended to, never replayed to decide anything, so it is written at a
+    known version without loading its earlier events.
+    """
+
+    TOPIC = "hero:TriggerLog"
+
+    def __init__(self) -> None:  # pragma: no cover - built by at_version()
+        raise TypeError("Use TriggerLog.at_version()")
+
+    @classmethod
+    def at_version(cls, user_pk: str, version: int) -> TriggerLog:
+        log = cls.__new__(cls)
+        log.__base_init__(
+            originator_id=trigger_log_id(user_pk), originator_version=version, timestamp=None
+        )
+        return log
+
+    def record(self, user_pk: str, trigger: str, state: dict[str, Any]) -> None:
+        self.trigger_event(self.Triggered, user_pk=user_pk, trigger=trigger, state=state)
+
+    class Event(CanMutateAggregate[UUID], DomainEvent):
+        def mutate(self, aggregate: Any) -> Any:
+            if aggregate is None:
+                aggregate = TriggerLog.__new__(TriggerLog)
+                aggregate.__base_init__(
+                    originator_id=self.originator_id, originator_version=0, timestamp=None
+                )
+            return super().mutate(aggregate)
+
+    class Triggered(Event):
+        """``unlock(trigger, user=..., **state)`` was called for the user."""
+
+        TOPIC: ClassVar[str] = "hero:TriggerLog.Triggered"
+        class_version: ClassVar[int] = 1
+
+        user_pk: str
+        trigger: str
+        state: dict[str, Any]

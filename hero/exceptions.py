@@ -1,0 +1,41 @@
+"""hero's named errors. Each message says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class HeroError(Exception):
+    """Base class of hero's errors."""
+
+
+class InvalidEventName(HeroError, TypeError):
+    """unlock() was given an event name that is not a non-empty string."""
+
+
+class InvalidUser(HeroError, ValueError):
+    """unlock() was given no user, an anonymous user or an unsaved one."""
+
+
+class InvalidLevel(HeroError, ValueError):
+    """An achievement reported a level that is not in ACHIEVEMENT_LEVELS."""
+
+
+class InvalidUnlockResult(HeroError, TypeError):
+    """An achievement's unlock() returned something other than a result or None."""
+
+
+class InvalidState(HeroError, ValueError):
+    """The state passed to unlock() cannot be recorded (for example, too large)."""
+
+
+class UnknownAchievement(HeroError, LookupError):
+    """No achievement with the given id is registered."""
+
+
+class DuplicateAchievement(HeroError, ImproperlyConfigured):
+    """Two different classes claim the same achievement id."""
+
+
+class UnlockConflict(HeroError):
+    """Concurrent writers kept changing the same achievement; retries ran out."""

@@ -1,0 +1,157 @@
+"""The ledger: hero's eventsourcing application, which decides and records.
+
+A call flows one way: ``hero.achievements.unlock()`` asks each listening
+achievement for a level, then :meth:`Ledger.record_awards` loads the
+(user, achievement) aggregates, lets them decide, and saves their new events in
+one transaction (joining the caller's). Listeners registered with
+:func:`add_save_listener` (the inline projections) run inside that transaction;
+this module knows nothing of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    Recording,
+    Transcoder,
+)
+
+from hero.conf import conf
+from hero.events import Outcome, TriggerLog, UserAchievement, user_achievement_id
+from hero.events.aggregates import trigger_log_id
+from hero.exceptions import UnlockConflict
+
+SaveListener = Callable[[Sequence[Recording[UUID]]], None]
+
+_save_listeners: list[SaveListener] = []
+
+
+def add_save_listener(listener: SaveListener) -> None:
+    """Call ``listener(recordings)`` inside the transaction of every save."""
+    if listener not in _save_listeners:
+        _save_listeners.append(listener)
+
+
+def remove_save_listener(listener: SaveListener) -> None:
+    if listener in _save_listeners:
+        _save_listeners.remove(listener)
+
+
+class SubclassAwareTranscoder(JSONTranscoder):
+    """JSON transcoder that also encodes subclasses of registered types (a
+    ``datetime`` subclass such as freezegun's is encoded as a datetime)."""
+
+    def _encode_obj(self, o: Any) -> dict[str, Any]:
+        cls = type(o)
+        if cls not in self.types:
+            for base in cls.__mro__[1:]:
+                if base in self.types:
+                    self.types[cls] = self.types[base]
+                    break
+        return super()._encode_obj(o)
+
+
+class Ledger(Application[UUID]):
+    """Decides on unlocks through aggregates and records their events."""
+
+    name = "hero"
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        super().__init__(
+            env={"PERSISTENCE_MODULE": "hero.persistence", "DJANGO_DATABASE": alias}
+        )
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = SubclassAwareTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        for listener in list(_save_listeners):
+            listener(recordings)
+
+    def user_achievement(self, user_pk: str, achievement_id: str) -> UserAchievement:
+        """The aggregate of one user's one achievement, blank if it has no events."""
+        try:
+            aggregate: UserAchievement = self.repository.get(
+                user_achievement_id(user_pk, achievement_id)
+            )
+        except AggregateNotFoundError:
+            return UserAchievement.start(user_pk, achievement_id)
+        return aggregate
+
+    def record_awards(
+        self,
+        user_pk: str,
+        awards: Sequence[tuple[str, int]],
+        *,
+        trigger: str,
+        state: dict[str, Any],
+        log_trigger: bool = False,
+    ) -> list[Outcome]:
+        """Let each (achievement id, level) decide, and save what changed.
+
+        All events of the call are saved in one transaction. Losing a race to a
+        concurrent writer of the same aggregate (the database refuses a second
+        event at the same version) means: reload, decide again, retry.
+        """
+        attempts = max(1, conf.HERO_UNLOCK_ATTEMPTS)
+        for attempt in range(1, attempts + 1):
+            outcomes: list[Outcome] = []
+            pending: list[Any] = []
+            for achievement_id, level in awards:
+                aggregate = self.user_achievement(user_pk, achievement_id)
+                outcome = aggregate.award(level, trigger=trigger, state=state)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                    pending.append(aggregate)
+            if log_trigger:
+                pending.append(self._logged_trigger(user_pk, trigger, state))
+            if not pending:
+                return []
+            try:
+                with transaction.atomic(using=self.alias):
+                    self.save(*pending)
+            except IntegrityError as error:
+                if attempt == attempts:
+                    raise UnlockConflict(
+                        f"Gave up recording {trigger!r} for user {user_pk} after "
+                        f"{attempts} attempts: other writers kept changing the same "
+                        "achievements. Raise HERO_UNLOCK_ATTEMPTS if this is expected."
+                    ) from error
+            else:
+                return outcomes
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _logged_trigger(
+        self, user_pk: str, trigger: str, state: dict[str, Any]
+    ) -> TriggerLog:
+        last = self.recorder.select_events(trigger_log_id(user_pk), desc=True, limit=1)
+        log = TriggerLog.at_version(user_pk, last[0].originator_version if last else 0)
+        log.record(user_pk, trigger, state)
+        return log
+
+
+_ledgers: dict[str, Ledger] = {}
+_ledgers_lock = threading.Lock()
+
+
+def get_ledger() -> Ledger:
+    """The ledger on the database named by ``HERO_DATABASE`` (one per process)."""
+    alias = conf.HERO_DATABASE
+    ledger = _ledgers.get(alias)
+    if ledger is None:
+        with _ledgers_lock:
+            ledger = _ledgers.get(alias)
+            if ledger is None:
+                ledger = _ledgers[alias] = Ledger(alias)
+    return ledger
