@@ -91,13 +91,27 @@ class UserAchievement(BaseAggregate[UUID]):
 
     # Decisions ---------------------------------------------------------------
 
-    def award(self, level: int, *, trigger: str, state: dict[str, Any]) -> Outcome | None:
+    def award(
+        self,
+        level: int,
+        *,
+        trigger: str,
+        state: dict[str, Any],
+        awarded_at: datetime | None = None,
+    ) -> Outcome | None:
         """Unlock at ``level``, or upgrade to it; a level not above the one held
-        changes nothing (and returns None)."""
+        changes nothing (and returns None).
+
+        ``awarded_at`` is when the award took effect, if not now (a backfill
+        awards with the time of the original activity).
+        """
         previous = self.level
+        now = self.Unlocked.create_timestamp()
+        when = {"timestamp": now, "awarded_at": awarded_at or now}
         if previous is None:
             self.trigger_event(
                 self.Unlocked,
+                **when,
                 user_pk=self.user_pk,
                 achievement_id=self.achievement_id,
                 level=level,
@@ -108,6 +122,7 @@ class UserAchievement(BaseAggregate[UUID]):
         elif level > previous:
             self.trigger_event(
                 self.LevelUpgraded,
+                **when,
                 user_pk=self.user_pk,
                 achievement_id=self.achievement_id,
                 level=level,
@@ -135,30 +150,47 @@ class UserAchievement(BaseAggregate[UUID]):
             return super().mutate(aggregate)
 
     class Unlocked(Event):
-        """The user unlocked the achievement (first, or again after revocation)."""
+        """The user unlocked the achievement (first, or again after revocation).
+
+        Version 2 added ``awarded_at``: when the award took effect, which differs
+        from ``timestamp`` (when it was recorded) for backfilled awards.
+        """
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.Unlocked"
-        class_version: ClassVar[int] = 1
+        class_version: ClassVar[int] = 2
 
         level: int
         previous_level: int | None
         trigger: str
         state: dict[str, Any]
+        awarded_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["awarded_at"] = state["timestamp"]
 
         def apply(self, aggregate: UserAchievement) -> None:
             aggregate.level = self.level
-            aggregate.unlocked_at = self.timestamp
+            aggregate.unlocked_at = self.awarded_at
 
     class LevelUpgraded(Event):
-        """The user went up from ``previous_level`` to ``level``."""
+        """The user went up from ``previous_level`` to ``level``.
+
+        Version 2 added ``awarded_at``, as :class:`Unlocked` did.
+        """
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.LevelUpgraded"
-        class_version: ClassVar[int] = 1
+        class_version: ClassVar[int] = 2
 
         level: int
         previous_level: int
         trigger: str
         state: dict[str, Any]
+        awarded_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["awarded_at"] = state["timestamp"]
 
         def apply(self, aggregate: UserAchievement) -> None:
             aggregate.level = self.level

@@ -1,0 +1,82 @@
+"""hero's events: stable topics, versions, and replay of older stored events."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from uuid import UUID
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import resolve_topic
+
+from hero.events import TriggerLog, UserAchievement, user_achievement_id
+from hero.ledger import get_ledger
+from tests.conftest import Backend
+
+
+def test_topics_are_explicit_and_resolve_to_the_classes() -> None:
+    expected = {
+        "hero:UserAchievement": UserAchievement,
+        "hero:UserAchievement.Unlocked": UserAchievement.Unlocked,
+        "hero:UserAchievement.LevelUpgraded": UserAchievement.LevelUpgraded,
+        "hero:TriggerLog": TriggerLog,
+        "hero:TriggerLog.Triggered": TriggerLog.Triggered,
+    }
+    for topic, cls in expected.items():
+        assert resolve_topic(topic) is cls
+        assert cls.TOPIC == topic
+
+
+def test_aggregate_ids_are_deterministic_and_distinct() -> None:
+    assert user_achievement_id("1", "a") == user_achievement_id("1", "a")
+    assert user_achievement_id("1", "a") != user_achievement_id("2", "a")
+    # Ids cannot collide through where a separator falls.
+    assert user_achievement_id("1:a", "b") != user_achievement_id("1", "a:b")
+
+
+# An Unlocked event as version 1 of the schema stored it (before awarded_at).
+UNLOCKED_V1 = (
+    b'{"originator_id":{"_type_":"uuid_hex","_data_":"%(id)s"},'
+    b'"originator_version":1,'
+    b'"timestamp":{"_type_":"datetime_iso","_data_":"2026-05-06T07:08:09+00:00"},'
+    b'"user_pk":"7","achievement_id":"points","level":2,"previous_level":null,'
+    b'"trigger":"score_changed","state":{"points":100}}'
+)
+
+
+@pytest.mark.django_db
+def test_a_version_1_unlocked_event_replays_after_upcasting(backend: Backend) -> None:
+    ledger = get_ledger()
+    aggregate_id: UUID = user_achievement_id("7", "points")
+    ledger.recorder.insert_events(
+        [
+            StoredEvent(
+                originator_id=aggregate_id,
+                originator_version=1,
+                topic="hero:UserAchievement.Unlocked",
+                state=UNLOCKED_V1 % {b"id": aggregate_id.hex.encode()},
+            )
+        ]
+    )
+
+    aggregate: Any = ledger.repository.get(aggregate_id)
+
+    recorded = dt.datetime(2026, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
+    assert (aggregate.user_pk, aggregate.achievement_id, aggregate.level) == ("7", "points", 2)
+    assert aggregate.unlocked_at == recorded  # awarded_at defaults to when it was recorded
+    # Deciding on the replayed aggregate appends a version 2 event after it.
+    outcome = aggregate.award(3, trigger="score_changed", state={})
+    ledger.save(aggregate)
+    assert outcome is not None and outcome.previous_level == 2
+    (stored,) = ledger.recorder.select_events(aggregate_id, gt=1)
+    assert b'"class_version":2' in stored.state
+
+
+def test_awarded_at_can_differ_from_when_the_event_was_recorded() -> None:
+    aggregate = UserAchievement.start("7", "points")
+    earlier = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    aggregate.award(1, trigger="backfill", state={}, awarded_at=earlier)
+    (event,) = aggregate.collect_events()
+    assert event.awarded_at == earlier and event.timestamp > earlier
+    assert aggregate.unlocked_at == earlier
