@@ -9,6 +9,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from hero.queries import AchievementQuerySet, AchievementUnlockedQuerySet
+
 
 class StoredEventBase(models.Model):
     """Columns of one stored domain event, as eventsourcing records it."""
@@ -93,6 +95,8 @@ class Achievement(models.Model):
         default=False, help_text="No longer defined in the code."
     )
 
+    objects = AchievementQuerySet.as_manager()
+
     class Meta:
         db_table = "hero_achievement"
         ordering = ["id"]
@@ -119,6 +123,8 @@ class AchievementUnlocked(models.Model):
     unlocked_at = models.DateTimeField(help_text="When the user first unlocked it.")
     updated_at = models.DateTimeField(help_text="When its level last changed.")
 
+    objects = AchievementUnlockedQuerySet.as_manager()
+
     class Meta:
         db_table = "hero_achievement_unlocked"
         verbose_name = "unlocked achievement"
@@ -131,3 +137,82 @@ class AchievementUnlocked(models.Model):
 
     def __str__(self) -> str:
         return f"{self.achievement_id} level {self.level} for user {self.user_id}"
+
+
+class AchievementCount(models.Model):
+    """How many users currently hold an achievement at exactly one level.
+
+    Rarity (the share of users holding it at or above a level) is read from
+    these few rows, never by counting :class:`AchievementUnlocked`.
+    """
+
+    achievement = models.ForeignKey(
+        Achievement, on_delete=models.CASCADE, related_name="counts"
+    )
+    level = models.PositiveSmallIntegerField()
+    holders = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "hero_achievement_count"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["achievement", "level"], name="hero_count_per_level"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.achievement_id} level {self.level}: {self.holders}"
+
+
+class LedgerEntry(models.Model):
+    """One row per event in the store, for audits and the admin.
+
+    References to users and achievements are kept without database
+    constraints: the ledger keeps entries of users deleted since.
+    """
+
+    class Kind(models.TextChoices):
+        UNLOCKED = "unlocked"
+        UPGRADED = "upgraded"
+        REVOKED = "revoked"
+        PROGRESSED = "progressed"
+        TRIGGERED = "triggered"
+
+    position = models.BigIntegerField(
+        primary_key=True, help_text="The event's position (id) in the store."
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    achievement = models.ForeignKey(
+        Achievement,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    level = models.PositiveSmallIntegerField(null=True)
+    previous_level = models.PositiveSmallIntegerField(null=True)
+    trigger = models.CharField(max_length=255, blank=True)
+    state = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField(
+        help_text="When it took effect (for a backfilled award, the original time)."
+    )
+    recorded_at = models.DateTimeField(help_text="When the event was recorded.")
+
+    class Meta:
+        db_table = "hero_ledger_entry"
+        verbose_name = "ledger entry"
+        verbose_name_plural = "ledger"
+        ordering = ["position"]
+        indexes = [
+            models.Index(fields=["user", "position"]),
+            models.Index(fields=["achievement", "position"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.position} {self.kind} {self.achievement_id or ''}".strip()

@@ -40,22 +40,26 @@ UNLOCKED_V1 = (
     b'{"originator_id":{"_type_":"uuid_hex","_data_":"%(id)s"},'
     b'"originator_version":1,'
     b'"timestamp":{"_type_":"datetime_iso","_data_":"2026-05-06T07:08:09+00:00"},'
-    b'"user_pk":"7","achievement_id":"points","level":2,"previous_level":null,'
+    b'"user_pk":"%(user)s","achievement_id":"points","level":2,"previous_level":null,'
     b'"trigger":"score_changed","state":{"points":100}}'
 )
 
 
 @pytest.mark.django_db
-def test_a_version_1_unlocked_event_replays_after_upcasting(backend: Backend) -> None:
+def test_a_version_1_unlocked_event_replays_after_upcasting(
+    backend: Backend, make_user: Any
+) -> None:
+    user_pk = str(make_user().pk)
     ledger = get_ledger()
-    aggregate_id: UUID = user_achievement_id("7", "points")
+    aggregate_id: UUID = user_achievement_id(user_pk, "points")
     ledger.recorder.insert_events(
         [
             StoredEvent(
                 originator_id=aggregate_id,
                 originator_version=1,
                 topic="hero:UserAchievement.Unlocked",
-                state=UNLOCKED_V1 % {b"id": aggregate_id.hex.encode()},
+                state=UNLOCKED_V1
+                % {b"id": aggregate_id.hex.encode(), b"user": user_pk.encode()},
             )
         ]
     )
@@ -63,7 +67,11 @@ def test_a_version_1_unlocked_event_replays_after_upcasting(backend: Backend) ->
     aggregate: Any = ledger.repository.get(aggregate_id)
 
     recorded = dt.datetime(2026, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
-    assert (aggregate.user_pk, aggregate.achievement_id, aggregate.level) == ("7", "points", 2)
+    assert (aggregate.user_pk, aggregate.achievement_id, aggregate.level) == (
+        user_pk,
+        "points",
+        2,
+    )
     assert aggregate.unlocked_at == recorded  # awarded_at defaults to when it was recorded
     # Deciding on the replayed aggregate appends a version 2 event after it.
     outcome = aggregate.award(3, trigger="score_changed", state={})

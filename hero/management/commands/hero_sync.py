@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from hero.conf import conf
+from hero.projections.catalog import sync_catalog
+
+
+class Command(BaseCommand):
+    help = "Write the registered achievements into the catalog table (also done on migrate)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        result = sync_catalog(conf.HERO_DATABASE)
+        self.stdout.write(f"{result.current} achievements in the catalog.")
+        if result.retired:
+            self.stdout.write(f"Retired (no longer defined): {', '.join(result.retired)}")

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from hero.conf import conf
+from hero.projections.rebuild import verify
+
+
+class Command(BaseCommand):
+    help = (
+        "Replay hero's event store and compare it with the read tables. Prints every "
+        "difference and exits with status 1 if there is any."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        result = verify(conf.HERO_DATABASE)
+        for difference in result.differences:
+            self.stdout.write(difference)
+        for name, count in result.behind.items():
+            self.stdout.write(f"{name}: {count} events behind the store (not yet projected)")
+        checked = ", ".join(f"{n} {name}" for name, n in result.checked.items())
+        if result.differences:
+            raise CommandError(
+                f"{len(result.differences)} difference(s) between the store and the "
+                "read tables. Run manage.py hero_rebuild to rebuild them from the store."
+            )
+        self.stdout.write(
+            self.style.SUCCESS(f"The read tables match the event store ({checked}).")
+        )

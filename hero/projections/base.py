@@ -1,0 +1,200 @@
+"""Views: read tables kept by events, each with its own tracking position.
+
+A view applies a batch of events in one transaction: its rows and its position
+in the store are written together, so a view is never half-updated and never
+applies an event twice (events at or before its position are skipped). Events
+a view does not use still move its position forward.
+
+A view that finds a gap between its position and the first event it is given
+(events recorded while projections were off, or while another mode ran) first
+reads and applies the missing events, in the same transaction.
+
+While ``hero_rebuild`` runs, a marker row tells every other writer (inline
+projections, ``hero_project``) to leave the view alone; the rebuild applies
+their events before it removes the marker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID
+
+from django.contrib.auth import get_user_model
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+
+from hero.persistence import DjangoDatastore, DjangoTrackingRecorder
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
+
+#: Name of the application whose events the views follow.
+UPSTREAM = "hero"
+
+
+@dataclass(frozen=True)
+class Change:
+    """A domain event at its position in the store."""
+
+    position: int
+    event: DomainEventProtocol[UUID]
+
+
+class View(DjangoTrackingRecorder):
+    """Read tables and their tracking position; subclasses write the rows."""
+
+    #: The projection's name, used in its tracking key and on the command line.
+    name: ClassVar[str]
+    #: Tables a rebuild empties (the view's own; listed child tables first).
+    tables: ClassVar[Sequence[str]] = ()
+    #: Whether rows of users deleted since must be left out (tables with a
+    #: foreign key to the user model).
+    checks_users: ClassVar[bool] = True
+
+    def tracking_key(self, application_name: str) -> str:
+        return f"{self.name}@{application_name}"
+
+    def rebuild_key(self, application_name: str = UPSTREAM) -> str:
+        return f"{self.name}@{application_name}#rebuild"
+
+    # The tracking recorder's interface, on this view's own keys -------------
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        return super().max_tracking_id(self.tracking_key(application_name))
+
+    def _insert_tracking(self, cursor: CursorWrapper, tracking: Tracking) -> None:
+        key = self.tracking_key(tracking.application_name)
+        super()._insert_tracking(cursor, Tracking(key, tracking.notification_id))
+
+    # Applying events ---------------------------------------------------------
+
+    def apply(
+        self,
+        changes: Sequence[Change],
+        application_name: str = UPSTREAM,
+        *,
+        rebuilding: bool = False,
+        users_exist: bool = False,
+    ) -> int:
+        """Apply the changes not yet applied; return how many were new.
+
+        ``users_exist`` says the caller knows every user in ``changes`` exists
+        (inline, where the user was just given); otherwise rows of users deleted
+        since are left out.
+        """
+        if not changes:
+            return 0
+        with self.datastore.transaction() as cursor:
+            position, marked = self._state(cursor, application_name)
+            if marked and not rebuilding:
+                return 0  # the rebuild will apply these
+            fresh = [c for c in changes if position is None or c.position > position]
+            if not fresh:
+                return 0
+            if not rebuilding and fresh[0].position > (position or 0) + 1:
+                fresh = [*self._missed(position or 0, fresh[0].position), *fresh]
+            existing = (
+                None
+                if users_exist or not self.checks_users
+                else self._existing_users(cursor, fresh)
+            )
+            self.write(cursor, fresh, existing)
+            self._set_position(cursor, application_name, fresh[-1].position)
+        return len(fresh)
+
+    def write(
+        self, cursor: CursorWrapper, changes: Sequence[Change], users: set[str] | None
+    ) -> None:
+        """Write the rows for ``changes``; ``users`` (if not None) is the set of
+        user pks that still exist."""
+        raise NotImplementedError
+
+    def _state(self, cursor: CursorWrapper, application_name: str) -> tuple[int | None, bool]:
+        key, marker = self.tracking_key(application_name), self.rebuild_key(application_name)
+        lock = " FOR UPDATE" if self.datastore.vendor == "postgresql" else ""
+        cursor.execute(
+            f"SELECT application_name, notification_id FROM {self.tracking_table} "
+            f"WHERE application_name IN (%s, %s){lock}",
+            [key, marker],
+        )
+        rows = dict(cursor.fetchall())
+        position = rows.get(key)
+        return (None if position is None else int(position)), marker in rows
+
+    def _set_position(self, cursor: CursorWrapper, application_name: str, position: int) -> None:
+        cursor.execute(
+            f"INSERT INTO {self.tracking_table} (application_name, notification_id) "
+            "VALUES (%s, %s) ON CONFLICT (application_name) DO UPDATE "
+            "SET notification_id = EXCLUDED.notification_id",
+            [self.tracking_key(application_name), position],
+        )
+
+    def _missed(self, after: int, before: int) -> list[Change]:
+        from hero.ledger import get_ledger
+
+        ledger = get_ledger()
+        notifications = ledger.recorder.select_notifications(
+            start=after, stop=before - 1, limit=before - after, inclusive_of_start=False
+        )
+        return [Change(n.id, ledger.mapper.to_domain_event(n)) for n in notifications]
+
+    def _existing_users(self, cursor: CursorWrapper, changes: Iterable[Change]) -> set[str]:
+        pks = {getattr(c.event, "user_pk", None) for c in changes} - {None}
+        if not pks:
+            return set()
+        user_model = get_user_model()
+        manager = user_model._default_manager.db_manager(self.datastore.alias)
+        pk_field = user_model._meta.pk
+        assert pk_field is not None
+        values = [pk_field.to_python(pk) for pk in pks]
+        return {str(pk) for pk in manager.filter(pk__in=values).values_list("pk", flat=True)}
+
+    # Rebuilding --------------------------------------------------------------
+
+    def start_rebuild(self, application_name: str = UPSTREAM) -> bool:
+        """Empty the view and mark it as being rebuilt; False if a rebuild was
+        already under way (it is resumed, not restarted)."""
+        with self.datastore.transaction() as cursor:
+            _, marked = self._state(cursor, application_name)
+            if marked:
+                return False
+            qn = self.datastore.connection.ops.quote_name
+            for table in self.tables:
+                cursor.execute(f"DELETE FROM {qn(table)}")
+            cursor.execute(
+                f"DELETE FROM {self.tracking_table} WHERE application_name = %s",
+                [self.tracking_key(application_name)],
+            )
+            cursor.execute(
+                f"INSERT INTO {self.tracking_table} (application_name, notification_id) "
+                "VALUES (%s, 0)",
+                [self.rebuild_key(application_name)],
+            )
+        return True
+
+    def finish_rebuild(self, cursor: CursorWrapper, application_name: str = UPSTREAM) -> None:
+        cursor.execute(
+            f"DELETE FROM {self.tracking_table} WHERE application_name = %s",
+            [self.rebuild_key(application_name)],
+        )
+
+    def is_rebuilding(self, application_name: str = UPSTREAM) -> bool:
+        with self.datastore.cursor() as cursor:
+            return self._state(cursor, application_name)[1]
+
+
+class ViewProjection(Projection[View]):
+    """eventsourcing's projection interface over a :class:`View`, one event at a
+    time (used by ``hero_project`` through eventsourcing's ProjectionRunner)."""
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # type: ignore[override]
+        self.view.apply(
+            [Change(tracking.notification_id, domain_event)], tracking.application_name
+        )
+
+
+def view_for(view_class: type[View], alias: str) -> View:
+    return view_class(DjangoDatastore(alias))

@@ -1,0 +1,65 @@
+"""The ledger view: one row per event, for audits and the admin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from hero.events import TriggerLog, UserAchievement
+from hero.projections.base import Change, View
+from hero.projections.holdings import _user_pk_adapter
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
+
+KINDS: dict[type, str] = {
+    UserAchievement.Unlocked: "unlocked",
+    UserAchievement.LevelUpgraded: "upgraded",
+    TriggerLog.Triggered: "triggered",
+}
+
+
+class LedgerView(View):
+    name: ClassVar[str] = "ledger"
+    tables: ClassVar[Sequence[str]] = ("hero_ledger_entry",)
+    checks_users: ClassVar[bool] = False  # entries of deleted users are kept
+
+    def write(
+        self, cursor: CursorWrapper, changes: Sequence[Change], users: set[str] | None
+    ) -> None:
+        from hero.models import LedgerEntry
+
+        connection = self.datastore.connection
+        state_field = LedgerEntry._meta.get_field("state")
+        user_pk = _user_pk_adapter(connection)
+        ops = connection.ops
+        rows: list[tuple[Any, ...]] = []
+        for change in changes:
+            event: Any = change.event
+            kind = KINDS.get(type(event))
+            if kind is None:
+                continue
+            occurred_at = getattr(event, "awarded_at", None) or event.timestamp
+            rows.append(
+                (
+                    change.position,
+                    user_pk(event.user_pk),
+                    getattr(event, "achievement_id", None),
+                    kind,
+                    getattr(event, "level", None),
+                    getattr(event, "previous_level", None),
+                    getattr(event, "trigger", ""),
+                    state_field.get_db_prep_save(event.state, connection),
+                    ops.adapt_datetimefield_value(occurred_at),
+                    ops.adapt_datetimefield_value(event.timestamp),
+                )
+            )
+        if rows:
+            cursor.executemany(
+                "INSERT INTO hero_ledger_entry (position, user_id, achievement_id, kind, "
+                f"level, previous_level, {ops.quote_name('trigger')}, state, occurred_at, "
+                "recorded_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (position) DO NOTHING",
+                rows,
+            )

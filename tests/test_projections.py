@@ -1,0 +1,310 @@
+"""The read tables: kept by events inline or by a worker, rebuilt and verified."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from freezegun import freeze_time
+
+import hero
+from hero.models import Achievement, AchievementCount, AchievementUnlocked, LedgerEntry
+from hero.projections import views
+from hero.projections.base import UPSTREAM, Change
+from hero.projections.rebuild import rebuild
+from tests.conftest import Backend, stored_domain_events
+
+
+def holdings(alias: str) -> list[tuple[Any, ...]]:
+    return sorted(
+        AchievementUnlocked.objects.using(alias).values_list(
+            "user_id", "achievement_id", "level", "unlocked_at", "updated_at"
+        )
+    )
+
+
+def counts(alias: str) -> dict[tuple[str, int], int]:
+    return {
+        (a, level): n
+        for a, level, n in AchievementCount.objects.using(alias).values_list(
+            "achievement_id", "level", "holders"
+        )
+        if n
+    }
+
+
+def ledger(alias: str) -> list[tuple[Any, ...]]:
+    return list(
+        LedgerEntry.objects.using(alias).values_list(
+            "position", "user_id", "achievement_id", "kind", "level", "previous_level",
+            "trigger", "state", "occurred_at", "recorded_at",
+        )
+    )
+
+
+def snapshot(alias: str) -> tuple[Any, ...]:
+    return holdings(alias), counts(alias), ledger(alias)
+
+
+def activity(make_user: Any) -> list[Any]:
+    """A few users unlocking and upgrading, on different days."""
+    ann, bob, cid = make_user("ann"), make_user("bob"), make_user("cid")
+    with freeze_time("2026-01-01 10:00"):
+        hero.achievements.unlock("score_changed", user=ann, points=10)
+        hero.achievements.unlock("score_changed", user=bob, points=100, night=True)
+    with freeze_time("2026-01-02 10:00"):
+        hero.achievements.unlock("score_changed", user=ann, points=1_000)
+        hero.achievements.unlock("points_awarded", user=cid)
+    with freeze_time("2026-01-03 10:00"):
+        hero.achievements.unlock("score_changed", user=ann, points=10_000)
+        hero.achievements.unlock("score_changed", user=cid, points=10)
+    return [ann, bob, cid]
+
+
+@pytest.mark.django_db
+def test_inline_read_your_writes(backend: Backend, make_user: Any) -> None:
+    ann, bob, cid = activity(make_user)
+
+    row = AchievementUnlocked.objects.using(backend.alias).get(user=ann, achievement="points")
+    assert row.level == 4
+    assert row.unlocked_at == dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
+    assert row.updated_at == dt.datetime(2026, 1, 3, 10, tzinfo=dt.UTC)
+    assert {a.achievement_id: a.level for a in ann.achievements_unlocked.all()} == {"points": 4}
+    assert {a.achievement_id for a in bob.achievements_unlocked.all()} == {"points", "night_owl"}
+    assert counts(backend.alias) == {
+        ("points", 4): 1,
+        ("points", 2): 1,
+        ("points", 1): 1,
+        ("night_owl", 1): 1,
+        ("comments_50", 1): 1,
+    }
+    kinds = [(e.kind, e.achievement_id, e.level) for e in LedgerEntry.objects.using(backend.alias).filter(user=ann)]
+    assert kinds == [("unlocked", "points", 1), ("upgraded", "points", 3), ("upgraded", "points", 4)]
+
+
+@pytest.mark.django_db
+def test_querysets_and_rarity(backend: Backend, make_user: Any) -> None:
+    ann, bob, cid = activity(make_user)
+    make_user("dee")  # holds nothing
+
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connections[backend.alias]) as queries:
+        titles = [u.achievement.title for u in AchievementUnlocked.objects.for_user(bob)]
+    assert sorted(titles) == ["Night owl", "Points"] and len(queries) == 1
+
+    assert {u.user_id for u in AchievementUnlocked.objects.holders("points", 2)} == {ann.pk, bob.pk}
+    rarity = Achievement.objects.rarity("points", level=2)
+    assert (rarity.holders, rarity.users, rarity.percent) == (2, 4, 50.0)
+    assert Achievement.objects.rarity("points").percent == 75.0
+    assert Achievement.objects.rarity("night_owl").holders == 1
+
+
+@pytest.mark.django_db
+def test_catalog_follows_the_code(backend: Backend, isolated_registry: Any) -> None:
+    catalog = Achievement.objects.using(backend.alias)
+    assert catalog.get(id="comments_50").title == "50 comments"  # synced on migrate
+    assert catalog.get(id="night_owl").secret is True
+
+    isolated_registry.remove("explodes")
+    out = io.StringIO()
+    call_command("hero_sync", stdout=out)
+
+    assert catalog.get(id="explodes").retired is True
+    assert "Retired (no longer defined): explodes" in out.getvalue()
+    assert not catalog.get(id="points").retired
+
+
+@pytest.mark.django_db
+def test_a_view_applies_an_event_once_and_tracks_events_it_ignores(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    settings.HERO_RECORD_TRIGGERS = True
+    user = make_user()
+    hero.achievements.unlock("score_changed", user=user, points=10)
+    hero.achievements.unlock("nobody_listens", user=user)  # a Triggered event only
+    before = snapshot(backend.alias)
+    last = stored_domain_events()[-1]
+
+    holdings_view, ledger_view = views(backend.alias)
+    positions = [n.id for n in holdings_view_notifications()]
+    # The holdings view ignores Triggered events, yet its position is the last event's.
+    assert holdings_view.max_tracking_id(UPSTREAM) == positions[-1]
+    # Applying everything again changes nothing.
+    changes = [Change(p, e) for p, e in zip(positions, stored_domain_events(), strict=True)]
+    assert holdings_view.apply(changes) == 0
+    assert ledger_view.apply(changes) == 0
+    assert snapshot(backend.alias) == before
+    assert last.trigger == "nobody_listens"
+
+
+def holdings_view_notifications() -> list[Any]:
+    from hero.ledger import get_ledger
+
+    return list(get_ledger().recorder.select_notifications(start=None, limit=1000))
+
+
+@pytest.mark.django_db
+def test_rebuild_gives_the_inline_result(backend: Backend, make_user: Any) -> None:
+    activity(make_user)
+    inline = snapshot(backend.alias)
+
+    out = io.StringIO()
+    call_command("hero_rebuild", "--batch-size", "2", stdout=out)
+
+    assert snapshot(backend.alias) == inline
+    assert "Rebuilt holdings, ledger: 7 events" in out.getvalue()
+    assert "Rebuilding: 0 of 7 events already done." in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_a_rebuild_killed_half_way_resumes_to_the_clean_result(
+    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    activity(make_user)
+    clean = snapshot(backend.alias)
+
+    # Kill the rebuild after its third batch has been committed.
+    from hero.projections import base
+
+    original = base.View.apply
+    applied: list[int] = []
+
+    def dies(self: base.View, changes: Any, *args: Any, **kwargs: Any) -> int:
+        if len(applied) == 6:  # 3 batches x 2 views
+            raise KeyboardInterrupt
+        applied.append(1)
+        return original(self, changes, *args, **kwargs)
+
+    monkeypatch.setattr(base.View, "apply", dies)
+    with pytest.raises(KeyboardInterrupt):
+        rebuild(backend.alias, batch_size=2)
+    monkeypatch.setattr(base.View, "apply", original)
+
+    # Half-built: the views are marked, and a write meanwhile leaves them alone.
+    assert all(v.is_rebuilding() for v in views(backend.alias))
+    assert len(ledger(backend.alias)) == 6
+    assert AchievementUnlocked.objects.using(backend.alias).count() < len(clean[0])
+
+    result = rebuild(backend.alias, batch_size=2)
+
+    assert result.resumed == ["holdings", "ledger"]
+    assert snapshot(backend.alias) == clean
+    assert not any(v.is_rebuilding() for v in views(backend.alias))
+
+
+@pytest.mark.django_db
+def test_rebuild_picks_up_events_written_while_it_was_stopped(
+    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = activity(make_user)
+    from hero.projections import base
+
+    original = base.View.apply
+    monkeypatch.setattr(base.View, "apply", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        rebuild(backend.alias, batch_size=2)
+    monkeypatch.setattr(base.View, "apply", original)
+
+    # While marked as rebuilding, an unlock writes its events but not the tables.
+    hero.achievements.unlock("score_changed", user=users[1], points=1_000)
+    assert not AchievementUnlocked.objects.using(backend.alias).filter(user=users[1]).exists()
+
+    rebuild(backend.alias, batch_size=2)
+    assert AchievementUnlocked.objects.using(backend.alias).get(
+        user=users[1], achievement="points"
+    ).level == 3
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_verify_passes_on_a_healthy_store(backend: Backend, make_user: Any) -> None:
+    activity(make_user)
+    out = io.StringIO()
+    call_command("hero_verify", stdout=out)
+    assert "The read tables match the event store (5 holdings, 7 ledger)." in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_verify_reports_every_difference_and_fails(backend: Backend, make_user: Any) -> None:
+    ann, bob, cid = activity(make_user)
+    rows = AchievementUnlocked.objects.using(backend.alias)
+    rows.filter(user=bob, achievement="night_owl").delete()  # missing
+    rows.filter(user=ann, achievement="points").update(level=2)  # wrong level
+    rows.create(  # extra
+        user=cid, achievement_id="night_owl", level=1,
+        unlocked_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        updated_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    first_of_bob = LedgerEntry.objects.using(backend.alias).filter(user=bob).first()
+    assert first_of_bob is not None
+    deleted_position = first_of_bob.position
+    first_of_bob.delete()
+
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="difference\\(s\\) between the store"):
+        call_command("hero_verify", stdout=out)
+
+    report = out.getvalue()
+    assert f"holdings: missing row: user {bob.pk} holds 'night_owl' at level 1" in report
+    assert f"holdings: extra row: user {cid.pk}, 'night_owl' at level 1" in report
+    assert f"holdings: wrong level: user {ann.pk}, 'points' is at level 2, the store says 4" in report
+    assert f"ledger: missing entry at position {deleted_position} (unlocked)" in report
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_mode_appends_events_and_the_worker_catches_up(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    settings.HERO_PROJECTIONS = "async"
+    activity(make_user)
+    assert AchievementUnlocked.objects.using(backend.alias).count() == 0
+    assert LedgerEntry.objects.using(backend.alias).count() == 0
+
+    out = io.StringIO()
+    call_command("hero_project", "--once", "--timeout", "30", stdout=out)
+
+    assert AchievementUnlocked.objects.using(backend.alias).count() == 5
+    assert LedgerEntry.objects.using(backend.alias).count() == 7
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_switching_from_async_to_inline_fills_the_gap(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    settings.HERO_PROJECTIONS = "async"
+    ann, bob, cid = activity(make_user)
+    settings.HERO_PROJECTIONS = "inline"
+
+    hero.achievements.unlock("score_changed", user=bob, points=1_000)
+
+    # The inline write first applied the seven events it had missed.
+    assert AchievementUnlocked.objects.using(backend.alias).count() == 5
+    assert LedgerEntry.objects.using(backend.alias).count() == 8
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_holdings_of_deleted_users_are_left_out_of_a_rebuild(
+    backend: Backend, make_user: Any
+) -> None:
+    ann, bob, cid = activity(make_user)
+    bob_pk = bob.pk
+    bob.delete()
+
+    call_command("hero_rebuild", stdout=io.StringIO())
+
+    assert not AchievementUnlocked.objects.using(backend.alias).filter(user_id=bob_pk).exists()
+    assert LedgerEntry.objects.using(backend.alias).filter(user_id=bob_pk).count() == 2
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+def test_unknown_projection_names_are_refused() -> None:
+    with pytest.raises(CommandError, match="choose from holdings, ledger"):
+        call_command("hero_rebuild", "badges")
