@@ -15,8 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
@@ -28,6 +27,7 @@ from hero.conf import conf
 from hero.events import Outcome, TriggerLog, UserAchievement, user_achievement_id
 from hero.events.aggregates import trigger_log_id
 from hero.exceptions import UnlockConflict
+from hero.persistence import DjangoDatastore
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
 
@@ -66,6 +66,7 @@ class Ledger(Application[UUID]):
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
+        self.datastore = DjangoDatastore(alias)
         super().__init__(
             env={"PERSISTENCE_MODULE": "hero.persistence", "DJANGO_DATABASE": alias}
         )
@@ -78,6 +79,21 @@ class Ledger(Application[UUID]):
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         for listener in list(_save_listeners):
             listener(recordings)
+
+    def record(self, aggregates: Sequence[Any]) -> list[Recording[UUID]]:
+        """Save the pending events of hero's own aggregates.
+
+        What :meth:`save` does, without its check of each object against
+        eventsourcing's runtime protocols (these are hero's own aggregates).
+        """
+        processing = ProcessingEvent[UUID]()
+        for aggregate in aggregates:
+            processing.events.extend(aggregate.collect_events())
+            processing.aggregates[aggregate.id] = aggregate
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
 
     def user_achievement(self, user_pk: str, achievement_id: str) -> UserAchievement:
         """The aggregate of one user's one achievement, blank if it has no events."""
@@ -119,8 +135,8 @@ class Ledger(Application[UUID]):
             if not pending:
                 return []
             try:
-                with transaction.atomic(using=self.alias):
-                    self.save(*pending)
+                with self.datastore.owned_transaction():
+                    self.record(pending)
             except IntegrityError as error:
                 if attempt == attempts:
                     raise UnlockConflict(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from contextvars import ContextVar
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
@@ -91,27 +92,44 @@ def translate_errors(alias: str) -> Iterator[None]:
         raise  # pragma: no cover - db_utils.Error is the last translation
 
 
+# Alias of the database on which hero itself opened the enclosing atomic block.
+_owned_atomic: ContextVar[str | None] = ContextVar("hero_owned_atomic", default=None)
+
+
 class DjangoDatastore:
     """One Django database alias, and transactions that join the caller's."""
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
+        # Facts of the backend, fixed per alias (the connection is per thread).
+        wrapper = connections[alias]
+        self.vendor: str = wrapper.vendor
+        self.native_uuid: bool = wrapper.features.has_native_uuid_field
+
+    @contextmanager
+    def owned_transaction(self) -> Iterator[None]:
+        """An atomic block (a savepoint in the caller's transaction, if any)
+        inside which hero's own writes need no savepoints of their own: a
+        failure anywhere in it rolls all of it back."""
+        with transaction.atomic(using=self.alias):
+            token = _owned_atomic.set(self.alias)
+            try:
+                yield
+            finally:
+                _owned_atomic.reset(token)
 
     @property
     def connection(self) -> BaseDatabaseWrapper:
         return connections[self.alias]
 
-    @property
-    def vendor(self) -> str:
-        return str(self.connection.vendor)
-
     @contextmanager
     def transaction(self) -> Iterator[CursorWrapper]:
         """A cursor in an atomic block: a new transaction, or a savepoint in the
         caller's, rolled back (and nothing written) if anything inside fails."""
+        savepoint = _owned_atomic.get() != self.alias
         with (
             translate_errors(self.alias),
-            transaction.atomic(using=self.alias),
+            transaction.atomic(using=self.alias, savepoint=savepoint),
             self.connection.cursor() as cursor,
         ):
             yield cursor
@@ -146,9 +164,7 @@ class DjangoRecorder(Recorder):
 
     def _db_uuid(self, value: UUID | str) -> UUID | str:
         uuid = value if isinstance(value, UUID) else UUID(str(value))
-        if self.datastore.connection.features.has_native_uuid_field:
-            return uuid
-        return uuid.hex
+        return uuid if self.datastore.native_uuid else uuid.hex
 
     @staticmethod
     def _py_uuid(value: UUID | str) -> UUID:

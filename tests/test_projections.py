@@ -170,21 +170,21 @@ def test_a_rebuild_killed_half_way_resumes_to_the_clean_result(
     clean = snapshot(backend.alias)
 
     # Kill the rebuild after its third batch has been committed.
-    from hero.projections import base
+    from hero.projections import rebuild as rebuild_module
 
-    original = base.View.apply
-    applied: list[int] = []
+    original = rebuild_module.apply_views
+    batches: list[int] = []
 
-    def dies(self: base.View, changes: Any, *args: Any, **kwargs: Any) -> int:
-        if len(applied) == 6:  # 3 batches x 2 views
+    def dies(*args: Any, **kwargs: Any) -> int:
+        if len(batches) == 3:
             raise KeyboardInterrupt
-        applied.append(1)
-        return original(self, changes, *args, **kwargs)
+        batches.append(1)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(base.View, "apply", dies)
+    monkeypatch.setattr(rebuild_module, "apply_views", dies)
     with pytest.raises(KeyboardInterrupt):
         rebuild(backend.alias, batch_size=2)
-    monkeypatch.setattr(base.View, "apply", original)
+    monkeypatch.undo()
 
     # Half-built: the views are marked, and a write meanwhile leaves them alone.
     assert all(v.is_rebuilding() for v in views(backend.alias))
@@ -203,13 +203,15 @@ def test_rebuild_picks_up_events_written_while_it_was_stopped(
     backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     users = activity(make_user)
-    from hero.projections import base
+    from hero.projections import rebuild as rebuild_module
 
-    original = base.View.apply
-    monkeypatch.setattr(base.View, "apply", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    def dies(*args: Any, **kwargs: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rebuild_module, "apply_views", dies)
     with pytest.raises(KeyboardInterrupt):
         rebuild(backend.alias, batch_size=2)
-    monkeypatch.setattr(base.View, "apply", original)
+    monkeypatch.undo()
 
     # While marked as rebuilding, an unlock writes its events but not the tables.
     hero.achievements.unlock("score_changed", user=users[1], points=1_000)

@@ -15,7 +15,7 @@ from eventsourcing.persistence import Recording
 
 from hero.conf import conf
 from hero.persistence import DjangoDatastore
-from hero.projections.base import Change, View, ViewProjection
+from hero.projections.base import Change, View, ViewProjection, apply_views
 from hero.projections.holdings import HoldingsView
 from hero.projections.ledger import LedgerView
 
@@ -50,8 +50,7 @@ def project_inline(recordings: Sequence[Recording[UUID]]) -> None:
     if alias not in _inline_views:
         _inline_views[alias] = views(alias)
     changes = [Change(r.notification.id, r.domain_event) for r in recordings]
-    for view in _inline_views[alias]:
-        view.apply(changes, users_exist=True)
+    apply_views(_inline_views[alias], changes, users_exist=True)
 
 
 __all__ = ["VIEW_CLASSES", "Change", "View", "ViewProjection", "project_inline", "views"]

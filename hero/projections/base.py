@@ -79,31 +79,10 @@ class View(DjangoTrackingRecorder):
         rebuilding: bool = False,
         users_exist: bool = False,
     ) -> int:
-        """Apply the changes not yet applied; return how many were new.
-
-        ``users_exist`` says the caller knows every user in ``changes`` exists
-        (inline, where the user was just given); otherwise rows of users deleted
-        since are left out.
-        """
-        if not changes:
-            return 0
-        with self.datastore.transaction() as cursor:
-            position, marked = self._state(cursor, application_name)
-            if marked and not rebuilding:
-                return 0  # the rebuild will apply these
-            fresh = [c for c in changes if position is None or c.position > position]
-            if not fresh:
-                return 0
-            if not rebuilding and fresh[0].position > (position or 0) + 1:
-                fresh = [*self._missed(position or 0, fresh[0].position), *fresh]
-            existing = (
-                None
-                if users_exist or not self.checks_users
-                else self._existing_users(cursor, fresh)
-            )
-            self.write(cursor, fresh, existing)
-            self._set_position(cursor, application_name, fresh[-1].position)
-        return len(fresh)
+        """Apply the changes not yet applied; return how many were new."""
+        return apply_views(
+            [self], changes, application_name, rebuilding=rebuilding, users_exist=users_exist
+        )
 
     def write(
         self, cursor: CursorWrapper, changes: Sequence[Change], users: set[str] | None
@@ -111,26 +90,6 @@ class View(DjangoTrackingRecorder):
         """Write the rows for ``changes``; ``users`` (if not None) is the set of
         user pks that still exist."""
         raise NotImplementedError
-
-    def _state(self, cursor: CursorWrapper, application_name: str) -> tuple[int | None, bool]:
-        key, marker = self.tracking_key(application_name), self.rebuild_key(application_name)
-        lock = " FOR UPDATE" if self.datastore.vendor == "postgresql" else ""
-        cursor.execute(
-            f"SELECT application_name, notification_id FROM {self.tracking_table} "
-            f"WHERE application_name IN (%s, %s){lock}",
-            [key, marker],
-        )
-        rows = dict(cursor.fetchall())
-        position = rows.get(key)
-        return (None if position is None else int(position)), marker in rows
-
-    def _set_position(self, cursor: CursorWrapper, application_name: str, position: int) -> None:
-        cursor.execute(
-            f"INSERT INTO {self.tracking_table} (application_name, notification_id) "
-            "VALUES (%s, %s) ON CONFLICT (application_name) DO UPDATE "
-            "SET notification_id = EXCLUDED.notification_id",
-            [self.tracking_key(application_name), position],
-        )
 
     def _missed(self, after: int, before: int) -> list[Change]:
         from hero.ledger import get_ledger
@@ -158,7 +117,7 @@ class View(DjangoTrackingRecorder):
         """Empty the view and mark it as being rebuilt; False if a rebuild was
         already under way (it is resumed, not restarted)."""
         with self.datastore.transaction() as cursor:
-            _, marked = self._state(cursor, application_name)
+            _, marked = _states(cursor, [self], application_name)[self.name]
             if marked:
                 return False
             qn = self.datastore.connection.ops.quote_name
@@ -183,7 +142,77 @@ class View(DjangoTrackingRecorder):
 
     def is_rebuilding(self, application_name: str = UPSTREAM) -> bool:
         with self.datastore.cursor() as cursor:
-            return self._state(cursor, application_name)[1]
+            return _states(cursor, [self], application_name)[self.name][1]
+
+
+def apply_views(
+    views: Sequence[View],
+    changes: Sequence[Change],
+    application_name: str = UPSTREAM,
+    *,
+    rebuilding: bool = False,
+    users_exist: bool = False,
+) -> int:
+    """Apply ``changes`` to each view (on one database) in one transaction:
+    one read of their positions, their rows, one write of their positions.
+
+    ``users_exist`` says the caller knows every user in ``changes`` exists
+    (inline, where the user was just given); otherwise rows of users deleted
+    since are left out of views that refer to users. Returns the largest
+    number of changes new to a view.
+    """
+    if not changes or not views:
+        return 0
+    datastore = views[0].datastore
+    applied = 0
+    with datastore.transaction() as cursor:
+        states = _states(cursor, views, application_name)
+        positions: list[tuple[str, int]] = []
+        for view in views:
+            position, marked = states[view.name]
+            if marked and not rebuilding:
+                continue  # the rebuild will apply these
+            fresh = [c for c in changes if position is None or c.position > position]
+            if not fresh:
+                continue
+            if not rebuilding and fresh[0].position > (position or 0) + 1:
+                fresh = [*view._missed(position or 0, fresh[0].position), *fresh]
+            check = view.checks_users and not users_exist
+            view.write(cursor, fresh, view._existing_users(cursor, fresh) if check else None)
+            positions.append((view.tracking_key(application_name), fresh[-1].position))
+            applied = max(applied, len(fresh))
+        if positions:
+            cursor.execute(
+                f"INSERT INTO {views[0].tracking_table} (application_name, notification_id) "
+                f"VALUES {', '.join(['(%s, %s)'] * len(positions))} "
+                "ON CONFLICT (application_name) DO UPDATE "
+                "SET notification_id = EXCLUDED.notification_id",
+                [value for pair in positions for value in pair],
+            )
+    return applied
+
+
+def _states(
+    cursor: CursorWrapper, views: Sequence[View], application_name: str
+) -> dict[str, tuple[int | None, bool]]:
+    """Each view's position and whether it is being rebuilt, in one query (and
+    on PostgreSQL, locked until the transaction ends)."""
+    keys = {}
+    for view in views:
+        keys[view.tracking_key(application_name)] = (view.name, False)
+        keys[view.rebuild_key(application_name)] = (view.name, True)
+    lock = " FOR UPDATE" if views[0].datastore.vendor == "postgresql" else ""
+    cursor.execute(
+        f"SELECT application_name, notification_id FROM {views[0].tracking_table} "
+        f"WHERE application_name IN ({', '.join(['%s'] * len(keys))}){lock}",
+        list(keys),
+    )
+    states: dict[str, tuple[int | None, bool]] = {view.name: (None, False) for view in views}
+    for key, value in cursor.fetchall():
+        name, is_marker = keys[key]
+        position, marked = states[name]
+        states[name] = (position, True) if is_marker else (int(value), marked)
+    return states
 
 
 class ViewProjection(Projection[View]):

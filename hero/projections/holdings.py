@@ -53,9 +53,10 @@ class HoldingsView(View):
                 counts[(event.achievement_id, event.previous_level)] -= 1
                 counts[(event.achievement_id, event.level)] += 1
 
-        ensure_catalog_rows(cursor, self.datastore.alias, {a for a, _ in counts})
-        ops = self.datastore.connection.ops
-        connection = self.datastore.connection
+        # Rows are new only for unlocks; an upgraded row's catalog entry exists.
+        ensure_catalog_rows(cursor, self.datastore.alias, {a for _, a in replace})
+        connection = cursor.db
+        ops = connection.ops
         user_pk = _user_pk_adapter(connection)
 
         def when(value: datetime) -> Any:
@@ -99,8 +100,9 @@ def _user_pk_adapter(connection: Any) -> Any:
     pk_field = get_user_model()._meta.pk
     assert pk_field is not None
     target = pk_field.target_field if pk_field.is_relation else pk_field
+    to_python, prep = target.to_python, target.get_db_prep_value
 
     def adapt(value: str) -> Any:
-        return target.get_db_prep_value(target.to_python(value), connection)
+        return prep(to_python(value), connection)
 
     return adapt

@@ -29,7 +29,7 @@ class LedgerView(View):
     ) -> None:
         from hero.models import LedgerEntry
 
-        connection = self.datastore.connection
+        connection = cursor.db
         state_field = LedgerEntry._meta.get_field("state")
         user_pk = _user_pk_adapter(connection)
         ops = connection.ops

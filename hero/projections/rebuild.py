@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from hero.events import UserAchievement
 from hero.ledger import get_ledger
 from hero.projections import views as get_views
-from hero.projections.base import UPSTREAM, Change, View
+from hero.projections.base import UPSTREAM, Change, View, apply_views
 from hero.projections.holdings import HoldingsView
 from hero.projections.ledger import KINDS, LedgerView
 
@@ -58,8 +58,7 @@ def rebuild(
 
     events = 0
     for changes in store_changes(start, None, batch_size):
-        for view in selected:
-            view.apply(changes, rebuilding=True)
+        apply_views(selected, changes, rebuilding=True)
         events += len(changes)
         on_batch(len(changes))
 
@@ -71,8 +70,7 @@ def rebuild(
             cursor.execute(f"LOCK TABLE {ledger.recorder.events_table} IN EXCLUSIVE MODE")
         position = min(v.max_tracking_id(UPSTREAM) or 0 for v in selected)
         for changes in store_changes(position, None, batch_size):
-            for view in selected:
-                view.apply(changes, rebuilding=True)
+            apply_views(selected, changes, rebuilding=True)
             events += len(changes)
             on_batch(len(changes))
         for view in selected:
