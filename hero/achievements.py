@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Model
@@ -108,7 +109,7 @@ def _check_user(user: object) -> None:
             "unlock() was given an anonymous user. Achievements belong to saved "
             "users: check request.user.is_authenticated before calling unlock()."
         )
-    user_model = get_user_model()
+    user_model = _user_model()
     if not isinstance(user, user_model):
         raise InvalidUser(
             f"unlock() needs a {user_model._meta.label} instance as user, got "
@@ -120,6 +121,18 @@ def _check_user(user: object) -> None:
             "unlock() was given a user that is not saved yet (its pk is None): "
             "save the user before unlocking achievements for it."
         )
+
+
+_user_models: dict[str, Any] = {}
+
+
+def _user_model() -> Any:
+    """The user model, looked up once per AUTH_USER_MODEL value."""
+    key = settings.AUTH_USER_MODEL
+    model = _user_models.get(key)
+    if model is None:
+        model = _user_models[key] = get_user_model()
+    return model
 
 
 def _level_of(achievement: AchievementBase, result: object) -> int:

@@ -1,15 +1,43 @@
-"""hero's settings, read from Django's settings on every access.
+"""hero's settings, with their defaults.
 
-Every setting hero reads goes through :data:`conf`, so ``override_settings`` in
-tests and changes at run time are always seen. Nothing else in hero imports
-``django.conf.settings`` for hero's own settings.
+Every setting hero reads goes through :data:`conf`. Values are remembered until
+Django reports a change (``setting_changed``, sent by ``override_settings``), so
+the unlock path does not pay for looking up unset settings on every call.
+Nothing else in hero imports ``django.conf.settings`` for hero's own settings.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from functools import wraps
+from typing import Any, Callable, TypeVar
 
 from django.conf import settings
+from django.core.signals import setting_changed
+
+T = TypeVar("T")
+_cache: dict[str, Any] = {}
+
+
+def cached(read: Callable[[Any], T]) -> property:
+    """A property whose value is kept until a setting changes."""
+    name = read.__name__
+
+    @wraps(read)
+    def get(self: Any) -> T:
+        try:
+            return _cache[name]  # type: ignore[no-any-return]
+        except KeyError:
+            value = _cache[name] = read(self)
+            return value
+
+    return property(get)
+
+
+def _forget(**kwargs: Any) -> None:
+    _cache.clear()
+
+
+setting_changed.connect(_forget)
 
 DEFAULT_LEVELS: tuple[tuple[int, str], ...] = (
     (1, "Bronze"),
@@ -22,43 +50,43 @@ DEFAULT_LEVELS: tuple[tuple[int, str], ...] = (
 class Settings:
     """Typed access to hero's settings, each with its documented default."""
 
-    @property
+    @cached
     def HERO_DATABASE(self) -> str:
         """Alias of the database that holds the event store and the read tables."""
         return str(getattr(settings, "HERO_DATABASE", "default"))
 
-    @property
+    @cached
     def HERO_SUBSCRIPTION_POLL_INTERVAL(self) -> float:
         """Seconds a subscription waits before asking the store for new events."""
         return float(getattr(settings, "HERO_SUBSCRIPTION_POLL_INTERVAL", 0.1))
 
-    @property
+    @cached
     def HERO_RECORD_TRIGGERS(self) -> bool:
         """Record every unlock call, even one that awards nothing."""
         return bool(getattr(settings, "HERO_RECORD_TRIGGERS", False))
 
-    @property
+    @cached
     def HERO_MAX_STATE_BYTES(self) -> int:
         """Largest state, as JSON, that one unlock call may record."""
         return int(getattr(settings, "HERO_MAX_STATE_BYTES", 65536))
 
-    @property
+    @cached
     def HERO_UNLOCK_ATTEMPTS(self) -> int:
         """How often unlock decides again after losing a race to another writer."""
         return int(getattr(settings, "HERO_UNLOCK_ATTEMPTS", 5))
 
-    @property
+    @cached
     def HERO_PROJECTIONS(self) -> str:
         """``"inline"``: read tables change in the unlock's transaction;
         ``"async"``: a ``hero_project`` worker updates them."""
         return str(getattr(settings, "HERO_PROJECTIONS", "inline"))
 
-    @property
+    @cached
     def ACHIEVEMENT_LEVELS(self) -> Any:
         """The levels an achievement can be unlocked at: ``((number, name), ...)``."""
         return getattr(settings, "ACHIEVEMENT_LEVELS", DEFAULT_LEVELS)
 
-    @property
+    @cached
     def ACHIEVEMENT_IMAGE_LOCKED(self) -> Any:
         return getattr(
             settings,
@@ -66,7 +94,7 @@ class Settings:
             "achievements/images/default-locked.jpg",
         )
 
-    @property
+    @cached
     def ACHIEVEMENT_IMAGE_UNLOCKED(self) -> Any:
         return getattr(
             settings,
@@ -74,7 +102,7 @@ class Settings:
             "achievements/images/default-unlocked.jpg",
         )
 
-    @property
+    @cached
     def ACHIEVEMENT_IMAGE_SECRET(self) -> Any:
         return getattr(
             settings,

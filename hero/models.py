@@ -111,13 +111,16 @@ class AchievementUnlocked(models.Model):
     Also what an achievement's ``unlock()`` returns: ``AchievementUnlocked(level=N)``.
     """
 
+    # No index of their own: the unique constraint (user, achievement) and the
+    # index (achievement, level) serve lookups by either column.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="achievements_unlocked",
+        db_index=False,
     )
     achievement = models.ForeignKey(
-        Achievement, on_delete=models.PROTECT, related_name="holdings"
+        Achievement, on_delete=models.PROTECT, related_name="holdings", db_index=False
     )
     level = models.PositiveSmallIntegerField()
     unlocked_at = models.DateTimeField(help_text="When the user first unlocked it.")
@@ -147,8 +150,8 @@ class AchievementCount(models.Model):
     """
 
     achievement = models.ForeignKey(
-        Achievement, on_delete=models.CASCADE, related_name="counts"
-    )
+        Achievement, on_delete=models.CASCADE, related_name="counts", db_index=False
+    )  # the unique constraint (achievement, level) indexes it
     level = models.PositiveSmallIntegerField()
     holders = models.BigIntegerField(default=0)
 
@@ -181,16 +184,19 @@ class LedgerEntry(models.Model):
     position = models.BigIntegerField(
         primary_key=True, help_text="The event's position (id) in the store."
     )
+    # Indexed by (user, position) and (achievement, position) below.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         related_name="+",
     )
     achievement = models.ForeignKey(
         Achievement,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         null=True,
         related_name="+",
     )

@@ -27,6 +27,8 @@ class AchievementRegistry:
         self._by_event: dict[str, tuple[AchievementBase, ...]] = {}
         self._unindexed: list[type[AchievementBase]] = []
         self.conflicts: list[tuple[str, type[AchievementBase], type[AchievementBase]]] = []
+        #: Grows with every change, so that what is derived from it can be cached.
+        self.version = 0
 
     def add(self, cls: type[AchievementBase], *, explicit: bool) -> None:
         achievement_id = getattr(cls, "id", None)
@@ -58,6 +60,7 @@ class AchievementRegistry:
                     if isinstance(event, str):
                         by_event.setdefault(event, []).append(achievement)
         self._by_event = {event: tuple(items) for event, items in by_event.items()}
+        self.version += 1
 
     def remove(self, achievement_id: str) -> None:
         """Forget an achievement (for tests that define throwaway classes)."""

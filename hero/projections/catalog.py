@@ -49,9 +49,21 @@ def _values_for(achievement_id: str) -> dict[str, Any]:
             "secret": False, "invisible": False, "retired": True}
 
 
+_rows: dict[tuple[str, int], tuple[Any, ...]] = {}
+
+
+def _row_for(achievement_id: str) -> tuple[Any, ...]:
+    key = (achievement_id, registry.version)
+    row = _rows.get(key)
+    if row is None:
+        values = _values_for(achievement_id)
+        row = _rows[key] = tuple(values[f] for f in FIELDS)
+    return row
+
+
 def ensure_catalog_rows(cursor: CursorWrapper, alias: str, ids: Iterable[str]) -> None:
     """Insert the catalog rows that projected rows refer to, if missing."""
-    rows = [tuple(_values_for(i)[f] for f in FIELDS) for i in sorted(set(ids))]
+    rows = [_row_for(i) for i in sorted(set(ids))]
     if rows:
         cursor.executemany(
             f"INSERT INTO hero_achievement ({', '.join(FIELDS)}) "
