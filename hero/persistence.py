@@ -29,6 +29,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import connections, transaction
 from django.db import utils as db_utils
+from django.db.backends.utils import CursorWrapper
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
@@ -57,7 +58,6 @@ from hero.conf import conf
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
-    from django.db.backends.utils import CursorWrapper
     from django.db.models import Model
 
 #: Rows per INSERT statement; keeps parameters well under every backend's limit.
@@ -78,22 +78,30 @@ _ERROR_TRANSLATIONS: tuple[tuple[type[Exception], type[PersistenceError]], ...] 
 )
 
 
-@contextmanager
-def translate_errors(alias: str) -> Iterator[None]:
+class translate_errors:  # noqa: N801 - used like a function
     """Re-raise Django's database errors as eventsourcing's persistence errors."""
-    try:
-        yield
-    except db_utils.Error as error:
-        for django_error, eventsourcing_error in _ERROR_TRANSLATIONS:
-            if isinstance(error, django_error):
-                raise eventsourcing_error(
-                    f"Database {alias!r}: {error}".strip()
-                ) from error
-        raise  # pragma: no cover - db_utils.Error is the last translation
+
+    __slots__ = ("alias",)
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if isinstance(error, db_utils.Error):
+            for django_error, eventsourcing_error in _ERROR_TRANSLATIONS:
+                if isinstance(error, django_error):
+                    raise eventsourcing_error(
+                        f"Database {self.alias!r}: {error}".strip()
+                    ) from error
 
 
-# Alias of the database on which hero itself opened the enclosing atomic block.
-_owned_atomic: ContextVar[str | None] = ContextVar("hero_owned_atomic", default=None)
+# The database alias, and the cursor, of the atomic block hero itself opened.
+_owned_atomic: ContextVar[tuple[str, CursorWrapper] | None] = ContextVar(
+    "hero_owned_atomic", default=None
+)
 
 
 class DjangoDatastore:
@@ -109,10 +117,10 @@ class DjangoDatastore:
     @contextmanager
     def owned_transaction(self) -> Iterator[None]:
         """An atomic block (a savepoint in the caller's transaction, if any)
-        inside which hero's own writes need no savepoints of their own: a
-        failure anywhere in it rolls all of it back."""
-        with transaction.atomic(using=self.alias):
-            token = _owned_atomic.set(self.alias)
+        inside which hero's own writes share one cursor and need no atomic
+        blocks of their own: a failure anywhere in it rolls all of it back."""
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            token = _owned_atomic.set((self.alias, cursor))
             try:
                 yield
             finally:
@@ -126,10 +134,14 @@ class DjangoDatastore:
     def transaction(self) -> Iterator[CursorWrapper]:
         """A cursor in an atomic block: a new transaction, or a savepoint in the
         caller's, rolled back (and nothing written) if anything inside fails."""
-        savepoint = _owned_atomic.get() != self.alias
+        owned = _owned_atomic.get()
+        if owned is not None and owned[0] == self.alias:
+            with translate_errors(self.alias):
+                yield owned[1]
+            return
         with (
             translate_errors(self.alias),
-            transaction.atomic(using=self.alias, savepoint=savepoint),
+            transaction.atomic(using=self.alias),
             self.connection.cursor() as cursor,
         ):
             yield cursor
