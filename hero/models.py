@@ -93,6 +93,9 @@ class Achievement(models.Model):
     image_locked = models.CharField(max_length=255, blank=True)
     image_unlocked = models.CharField(max_length=255, blank=True)
     image_secret = models.CharField(max_length=255, blank=True)
+    steps = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Steps to complete it, if it counts progress."
+    )
     retired = models.BooleanField(
         default=False, help_text="No longer defined in the code."
     )
@@ -218,6 +221,9 @@ class LedgerEntry(models.Model):
     previous_level = models.PositiveSmallIntegerField(null=True)
     trigger = models.CharField(max_length=255, blank=True)
     state = models.JSONField(default=dict)
+    steps = models.PositiveIntegerField(null=True, help_text="Progress: steps reached.")
+    actor = models.CharField(max_length=255, blank=True, help_text="Who revoked it.")
+    reason = models.TextField(blank=True, help_text="Why it was revoked.")
     occurred_at = models.DateTimeField(
         help_text="When it took effect (for a backfilled award, the original time)."
     )
@@ -232,3 +238,62 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.position} {self.kind} {self.achievement_id or ''}".strip()
+
+
+class AchievementProgress(models.Model):
+    """A user's progress toward an achievement that has ``steps``.
+
+    Also what an achievement's ``unlock()`` returns to report progress:
+    ``AchievementProgress(steps=k)``.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="achievements_progress",
+        db_index=False,  # the unique constraint (user, achievement) indexes it
+    )
+    achievement = models.ForeignKey(
+        Achievement, on_delete=models.PROTECT, related_name="progress"
+    )
+    steps = models.PositiveIntegerField()
+    total = models.PositiveIntegerField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "hero_achievement_progress"
+        verbose_name = "achievement progress"
+        verbose_name_plural = "achievement progress"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "achievement"], name="hero_progress_once_per_user"
+            )
+        ]
+
+    @property
+    def percent(self) -> float:
+        return min(100.0, 100.0 * self.steps / self.total) if self.total else 0.0
+
+    def __str__(self) -> str:
+        return f"{self.achievement_id}: {self.steps} of {self.total} for user {self.user_id}"
+
+
+class NoticeCursor(models.Model):
+    """How far a user has seen the notices of their unlocks (a store position).
+
+    Not a projection: it records what the user did (marked notices as seen).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="hero_notice_cursor",
+    )
+    seen_position = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "hero_notice_cursor"
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} has seen up to {self.seen_position}"
