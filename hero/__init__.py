@@ -17,6 +17,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AchievementBase",
     "AchievementMeta",
+    "AchievementProgress",
     "AchievementUnlocked",
     "achievements",
     "autodiscover",
@@ -35,10 +36,10 @@ def autodiscover() -> None:
 
 def __getattr__(name: str) -> Any:
     # Loaded on first use: these need Django's app registry to be ready.
-    if name == "AchievementUnlocked":
-        from hero.models import AchievementUnlocked
+    if name in {"AchievementUnlocked", "AchievementProgress"}:
+        from hero import models
 
-        return AchievementUnlocked
+        return getattr(models, name)
     if name in {"achievements", "signals", "models", "exceptions"}:
         return importlib.import_module(f"hero.{name}")
     raise AttributeError(f"module 'hero' has no attribute {name!r}")

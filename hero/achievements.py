@@ -15,21 +15,45 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Model
 
+from hero.audit import HistoryEntry
+from hero.audit import history as _history
+from hero.audit import levels as _levels
 from hero.base import AchievementBase
 from hero.conf import conf
-from hero.events import Outcome
+from hero.events import NotHeld, Outcome, Progress, Revocation
+from hero.events import user_achievement_id as _aggregate_id
 from hero.exceptions import (
     InvalidEventName,
     InvalidLevel,
+    InvalidRevocation,
     InvalidUnlockResult,
     InvalidUser,
+    NotHeldError,
+    UnknownAchievement,  # noqa: F401  (re-exported for callers)
 )
-from hero.ledger import get_ledger
+from hero.ledger import Decision, get_ledger
 from hero.registry import registry
-from hero.signals import achievement_unlocked, achievement_upgraded
-from hero.state import record_state
+from hero.signals import (
+    achievement_progressed,
+    achievement_revoked,
+    achievement_unlocked,
+    achievement_upgraded,
+)
+from hero.state import model_label, record_state
 
-__all__ = ["Outcome", "get", "register", "registry", "unlock"]
+__all__ = [
+    "HistoryEntry",
+    "Outcome",
+    "Progress",
+    "Revocation",
+    "get",
+    "history",
+    "levels",
+    "register",
+    "registry",
+    "revoke",
+    "unlock",
+]
 
 A = TypeVar("A", bound=type[AchievementBase])
 
@@ -51,15 +75,19 @@ def get(achievement_id: str) -> AchievementBase:
     return registry.get(achievement_id)
 
 
-def unlock(event: str, /, user: Any = _MISSING, **state: Any) -> list[Outcome]:
+def unlock(event: str, /, user: Any = _MISSING, **state: Any) -> list[Outcome | Progress]:
     """Give every achievement that listens to ``event`` its say, and record
     what it unlocks or upgrades for ``user``.
 
     Each listening achievement's ``unlock(user=user, **state)`` is called. When
     none answers with a level, nothing touches the database. Otherwise all
     resulting events are saved in one transaction that joins the caller's, and
-    the outcomes are returned: one per unlock or upgrade, none for a level the
-    user already holds. Signals are sent once the transaction commits.
+    the outcomes are returned: one :class:`Outcome` per unlock or upgrade (none
+    for a level the user already holds) and one :class:`Progress` per step
+    forward. Signals are sent once the transaction commits.
+
+    An achievement with ``revoke_when_unmet = True`` that answers None is revoked
+    if the user holds it (this reads the store, unlike a plain no-award call).
     """
     _check_event(event)
     _check_user(user)
@@ -68,25 +96,75 @@ def unlock(event: str, /, user: Any = _MISSING, **state: Any) -> list[Outcome]:
     if not listeners and not log_trigger:
         return []
 
-    awards: list[tuple[str, int]] = []
+    decisions: list[Decision] = []
     for achievement in listeners:
         result = achievement.unlock(user=user, **state)
         if result is not None:
-            awards.append((achievement.id, _level_of(achievement, result)))
-    if not awards and not log_trigger:
+            decisions.append(_decision_of(achievement, result))
+        elif getattr(achievement, "revoke_when_unmet", False):
+            decisions.append(Decision(achievement.id, unmet=True))
+    if not decisions and not log_trigger:
         return []
 
     ledger = get_ledger()
-    outcomes = ledger.record_awards(
+    changes = ledger.record_awards(
         str(user.pk),
-        awards,
+        decisions,
         trigger=event,
         state=record_state(state, conf.HERO_MAX_STATE_BYTES),
         log_trigger=log_trigger,
     )
-    if outcomes:
-        transaction.on_commit(partial(_send_signals, user, outcomes), using=ledger.alias)
-    return outcomes
+    if changes:
+        transaction.on_commit(partial(_send_signals, user, changes), using=ledger.alias)
+    return [c for c in changes if not isinstance(c, Revocation)]
+
+
+def revoke(
+    user: Any, achievement_id: str, *, reason: str, actor: Any = None
+) -> Revocation:
+    """Take an achievement away from a user, recording why and by whom.
+
+    Appends a ``Revoked`` event: the read tables drop the holding, the history
+    keeps it, and ``achievement_revoked`` is sent after the commit. The user can
+    unlock the achievement again later. ``actor`` is who revoked it: a model
+    instance (recorded as ``"app.model:pk"``) or a string.
+    """
+    _check_user(user)
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidRevocation(
+            "revoke() needs a reason, e.g. revoke(user, 'points', reason='cheating')."
+        )
+    ledger = get_ledger()
+    if achievement_id not in registry and not ledger.recorder.select_events(
+        _aggregate_id(str(user.pk), achievement_id), limit=1
+    ):
+        registry.get(achievement_id)  # raises UnknownAchievement, naming the known ids
+    actor_label = None if actor is None else (
+        model_label(actor) if isinstance(actor, Model) else str(actor)
+    )
+    try:
+        revocation = ledger.revoke(
+            str(user.pk), achievement_id, reason=reason.strip(), actor=actor_label
+        )
+    except NotHeld as error:
+        raise NotHeldError(f"{error} Nothing was written.") from None
+    transaction.on_commit(partial(_send_signals, user, [revocation]), using=ledger.alias)
+    return revocation
+
+
+def history(user: Any, achievement_id: str | None = None) -> list[HistoryEntry]:
+    """The user's whole history (or one achievement's), oldest first, read from
+    the event store: unlocks, upgrades, revocations, progress and, when the
+    trigger log is on, every unlock call."""
+    _check_user(user)
+    return _history(str(user.pk), achievement_id)
+
+
+def levels(user: Any, at: Any = None) -> dict[str, int]:
+    """{achievement id: level} the user holds now, or held at the moment ``at``
+    (a timezone-aware datetime), replaying only what took effect by then."""
+    _check_user(user)
+    return _levels(str(user.pk), at)
 
 
 def _check_event(event: object) -> None:
@@ -135,15 +213,35 @@ def _user_model() -> Any:
     return model
 
 
-def _level_of(achievement: AchievementBase, result: object) -> int:
-    from hero.models import AchievementUnlocked
+def _decision_of(achievement: AchievementBase, result: object) -> Decision:
+    from hero.models import AchievementProgress, AchievementUnlocked
 
-    if not isinstance(result, AchievementUnlocked):
-        raise InvalidUnlockResult(
-            f"{type(achievement).__qualname__}.unlock() returned {result!r}; it must "
-            "return AchievementUnlocked(level=N) to award level N, or None."
-        )
-    level = result.level
+    if isinstance(result, AchievementUnlocked):
+        return Decision(achievement.id, level=_level_of(achievement, result.level))
+    if isinstance(result, AchievementProgress):
+        total = getattr(achievement, "steps", None)
+        if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+            raise InvalidUnlockResult(
+                f"{type(achievement).__qualname__}.unlock() reported progress, but the "
+                f"achievement declares no steps (steps = {total!r}). Set steps = N, "
+                "the number of steps that completes it."
+            )
+        steps = result.steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise InvalidUnlockResult(
+                f"{type(achievement).__qualname__}.unlock() reported steps={steps!r}; "
+                "steps must be a whole number of at least 0."
+            )
+        lowest = min(number for number, _ in conf.ACHIEVEMENT_LEVELS)
+        return Decision(achievement.id, level=lowest, steps=steps, total=total)
+    raise InvalidUnlockResult(
+        f"{type(achievement).__qualname__}.unlock() returned {result!r}; it must "
+        "return AchievementUnlocked(level=N) to award level N, "
+        "AchievementProgress(steps=k) to report progress, or None."
+    )
+
+
+def _level_of(achievement: AchievementBase, level: object) -> int:
     allowed = [number for number, _ in conf.ACHIEVEMENT_LEVELS]
     if isinstance(level, bool) or not isinstance(level, int) or level not in allowed:
         names = ", ".join(f"{n} ({name})" for n, name in conf.ACHIEVEMENT_LEVELS)
@@ -154,14 +252,25 @@ def _level_of(achievement: AchievementBase, result: object) -> int:
     return level
 
 
-def _send_signals(user: Any, outcomes: list[Outcome]) -> None:
-    for outcome in outcomes:
-        achievement = registry.get(outcome.achievement_id)
-        signal = achievement_upgraded if outcome.upgraded else achievement_unlocked
-        signal.send(
-            sender=type(achievement),
-            user=user,
-            achievement=achievement,
-            level=outcome.level,
-            previous_level=outcome.previous_level,
+def _send_signals(user: Any, changes: list[Outcome | Progress | Revocation]) -> None:
+    for change in changes:
+        achievement = (
+            registry.get(change.achievement_id) if change.achievement_id in registry else None
         )
+        sender = type(achievement) if achievement is not None else AchievementBase
+        if isinstance(change, Outcome):
+            signal = achievement_upgraded if change.upgraded else achievement_unlocked
+            signal.send(
+                sender=sender, user=user, achievement=achievement,
+                level=change.level, previous_level=change.previous_level,
+            )
+        elif isinstance(change, Progress):
+            achievement_progressed.send(
+                sender=sender, user=user, achievement=achievement,
+                steps=change.steps, previous_steps=change.previous_steps, total=change.total,
+            )
+        else:
+            achievement_revoked.send(
+                sender=sender, user=user, achievement=achievement, level=change.level,
+                reason=change.reason, actor=change.actor,
+            )

@@ -45,6 +45,12 @@ class AchievementBase(metaclass=AchievementMeta):
     image_secret: ClassVar[str | None] = None
     #: Names of the events that can unlock this achievement.
     events: ClassVar[list[str]] = []
+    #: Steps that complete it, for an achievement that reports progress with
+    #: ``AchievementProgress(steps=k)``; None for one awarded by level.
+    steps: ClassVar[int | None] = None
+    #: Revoke it when ``unlock()`` no longer returns a level (the default keeps
+    #: an achievement once unlocked).
+    revoke_when_unmet: ClassVar[bool] = False
 
     def unlock(self, **state: Any) -> AchievementUnlocked | None:
         """Return ``AchievementUnlocked(level=N)`` to award level N, or None.

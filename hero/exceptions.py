@@ -29,6 +29,14 @@ class InvalidState(HeroError, ValueError):
     """The state passed to unlock() cannot be recorded (for example, too large)."""
 
 
+class InvalidRevocation(HeroError, ValueError):
+    """revoke() was called without a reason."""
+
+
+class NotHeldError(HeroError, LookupError):
+    """The user does not hold the achievement that was to be revoked."""
+
+
 class UnknownAchievement(HeroError, LookupError):
     """No achievement with the given id is registered."""
 

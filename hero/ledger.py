@@ -11,7 +11,9 @@ this module knows nothing of them.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,12 +26,34 @@ from eventsourcing.persistence import (
 )
 
 from hero.conf import conf
-from hero.events import Outcome, TriggerLog, UserAchievement, user_achievement_id
+from hero.events import (
+    Outcome,
+    Progress,
+    Revocation,
+    TriggerLog,
+    UserAchievement,
+    user_achievement_id,
+)
 from hero.events.aggregates import trigger_log_id
 from hero.exceptions import UnlockConflict
 from hero.persistence import DjangoDatastore
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
+Change = Outcome | Progress | Revocation
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one achievement answered for one unlock call."""
+
+    achievement_id: str
+    #: Award this level (unlock or upgrade).
+    level: int | None = None
+    #: Or: progress to ``steps`` of ``total``, unlocking at ``level`` on completion.
+    steps: int | None = None
+    total: int | None = None
+    #: Or: the requirements are no longer met; revoke if held.
+    unmet: bool = False
 
 _save_listeners: list[SaveListener] = []
 
@@ -117,44 +141,96 @@ class Ledger(Application[UUID]):
     def record_awards(
         self,
         user_pk: str,
-        awards: Sequence[tuple[str, int]],
+        decisions: Sequence[Decision | tuple[str, int]],
         *,
         trigger: str,
         state: dict[str, Any],
         log_trigger: bool = False,
-    ) -> list[Outcome]:
-        """Let each (achievement id, level) decide, and save what changed.
+        awarded_at: datetime | None = None,
+    ) -> list[Change]:
+        """Let each achievement's aggregate decide, and save what changed.
 
         All events of the call are saved in one transaction. Losing a race to a
         concurrent writer of the same aggregate (the database refuses a second
         event at the same version) means: reload, decide again, retry.
         """
-        attempts = max(1, conf.HERO_UNLOCK_ATTEMPTS)
-        for attempt in range(1, attempts + 1):
-            outcomes: list[Outcome] = []
+        wanted = [d if isinstance(d, Decision) else Decision(d[0], level=d[1]) for d in decisions]
+
+        def decide() -> tuple[list[Change], list[Any]]:
+            changes: list[Change] = []
             pending: list[Any] = []
-            for achievement_id, level in awards:
-                aggregate = self.user_achievement(user_pk, achievement_id)
-                outcome = aggregate.award(level, trigger=trigger, state=state)
-                if outcome is not None:
-                    outcomes.append(outcome)
+            for decision in wanted:
+                aggregate = self.user_achievement(user_pk, decision.achievement_id)
+                changes.extend(self._decide(aggregate, decision, trigger, state, awarded_at))
+                if aggregate.pending_events:
                     pending.append(aggregate)
             if log_trigger:
                 pending.append(self._logged_trigger(user_pk, trigger, state))
-            if not pending:
+            return changes, pending
+
+        return self._retrying(decide, f"recording {trigger!r} for user {user_pk}")
+
+    def revoke(
+        self, user_pk: str, achievement_id: str, *, reason: str, actor: str | None
+    ) -> Revocation:
+        """Revoke an achievement the user holds (``NotHeld`` if not)."""
+
+        def decide() -> tuple[list[Change], list[Any]]:
+            aggregate = self.user_achievement(user_pk, achievement_id)
+            return [aggregate.revoke(reason=reason, actor=actor)], [aggregate]
+
+        (revocation,) = self._retrying(decide, f"revoking {achievement_id!r} of user {user_pk}")
+        assert isinstance(revocation, Revocation)
+        return revocation
+
+    @staticmethod
+    def _decide(
+        aggregate: UserAchievement,
+        decision: Decision,
+        trigger: str,
+        state: dict[str, Any],
+        awarded_at: datetime | None,
+    ) -> list[Change]:
+        if decision.steps is not None:
+            assert decision.total is not None and decision.level is not None
+            return aggregate.progress(
+                decision.steps,
+                decision.total,
+                completion_level=decision.level,
+                trigger=trigger,
+                state=state,
+                awarded_at=awarded_at,
+            )
+        if decision.unmet:
+            if not aggregate.held:
                 return []
+            return [aggregate.revoke(reason=f"requirements no longer met ({trigger})", actor=None)]
+        assert decision.level is not None
+        outcome = aggregate.award(
+            decision.level, trigger=trigger, state=state, awarded_at=awarded_at
+        )
+        return [] if outcome is None else [outcome]
+
+    def _retrying(
+        self, decide: Callable[[], tuple[list[Change], list[Any]]], what: str
+    ) -> list[Change]:
+        attempts = max(1, conf.HERO_UNLOCK_ATTEMPTS)
+        for attempt in range(1, attempts + 1):
+            changes, pending = decide()
+            if not pending:
+                return changes
             try:
                 with self.datastore.owned_transaction():
                     self.record(pending)
             except IntegrityError as error:
                 if attempt == attempts:
                     raise UnlockConflict(
-                        f"Gave up recording {trigger!r} for user {user_pk} after "
-                        f"{attempts} attempts: other writers kept changing the same "
-                        "achievements. Raise HERO_UNLOCK_ATTEMPTS if this is expected."
+                        f"Gave up {what} after {attempts} attempts: other writers kept "
+                        "changing the same achievements. Raise HERO_UNLOCK_ATTEMPTS if "
+                        "this is expected."
                     ) from error
             else:
-                return outcomes
+                return changes
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _logged_trigger(

@@ -321,6 +321,42 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
             for row in rows
         ]
 
+    def select_notifications_of(
+        self, originator_ids: Sequence[UUID | str], *, stop: int | None = None
+    ) -> list[Notification]:
+        """The events of the given aggregates, in the order of the store
+        (an indexed read per aggregate: the cost follows their own events)."""
+        if not originator_ids:
+            return []
+        notifications: list[Notification] = []
+        for start in range(0, len(originator_ids), INSERT_CHUNK_SIZE):
+            chunk = originator_ids[start : start + INSERT_CHUNK_SIZE]
+            params: list[Any] = [self._db_uuid(i) for i in chunk]
+            until = ""
+            if stop is not None:
+                until = " AND id <= %s"
+                params.append(stop)
+            with self.datastore.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id, originator_id, originator_version, topic, state "
+                    f"FROM {self.events_table} "
+                    f"WHERE originator_id IN ({', '.join(['%s'] * len(chunk))}){until}",
+                    params,
+                )
+                rows = cursor.fetchall()
+            notifications.extend(
+                Notification(
+                    id=row[0],
+                    originator_id=self._py_uuid(row[1]),
+                    originator_version=row[2],
+                    topic=row[3],
+                    state=self._bytes(row[4]),
+                )
+                for row in rows
+            )
+        notifications.sort(key=lambda n: n.id)
+        return notifications
+
     def max_notification_id(self) -> int | None:
         with self.datastore.cursor() as cursor:
             cursor.execute(f"SELECT MAX(id) FROM {self.events_table}")

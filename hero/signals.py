@@ -11,3 +11,7 @@ from django.dispatch import Signal
 
 achievement_unlocked = Signal()
 achievement_upgraded = Signal()
+#: Arguments: sender, user, achievement, level (the one taken away), reason, actor.
+achievement_revoked = Signal()
+#: Arguments: sender, user, achievement, steps, previous_steps, total.
+achievement_progressed = Signal()

@@ -42,7 +42,7 @@ def trigger_log_id(user_pk: str) -> UUID:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one unlock decision changed (returned to the caller)."""
+    """An unlock or upgrade that a decision recorded (returned to the caller)."""
 
     achievement_id: str
     level: int
@@ -52,6 +52,30 @@ class Outcome:
     def upgraded(self) -> bool:
         """True for a level upgrade, False for a first unlock."""
         return self.previous_level is not None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress that a decision recorded: ``steps`` of ``total``."""
+
+    achievement_id: str
+    steps: int
+    previous_steps: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return min(100.0, 100.0 * self.steps / self.total) if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A revocation that was recorded."""
+
+    achievement_id: str
+    level: int
+    reason: str
+    actor: str | None
 
 
 class NotHeld(Exception):
@@ -67,6 +91,7 @@ class UserAchievement(BaseAggregate[UUID]):
     achievement_id: str
     level: int | None
     unlocked_at: datetime | None
+    steps: int
 
     def __init__(self) -> None:  # pragma: no cover - built by start() or replay
         raise TypeError("Use UserAchievement.start() or the ledger's repository")
@@ -87,7 +112,12 @@ class UserAchievement(BaseAggregate[UUID]):
         )
         aggregate.level = None
         aggregate.unlocked_at = None
+        aggregate.steps = 0
         return aggregate
+
+    @property
+    def held(self) -> bool:
+        return self.level is not None
 
     # Decisions ---------------------------------------------------------------
 
@@ -133,6 +163,62 @@ class UserAchievement(BaseAggregate[UUID]):
         else:
             return None
         return Outcome(self.achievement_id, level, previous)
+
+    def progress(
+        self,
+        steps: int,
+        total: int,
+        *,
+        completion_level: int,
+        trigger: str,
+        state: dict[str, Any],
+        awarded_at: datetime | None = None,
+    ) -> list[Outcome | Progress]:
+        """Record progress: ``steps`` of ``total`` (progress never goes back, and
+        a repeated report changes nothing). Reaching ``total`` unlocks the
+        achievement at ``completion_level`` if the user does not hold it."""
+        changes: list[Outcome | Progress] = []
+        previous = self.steps
+        if steps > previous:
+            now = self.Progressed.create_timestamp()
+            self.trigger_event(
+                self.Progressed,
+                timestamp=now,
+                user_pk=self.user_pk,
+                achievement_id=self.achievement_id,
+                steps=steps,
+                previous_steps=previous,
+                total=total,
+                trigger=trigger,
+                state=state,
+                awarded_at=awarded_at or now,
+            )
+            changes.append(Progress(self.achievement_id, steps, previous, total))
+        if self.steps >= total and not self.held:
+            outcome = self.award(
+                completion_level, trigger=trigger, state=state, awarded_at=awarded_at
+            )
+            if outcome is not None:
+                changes.append(outcome)
+        return changes
+
+    def revoke(self, *, reason: str, actor: str | None) -> Revocation:
+        """Take the achievement away; the user may unlock it again later."""
+        if self.level is None:
+            raise NotHeld(
+                f"User {self.user_pk} does not hold {self.achievement_id!r}, so it "
+                "cannot be revoked."
+            )
+        level = self.level
+        self.trigger_event(
+            self.Revoked,
+            user_pk=self.user_pk,
+            achievement_id=self.achievement_id,
+            level=level,
+            reason=reason,
+            actor=actor,
+        )
+        return Revocation(self.achievement_id, level, reason, actor)
 
     # Events ------------------------------------------------------------------
 
@@ -194,6 +280,36 @@ class UserAchievement(BaseAggregate[UUID]):
 
         def apply(self, aggregate: UserAchievement) -> None:
             aggregate.level = self.level
+
+    class Revoked(Event):
+        """The achievement, held at ``level``, was taken away."""
+
+        TOPIC: ClassVar[str] = "hero:UserAchievement.Revoked"
+        class_version: ClassVar[int] = 1
+
+        level: int
+        reason: str
+        actor: str | None
+
+        def apply(self, aggregate: UserAchievement) -> None:
+            aggregate.level = None
+            aggregate.unlocked_at = None
+
+    class Progressed(Event):
+        """The user's progress went from ``previous_steps`` to ``steps`` of ``total``."""
+
+        TOPIC: ClassVar[str] = "hero:UserAchievement.Progressed"
+        class_version: ClassVar[int] = 1
+
+        steps: int
+        previous_steps: int
+        total: int
+        trigger: str
+        state: dict[str, Any]
+        awarded_at: datetime
+
+        def apply(self, aggregate: UserAchievement) -> None:
+            aggregate.steps = self.steps
 
 
 class TriggerLog(BaseAggregate[UUID]):

@@ -22,7 +22,11 @@ Key = tuple[str, str]  # (user pk, achievement id)
 
 class HoldingsView(View):
     name: ClassVar[str] = "holdings"
-    tables: ClassVar[Sequence[str]] = ("hero_achievement_count", "hero_achievement_unlocked")
+    tables: ClassVar[Sequence[str]] = (
+        "hero_achievement_count",
+        "hero_achievement_unlocked",
+        "hero_achievement_progress",
+    )
 
     def write(
         self, cursor: CursorWrapper, changes: Sequence[Change], users: set[str] | None
@@ -31,6 +35,7 @@ class HoldingsView(View):
         replace: dict[Key, tuple[int, datetime, datetime]] = {}  # whole rows
         update: dict[Key, tuple[int, datetime]] = {}  # level changes of existing rows
         delete: set[Key] = set()
+        progress: dict[Key, tuple[int, int, datetime]] = {}
         counts: Counter[tuple[str, int]] = Counter()
         for change in changes:
             event = change.event
@@ -52,9 +57,18 @@ class HoldingsView(View):
                     update[key] = (event.level, event.awarded_at)
                 counts[(event.achievement_id, event.previous_level)] -= 1
                 counts[(event.achievement_id, event.level)] += 1
+            elif isinstance(event, UserAchievement.Revoked):
+                replace.pop(key, None)
+                update.pop(key, None)
+                delete.add(key)
+                counts[(event.achievement_id, event.level)] -= 1
+            elif isinstance(event, UserAchievement.Progressed):
+                progress[key] = (event.steps, event.total, event.awarded_at)
 
-        # Rows are new only for unlocks; an upgraded row's catalog entry exists.
-        ensure_catalog_rows(cursor, self.datastore.alias, {a for _, a in replace})
+        # Rows are new only for unlocks and progress; others' catalog entries exist.
+        ensure_catalog_rows(
+            cursor, self.datastore.alias, {a for _, a in replace} | {a for _, a in progress}
+        )
         connection = cursor.db
         ops = connection.ops
         user_pk = _user_pk_adapter(connection)
@@ -84,6 +98,18 @@ class HoldingsView(View):
                 "UPDATE hero_achievement_unlocked SET level = %s, updated_at = %s "
                 "WHERE user_id = %s AND achievement_id = %s",
                 [(level, when(at), user_pk(u), a) for (u, a), (level, at) in update.items()],
+            )
+        if progress:
+            cursor.executemany(
+                "INSERT INTO hero_achievement_progress "
+                "(user_id, achievement_id, steps, total, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id, achievement_id) "
+                "DO UPDATE SET steps = EXCLUDED.steps, total = EXCLUDED.total, "
+                "updated_at = EXCLUDED.updated_at",
+                [
+                    (user_pk(u), a, steps, total, when(at))
+                    for (u, a), (steps, total, at) in progress.items()
+                ],
             )
         deltas = [(a, level, n) for (a, level), n in counts.items() if n]
         if deltas:

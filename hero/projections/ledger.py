@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 KINDS: dict[type, str] = {
     UserAchievement.Unlocked: "unlocked",
     UserAchievement.LevelUpgraded: "upgraded",
+    UserAchievement.Revoked: "revoked",
+    UserAchievement.Progressed: "progressed",
     TriggerLog.Triggered: "triggered",
 }
 
@@ -40,16 +42,25 @@ class LedgerView(View):
             if kind is None:
                 continue
             occurred_at = getattr(event, "awarded_at", None) or event.timestamp
+            if kind == "revoked":
+                # The level taken away is the level before; none is held after.
+                level, previous_level = None, event.level
+            else:
+                level = getattr(event, "level", None)
+                previous_level = getattr(event, "previous_level", None)
             rows.append(
                 (
                     change.position,
                     user_pk(event.user_pk),
                     getattr(event, "achievement_id", None),
                     kind,
-                    getattr(event, "level", None),
-                    getattr(event, "previous_level", None),
+                    level,
+                    previous_level,
                     getattr(event, "trigger", ""),
-                    state_field.get_db_prep_save(event.state, connection),
+                    state_field.get_db_prep_save(getattr(event, "state", {}), connection),
+                    getattr(event, "steps", None),
+                    getattr(event, "actor", None) or "",
+                    getattr(event, "reason", None) or "",
                     ops.adapt_datetimefield_value(occurred_at),
                     ops.adapt_datetimefield_value(event.timestamp),
                 )
@@ -57,9 +68,9 @@ class LedgerView(View):
         if rows:
             cursor.executemany(
                 "INSERT INTO hero_ledger_entry (position, user_id, achievement_id, kind, "
-                f"level, previous_level, {ops.quote_name('trigger')}, state, occurred_at, "
-                "recorded_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                f"level, previous_level, {ops.quote_name('trigger')}, state, steps, actor, "
+                "reason, occurred_at, recorded_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (position) DO NOTHING",
                 rows,
             )

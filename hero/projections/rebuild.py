@@ -123,16 +123,23 @@ def _verify_holdings(view: View, until: int, batch_size: int, result: Verificati
 
     alias = view.datastore.alias
     expected: dict[tuple[str, str], int] = {}
+    expected_progress: dict[tuple[str, str], tuple[int, int]] = {}
     for changes in store_changes(0, until, batch_size):
         for change in changes:
             event = change.event
+            key = (getattr(event, "user_pk", ""), getattr(event, "achievement_id", ""))
             if isinstance(event, (UserAchievement.Unlocked, UserAchievement.LevelUpgraded)):
-                expected[(event.user_pk, event.achievement_id)] = event.level
+                expected[key] = event.level
+            elif isinstance(event, UserAchievement.Revoked):
+                expected.pop(key, None)
+            elif isinstance(event, UserAchievement.Progressed):
+                expected_progress[key] = (event.steps, event.total)
     users = {
         str(pk)
         for pk in get_user_model()._default_manager.db_manager(alias).values_list("pk", flat=True)
     }
     expected = {key: level for key, level in expected.items() if key[0] in users}
+    expected_progress = {k: v for k, v in expected_progress.items() if k[0] in users}
 
     actual: dict[tuple[str, str], int] = {}
     rows = AchievementUnlocked.objects.using(alias).values_list("user_id", "achievement_id", "level")
@@ -166,6 +173,20 @@ def _verify_holdings(view: View, until: int, batch_size: int, result: Verificati
             result.differences.append(
                 f"holdings: wrong count: {key[0]!r} level {key[1]} has "
                 f"{actual_counts.get(key, 0)} holders, the store says {expected_counts.get(key, 0)}"
+            )
+    from hero.models import AchievementProgress
+
+    actual_progress = {
+        (str(u), a): (steps, total)
+        for u, a, steps, total in AchievementProgress.objects.using(alias).values_list(
+            "user_id", "achievement_id", "steps", "total"
+        )
+    }
+    for key in sorted(set(expected_progress) | set(actual_progress)):
+        if expected_progress.get(key) != actual_progress.get(key):
+            result.differences.append(
+                f"holdings: wrong progress: user {key[0]}, {key[1]!r} shows "
+                f"{actual_progress.get(key)}, the store says {expected_progress.get(key)}"
             )
     result.checked["holdings"] = len(expected)
 

@@ -1,0 +1,103 @@
+"""A user's history, read from the event store (the source of truth)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hero.events import TriggerLog, UserAchievement, trigger_log_id, user_achievement_id
+from hero.ledger import get_ledger
+from hero.registry import registry
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event of a user's history."""
+
+    kind: str  # unlocked, upgraded, revoked, progressed, triggered
+    achievement_id: str | None
+    level: int | None
+    previous_level: int | None
+    event: str  # the name passed to unlock(), or "" (revocations)
+    state: dict[str, Any] = field(default_factory=dict)
+    steps: int | None = None
+    total: int | None = None
+    actor: str | None = None
+    reason: str | None = None
+    occurred_at: datetime | None = None  # when it took effect
+    recorded_at: datetime | None = None  # when it was written
+    position: int = 0  # the event's place in the store
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("occurred_at", "recorded_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+
+def known_achievement_ids(alias: str) -> list[str]:
+    """Every achievement that may have events: registered or in the catalog."""
+    from hero.models import Achievement
+
+    ids = {a.id for a in registry}
+    ids.update(Achievement.objects.using(alias).values_list("id", flat=True))
+    return sorted(ids)
+
+
+def history(
+    user_pk: str,
+    achievement_id: str | None = None,
+    *,
+    include_triggers: bool = True,
+) -> list[HistoryEntry]:
+    """The user's history, oldest first."""
+    ledger = get_ledger()
+    ids = [achievement_id] if achievement_id else known_achievement_ids(ledger.alias)
+    originators = [user_achievement_id(user_pk, a) for a in ids]
+    if include_triggers and achievement_id is None:
+        originators.append(trigger_log_id(user_pk))
+    notifications = ledger.recorder.select_notifications_of(originators)
+    return list(_entries((n.id, ledger.mapper.to_domain_event(n)) for n in notifications))
+
+
+def _entries(events: Iterable[tuple[int, Any]]) -> Iterable[HistoryEntry]:
+    for position, event in events:
+        common = {"position": position, "recorded_at": event.timestamp}
+        if isinstance(event, UserAchievement.Unlocked | UserAchievement.LevelUpgraded):
+            kind = "unlocked" if isinstance(event, UserAchievement.Unlocked) else "upgraded"
+            yield HistoryEntry(
+                kind, event.achievement_id, event.level, event.previous_level,
+                event.trigger, event.state, occurred_at=event.awarded_at, **common,
+            )
+        elif isinstance(event, UserAchievement.Revoked):
+            yield HistoryEntry(
+                "revoked", event.achievement_id, None, event.level, "",
+                actor=event.actor, reason=event.reason, occurred_at=event.timestamp,
+                **common,
+            )
+        elif isinstance(event, UserAchievement.Progressed):
+            yield HistoryEntry(
+                "progressed", event.achievement_id, None, None, event.trigger,
+                event.state, steps=event.steps, total=event.total,
+                occurred_at=event.awarded_at, **common,
+            )
+        elif isinstance(event, TriggerLog.Triggered):
+            yield HistoryEntry(
+                "triggered", None, None, None, event.trigger, event.state,
+                occurred_at=event.timestamp, **common,
+            )
+
+
+def levels(user_pk: str, at: datetime | None = None) -> dict[str, int]:
+    """{achievement id: level} the user holds now, or held at the moment ``at``."""
+    held: dict[str, int] = {}
+    for entry in history(user_pk, include_triggers=False):
+        if at is not None and entry.occurred_at is not None and entry.occurred_at > at:
+            continue
+        if entry.kind in ("unlocked", "upgraded") and entry.achievement_id and entry.level:
+            held[entry.achievement_id] = entry.level
+        elif entry.kind == "revoked" and entry.achievement_id:
+            held.pop(entry.achievement_id, None)
+    return held
