@@ -79,3 +79,50 @@ class Explodes(AchievementBase):
 
     def unlock(self, **state: Any) -> AchievementUnlocked | None:
         raise RuntimeError("unlock() failed")
+
+
+class Bookworm(AchievementBase):
+    """Progress: five chapters read completes it."""
+
+    id = "bookworm"
+    title = "Bookworm"
+    description = "Read five chapters"
+    steps = 5
+    events = ["chapter_read"]
+
+    def unlock(self, **state: Any) -> Any:
+        from hero import AchievementProgress
+
+        return AchievementProgress(steps=state["chapters"])
+
+
+class TopTen(AchievementBase):
+    """Held only while the user ranks in the top ten (revoked when not)."""
+
+    id = "top_ten"
+    title = "Top ten"
+    events = ["rank_changed"]
+    revoke_when_unmet = True
+
+    def unlock(self, **state: Any) -> AchievementUnlocked | None:
+        return AchievementUnlocked(level=1) if state["rank"] <= 10 else None
+
+
+class EarlyBird(AchievementBase):
+    """Backfilled from the users table: everyone named early* who joined."""
+
+    id = "early_bird"
+    title = "Early bird"
+    events = ["never_sent"]
+
+    def unlock(self, **state: Any) -> AchievementUnlocked | None:
+        return None
+
+    def backfill(self) -> Any:
+        from django.contrib.auth import get_user_model
+
+        from hero.conf import conf
+
+        users = get_user_model().objects.using(conf.HERO_DATABASE)
+        for user in users.filter(username__startswith="early").order_by("pk"):
+            yield user.pk, 1, user.date_joined

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hero.conf import conf
 from hero.projections import VIEW_CLASSES
+from hero.management.progress import Progress
 from hero.projections.rebuild import rebuild
 
 
@@ -55,43 +56,3 @@ class Command(BaseCommand):
                 f"in {elapsed:.1f}s ({rate:,.0f} events/s)."
             )
         )
-
-
-class Progress:
-    """A progress bar in a terminal (tqdm), plain lines otherwise."""
-
-    def __init__(self, stdout: Any, *, interactive: bool, every: float = 5.0) -> None:
-        self.stdout = stdout
-        self.interactive = interactive
-        self.every = every
-        self.bar: Any = None
-        self.total = self.done = 0
-        self.started = self.last = time.monotonic()
-
-    def start(self, total: int, done: int) -> None:
-        self.total, self.done = total, done
-        if self.interactive:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=done, unit="event", unit_scale=True)
-        else:
-            self.stdout.write(f"Rebuilding: {done} of {total} events already done.")
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        if self.bar is not None:
-            self.bar.update(count)
-            return
-        now = time.monotonic()
-        if now - self.last >= self.every:
-            self.last = now
-            rate = self.done / max(now - self.started, 1e-9)
-            left = max(self.total - self.done, 0) / rate if rate else 0
-            self.stdout.write(
-                f"  {self.done} of {self.total} events, {rate:,.0f} events/s, "
-                f"about {left:.0f}s left"
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -1,0 +1,175 @@
+"""Retroactive awarding of an achievement added (or changed) after the fact.
+
+Two sources of truth, in this order:
+
+1. the achievement's own ``backfill(self)``, yielding ``(user_pk, level)`` or
+   ``(user_pk, level, awarded_at)`` computed from the project's tables;
+2. otherwise the trigger log (``HERO_RECORD_TRIGGERS``): every recorded call of
+   one of the achievement's events is replayed through its ``unlock()``, in the
+   order of the store, and awarded with the time of the original call.
+
+Awards are recorded as ordinary events whose trigger is ``"backfill"``; a
+level the user already holds changes nothing, so running it twice adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from django.contrib.auth import get_user_model
+
+from hero.base import AchievementBase
+from hero.events import Outcome, Progress, TriggerLog
+from hero.ledger import Decision, get_ledger
+from hero.state import record_state
+
+TRIGGER = "backfill"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    user_pk: str
+    decision: Decision
+    awarded_at: datetime | None
+
+
+@dataclass
+class BackfillResult:
+    source: str
+    levels: Counter[int] = field(default_factory=Counter)
+    completed_progress: int = 0
+    users: set[str] = field(default_factory=set)
+    sample: list[tuple[str, int]] = field(default_factory=list)
+    skipped_users: int = 0
+    examined: int = 0
+
+
+class NothingToBackfill(Exception):
+    pass
+
+
+def source_of(achievement: AchievementBase) -> str:
+    if callable(getattr(achievement, "backfill", None)):
+        return "backfill()"
+    return "trigger log"
+
+
+def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candidate]:
+    """What the achievement would award, user by user, in order."""
+    from hero.achievements import _decision_of
+
+    if callable(getattr(achievement, "backfill", None)):
+        for item in achievement.backfill():  # type: ignore[attr-defined]
+            user_pk, level, *rest = item
+            yield Candidate(
+                str(user_pk),
+                Decision(achievement.id, level=_level(achievement, level)),
+                rest[0] if rest else None,
+            )
+        return
+
+    ledger = get_ledger()
+    events = set(getattr(achievement, "events", ()))
+    user_model = get_user_model()
+    position = 0
+    while True:
+        batch = ledger.recorder.select_notifications(
+            start=position, limit=batch_size, topics=[TriggerLog.Triggered.TOPIC],
+            inclusive_of_start=False,
+        )
+        if not batch:
+            return
+        position = batch[-1].id
+        triggers = [ledger.mapper.to_domain_event(n) for n in batch]
+        triggers = [t for t in triggers if t.trigger in events]
+        users = user_model._default_manager.db_manager(ledger.alias).in_bulk(
+            {user_model._meta.pk.to_python(t.user_pk) for t in triggers}  # type: ignore[union-attr]
+        )
+        for trigger in triggers:
+            user = users.get(user_model._meta.pk.to_python(trigger.user_pk))  # type: ignore[union-attr]
+            if user is None:
+                continue
+            result = achievement.unlock(user=user, **trigger.state)
+            if result is not None:
+                yield Candidate(trigger.user_pk, _decision_of(achievement, result), trigger.timestamp)
+
+
+def _level(achievement: AchievementBase, level: Any) -> int:
+    from hero.achievements import _level_of
+
+    return _level_of(achievement, level)
+
+
+def backfill(
+    achievement: AchievementBase,
+    *,
+    dry_run: bool = False,
+    batch_size: int = 500,
+    on_batch: Callable[[int], None] = lambda count: None,
+) -> BackfillResult:
+    """Award ``achievement`` retroactively (or, with ``dry_run``, only count)."""
+    ledger = get_ledger()
+    result = BackfillResult(source=source_of(achievement))
+    state = record_state({"source": result.source}, 1024)
+    found = False
+    iterator = candidates(achievement, batch_size)
+    while batch := list(islice(iterator, batch_size)):
+        found = True
+        result.examined += len(batch)
+        existing = _existing(batch)
+        result.skipped_users += sum(1 for c in batch if c.user_pk not in existing)
+        batch = [c for c in batch if c.user_pk in existing]
+
+        def decide(batch: list[Candidate] = batch) -> tuple[list[Any], list[Any]]:
+            aggregates: dict[str, Any] = {}
+            changes: list[Any] = []
+            for candidate in batch:
+                aggregate = aggregates.get(candidate.user_pk)
+                if aggregate is None:
+                    aggregate = ledger.user_achievement(candidate.user_pk, achievement.id)
+                    aggregates[candidate.user_pk] = aggregate
+                for change in ledger._decide(
+                    aggregate, candidate.decision, TRIGGER, state, candidate.awarded_at
+                ):
+                    changes.append((candidate.user_pk, change))
+            pending = [a for a in aggregates.values() if a.pending_events]
+            return changes, ([] if dry_run else pending)
+
+        for user_pk, change in ledger._retrying(decide, f"backfilling {achievement.id!r}"):
+            if isinstance(change, Outcome):
+                result.levels[change.level] += 1
+                result.users.add(user_pk)
+                if len(result.sample) < 10:
+                    result.sample.append((user_pk, change.level))
+            elif isinstance(change, Progress) and change.steps >= change.total:
+                result.completed_progress += 1
+        on_batch(len(batch))
+    if not found and result.source == "trigger log" and not _any_triggers():
+        raise NothingToBackfill(
+            f"{achievement.id!r} defines no backfill() and the trigger log is empty. "
+            "Define backfill(self) yielding (user_pk, level) pairs, or switch on "
+            "HERO_RECORD_TRIGGERS so that calls are recorded from now on."
+        )
+    return result
+
+
+def _existing(batch: list[Candidate]) -> set[str]:
+    user_model = get_user_model()
+    pk = user_model._meta.pk
+    assert pk is not None
+    manager = user_model._default_manager.db_manager(get_ledger().alias)
+    wanted = {pk.to_python(c.user_pk) for c in batch}
+    return {str(p) for p in manager.filter(pk__in=wanted).values_list("pk", flat=True)}
+
+
+def _any_triggers() -> bool:
+    return bool(
+        get_ledger().recorder.select_notifications(
+            start=None, limit=1, topics=[TriggerLog.Triggered.TOPIC]
+        )
+    )

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from hero.backfill import NothingToBackfill, backfill, source_of
+from hero.conf import conf
+from hero.exceptions import UnknownAchievement
+from hero.management.progress import Progress
+from hero.registry import registry
+
+
+class Command(BaseCommand):
+    help = (
+        "Award an achievement retroactively: from its backfill() method, or by "
+        "replaying the trigger log through its unlock(). Awards are events whose "
+        "trigger is 'backfill'; running it again adds nothing."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("achievement_id", metavar="ACHIEVEMENT_ID")
+        parser.add_argument(
+            "--dry-run", action="store_true",
+            help="Show how many users would be awarded at each level; write nothing.",
+        )
+        parser.add_argument("--batch-size", type=int, default=500)
+
+    def handle(
+        self, *args: Any, achievement_id: str, dry_run: bool, batch_size: int, **options: Any
+    ) -> None:
+        try:
+            achievement = registry.get(achievement_id)
+        except UnknownAchievement as error:
+            raise CommandError(str(error)) from None
+        levels = dict(conf.ACHIEVEMENT_LEVELS)
+        progress = Progress(
+            self.stdout, interactive=self.stdout.isatty(), label="Backfilling", unit="candidate"
+        )
+        self.stdout.write(
+            f"{'Dry run: ' if dry_run else ''}backfilling {achievement_id!r} "
+            f"from {source_of(achievement)}."
+        )
+        try:
+            result = backfill(
+                achievement, dry_run=dry_run, batch_size=batch_size, on_batch=progress.advance
+            )
+        except NothingToBackfill as error:
+            raise CommandError(str(error)) from None
+        finally:
+            progress.close()
+        verb = "would be awarded" if dry_run else "awarded"
+        if not result.levels and not result.completed_progress:
+            self.stdout.write(f"No user {verb} anything ({result.examined} examined).")
+        for level, count in sorted(result.levels.items()):
+            self.stdout.write(f"  level {level} ({levels.get(level, '?')}): {count} {verb}")
+        if result.sample:
+            sample = ", ".join(f"user {u} at {lv}" for u, lv in result.sample)
+            self.stdout.write(f"  for example: {sample}")
+        if result.skipped_users:
+            self.stdout.write(f"  skipped {result.skipped_users} (no such user)")
+        if dry_run:
+            self.stdout.write("Nothing was written.")
+        else:
+            self.stdout.write(self.style.SUCCESS(f"{len(result.users)} users {verb}."))

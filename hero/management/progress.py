@@ -1,0 +1,56 @@
+"""Progress reporting of hero's long-running commands."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class Progress:
+    """A progress bar in a terminal (tqdm), plain lines otherwise."""
+
+    def __init__(
+        self,
+        stdout: Any,
+        *,
+        interactive: bool,
+        every: float = 5.0,
+        label: str = "Rebuilding",
+        unit: str = "event",
+    ) -> None:
+        self.stdout = stdout
+        self.label = label
+        self.unit = unit
+        self.interactive = interactive
+        self.every = every
+        self.bar: Any = None
+        self.total = self.done = 0
+        self.started = self.last = time.monotonic()
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.done = total, done
+        if self.interactive:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit=self.unit, unit_scale=True)
+        else:
+            self.stdout.write(f"{self.label}: {done} of {total} {self.unit}s already done.")
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.bar is not None:
+            self.bar.update(count)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            left = max(self.total - self.done, 0) / rate if rate else 0
+            self.stdout.write(
+                f"  {self.done} of {self.total} {self.unit}s, {rate:,.0f} {self.unit}s/s, "
+                f"about {left:.0f}s left"
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
