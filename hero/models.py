@@ -136,6 +136,7 @@ class AchievementUnlocked(models.Model):
     class Meta:
         db_table = "hero_achievement_unlocked"
         verbose_name = "unlocked achievement"
+        permissions = [("revoke_achievement", "Can revoke achievements")]
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "achievement"], name="hero_unlocked_once_per_user"
