@@ -87,6 +87,17 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
                 id="hero.E004",
             )
         )
+    steps = getattr(cls, "steps", None)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        errors.append(
+            Error(
+                f"{_name(cls)}.steps must be a whole number of at least 1, or None; "
+                f"got {steps!r}.",
+                hint="For example: steps = 10 (ten steps complete it).",
+                obj=cls,
+                id="hero.E012",
+            )
+        )
     for attribute in ("image_locked", "image_unlocked", "image_secret"):
         value = getattr(cls, attribute, None)
         if value is not None and not isinstance(value, str):

@@ -1,0 +1,131 @@
+"""Every system check fires for the mistake it is about, and only then."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+
+import hero
+from hero import AchievementBase, AchievementUnlocked
+from hero.exceptions import DuplicateAchievement
+
+
+def ids() -> set[str]:
+    return {m.id for m in run_checks() if m.id and m.id.startswith("hero.")}
+
+
+def test_a_correct_project_has_no_errors() -> None:
+    assert ids() == set()
+
+
+def define_in_achievements_module(name: str, **attrs: Any) -> type:
+    """Define a class as an achievements module would, so it registers itself."""
+    attrs.setdefault("__module__", "tests.testapp.achievements")
+    return type(name, (AchievementBase,), attrs)
+
+
+def ok_unlock(self: Any, **state: Any) -> AchievementUnlocked | None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("attrs", "expected"),
+    [
+        ({"title": "No id", "unlock": ok_unlock}, "hero.E001"),
+        ({"id": "", "title": "Empty id", "unlock": ok_unlock}, "hero.E001"),
+        ({"id": "x" * 256, "title": "Long id", "unlock": ok_unlock}, "hero.E001"),
+        ({"id": "no_title", "unlock": ok_unlock}, "hero.E002"),
+        ({"id": "no_unlock", "title": "No unlock"}, "hero.E003"),
+        ({"id": "bad_events", "title": "t", "unlock": ok_unlock, "events": "a"}, "hero.E004"),
+        ({"id": "bad_events2", "title": "t", "unlock": ok_unlock, "events": [1]}, "hero.E004"),
+        ({"id": "bad_image", "title": "t", "unlock": ok_unlock, "image_locked": 3}, "hero.E008"),
+        ({"id": "bad_steps", "title": "t", "unlock": ok_unlock, "steps": 0}, "hero.E012"),
+        ({"id": "bad_steps2", "title": "t", "unlock": ok_unlock, "steps": "5"}, "hero.E012"),
+    ],
+)
+def test_achievement_class_mistakes(
+    isolated_registry: Any, attrs: dict[str, Any], expected: str
+) -> None:
+    define_in_achievements_module("Broken", **attrs)
+    assert ids() == {expected}
+
+
+def test_duplicate_ids_defined_in_modules_are_reported_naming_both(isolated_registry: Any) -> None:
+    define_in_achievements_module("Copy", id="points", title="Points again", unlock=ok_unlock)
+    (message,) = [m for m in run_checks() if m.id == "hero.E005"]
+    assert "tests.testapp.achievements.Points" in message.msg
+    assert "tests.testapp.achievements.Copy" in message.msg
+
+
+def test_registering_a_duplicate_raises_naming_both(isolated_registry: Any) -> None:
+    class Elsewhere(AchievementBase):
+        id = "points"
+        title = "Points elsewhere"
+
+        def unlock(self, **state: Any) -> None:
+            return None
+
+    with pytest.raises(DuplicateAchievement, match="tests.testapp.achievements.Points and .*Elsewhere"):
+        hero.achievements.register(Elsewhere)
+
+
+def test_registering_the_same_class_twice_is_harmless(isolated_registry: Any) -> None:
+    from tests.testapp.achievements import Points
+
+    hero.achievements.register(Points)
+    hero.achievements.register(Points)
+    assert ids() == set()
+    assert [a.id for a in isolated_registry].count("points") == 1
+
+
+def test_abstract_bases_are_not_registered(isolated_registry: Any) -> None:
+    define_in_achievements_module("Base", abstract=True)
+    assert ids() == set()
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [
+        (),
+        "Bronze",
+        ((1, "Bronze"), (1, "Again")),
+        ((0, "Zero"),),
+        ((1,),),
+        (("1", "Bronze"),),
+        ((1, ""),),
+        ((True, "Bool"),),
+    ],
+)
+def test_malformed_achievement_levels(settings: Any, levels: Any) -> None:
+    settings.ACHIEVEMENT_LEVELS = levels
+    assert ids() == {"hero.E006"}
+
+
+@pytest.mark.parametrize(
+    "name", ["ACHIEVEMENT_IMAGE_LOCKED", "ACHIEVEMENT_IMAGE_UNLOCKED", "ACHIEVEMENT_IMAGE_SECRET"]
+)
+def test_image_settings_must_be_paths(settings: Any, name: str) -> None:
+    setattr(settings, name, None)
+    assert ids() == {"hero.E007"}
+
+
+def test_hero_database_must_exist(settings: Any) -> None:
+    settings.HERO_DATABASE = "elsewhere"
+    assert ids() == {"hero.E009"}
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")  # checks only read it
+def test_hero_database_must_be_sqlite_or_postgres(settings: Any) -> None:
+    settings.DATABASES = {
+        **settings.DATABASES,
+        "mysql": {"ENGINE": "django.db.backends.mysql", "NAME": "x"},
+    }
+    settings.HERO_DATABASE = "mysql"
+    assert ids() == {"hero.E010"}
+
+
+def test_projection_mode(settings: Any) -> None:
+    settings.HERO_PROJECTIONS = "sometimes"
+    assert ids() == {"hero.E011"}
