@@ -126,3 +126,16 @@ class EarlyBird(AchievementBase):
         users = get_user_model().objects.using(conf.HERO_DATABASE)
         for user in users.filter(username__startswith="early").order_by("pk"):
             yield user.pk, 1, user.date_joined
+
+
+class HiddenGem(AchievementBase):
+    """Invisible: not listed at all until unlocked."""
+
+    id = "hidden_gem"
+    title = "Hidden gem"
+    description = "Found the room behind the waterfall"
+    invisible = True
+    events = ["gem_found"]
+
+    def unlock(self, **state: Any) -> AchievementUnlocked | None:
+        return AchievementUnlocked(level=1)

@@ -1,0 +1,491 @@
+"""hero's default pages and JSON endpoints: what each visitor sees, and what not."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.test import Client
+from django.urls import reverse
+from freezegun import freeze_time
+
+import hero
+from hero.models import Achievement, LedgerEntry, NoticeCursor
+from tests.conftest import Backend
+
+unlock = hero.achievements.unlock
+
+#: Text of the secret (night_owl) and invisible (hidden_gem) achievements of
+#: the test app: none of it may reach anyone who has not unlocked them.
+SECRET_TEXTS = ("Night owl", "night_owl", "Posted between 2 and 4")
+INVISIBLE_TEXTS = ("Hidden gem", "hidden_gem", "waterfall")
+STATIC = "/static/achievements/images/"
+
+
+def showcase(make_user: Any) -> Any:
+    """ann holds Points at Gold and 50 comments, has read two of Bookworm's five
+    chapters, and holds neither the secret nor the invisible achievement."""
+    ann = make_user("ann")
+    with freeze_time("2026-03-01 09:00"):
+        unlock("score_changed", user=ann, points=1_000)
+    with freeze_time("2026-03-02 09:00"):
+        unlock("points_awarded", user=ann)
+    unlock("chapter_read", user=ann, chapters=2)
+    return ann
+
+
+def listed_count() -> int:
+    """Achievements listed for someone holding no invisible one."""
+    return Achievement.objects.listed().exclude(invisible=True).count()
+
+
+def assert_hidden(text: str, *texts: str) -> None:
+    for secret in texts:
+        assert secret not in text, f"{secret!r} leaked"
+
+
+def card_of(html: str, achievement_id: str) -> str:
+    """The HTML of one achievement's card in a listing."""
+    match = re.search(rf'<li [^>]*data-achievement="{achievement_id}".*?</li>', html, re.S)
+    assert match, f"no card for {achievement_id}"
+    return match.group(0)
+
+
+def secret_cards(html: str) -> list[str]:
+    return re.findall(r'<li class="hero-card hero-secret.*?</li>', html, re.S)
+
+
+def signed_in(user: Any, **kwargs: Any) -> Client:
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
+# The signed-in user's page ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_own_page_shows_unlocked_locked_and_secret_and_hides_invisible(
+    backend: Backend, make_user: Any
+) -> None:
+    ann = showcase(make_user)
+
+    response = signed_in(ann).get(reverse("hero:mine"))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    # Summary: two unlocked of everything listed (the invisible one is not).
+    assert f"2 of {listed_count()}</strong> unlocked" in html
+    points = card_of(html, "points")
+    assert "hero-unlocked" in points and "Gold" in points and "1 Mar 2026" in points
+    assert f'src="{STATIC}default-unlocked.jpg"' in points
+    bookworm = card_of(html, "bookworm")
+    assert "hero-locked" in bookworm and "Read five chapters" in bookworm
+    assert '<progress value="2" max="5">' in bookworm and "2 / 5" in bookworm
+    assert f'src="{STATIC}default-locked.jpg"' in bookworm
+    [secret] = secret_cards(html)
+    assert "Secret achievement" in secret and f'src="{STATIC}default-secret.jpg"' in secret
+    assert "<a " not in secret  # no link to the details either
+    assert_hidden(html, *SECRET_TEXTS, *INVISIBLE_TEXTS)
+    # Unlocked first, latest first; the secret placeholder last.
+    order = re.findall(r'data-achievement="([^"]+)"', html)
+    assert order[:2] == ["comments_50", "points"] and "bookworm" in order
+    assert html.rindex("hero-secret") > html.rindex('data-achievement="')
+
+
+@pytest.mark.django_db
+def test_unlocking_reveals_secret_and_invisible_achievements(
+    backend: Backend, make_user: Any
+) -> None:
+    ann = showcase(make_user)
+    unlock("score_changed", user=ann, night=True)
+    unlock("gem_found", user=ann)
+
+    html = signed_in(ann).get(reverse("hero:mine")).content.decode()
+
+    assert "Night owl" in card_of(html, "night_owl") and "hero-unlocked" in card_of(html, "night_owl")
+    assert "Found the room behind the waterfall" in card_of(html, "hidden_gem")
+    assert secret_cards(html) == []
+    assert f"4 of {listed_count() + 1}</strong> unlocked" in html
+
+
+@pytest.mark.django_db
+def test_own_page_asks_anonymous_visitors_to_sign_in(backend: Backend) -> None:
+    response = Client().get(reverse("hero:mine"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=/achievements/")
+
+
+# Another user's page -----------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("by", ["pk", "username"])
+def test_public_page_hides_what_the_visitor_has_not_unlocked(
+    backend: Backend, make_user: Any, by: str
+) -> None:
+    ann = showcase(make_user)
+    unlock("score_changed", user=ann, night=True)  # secret, held by ann
+    unlock("gem_found", user=ann)  # invisible, held by ann
+    bob = make_user("bob")
+    url = (
+        reverse("hero:user", args=[ann.pk])
+        if by == "pk"
+        else reverse("hero:user-by-username", args=[ann.username])
+    )
+
+    for visitor in (Client(), signed_in(bob)):
+        response = visitor.get(url)
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert "ann’s achievements" in html
+        assert "Gold" in card_of(html, "points")
+        # ann's secret achievement shows as unlocked, but as a placeholder;
+        # her invisible one is not listed at all.
+        [secret] = secret_cards(html)
+        assert "hero-held" in secret and "Secret achievement" in secret
+        assert_hidden(html, *SECRET_TEXTS, *INVISIBLE_TEXTS)
+        assert f"3 of {listed_count()}</strong> unlocked" in html
+        assert "hero-notices" not in html  # ann's notices are hers alone
+
+    # Once bob has unlocked the secret one himself, it is revealed to him.
+    unlock("score_changed", user=bob, night=True)
+    html = signed_in(bob).get(url).content.decode()
+    assert "Night owl" in card_of(html, "night_owl")
+    assert_hidden(html, *INVISIBLE_TEXTS)
+
+
+@pytest.mark.django_db
+def test_unknown_or_inactive_users_are_not_found(
+    backend: Backend, make_user: Any, django_user_model: Any
+) -> None:
+    gone = make_user("gone")
+    django_user_model.objects.filter(pk=gone.pk).update(is_active=False)
+    client = Client()
+
+    for url in [
+        reverse("hero:user", args=["999999"]),
+        reverse("hero:user", args=["not-a-number"]),
+        reverse("hero:user-by-username", args=["nobody"]),
+        reverse("hero:user", args=[gone.pk]),
+        reverse("hero:api-user", args=["not-a-number"]),
+        reverse("hero:api-user-by-username", args=["nobody"]),
+    ]:
+        response = client.get(url)
+        assert response.status_code == 404, url
+
+
+# Achievement details ---------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_detail_shows_the_ladder_with_holders_and_rarity(
+    backend: Backend, make_user: Any
+) -> None:
+    ann = showcase(make_user)  # Gold
+    bob, cid, dee = make_user("bob"), make_user("cid"), make_user("dee")
+    unlock("score_changed", user=bob, points=10)  # Bronze
+    unlock("score_changed", user=cid, points=10_000)  # Diamond
+
+    response = signed_in(ann).get(reverse("hero:detail", args=["points"]))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<h1>Points</h1>" in html and "Collect points" in html
+    assert "Held by 3 of 4 users" in html
+    rows = dict(re.findall(r'level-\d">(\w+)</span></th>\s*<td>(\d+)</td>', html))
+    assert rows == {"Bronze": "1", "Silver": "0", "Gold": "1", "Diamond": "1"}
+    # Rarity counts holders at the level or above: Bronze 3 of 4, Gold 2, Diamond 1.
+    assert re.findall(r"</progress> ([\d.]+)%", html) == ["75.0", "50.0", "50.0", "25.0"]
+    assert re.search(r'<tr class="hero-held">\s*<th scope="row"><span class="hero-level hero-level-3">Gold', html)
+    assert f'src="{STATIC}default-unlocked.jpg"' in html
+    # dee holds nothing: the locked image, no level of hers.
+    html = signed_in(dee).get(reverse("hero:detail", args=["points"])).content.decode()
+    assert f'src="{STATIC}default-locked.jpg"' in html and "You hold" not in html
+
+
+@pytest.mark.django_db
+def test_secret_and_invisible_details_only_for_those_who_unlocked_them(
+    backend: Backend, make_user: Any
+) -> None:
+    ann, bob = showcase(make_user), make_user("bob")
+    unlock("score_changed", user=ann, night=True)
+    unlock("gem_found", user=ann)
+
+    for achievement_id in ("night_owl", "hidden_gem"):
+        for url in (
+            reverse("hero:detail", args=[achievement_id]),
+            reverse("hero:api-detail", args=[achievement_id]),
+        ):
+            for visitor in (Client(), signed_in(bob)):
+                response = visitor.get(url)
+                assert response.status_code == 404, url
+                assert_hidden(response.content.decode(), *SECRET_TEXTS, *INVISIBLE_TEXTS)
+            assert signed_in(ann).get(url).status_code == 200
+    assert "Hidden gem" in signed_in(ann).get(reverse("hero:detail", args=["hidden_gem"])).content.decode()
+
+
+@pytest.mark.django_db
+def test_unknown_achievements_are_not_found(backend: Backend, make_user: Any) -> None:
+    client = signed_in(make_user())
+
+    for url in [reverse("hero:detail", args=["no_such"]), reverse("hero:api-detail", args=["no_such"])]:
+        response = client.get(url)
+        assert response.status_code == 404
+    assert client.get(reverse("hero:api-detail", args=["no_such"])).json() == {
+        "error": "No such achievement."
+    }
+
+
+@pytest.mark.django_db
+def test_a_retired_achievement_is_not_listed_but_its_details_remain(
+    backend: Backend, make_user: Any
+) -> None:
+    ann = showcase(make_user)
+    Achievement.objects.filter(pk="points").update(retired=True)
+    client = signed_in(ann)
+
+    html = client.get(reverse("hero:mine")).content.decode()
+    assert 'data-achievement="points"' not in html
+    detail = client.get(reverse("hero:detail", args=["points"])).content.decode()
+    assert "No longer awarded." in detail and "You hold" in detail
+
+
+# JSON ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_json_of_own_achievements(backend: Backend, make_user: Any) -> None:
+    ann = showcase(make_user)
+
+    response = signed_in(ann).get(reverse("hero:api-mine"))
+
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert "no-cache" in response["Cache-Control"]
+    data = response.json()
+    assert data["user"] == {"id": ann.pk, "username": "ann"}
+    assert (data["unlocked"], data["listed"]) == (2, listed_count())
+    by_id = {a["id"]: a for a in data["achievements"]}
+    assert by_id["points"] == {
+        "id": "points",
+        "state": "unlocked",
+        "unlocked": True,
+        "title": "Points",
+        "description": "Collect points",
+        "image": f"http://testserver{STATIC}default-unlocked.jpg",
+        "level": 3,
+        "level_name": "Gold",
+        "unlocked_at": "2026-03-01T09:00:00Z",
+        "progress": None,
+        "url": "http://testserver/achievements/points/",
+    }
+    assert by_id["bookworm"]["state"] == "locked"
+    assert by_id["bookworm"]["progress"] == {"steps": 2, "total": 5, "percent": 40.0}
+    assert by_id[None] == {
+        "id": None,
+        "state": "secret",
+        "unlocked": False,
+        "title": None,
+        "description": None,
+        "image": f"http://testserver{STATIC}default-secret.jpg",
+        "level": None,
+        "level_name": None,
+        "unlocked_at": None,
+        "progress": None,
+        "url": None,
+    }
+    assert_hidden(response.content.decode(), *SECRET_TEXTS, *INVISIBLE_TEXTS)
+
+
+@pytest.mark.django_db
+def test_json_of_another_user_and_of_an_achievement(backend: Backend, make_user: Any) -> None:
+    ann = showcase(make_user)
+    unlock("score_changed", user=ann, night=True)
+    unlock("gem_found", user=ann)
+    make_user("bob")
+
+    response = Client().get(reverse("hero:api-user-by-username", args=["ann"]))
+    assert response.status_code == 200
+    data = response.json()
+    assert [a["state"] for a in data["achievements"]].count("secret") == 1
+    assert data["unlocked"] == 3
+    assert_hidden(response.content.decode(), *SECRET_TEXTS, *INVISIBLE_TEXTS)
+    assert Client().get(reverse("hero:api-user", args=[ann.pk])).json() == data
+
+    detail = Client().get(reverse("hero:api-detail", args=["points"])).json()
+    assert detail["title"] == "Points" and detail["unlocked"] is False
+    assert detail["holders"] == 1 and detail["users"] == 2
+    assert detail["levels"][2] == {
+        "level": 3,
+        "name": "Gold",
+        "holders": 1,
+        "holders_at_or_above": 1,
+        "percent": 50.0,
+    }
+
+
+@pytest.mark.django_db
+def test_json_errors_are_json(backend: Backend, make_user: Any) -> None:
+    anonymous = Client()
+
+    response = anonymous.get(reverse("hero:api-mine"))
+    assert (response.status_code, response.json()) == (403, {"error": "Sign in to see this."})
+    response = signed_in(make_user()).post(reverse("hero:api-mine"))
+    assert response.status_code == 405 and "error" in response.json()
+
+
+# Notices of new unlocks ------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_notices_show_once_and_marking_them_seen_needs_a_csrf_post(
+    backend: Backend, make_user: Any
+) -> None:
+    ann = showcase(make_user)
+    client = signed_in(ann, enforce_csrf_checks=True)
+    mine = reverse("hero:mine")
+
+    html = client.get(mine).content.decode()
+    assert "You unlocked <strong>Points</strong> (Gold)" in html
+    assert "You unlocked <strong>50 comments</strong> (Bronze)" in html
+    # Without the CSRF token, or by GET, nothing changes.
+    assert client.post(reverse("hero:notices-seen")).status_code == 403
+    assert client.get(reverse("hero:notices-seen")).status_code == 405
+    assert not NoticeCursor.objects.exists()
+
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+    upto = re.search(r'name="upto" value="(\d+)"', html).group(1)
+    response = client.post(
+        reverse("hero:notices-seen"),
+        {"csrfmiddlewaretoken": token, "upto": upto, "next": "https://evil.example/"},
+    )
+
+    assert (response.status_code, response["Location"]) == (302, mine)  # not evil.example
+    assert "hero-notices" not in client.get(mine).content.decode()
+    # A later unlock is news again.
+    unlock("score_changed", user=ann, night=True)
+    assert "You unlocked <strong>Night owl</strong>" in client.get(mine).content.decode()
+
+
+@pytest.mark.django_db
+def test_marking_seen_never_skips_later_notices_nor_goes_back(
+    backend: Backend, make_user: Any
+) -> None:
+    from hero.visibility import mark_notices_seen, notices
+
+    ann = showcase(make_user)
+    first = LedgerEntry.objects.filter(user=ann, kind="unlocked").order_by("position").first()
+
+    assert mark_notices_seen(ann, upto=first.position) == first.position
+    assert [n.achievement_id for n in notices(ann)] == ["comments_50"]
+    assert mark_notices_seen(ann, upto=10**12) == mark_notices_seen(ann)  # clamped
+    latest = mark_notices_seen(ann)
+    assert mark_notices_seen(ann, upto=first.position) == latest  # never backwards
+    assert notices(ann) == []
+
+
+@pytest.mark.django_db
+def test_notices_json(backend: Backend, make_user: Any) -> None:
+    ann = showcase(make_user)
+    unlock("score_changed", user=ann, points=10_000)  # upgrade to Diamond
+    client = signed_in(ann)
+
+    data = client.get(reverse("hero:api-notices")).json()
+
+    assert [(n["id"], n["level_name"], n["upgraded"]) for n in data["notices"]] == [
+        ("points", "Diamond", True),
+        ("comments_50", "Bronze", False),
+    ]
+    response = client.post(reverse("hero:api-notices"), {"upto": data["upto"]})
+    assert response.json() == {"seen_position": data["upto"]}
+    assert client.get(reverse("hero:api-notices")).json() == {"notices": [], "upto": None}
+    assert Client().get(reverse("hero:api-notices")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_revoked_achievement_is_no_news(backend: Backend, make_user: Any) -> None:
+    from hero.visibility import notices
+
+    ann = showcase(make_user)
+    hero.achievements.revoke(ann, "points", reason="test")
+
+    assert [n.achievement_id for n in notices(ann)] == ["comments_50"]
+
+
+# Images ----------------------------------------------------------------------
+
+
+def test_default_images_are_shipped_as_static_files() -> None:
+    for name in ("locked", "unlocked", "secret", "hidden"):
+        found = finders.find(f"achievements/images/default-{name}.jpg")
+        assert found, name
+        data = Path(found).read_bytes()
+        assert data[:3] == b"\xff\xd8\xff" and len(data) > 1000  # a real JPEG
+    assert finders.find("hero/hero.css")
+
+
+@pytest.mark.django_db
+def test_image_overrides_per_achievement_and_by_setting(
+    backend: Backend, make_user: Any, isolated_registry: Any, settings: Any
+) -> None:
+    from hero.projections.catalog import sync_catalog
+
+    @hero.achievements.register
+    class Painted(hero.AchievementBase):
+        id = "painted"
+        title = "Painted"
+        image_locked = "art/painted-locked.png"
+        image_unlocked = "https://cdn.example/painted.png"
+        events = ["painted"]
+
+        def unlock(self, **state: Any) -> Any:
+            return hero.AchievementUnlocked(level=1)
+
+    sync_catalog(backend.alias)
+    settings.ACHIEVEMENT_IMAGE_SECRET = "site/mystery.svg"
+    ann = make_user("ann")
+    client = signed_in(ann)
+
+    html = client.get(reverse("hero:mine")).content.decode()
+    assert 'src="/static/art/painted-locked.png"' in card_of(html, "painted")
+    assert 'src="/static/site/mystery.svg"' in secret_cards(html)[0]
+    unlock("painted", user=ann)
+    html = client.get(reverse("hero:mine")).content.decode()
+    assert 'src="https://cdn.example/painted.png"' in card_of(html, "painted")
+
+
+# Escaping --------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_titles_and_descriptions_are_escaped(
+    backend: Backend, make_user: Any, isolated_registry: Any
+) -> None:
+    from hero.projections.catalog import sync_catalog
+
+    @hero.achievements.register
+    class Sneaky(hero.AchievementBase):
+        id = "sneaky"
+        title = "<script>alert('title')</script>"
+        description = '<img src=x onerror="alert(1)">'
+        events = ["sneak"]
+
+        def unlock(self, **state: Any) -> Any:
+            return hero.AchievementUnlocked(level=1)
+
+    sync_catalog(backend.alias)
+    ann = make_user("ann")
+    unlock("sneak", user=ann)
+    client = signed_in(ann)
+
+    for url in (reverse("hero:mine"), reverse("hero:detail", args=["sneaky"])):
+        html = client.get(url).content.decode()
+        assert "<script>alert" not in html and "<img src=x" not in html
+        assert "&lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt;" in html
+    data = json.loads(client.get(reverse("hero:api-detail", args=["sneaky"])).content)
+    assert data["title"] == "<script>alert('title')</script>"  # JSON carries data, not HTML
