@@ -489,3 +489,35 @@ def test_titles_and_descriptions_are_escaped(
         assert "&lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt;" in html
     data = json.loads(client.get(reverse("hero:api-detail", args=["sneaky"])).content)
     assert data["title"] == "<script>alert('title')</script>"  # JSON carries data, not HTML
+
+
+# Overriding templates --------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_site_overrides_the_base_and_any_other_template(
+    backend: Backend, make_user: Any, settings: Any, tmp_path: Path
+) -> None:
+    # The site's own base, and hero/base.html on top of it as the docs show.
+    (tmp_path / "hero" / "includes").mkdir(parents=True)
+    (tmp_path / "base.html").write_text(
+        "<html><body><nav>My site</nav>{% block content %}{% endblock %}</body></html>"
+    )
+    (tmp_path / "hero" / "base.html").write_text(
+        '{% extends "base.html" %}{% load static %}'
+        '{% block content %}<link rel="stylesheet" href="{% static \'hero/hero.css\' %}">'
+        '<div class="hero">{% block hero_content %}{% endblock %}</div>{% endblock %}'
+    )
+    (tmp_path / "hero" / "includes" / "card.html").write_text(
+        '<li class="my-card">{{ card.display_title }}</li>'
+    )
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
+    ann = showcase(make_user)
+
+    html = signed_in(ann).get(reverse("hero:mine")).content.decode()
+
+    assert html.startswith("<html><body><nav>My site</nav>")
+    assert '<link rel="stylesheet" href="/static/hero/hero.css">' in html
+    assert '<li class="my-card">Points</li>' in html
+    assert '<li class="my-card">Secret achievement</li>' in html
+    assert "hero-card" not in html
