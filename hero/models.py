@@ -29,9 +29,15 @@ class StoredEventBase(models.Model):
 
 
 class StoredEvent(StoredEventBase):
-    """One domain event; ``id`` is its position in the store (notification id)."""
+    """One domain event; ``id`` is its position in the store (notification id).
+
+    ``chain`` links it to the event before it (see ``hero.persistence.link``).
+    """
 
     id = models.BigAutoField(primary_key=True)
+    chain = models.BinaryField(
+        null=True, help_text="SHA-256 over the previous event's chain and this event."
+    )
 
     class Meta:
         db_table = "hero_stored_event"

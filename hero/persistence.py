@@ -18,11 +18,11 @@ allows one writer at a time anyway.
 from __future__ import annotations
 
 import threading
+from hashlib import sha256
 from collections import deque
 from contextvars import ContextVar
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from itertools import chain
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -62,6 +62,25 @@ if TYPE_CHECKING:
 
 #: Rows per INSERT statement; keeps parameters well under every backend's limit.
 INSERT_CHUNK_SIZE = 500
+
+#: The link before the first event of the store.
+GENESIS = bytes(32)
+
+
+def link(previous: bytes | None, event: StoredEvent) -> bytes:
+    """The chain value of ``event``: SHA-256 over the previous event's chain
+    value and this event's aggregate, version, topic and state, so that editing,
+    deleting or reordering any stored event breaks every link after it."""
+    originator = event.originator_id
+    uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
+    topic = event.topic.encode()
+    digest = sha256(previous or GENESIS)
+    digest.update(uuid.bytes)
+    digest.update(event.originator_version.to_bytes(8, "big", signed=True))
+    digest.update(len(topic).to_bytes(4, "big"))
+    digest.update(topic)
+    digest.update(event.state)
+    return digest.digest()
 
 # Django's wrappers of DB-API errors, most specific first, and the eventsourcing
 # errors that callers of a recorder expect instead.
@@ -203,36 +222,44 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         """Insert in multi-row statements; return the new rows' ids in order."""
         if not stored_events:
             return []
-        if self.serialise_inserts and self.datastore.vendor == "postgresql":
-            cursor.execute(f"LOCK TABLE {self.events_table} IN EXCLUSIVE MODE")
+        chained = self.serialise_inserts  # the notification log is hash-chained
+        if chained:
+            if self.datastore.vendor == "postgresql":
+                cursor.execute(f"LOCK TABLE {self.events_table} IN EXCLUSIVE MODE")
+            cursor.execute(f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1")
+            row = cursor.fetchone()
+            previous = self._bytes(row[0]) if row and row[0] is not None else GENESIS
+        columns = "originator_id, originator_version, topic, state"
+        width = 4
+        if chained:
+            columns += ", chain"
+            width = 5
+        placeholder = "(" + ", ".join(["%s"] * width) + ")"
         ids: dict[tuple[UUID, int], int] = {}
         for start in range(0, len(stored_events), INSERT_CHUNK_SIZE):
             chunk = stored_events[start : start + INSERT_CHUNK_SIZE]
-            values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
-            params = list(
-                chain.from_iterable(
-                    (
-                        self._db_uuid(s.originator_id),
-                        s.originator_version,
-                        s.topic,
-                        s.state,
-                    )
-                    for s in chunk
-                )
-            )
+            params: list[Any] = []
+            for s in chunk:
+                params += [self._db_uuid(s.originator_id), s.originator_version, s.topic, s.state]
+                if chained:
+                    previous = link(previous, s)
+                    params.append(previous)
             cursor.execute(
-                f"INSERT INTO {self.events_table} "
-                "(originator_id, originator_version, topic, state) "
-                f"VALUES {values} RETURNING id, originator_id, originator_version",
+                f"INSERT INTO {self.events_table} ({columns}) "
+                f"VALUES {', '.join([placeholder] * len(chunk))} "
+                "RETURNING id, originator_id, originator_version",
                 params,
             )
             # RETURNING promises no order: match ids to events by their key.
             for row_id, originator_id, version in cursor.fetchall():
                 ids[(self._py_uuid(originator_id), version)] = row_id
-        return [
+        result = [
             ids[(self._py_uuid(s.originator_id), s.originator_version)]
             for s in stored_events
         ]
+        if chained and result != sorted(result):  # pragma: no cover - never seen
+            raise InternalError("The database assigned positions out of insertion order")
+        return result
 
     def select_events(
         self,

@@ -18,6 +18,8 @@ class StoreStatus:
     last_position: int | None
     snapshots: int
     tracking: dict[str, int] = field(default_factory=dict)
+    #: The last event's chain value: record it elsewhere to detect a truncated store.
+    head: bytes | None = None
 
 
 def store_status() -> StoreStatus:
@@ -26,6 +28,7 @@ def store_status() -> StoreStatus:
 
     alias = conf.HERO_DATABASE
     events = StoredEvent.objects.using(alias)
+    head = events.order_by("-id").values_list("chain", flat=True).first()
     return StoreStatus(
         alias=alias,
         vendor=connections[alias].vendor,
@@ -37,4 +40,45 @@ def store_status() -> StoreStatus:
             .exclude(application_name__startswith="__")
             .values_list("application_name", "notification_id")
         ),
+        head=bytes(head) if head is not None else None,
     )
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """The result of checking the store's hash chain."""
+
+    checked: int
+    broken_at: int | None = None
+    head: bytes | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
+
+
+def verify_chain(batch_size: int = 5000) -> ChainCheck:
+    """Recompute the chain over every stored event, in store order, and report
+    the first position whose stored link does not match (the event there, or
+    one before it, was edited, deleted or moved)."""
+    from eventsourcing.persistence import StoredEvent as Record
+
+    from hero.models import StoredEvent
+    from hero.persistence import GENESIS, link
+
+    events = StoredEvent.objects.using(conf.HERO_DATABASE).order_by("id")
+    previous, last, checked = GENESIS, 0, 0
+    while True:
+        rows = list(
+            events.filter(id__gt=last).values_list(
+                "id", "originator_id", "originator_version", "topic", "state", "chain"
+            )[:batch_size]
+        )
+        if not rows:
+            return ChainCheck(checked, head=previous if checked else None)
+        for position, originator, version, topic, state, stored in rows:
+            previous = link(previous, Record(originator, version, topic, bytes(state)))
+            if stored is None or bytes(stored) != previous:
+                return ChainCheck(checked, broken_at=position)
+            checked += 1
+        last = rows[-1][0]

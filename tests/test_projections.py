@@ -229,7 +229,7 @@ def test_verify_passes_on_a_healthy_store(backend: Backend, make_user: Any) -> N
     activity(make_user)
     out = io.StringIO()
     call_command("hero_verify", stdout=out)
-    assert "The read tables match the event store (5 holdings, 7 ledger)." in out.getvalue()
+    assert "The read tables match the event store (7 events chained, 5 holdings, 7 ledger)." in out.getvalue()
 
 
 @pytest.mark.django_db

@@ -16,7 +16,8 @@ class Command(BaseCommand):
             f"Event store: database {status.alias!r} ({status.vendor})\n"
             f"  events:           {status.events}\n"
             f"  last position:    {status.last_position or '-'}\n"
-            f"  snapshots:        {status.snapshots}"
+            f"  snapshots:        {status.snapshots}\n"
+            f"  chain head:       {status.head.hex() if status.head else '-'}"
         )
         if not status.tracking:
             self.stdout.write("  followers:        none")

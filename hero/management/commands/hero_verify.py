@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from hero.conf import conf
 from hero.projections.rebuild import verify
+from hero.store import verify_chain
 
 
 class Command(BaseCommand):
@@ -15,12 +16,23 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        chain = verify_chain()
+        if not chain.intact:
+            self.stdout.write(
+                f"event store: the hash chain is broken at position {chain.broken_at}: "
+                "the event there, or the one before it, was edited, deleted or moved "
+                f"({chain.checked} events before it are intact)"
+            )
         result = verify(conf.HERO_DATABASE)
+        if not chain.intact:
+            result.differences.insert(0, "event store: broken hash chain")
         for difference in result.differences:
             self.stdout.write(difference)
         for name, count in result.behind.items():
             self.stdout.write(f"{name}: {count} events behind the store (not yet projected)")
-        checked = ", ".join(f"{n} {name}" for name, n in result.checked.items())
+        checked = ", ".join(
+            [f"{chain.checked} events chained", *(f"{n} {name}" for name, n in result.checked.items())]
+        )
         if result.differences:
             raise CommandError(
                 f"{len(result.differences)} difference(s) between the store and the "

@@ -1,0 +1,105 @@
+"""The store's hash chain: any edit, deletion or reordering of events is found."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connections
+
+import hero
+from hero.models import StoredEvent
+from hero.store import verify_chain
+from tests.conftest import Backend
+
+
+def some_events(make_user: Any) -> list[int]:
+    """Six events from three users; their positions in the store."""
+    for name in ("ann", "bob", "cid"):
+        user = make_user(name)
+        hero.achievements.unlock("score_changed", user=user, points=100)
+        hero.achievements.unlock("score_changed", user=user, points=1_000)
+    return list(StoredEvent.objects.order_by("id").values_list("id", flat=True))
+
+
+def verify_output() -> str:
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="difference"):
+        call_command("hero_verify", stdout=out)
+    return out.getvalue()
+
+
+def sql(backend: Backend, statement: str, params: list[Any]) -> None:
+    with connections[backend.alias].cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+@pytest.mark.django_db
+def test_an_untouched_store_is_intact(backend: Backend, make_user: Any) -> None:
+    positions = some_events(make_user)
+    check = verify_chain()
+    assert check.intact and check.checked == len(positions) == 6
+    assert check.head == bytes(StoredEvent.objects.order_by("-id").first().chain)  # type: ignore[union-attr]
+
+
+@pytest.mark.django_db
+def test_an_edited_event_is_found(backend: Backend, make_user: Any) -> None:
+    positions = some_events(make_user)
+    third = StoredEvent.objects.get(id=positions[2])
+    forged = bytes(third.state).replace(b'"points":100', b'"points":999')
+    assert forged != bytes(third.state)
+    sql(backend, "UPDATE hero_stored_event SET state = %s WHERE id = %s", [forged, positions[2]])
+
+    assert verify_chain().broken_at == positions[2]
+    assert f"hash chain is broken at position {positions[2]}" in verify_output()
+
+
+@pytest.mark.django_db
+def test_a_deleted_event_is_found(backend: Backend, make_user: Any) -> None:
+    positions = some_events(make_user)
+    sql(backend, "DELETE FROM hero_stored_event WHERE id = %s", [positions[3]])
+
+    # The event after the gap no longer links to its predecessor.
+    assert verify_chain().broken_at == positions[4]
+
+
+@pytest.mark.django_db
+def test_swapped_events_are_found(backend: Backend, make_user: Any) -> None:
+    positions = some_events(make_user)
+    a, b = (StoredEvent.objects.get(id=p) for p in positions[1:3])
+    # Swap the two rows' contents (each keeps its chain value and position).
+    for target, source in ((a, b), (b, a)):
+        sql(
+            backend,
+            "UPDATE hero_stored_event SET originator_id = %s, originator_version = %s, "
+            "topic = %s, state = %s WHERE id = %s",
+            [
+                source.originator_id.hex if backend.name == "sqlite" else source.originator_id,
+                source.originator_version + 1000,  # keeps the unique key free meanwhile
+                source.topic,
+                bytes(source.state),
+                target.id,
+            ],
+        )
+    sql(backend, "UPDATE hero_stored_event SET originator_version = originator_version - 1000 "
+        "WHERE originator_version > 1000", [])
+
+    assert verify_chain().broken_at == positions[1]
+
+
+@pytest.mark.django_db
+def test_a_forged_chain_value_is_found(backend: Backend, make_user: Any) -> None:
+    positions = some_events(make_user)
+    sql(backend, "UPDATE hero_stored_event SET chain = %s WHERE id = %s", [bytes(32), positions[0]])
+    assert verify_chain().broken_at == positions[0]
+
+
+@pytest.mark.django_db
+def test_hero_status_shows_the_head_to_record_elsewhere(backend: Backend, make_user: Any) -> None:
+    some_events(make_user)
+    out = io.StringIO()
+    call_command("hero_status", stdout=out)
+    assert f"chain head:       {verify_chain().head.hex()}" in out.getvalue()  # type: ignore[union-attr]
