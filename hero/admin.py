@@ -1,0 +1,306 @@
+"""A read-only admin for hero's read tables and its ledger.
+
+Every table here is a projection of events, so nothing in the admin adds,
+changes or deletes a row. The one change it offers, revoking an achievement,
+goes through :func:`hero.achievements.revoke`, which appends an event; only
+staff with the ``hero.revoke_achievement`` permission see it. The event
+store's own tables are not registered: the ledger shows the same events.
+
+The user admin gains an inline with each user's achievement history when it is
+Django's own ``UserAdmin`` (hero must come after ``django.contrib.auth`` in
+``INSTALLED_APPS``). A site with its own user admin adds
+:class:`HeroUserAdminMixin` to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+import hero
+from hero.conf import conf
+from hero.exceptions import HeroError
+from hero.models import (
+    Achievement,
+    AchievementCount,
+    AchievementProgress,
+    AchievementUnlocked,
+    LedgerEntry,
+)
+from hero.visibility import level_name
+
+REVOKE_PERMISSION = "hero.revoke_achievement"
+
+
+def _username_field() -> str:
+    return str(get_user_model().USERNAME_FIELD)
+
+
+USER_SEARCH = f"user__{_username_field()}"
+
+
+class ReadOnlyAdminMixin:
+    """No add, change or delete: the rows follow the events."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class LevelFilter(admin.SimpleListFilter):
+    """Filter by level, named as ``ACHIEVEMENT_LEVELS`` names them."""
+
+    title = "level"
+    parameter_name = "level"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(number), str(name)) for number, name in conf.ACHIEVEMENT_LEVELS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        try:
+            return queryset.filter(level=int(value))
+        except ValueError:
+            return queryset.none()
+
+
+def _level(obj: Any) -> str:
+    return level_name(obj.level) or "–"
+
+
+@admin.register(Achievement)
+class AchievementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "title", "secret", "invisible", "steps", "retired", "holder_count"]
+    list_filter = ["secret", "invisible", "retired"]
+    search_fields = ["id", "title"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).annotate(holder_total=Sum("counts__holders"))
+
+    @admin.display(description="holders", ordering="holder_total")
+    def holder_count(self, obj: Any) -> int:
+        return obj.holder_total or 0
+
+
+class RevokeForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=2000,
+        help_text="Recorded in the ledger with your name.",
+    )
+
+
+@admin.register(AchievementUnlocked)
+class AchievementUnlockedAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["user", "achievement", "level_display", "unlocked_at", "updated_at"]
+    list_filter = [LevelFilter, ("achievement", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["user", "achievement"]
+    search_fields = [USER_SEARCH, "achievement__id", "achievement__title"]
+    actions = ["revoke"]
+    revoke_template = "hero/admin/revoke.html"
+
+    @admin.display(description="level", ordering="level")
+    def level_display(self, obj: AchievementUnlocked) -> str:
+        return _level(obj)
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(REVOKE_PERMISSION))
+
+    @admin.action(description="Revoke selected achievements…", permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Any]) -> TemplateResponse | None:
+        """Ask for a reason, then revoke each one through hero's API."""
+        if not self.has_revoke_permission(request):
+            raise PermissionDenied
+        holdings = list(queryset.select_related("user", "achievement"))
+        form = RevokeForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            revoked = 0
+            for holding in holdings:
+                try:
+                    hero.achievements.revoke(
+                        holding.user, holding.achievement_id, reason=reason, actor=request.user
+                    )
+                except HeroError as error:
+                    self.message_user(
+                        request,
+                        f"{holding.achievement_id} for {holding.user}: {error}",
+                        messages.WARNING,
+                    )
+                else:
+                    revoked += 1
+            self.message_user(
+                request,
+                f"Revoked {revoked} achievement{'s' if revoked != 1 else ''}.",
+                messages.SUCCESS,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Revoke achievements",
+            "opts": self.model._meta,
+            "holdings": holdings,
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, self.revoke_template, context)
+
+
+@admin.register(AchievementCount)
+class AchievementCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["achievement", "level_display", "holders"]
+    list_filter = [LevelFilter]
+    list_select_related = ["achievement"]
+    search_fields = ["achievement__id", "achievement__title"]
+
+    @admin.display(description="level", ordering="level")
+    def level_display(self, obj: AchievementCount) -> str:
+        return _level(obj)
+
+
+@admin.register(AchievementProgress)
+class AchievementProgressAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["user", "achievement", "steps", "total", "percent_display", "updated_at"]
+    list_select_related = ["user", "achievement"]
+    search_fields = [USER_SEARCH, "achievement__id", "achievement__title"]
+
+    @admin.display(description="percent")
+    def percent_display(self, obj: AchievementProgress) -> str:
+        return f"{obj.percent:.0f}%"
+
+
+class _UserNames:
+    """Shows the user of a ledger row by name; the ledger keeps entries of users
+    deleted since, so the name is looked up, never joined."""
+
+    def with_usernames(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        users = get_user_model()._default_manager
+        name = users.filter(pk=OuterRef("user_id")).values(_username_field())[:1]
+        return queryset.annotate(username=Subquery(name))
+
+    @admin.display(description="user", ordering="username")
+    def user_display(self, obj: Any) -> str:
+        name = getattr(obj, "username", None)
+        return str(name) if name is not None else f"#{obj.user_id} (deleted)"
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "position",
+        "occurred_at",
+        "user_display",
+        "kind",
+        "achievement_id",
+        "level_display",
+        "previous_level",
+        "steps",
+        "actor",
+        "reason",
+    ]
+    list_filter = ["kind", LevelFilter]
+    # Never join the users table (a deleted user's entries would vanish).
+    list_select_related: list[str] = []
+    search_fields = [USER_SEARCH, "achievement__id", "achievement__title"]
+    ordering = ["-position"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return self.with_usernames(super().get_queryset(request))
+
+    @admin.display(description="level", ordering="level")
+    def level_display(self, obj: LedgerEntry) -> str:
+        return _level(obj)
+
+
+class HistoryFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
+    """The latest entries only: a busy user's history would fill the page."""
+
+    max_entries = 50
+
+    @classmethod
+    def get_default_prefix(cls) -> str:
+        return "hero_history"  # the relation has no name to derive one from
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if not hasattr(self, "_latest"):
+            self._latest = super().get_queryset()[: self.max_entries]
+        return self._latest
+
+
+class AchievementHistoryInline(ReadOnlyAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
+    """A user's latest ledger entries, newest first (all of them: the ledger's
+    admin, searched by the username)."""
+
+    model = LedgerEntry
+    fk_name = "user"
+    formset = HistoryFormSet
+    fields = [
+        "entry",
+        "occurred_at",
+        "kind",
+        "achievement",
+        "level",
+        "previous_level",
+        "steps",
+        "actor",
+        "reason",
+    ]
+    readonly_fields = fields
+    ordering = ["-position"]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name = "achievement history entry"
+    verbose_name_plural = "achievement history (latest 50)"
+
+    # Not the "position" field itself: a formset keeps the primary key as a
+    # hidden input, and the admin would hide its column.
+    @admin.display(description="position")
+    def entry(self, obj: LedgerEntry) -> int:
+        return obj.position
+
+
+class HeroUserAdminMixin:
+    """Add hero's history inline to a user admin:
+    ``class MyUserAdmin(HeroUserAdminMixin, UserAdmin)``."""
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
+        inlines = list(super().get_inlines(request, obj))  # type: ignore[misc]
+        if obj is not None:
+            inlines.append(AchievementHistoryInline)
+        return inlines
+
+
+class HeroUserAdmin(HeroUserAdminMixin, UserAdmin):  # type: ignore[type-arg]
+    """Django's ``UserAdmin`` with hero's history inline."""
+
+
+def extend_default_user_admin(site: admin.AdminSite = admin.site) -> bool:
+    """Swap Django's own ``UserAdmin`` for :class:`HeroUserAdmin`; leave any
+    other user admin alone. Returns whether it did."""
+    user_model = get_user_model()
+    if not site.is_registered(user_model):
+        return False
+    if type(site.get_model_admin(user_model)) is not UserAdmin:
+        return False
+    site.unregister(user_model)
+    site.register(user_model, HeroUserAdmin)
+    return True
+
+
+extend_default_user_admin()
