@@ -65,4 +65,6 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "/static/"
+# hero's pages ask visitors to sign in; the demo has no login page but the admin's.
+LOGIN_URL = "admin:login"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
