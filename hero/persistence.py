@@ -82,6 +82,34 @@ def link(previous: bytes | None, event: StoredEvent) -> bytes:
     digest.update(event.state)
     return digest.digest()
 
+class _SQLiteChain(threading.local):
+    """SQL functions that compute the chain inside SQLite's INSERT statement, so
+    that reading the last link and writing the next take one statement (and the
+    write lock is taken before anything is read)."""
+
+    previous: bytes = GENESIS
+
+    def start(self, previous: bytes | None, *fields: Any) -> bytes:
+        self.previous = previous or GENESIS
+        return self.next(*fields)
+
+    def next(self, originator: str, version: int, topic: str, state: bytes) -> bytes:
+        self.previous = link(self.previous, StoredEvent(originator, version, topic, state))
+        return self.previous
+
+
+_sqlite_chain = _SQLiteChain()
+
+
+def _register_sqlite_functions(wrapper: Any) -> None:
+    """Register hero's chain functions on the wrapper's current connection."""
+    raw = wrapper.connection
+    if getattr(wrapper, "_hero_chain_connection", None) is not raw:
+        raw.create_function("hero_chain_start", 5, _sqlite_chain.start)
+        raw.create_function("hero_chain_next", 4, _sqlite_chain.next)
+        wrapper._hero_chain_connection = raw
+
+
 # Django's wrappers of DB-API errors, most specific first, and the eventsourcing
 # errors that callers of a recorder expect instead.
 _ERROR_TRANSLATIONS: tuple[tuple[type[Exception], type[PersistenceError]], ...] = (
@@ -222,31 +250,47 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         """Insert in multi-row statements; return the new rows' ids in order."""
         if not stored_events:
             return []
-        chained = self.serialise_inserts  # the notification log is hash-chained
-        if chained:
+        # The notification log is hash-chained (see link()). On PostgreSQL the
+        # last link is read under the lock that orders positions; on SQLite the
+        # INSERT itself computes the links with hero's SQL functions.
+        chained = self.serialise_inserts
+        in_sql = chained and self.datastore.vendor == "sqlite"
+        previous = GENESIS
+        if in_sql:
+            _register_sqlite_functions(cursor.db)
+        elif chained:
             if self.datastore.vendor == "postgresql":
                 cursor.execute(f"LOCK TABLE {self.events_table} IN EXCLUSIVE MODE")
             cursor.execute(f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1")
             row = cursor.fetchone()
             previous = self._bytes(row[0]) if row and row[0] is not None else GENESIS
         columns = "originator_id, originator_version, topic, state"
-        width = 4
         if chained:
             columns += ", chain"
-            width = 5
-        placeholder = "(" + ", ".join(["%s"] * width) + ")"
+        first_row = (
+            "(%s, %s, %s, %s, hero_chain_start((SELECT chain FROM "
+            f"{self.events_table} ORDER BY id DESC LIMIT 1), %s, %s, %s, %s))"
+        )
+        next_row = "(%s, %s, %s, %s, hero_chain_next(%s, %s, %s, %s))"
+        plain_row = "(%s, %s, %s, %s, %s)" if chained else "(%s, %s, %s, %s)"
         ids: dict[tuple[UUID, int], int] = {}
         for start in range(0, len(stored_events), INSERT_CHUNK_SIZE):
             chunk = stored_events[start : start + INSERT_CHUNK_SIZE]
             params: list[Any] = []
+            rows: list[str] = []
             for s in chunk:
-                params += [self._db_uuid(s.originator_id), s.originator_version, s.topic, s.state]
-                if chained:
-                    previous = link(previous, s)
-                    params.append(previous)
+                fields = [self._db_uuid(s.originator_id), s.originator_version, s.topic, s.state]
+                params += fields
+                if in_sql:
+                    rows.append(first_row if start == 0 and not rows else next_row)
+                    params += fields
+                else:
+                    rows.append(plain_row)
+                    if chained:
+                        previous = link(previous, s)
+                        params.append(previous)
             cursor.execute(
-                f"INSERT INTO {self.events_table} ({columns}) "
-                f"VALUES {', '.join([placeholder] * len(chunk))} "
+                f"INSERT INTO {self.events_table} ({columns}) VALUES {', '.join(rows)} "
                 "RETURNING id, originator_id, originator_version",
                 params,
             )
