@@ -521,3 +521,39 @@ def test_a_site_overrides_the_base_and_any_other_template(
     assert '<li class="my-card">Points</li>' in html
     assert '<li class="my-card">Secret achievement</li>' in html
     assert "hero-card" not in html
+
+
+# The documented JSON ---------------------------------------------------------
+
+
+def shape(value: Any) -> Any:
+    """The keys of a JSON value, all the way down (a list by its first item)."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return None
+
+
+@pytest.mark.django_db
+def test_the_json_examples_in_the_docs_match_the_responses(
+    backend: Backend, make_user: Any
+) -> None:
+    page = Path(__file__).resolve().parent.parent / "docs" / "guide" / "views.md"
+    blocks = re.findall(r"```json\n(.*?)\n```", page.read_text(), re.S)
+    mine_doc, detail_doc, notices_doc = (json.loads(block) for block in blocks)
+    ann = showcase(make_user)
+    unlock("score_changed", user=ann, points=10_000)
+    client = signed_in(ann)
+
+    mine = client.get(reverse("hero:api-mine")).json()
+    detail = client.get(reverse("hero:api-detail", args=["points"])).json()
+    notices = client.get(reverse("hero:api-notices")).json()
+
+    assert shape(mine) == shape(mine_doc)
+    real = {a["id"]: a for a in mine["achievements"]}  # the secret one's id is None
+    for documented in mine_doc["achievements"]:
+        assert shape(real[documented["id"]]) == shape(documented)
+        assert real[documented["id"]]["state"] == documented["state"]
+    assert shape(detail) == shape(detail_doc)
+    assert shape(notices) == shape(notices_doc)
