@@ -36,6 +36,8 @@ from hero.visibility import Listing
 def get_user_or_404(*, pk: str | None = None, username: str | None = None) -> Any:
     """An active user by pk or username; 404 for anyone else (or a malformed pk)."""
     model = get_user_model()
+    if "\x00" in (pk or username or ""):
+        raise Http404("No such user.")  # PostgreSQL refuses NUL in text
     lookup = {"pk": pk} if pk is not None else {model.USERNAME_FIELD: username}
     try:
         user = model._default_manager.get(**lookup)

@@ -339,7 +339,7 @@ def detail(achievement_id: str, viewer: Any) -> Detail | None:
     """The achievement as ``viewer`` may see it, or None when it is unknown or
     not revealed to them (a secret or invisible one they have not unlocked)."""
     db = _db()
-    achievement = Achievement.objects.using(db).filter(pk=achievement_id).first()
+    achievement = _achievement(achievement_id)
     if achievement is None:
         return None
     holding = None
@@ -436,7 +436,10 @@ def progress_for(achievement_id: str | Achievement, subject: Any, viewer: Any) -
 def _achievement(value: str | Achievement) -> Achievement | None:
     if isinstance(value, Achievement):
         return value
-    return Achievement.objects.using(_db()).filter(pk=str(value)).first()
+    achievement_id = str(value)
+    if "\x00" in achievement_id:
+        return None  # no such id, and PostgreSQL refuses NUL in text
+    return Achievement.objects.using(_db()).filter(pk=achievement_id).first()
 
 
 def _same(subject: Any, viewer: Any) -> bool:

@@ -459,6 +459,94 @@ def test_image_overrides_per_achievement_and_by_setting(
     assert 'src="https://cdn.example/painted.png"' in card_of(html, "painted")
 
 
+
+@pytest.mark.django_db
+def test_no_surface_shows_a_hidden_achievements_own_images(
+    backend: Backend, make_user: Any, isolated_registry: Any
+) -> None:
+    from django.template import Context, Template
+    from django.test import RequestFactory
+
+    from hero.projections.catalog import sync_catalog
+
+    def images(name: str) -> dict[str, str]:
+        return {f"image_{kind}": f"leak/{name}-{kind}.png" for kind in ("locked", "unlocked", "secret")}
+
+    @hero.achievements.register
+    class Vault(hero.AchievementBase):
+        id, title, secret, events = "vault", "Vault", True, ["vault"]
+        locals().update(images("vault"))
+
+        def unlock(self, **state: Any) -> Any:
+            return hero.AchievementUnlocked(level=1)
+
+    @hero.achievements.register
+    class Ghost(hero.AchievementBase):
+        id, title, invisible, events = "ghost", "Ghost", True, ["ghost"]
+        locals().update(images("ghost"))
+
+        def unlock(self, **state: Any) -> Any:
+            return hero.AchievementUnlocked(level=1)
+
+    sync_catalog(backend.alias)
+    ann, bob = showcase(make_user), make_user("bob")
+    unlock("vault", user=ann)
+    unlock("ghost", user=ann)
+    bob_client = signed_in(bob)
+    request = RequestFactory().get("/")
+    request.user = bob
+    tags = Template(
+        "{% load hero_tags %}{% hero_achievement_list ann %}"
+        "{% hero_image 'vault' ann %}{% hero_image 'ghost' ann %}"
+        "{% hero_image 'vault' bob %}{% hero_image 'ghost' bob %}"
+    ).render(Context({"request": request, "ann": ann, "bob": bob}))
+
+    surfaces = {
+        "own page": bob_client.get(reverse("hero:mine")),
+        "ann's page": bob_client.get(reverse("hero:user", args=[ann.pk])),
+        "ann's JSON": bob_client.get(reverse("hero:api-user", args=[ann.pk])),
+        "own JSON": bob_client.get(reverse("hero:api-mine")),
+        "vault": bob_client.get(reverse("hero:detail", args=["vault"])),
+        "vault JSON": bob_client.get(reverse("hero:api-detail", args=["vault"])),
+        "ghost": bob_client.get(reverse("hero:detail", args=["ghost"])),
+        "notices": bob_client.get(reverse("hero:api-notices")),
+    }
+    texts = {name: response.content.decode() for name, response in surfaces.items()}
+    texts["tags"] = tags
+
+    for name, text in texts.items():
+        for leak in ("vault-locked", "vault-unlocked", "ghost-", "Vault", "Ghost"):
+            assert leak not in text, f"{leak} leaked on {name}"
+    # What a secret achievement shows instead is its secret image.
+    assert "/static/leak/vault-secret.png" in texts["ann's page"]
+    assert "/static/leak/vault-secret.png" in texts["own page"]
+    # ann herself sees her own images.
+    html = signed_in(ann).get(reverse("hero:mine")).content.decode()
+    assert "leak/vault-unlocked.png" in html and "leak/ghost-unlocked.png" in html
+
+
+@pytest.mark.django_db
+def test_odd_input_is_a_404_or_ignored_never_a_500(backend: Backend, make_user: Any) -> None:
+    ann = showcase(make_user)
+    client = signed_in(ann)
+    client.raise_request_exception = False
+
+    for path in [
+        "/achievements/users/99999999999999999999999/",
+        "/achievements/users/-1/",
+        "/achievements/users/%C3%A9/",
+        "/achievements/users/@%00/",
+        "/achievements/api/users/1.5/",
+        "/achievements/" + "x" * 300 + "/",
+        "/achievements/api/achievements/%27%20OR%201=1/",
+        "/achievements/a%00b/",
+        "/achievements/api/achievements/%00/",
+    ]:
+        assert client.get(path).status_code == 404, path
+    for upto in ("abc", "-5", "", "1e9"):
+        response = client.post(reverse("hero:notices-seen"), {"upto": upto})
+        assert response.status_code == 302, upto
+
 # Escaping --------------------------------------------------------------------
 
 
