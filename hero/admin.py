@@ -80,17 +80,27 @@ class LevelFilter(admin.SimpleListFilter):
 
 
 def _level(obj: Any) -> str:
-    return level_name(obj.level) or "–"
+    return level_name(obj.level) or "-"
 
 
 @admin.register(Achievement)
 class AchievementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "title", "secret", "invisible", "steps", "retired", "holder_count"]
-    list_filter = ["secret", "invisible", "retired"]
-    search_fields = ["id", "title"]
+    list_display = (
+        "id",
+        "title",
+        "secret",
+        "invisible",
+        "steps",
+        "retired",
+        "holder_count",
+    )
+    list_filter = ("secret", "invisible", "retired")
+    search_fields = ("id", "title")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return super().get_queryset(request).annotate(holder_total=Sum("counts__holders"))
+        return (
+            super().get_queryset(request).annotate(holder_total=Sum("counts__holders"))
+        )
 
     @admin.display(description="holders", ordering="holder_total")
     def holder_count(self, obj: Any) -> int:
@@ -107,11 +117,11 @@ class RevokeForm(forms.Form):
 
 @admin.register(AchievementUnlocked)
 class AchievementUnlockedAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["user", "achievement", "level_display", "unlocked_at", "updated_at"]
-    list_filter = [LevelFilter, ("achievement", admin.RelatedOnlyFieldListFilter)]
-    list_select_related = ["user", "achievement"]
-    search_fields = [USER_SEARCH, "achievement__id", "achievement__title"]
-    actions = ["revoke"]
+    list_display = ("user", "achievement", "level_display", "unlocked_at", "updated_at")
+    list_filter = (LevelFilter, ("achievement", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("user", "achievement")
+    search_fields = (USER_SEARCH, "achievement__id", "achievement__title")
+    actions = ("revoke",)
     revoke_template = "hero/admin/revoke.html"
 
     @admin.display(description="level", ordering="level")
@@ -122,7 +132,9 @@ class AchievementUnlockedAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return bool(request.user.has_perm(REVOKE_PERMISSION))
 
     @admin.action(description="Revoke selected achievements…", permissions=["revoke"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[Any]) -> TemplateResponse | None:
+    def revoke(
+        self, request: HttpRequest, queryset: QuerySet[Any]
+    ) -> TemplateResponse | None:
         """Ask for a reason, then revoke each one through hero's API."""
         if not self.has_revoke_permission(request):
             raise PermissionDenied
@@ -134,7 +146,10 @@ class AchievementUnlockedAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             for holding in holdings:
                 try:
                     hero.achievements.revoke(
-                        holding.user, holding.achievement_id, reason=reason, actor=request.user
+                        holding.user,
+                        holding.achievement_id,
+                        reason=reason,
+                        actor=request.user,
                     )
                 except HeroError as error:
                     self.message_user(
@@ -163,10 +178,10 @@ class AchievementUnlockedAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(AchievementCount)
 class AchievementCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["achievement", "level_display", "holders"]
-    list_filter = [LevelFilter]
-    list_select_related = ["achievement"]
-    search_fields = ["achievement__id", "achievement__title"]
+    list_display = ("achievement", "level_display", "holders")
+    list_filter = (LevelFilter,)
+    list_select_related = ("achievement",)
+    search_fields = ("achievement__id", "achievement__title")
 
     @admin.display(description="level", ordering="level")
     def level_display(self, obj: AchievementCount) -> str:
@@ -175,9 +190,16 @@ class AchievementCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(AchievementProgress)
 class AchievementProgressAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["user", "achievement", "steps", "total", "percent_display", "updated_at"]
-    list_select_related = ["user", "achievement"]
-    search_fields = [USER_SEARCH, "achievement__id", "achievement__title"]
+    list_display = (
+        "user",
+        "achievement",
+        "steps",
+        "total",
+        "percent_display",
+        "updated_at",
+    )
+    list_select_related = ("user", "achievement")
+    search_fields = (USER_SEARCH, "achievement__id", "achievement__title")
 
     @admin.display(description="percent")
     def percent_display(self, obj: AchievementProgress) -> str:
@@ -201,7 +223,7 @@ class _UserNames:
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = [
+    list_display = (
         "position",
         "occurred_at",
         "user_display",
@@ -212,12 +234,12 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, admin.ModelAdmin):
         "steps",
         "actor",
         "reason",
-    ]
-    list_filter = ["kind", LevelFilter]
+    )
+    list_filter = ("kind", LevelFilter)
     # Never join the users table (a deleted user's entries would vanish).
-    list_select_related: list[str] = []
-    search_fields = [USER_SEARCH, "achievement__id", "achievement__title"]
-    ordering = ["-position"]
+    list_select_related = ()
+    search_fields = (USER_SEARCH, "achievement__id", "achievement__title")
+    ordering = ("-position",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return self.with_usernames(super().get_queryset(request))
@@ -227,7 +249,7 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, admin.ModelAdmin):
         return _level(obj)
 
 
-class HistoryFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
+class HistoryFormSet(forms.BaseInlineFormSet):
     """The latest entries only: a busy user's history would fill the page."""
 
     max_entries = 50
@@ -242,14 +264,14 @@ class HistoryFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
         return self._latest
 
 
-class AchievementHistoryInline(ReadOnlyAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
+class AchievementHistoryInline(ReadOnlyAdminMixin, admin.TabularInline):
     """A user's latest ledger entries, newest first (all of them: the ledger's
     admin, searched by the username)."""
 
     model = LedgerEntry
     fk_name = "user"
     formset = HistoryFormSet
-    fields = [
+    fields = (
         "entry",
         "occurred_at",
         "kind",
@@ -259,9 +281,9 @@ class AchievementHistoryInline(ReadOnlyAdminMixin, admin.TabularInline):  # type
         "steps",
         "actor",
         "reason",
-    ]
+    )
     readonly_fields = fields
-    ordering = ["-position"]
+    ordering = ("-position",)
     extra = 0
     can_delete = False
     show_change_link = False
@@ -286,7 +308,7 @@ class HeroUserAdminMixin:
         return inlines
 
 
-class HeroUserAdmin(HeroUserAdminMixin, UserAdmin):  # type: ignore[type-arg]
+class HeroUserAdmin(HeroUserAdminMixin, UserAdmin):
     """Django's ``UserAdmin`` with hero's history inline."""
 
 

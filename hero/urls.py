@@ -1,16 +1,16 @@
 """hero's default views: ``path("achievements/", include("hero.urls"))``.
 
-Pages and JSON endpoints (names in the ``hero`` namespace):
+Pages (names in the ``hero`` namespace), each with a JSON twin under ``api/``:
 
-=================================  ===========================  =====================
-Path (under the include)           Page                         JSON
-=================================  ===========================  =====================
-``""``                             ``hero:mine``                ``hero:api-mine``
-``users/<pk>/``                    ``hero:user``                ``hero:api-user``
-``users/@<username>/``             ``hero:user-by-username``    ``hero:api-user-by-username``
-``<achievement_id>/``              ``hero:detail``              ``hero:api-detail``
-``notices/seen/`` (POST)           ``hero:notices-seen``        ``hero:api-notices``
-=================================  ===========================  =====================
+========================  =========================  ==============================
+Path                      Page                       JSON
+========================  =========================  ==============================
+``""``                    ``mine``                   ``api-mine`` (``api/me/``)
+``users/<pk>/``           ``user``                   ``api-user``
+``users/@<username>/``    ``user-by-username``       ``api-user-by-username``
+``<achievement_id>/``     ``detail``                 ``api-detail``
+``notices/seen/`` (POST)  ``notices-seen``           ``api-notices``
+========================  =========================  ==============================
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ urlpatterns = [
     path("", views.MyAchievementsView.as_view(), name="mine"),
     path("notices/seen/", views.NoticesSeenView.as_view(), name="notices-seen"),
     # "@" first: a username is never taken for a pk.
-    path("users/@<str:username>/", views.AchievementListView.as_view(), name="user-by-username"),
+    path(
+        "users/@<str:username>/",
+        views.AchievementListView.as_view(),
+        name="user-by-username",
+    ),
     path("users/<str:pk>/", views.AchievementListView.as_view(), name="user"),
     path("api/me/", views.MyAchievementsJson.as_view(), name="api-mine"),
     path("api/notices/", views.NoticesJson.as_view(), name="api-notices"),

@@ -58,7 +58,9 @@ def _detail_url(card_id: str | None) -> str | None:
     return reverse("hero:detail", args=[card_id]) if card_id else None
 
 
-def listing_json(request: HttpRequest, subject: Any, listing: Listing) -> dict[str, Any]:
+def listing_json(
+    request: HttpRequest, subject: Any, listing: Listing
+) -> dict[str, Any]:
     """The JSON body of a user's achievements."""
     cards = []
     for card in listing.cards:
@@ -80,13 +82,13 @@ class AchievementListView(TemplateView):
     """A user's achievements, as the visitor may see them."""
 
     template_name = "hero/achievement_list.html"
-    http_method_names = ["get", "head", "options"]
+    http_method_names = ("get", "head", "options")
 
     def get_subject(self) -> Any:
         return _subject(self.kwargs)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
+        context: dict[str, Any] = super().get_context_data(**kwargs)
         subject = self.get_subject()
         viewer = self.request.user
         is_own = viewer.is_authenticated and viewer.pk == subject.pk
@@ -111,10 +113,10 @@ class AchievementDetailView(TemplateView):
     """One achievement with its level ladder; 404 unless revealed to the visitor."""
 
     template_name = "hero/achievement_detail.html"
-    http_method_names = ["get", "head", "options"]
+    http_method_names = ("get", "head", "options")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
+        context: dict[str, Any] = super().get_context_data(**kwargs)
         found = visibility.detail(self.kwargs["achievement_id"], self.request.user)
         if found is None:
             raise Http404("No such achievement.")
@@ -128,13 +130,17 @@ class NoticesSeenView(LoginRequiredMixin, View):
     """Mark the signed-in user's notices as seen (up to ``upto``, if posted),
     then go back to ``next`` when it is a URL of this site."""
 
-    http_method_names = ["post"]
+    http_method_names = ("post",)
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        visibility.mark_notices_seen(request.user, _int_or_none(request.POST.get("upto")))
+        visibility.mark_notices_seen(
+            request.user, _int_or_none(request.POST.get("upto"))
+        )
         target = request.POST.get("next", "")
         if not url_has_allowed_host_and_scheme(
-            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+            target,
+            allowed_hosts={request.get_host()},
+            require_https=request.is_secure(),
         ):
             target = reverse("hero:mine")
         return HttpResponseRedirect(target)
@@ -158,10 +164,12 @@ def _error(status: int, message: str) -> JsonResponse:
 class JsonView(View):
     """Base of the JSON endpoints: errors are JSON too (404, 403, 405)."""
 
-    http_method_names = ["get", "head", "options"]
+    http_method_names: tuple[str, ...] = ("get", "head", "options")
     login_required = False
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    def dispatch(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
         if self.login_required and not request.user.is_authenticated:
             return _error(403, "Sign in to see this.")
         try:
@@ -169,7 +177,9 @@ class JsonView(View):
         except Http404 as error:
             return _error(404, str(error) or "Not found.")
 
-    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def http_method_not_allowed(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
         response = _error(405, f"Method {request.method} is not allowed here.")
         response["Allow"] = ", ".join(m.upper() for m in self._allowed_methods())
         return response
@@ -204,7 +214,7 @@ class AchievementDetailJson(JsonView):
 class NoticesJson(JsonView):
     """GET: the signed-in user's unseen notices. POST: mark them seen."""
 
-    http_method_names = ["get", "post", "head", "options"]
+    http_method_names = ("get", "post", "head", "options")
     login_required = True
 
     def get(self, request: HttpRequest) -> JsonResponse:

@@ -45,7 +45,7 @@ SECRET_TITLE = "Secret achievement"
 
 
 def _db() -> str:
-    return conf.HERO_DATABASE
+    return str(conf.HERO_DATABASE)
 
 
 def level_names() -> dict[int, str]:
@@ -65,10 +65,12 @@ def image_url(path: str) -> str:
     anything else is a static file path."""
     if path.startswith(("http://", "https://", "//", "/")):
         return path
-    return static(path)
+    return str(static(path))
 
 
-def image_path(achievement: Achievement, kind: Literal["locked", "unlocked", "secret"]) -> str:
+def image_path(
+    achievement: Achievement, kind: Literal["locked", "unlocked", "secret"]
+) -> str:
     """The achievement's own image of that kind, or the default setting."""
     own = getattr(achievement, f"image_{kind}", "")
     if own:
@@ -109,7 +111,11 @@ class Progress:
         return min(100.0, 100.0 * self.steps / self.total) if self.total else 0.0
 
     def as_json(self) -> dict[str, Any]:
-        return {"steps": self.steps, "total": self.total, "percent": round(self.percent, 1)}
+        return {
+            "steps": self.steps,
+            "total": self.total,
+            "percent": round(self.percent, 1),
+        }
 
 
 @dataclass(frozen=True)
@@ -193,7 +199,13 @@ def _card(
         if achievement.invisible:
             return None
         return Card(
-            "secret", None, None, None, image_path(achievement, "secret"), level, unlocked_at
+            "secret",
+            None,
+            None,
+            None,
+            image_path(achievement, "secret"),
+            level,
+            unlocked_at,
         )
     if holding is not None:
         return Card(
@@ -409,16 +421,20 @@ def image_for(achievement_id: str | Achievement, subject: Any, viewer: Any) -> s
     return card.image_url if card else ""
 
 
-def progress_for(achievement_id: str | Achievement, subject: Any, viewer: Any) -> Progress | None:
+def progress_for(
+    achievement_id: str | Achievement, subject: Any, viewer: Any
+) -> Progress | None:
     """The subject's progress toward an achievement they have not unlocked yet,
     or None (no steps, already unlocked, or not revealed to the viewer)."""
     achievement = _achievement(achievement_id)
     if achievement is None or not getattr(subject, "is_authenticated", False):
         return None
     db = _db()
-    if AchievementUnlocked.objects.using(db).filter(
-        user_id=subject.pk, achievement_id=achievement.id
-    ).exists():
+    if (
+        AchievementUnlocked.objects.using(db)
+        .filter(user_id=subject.pk, achievement_id=achievement.id)
+        .exists()
+    ):
         return None
     viewer_holds = (
         achievement.id in held_levels(viewer) if not _same(subject, viewer) else False
@@ -439,7 +455,10 @@ def _achievement(value: str | Achievement) -> Achievement | None:
     achievement_id = str(value)
     if "\x00" in achievement_id:
         return None  # no such id, and PostgreSQL refuses NUL in text
-    return Achievement.objects.using(_db()).filter(pk=achievement_id).first()
+    found: Achievement | None = (
+        Achievement.objects.using(_db()).filter(pk=achievement_id).first()
+    )
+    return found
 
 
 def _same(subject: Any, viewer: Any) -> bool:
@@ -512,7 +531,9 @@ def notices(user: Any, limit: int = 5) -> list[Notice]:
     db = _db()
     entries = (
         LedgerEntry.objects.using(db)
-        .filter(user_id=user.pk, kind__in=NOTICE_KINDS, position__gt=seen_position(user))
+        .filter(
+            user_id=user.pk, kind__in=NOTICE_KINDS, position__gt=seen_position(user)
+        )
         .select_related("achievement")
         .order_by("-position")
     )
@@ -566,5 +587,7 @@ def mark_notices_seen(user: Any, upto: int | None = None) -> int:
     cursors.bulk_create(
         [NoticeCursor(user_id=user.pk, seen_position=0)], ignore_conflicts=True
     )
-    cursors.filter(user_id=user.pk, seen_position__lt=target).update(seen_position=target)
+    cursors.filter(user_id=user.pk, seen_position__lt=target).update(
+        seen_position=target
+    )
     return seen_position(user)

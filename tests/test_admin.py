@@ -30,7 +30,13 @@ from tests.test_views import showcase
 
 unlock = hero.achievements.unlock
 CHANGELIST = "admin:hero_achievementunlocked_changelist"
-READ_TABLES = [Achievement, AchievementUnlocked, AchievementCount, AchievementProgress, LedgerEntry]
+READ_TABLES = [
+    Achievement,
+    AchievementUnlocked,
+    AchievementCount,
+    AchievementProgress,
+    LedgerEntry,
+]
 
 
 def staff(make_user: Any, *perms: str, superuser: bool = False) -> Client:
@@ -53,17 +59,25 @@ def url(model: Any, view: str, *args: Any) -> str:
 
 
 def holding(alias: str, user: Any, achievement_id: str) -> AchievementUnlocked | None:
-    return AchievementUnlocked.objects.using(alias).filter(user=user, achievement=achievement_id).first()
+    return (
+        AchievementUnlocked.objects.using(alias)
+        .filter(user=user, achievement=achievement_id)
+        .first()
+    )
 
 
 @pytest.mark.django_db
-def test_every_read_table_is_viewable_and_none_is_editable(backend: Backend, make_user: Any) -> None:
+def test_every_read_table_is_viewable_and_none_is_editable(
+    backend: Backend, make_user: Any
+) -> None:
     ann = showcase(make_user)
     client = staff(make_user, superuser=True)
     rows = {
         Achievement: "points",
         AchievementUnlocked: holding(backend.alias, ann, "points").pk,
-        AchievementCount: AchievementCount.objects.get(achievement="points", level=3).pk,
+        AchievementCount: AchievementCount.objects.get(
+            achievement="points", level=3
+        ).pk,
         AchievementProgress: AchievementProgress.objects.get(user=ann).pk,
         LedgerEntry: LedgerEntry.objects.filter(user=ann).first().pk,
     }
@@ -74,7 +88,9 @@ def test_every_read_table_is_viewable_and_none_is_editable(backend: Backend, mak
         assert url(model, "add") not in changelist.content.decode()
         assert client.get(url(model, "add")).status_code == 403
         detail = client.get(url(model, "change", pk))
-        assert detail.status_code == 200 and 'name="_save"' not in detail.content.decode()
+        assert (
+            detail.status_code == 200 and 'name="_save"' not in detail.content.decode()
+        )
         assert client.post(url(model, "change", pk), {}).status_code == 403
         assert client.post(url(model, "delete", pk), {"post": "yes"}).status_code == 403
     assert model.objects.filter(pk=pk).exists()
@@ -105,10 +121,15 @@ def test_ledger_is_searchable_by_user_and_achievement_and_filterable(
 
     def positions(query: dict[str, str]) -> list[int]:
         html = client.get(ledger, query).content.decode()
-        return sorted(int(p) for p in re.findall(r'href="/admin/hero/ledgerentry/(\d+)/change/', html))
+        return sorted(
+            int(p)
+            for p in re.findall(r'href="/admin/hero/ledgerentry/(\d+)/change/', html)
+        )
 
     def of(**filters: Any) -> list[int]:
-        return sorted(LedgerEntry.objects.filter(**filters).values_list("position", flat=True))
+        return sorted(
+            LedgerEntry.objects.filter(**filters).values_list("position", flat=True)
+        )
 
     assert positions({"q": "bob"}) == of(user=bob)
     assert positions({"q": "bookworm"}) == of(achievement="bookworm")
@@ -117,13 +138,15 @@ def test_ledger_is_searchable_by_user_and_achievement_and_filterable(
     assert positions({"level": "nonsense"}) == []
 
     held = client.get(reverse(CHANGELIST), {"q": "ann", "level": "3"}).content.decode()
-    assert "Gold" in held and re.findall(r'name="_selected_action" value="(\d+)"', held) == [
-        str(holding(backend.alias, ann, "points").pk)
-    ]
+    assert "Gold" in held and re.findall(
+        r'name="_selected_action" value="(\d+)"', held
+    ) == [str(holding(backend.alias, ann, "points").pk)]
 
 
 @pytest.mark.django_db
-def test_ledger_keeps_entries_of_deleted_users(backend: Backend, make_user: Any) -> None:
+def test_ledger_keeps_entries_of_deleted_users(
+    backend: Backend, make_user: Any
+) -> None:
     gone = make_user("gone")
     unlock("points_awarded", user=gone)
     pk = gone.pk
@@ -138,9 +161,13 @@ def test_ledger_keeps_entries_of_deleted_users(backend: Backend, make_user: Any)
 
 
 @pytest.mark.django_db
-def test_revoking_asks_for_a_reason_and_appends_an_event(backend: Backend, make_user: Any) -> None:
+def test_revoking_asks_for_a_reason_and_appends_an_event(
+    backend: Backend, make_user: Any
+) -> None:
     ann = showcase(make_user)
-    client = staff(make_user, "hero.view_achievementunlocked", "hero.revoke_achievement")
+    client = staff(
+        make_user, "hero.view_achievementunlocked", "hero.revoke_achievement"
+    )
     clerk = User.objects.get(username="clerk")
     selected = holding(backend.alias, ann, "points").pk
     changelist = reverse(CHANGELIST)
@@ -154,7 +181,13 @@ def test_revoking_asks_for_a_reason_and_appends_an_event(backend: Backend, make_
 
     # No reason: asked again, nothing revoked.
     again = client.post(
-        changelist, {"action": "revoke", "_selected_action": [selected], "apply": "1", "reason": " "}
+        changelist,
+        {
+            "action": "revoke",
+            "_selected_action": [selected],
+            "apply": "1",
+            "reason": " ",
+        },
     )
     assert "This field is required." in again.content.decode()
     assert holding(backend.alias, ann, "points") is not None
@@ -162,24 +195,38 @@ def test_revoking_asks_for_a_reason_and_appends_an_event(backend: Backend, make_
     reason = "<b>Scripted</b> the points"
     done = client.post(
         changelist,
-        {"action": "revoke", "_selected_action": [selected], "apply": "1", "reason": reason},
+        {
+            "action": "revoke",
+            "_selected_action": [selected],
+            "apply": "1",
+            "reason": reason,
+        },
         follow=True,
     )
 
     assert "Revoked 1 achievement." in done.content.decode()
     assert holding(backend.alias, ann, "points") is None
     entry = LedgerEntry.objects.filter(user=ann).order_by("position").last()
-    assert (entry.kind, entry.achievement_id, entry.reason) == ("revoked", "points", reason)
+    assert (entry.kind, entry.achievement_id, entry.reason) == (
+        "revoked",
+        "points",
+        reason,
+    )
     assert entry.actor == f"auth.user:{clerk.pk}"
     assert AchievementCount.objects.get(achievement="points", level=3).holders == 0
     # The reason is shown as text in the ledger, never as markup.
     superuser = staff(make_user, superuser=True)
     ledger = superuser.get(url(LedgerEntry, "changelist")).content.decode()
-    assert "&lt;b&gt;Scripted&lt;/b&gt; the points" in ledger and "<b>Scripted</b>" not in ledger
+    assert (
+        "&lt;b&gt;Scripted&lt;/b&gt; the points" in ledger
+        and "<b>Scripted</b>" not in ledger
+    )
 
 
 @pytest.mark.django_db
-def test_staff_without_the_revoke_permission_cannot_revoke(backend: Backend, make_user: Any) -> None:
+def test_staff_without_the_revoke_permission_cannot_revoke(
+    backend: Backend, make_user: Any
+) -> None:
     ann = showcase(make_user)
     client = staff(make_user, "hero.view_achievementunlocked")
     selected = holding(backend.alias, ann, "points").pk
@@ -187,7 +234,12 @@ def test_staff_without_the_revoke_permission_cannot_revoke(backend: Backend, mak
     assert 'value="revoke"' not in client.get(reverse(CHANGELIST)).content.decode()
     client.post(
         reverse(CHANGELIST),
-        {"action": "revoke", "_selected_action": [selected], "apply": "1", "reason": "no"},
+        {
+            "action": "revoke",
+            "_selected_action": [selected],
+            "apply": "1",
+            "reason": "no",
+        },
     )
 
     assert holding(backend.alias, ann, "points") is not None
@@ -203,7 +255,12 @@ def test_revoking_needs_the_csrf_token(backend: Backend, make_user: Any) -> None
 
     response = client.post(
         reverse(CHANGELIST),
-        {"action": "revoke", "_selected_action": [selected], "apply": "1", "reason": "x"},
+        {
+            "action": "revoke",
+            "_selected_action": [selected],
+            "apply": "1",
+            "reason": "x",
+        },
     )
 
     assert response.status_code == 403
@@ -224,7 +281,12 @@ def test_a_failed_revocation_is_reported_not_raised(
     monkeypatch.setattr(hero.achievements, "revoke", not_held)
     response = client.post(
         reverse(CHANGELIST),
-        {"action": "revoke", "_selected_action": [selected], "apply": "1", "reason": "x"},
+        {
+            "action": "revoke",
+            "_selected_action": [selected],
+            "apply": "1",
+            "reason": "x",
+        },
         follow=True,
     )
 
@@ -234,7 +296,9 @@ def test_a_failed_revocation_is_reported_not_raised(
 
 
 @pytest.mark.django_db
-def test_user_admin_shows_the_achievement_history_inline(backend: Backend, make_user: Any) -> None:
+def test_user_admin_shows_the_achievement_history_inline(
+    backend: Backend, make_user: Any
+) -> None:
     ann = showcase(make_user)
     client = staff(make_user, superuser=True)
 
@@ -242,7 +306,9 @@ def test_user_admin_shows_the_achievement_history_inline(backend: Backend, make_
 
     assert "Achievement history (latest 50)" in html
     positions = list(
-        LedgerEntry.objects.filter(user=ann).order_by("-position").values_list("position", flat=True)
+        LedgerEntry.objects.filter(user=ann)
+        .order_by("-position")
+        .values_list("position", flat=True)
     )
     shown = re.findall(r'<td class="field-entry">\s*<p>(\d+)</p>', html)
     assert shown == [str(p) for p in positions]
@@ -261,7 +327,11 @@ def test_user_admin_shows_the_achievement_history_inline(backend: Backend, make_
     )
     assert response.status_code == 302
     assert User.objects.get(pk=ann.pk).first_name == "Ann"
-    assert list(LedgerEntry.objects.filter(user=ann).order_by("-position").values_list("position", flat=True)) == list(positions)
+    assert list(
+        LedgerEntry.objects.filter(user=ann)
+        .order_by("-position")
+        .values_list("position", flat=True)
+    ) == list(positions)
 
 
 def test_only_djangos_own_user_admin_is_extended() -> None:

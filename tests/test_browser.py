@@ -85,7 +85,7 @@ class FirstPost(Demo):
 class Conversationalist(Demo):
     id = "demo_conversationalist"
     title = "Conversationalist"
-    description = "Comments on other people’s posts"
+    description = "Comments on other people's posts"
     events = ["demo_conversationalist"]
 
 
@@ -132,7 +132,15 @@ class HiddenGem(Demo):
     events = ["demo_hidden_gem"]
 
 
-DEMO = [FirstPost, Conversationalist, EarlyAdopter, Bookworm, Photographer, NightOwl, HiddenGem]
+DEMO = [
+    FirstPost,
+    Conversationalist,
+    EarlyAdopter,
+    Bookworm,
+    Photographer,
+    NightOwl,
+    HiddenGem,
+]
 
 
 @pytest.fixture
@@ -170,7 +178,11 @@ def demo_data(make_user: Any) -> Any:
 
 @pytest.mark.django_db(transaction=True)
 def test_achievements_page_in_chromium(
-    backend: Backend, make_user: Any, demo_catalog: None, live_server: Any, chromium_path: str
+    backend: Backend,
+    make_user: Any,
+    demo_catalog: None,
+    live_server: Any,
+    chromium_path: str,
 ) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -185,11 +197,15 @@ def test_achievements_page_in_chromium(
     screenshot = OUTPUT / f"achievements-{backend.name}.png"
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_ARGS
+        )
         try:
             # Short: the full-page screenshot grows to fit, with no empty space.
             context = browser.new_context(viewport={"width": 1100, "height": 560})
-            context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
+            context.add_cookies(
+                [{"name": "sessionid", "value": session, "url": live_server.url}]
+            )
             page = context.new_page()
             page.set_default_timeout(15_000)
             requested: list[str] = []
@@ -203,35 +219,62 @@ def test_achievements_page_in_chromium(
             assert response is not None and response.status == 200
             assert page.title() == "Your achievements"
             assert page.locator(".hero-summary").inner_text().startswith("3 of 6")
-            assert page.evaluate("getComputedStyle(document.querySelector('.hero-grid')).display") == "grid"
-            assert page.evaluate(
-                "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+            assert (
+                page.evaluate(
+                    "getComputedStyle(document.querySelector('.hero-grid')).display"
+                )
+                == "grid"
             )
-            assert all(u.startswith(live_server.url) for u in requested), requested  # no CDN
+            every_image_loaded = (
+                "Array.from(document.images).every(i => i.complete && i.naturalWidth)"
+            )
+            assert page.evaluate(every_image_loaded)
+            assert all(u.startswith(live_server.url) for u in requested), (
+                requested
+            )  # no CDN
 
             # Unlocked: level name, date and the unlocked image.
             talk = page.locator('[data-achievement="demo_conversationalist"]')
             assert "Gold" in talk.inner_text() and "14 Mar 2026" in talk.inner_text()
-            assert talk.locator("img").get_attribute("src").endswith("default-unlocked.jpg")
+            assert (
+                talk.locator("img")
+                .get_attribute("src")
+                .endswith("default-unlocked.jpg")
+            )
             # Locked: title, description, locked image, and the progress bar.
             book = page.locator('[data-achievement="demo_bookworm"]')
             assert "hero-locked" in book.get_attribute("class")
-            assert "Read ten chapters" in book.inner_text() and "4 / 10" in book.inner_text()
+            assert (
+                "Read ten chapters" in book.inner_text()
+                and "4 / 10" in book.inner_text()
+            )
             assert book.locator("progress").evaluate("p => [p.value, p.max]") == [4, 10]
-            assert book.locator("img").get_attribute("src").endswith("default-locked.jpg")
+            assert (
+                book.locator("img").get_attribute("src").endswith("default-locked.jpg")
+            )
             photo = page.locator('[data-achievement="demo_photographer"]')
             assert "Locked" in photo.inner_text()
             # Secret: a placeholder with the secret image; invisible: nothing.
             secret = page.locator(".hero-secret")
             assert secret.count() == 1
             assert secret.inner_text().strip() == "Secret achievement"
-            assert secret.locator("img").get_attribute("src").endswith("default-secret.jpg")
+            assert (
+                secret.locator("img")
+                .get_attribute("src")
+                .endswith("default-secret.jpg")
+            )
             text = page.locator("body").inner_text()
             for hidden in ("Night owl", "2 and 4", "Hidden gem", "waterfall"):
                 assert hidden not in text
-            assert "demo_night_owl" not in page.content() and "demo_hidden_gem" not in page.content()
+            assert (
+                "demo_night_owl" not in page.content()
+                and "demo_hidden_gem" not in page.content()
+            )
             # The notice of new unlocks.
-            assert "You unlocked Conversationalist (Gold)" in page.locator(".hero-notices").inner_text()
+            assert (
+                "You unlocked Conversationalist (Gold)"
+                in page.locator(".hero-notices").inner_text()
+            )
 
             page.screenshot(path=str(screenshot), full_page=True)
 
@@ -243,10 +286,13 @@ def test_achievements_page_in_chromium(
             # Narrow screens: one column, nothing wider than the screen.
             page.set_viewport_size({"width": 390, "height": 800})
             columns = page.evaluate(
-                "getComputedStyle(document.querySelector('.hero-grid')).gridTemplateColumns.split(' ').length"
+                "getComputedStyle(document.querySelector('.hero-grid'))"
+                ".gridTemplateColumns.split(' ').length"
             )
             assert columns == 1
-            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            assert page.evaluate(
+                "document.documentElement.scrollWidth <= window.innerWidth"
+            )
 
             # The details page of an unlocked achievement.
             page.set_viewport_size({"width": 1100, "height": 560})
@@ -255,11 +301,17 @@ def test_achievements_page_in_chromium(
             page.wait_for_load_state("networkidle")
             assert page.locator("h1").inner_text() == "Conversationalist"
             assert page.locator("tr.hero-held").inner_text().startswith("Gold")
-            page.screenshot(path=str(OUTPUT / f"achievement-detail-{backend.name}.png"), full_page=True)
+            page.screenshot(
+                path=str(OUTPUT / f"achievement-detail-{backend.name}.png"),
+                full_page=True,
+            )
         finally:
             browser.close()
 
     assert screenshot.stat().st_size > 10_000
-    if backend.name == "sqlite" and os.environ.get("HERO_UPDATE_DOCS_SCREENSHOT") == "1":
+    if (
+        backend.name == "sqlite"
+        and os.environ.get("HERO_UPDATE_DOCS_SCREENSHOT") == "1"
+    ):
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(screenshot, DOCS_SCREENSHOT)

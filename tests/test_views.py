@@ -50,7 +50,9 @@ def assert_hidden(text: str, *texts: str) -> None:
 
 def card_of(html: str, achievement_id: str) -> str:
     """The HTML of one achievement's card in a listing."""
-    match = re.search(rf'<li [^>]*data-achievement="{achievement_id}".*?</li>', html, re.S)
+    match = re.search(
+        rf'<li [^>]*data-achievement="{achievement_id}".*?</li>', html, re.S
+    )
     assert match, f"no card for {achievement_id}"
     return match.group(0)
 
@@ -88,7 +90,9 @@ def test_own_page_shows_unlocked_locked_and_secret_and_hides_invisible(
     assert '<progress value="2" max="5">' in bookworm and "2 / 5" in bookworm
     assert f'src="{STATIC}default-locked.jpg"' in bookworm
     [secret] = secret_cards(html)
-    assert "Secret achievement" in secret and f'src="{STATIC}default-secret.jpg"' in secret
+    assert (
+        "Secret achievement" in secret and f'src="{STATIC}default-secret.jpg"' in secret
+    )
     assert "<a " not in secret  # no link to the details either
     assert_hidden(html, *SECRET_TEXTS, *INVISIBLE_TEXTS)
     # Unlocked first, latest first; the secret placeholder last.
@@ -107,7 +111,9 @@ def test_unlocking_reveals_secret_and_invisible_achievements(
 
     html = signed_in(ann).get(reverse("hero:mine")).content.decode()
 
-    assert "Night owl" in card_of(html, "night_owl") and "hero-unlocked" in card_of(html, "night_owl")
+    assert "Night owl" in card_of(html, "night_owl") and "hero-unlocked" in card_of(
+        html, "night_owl"
+    )
     assert "Found the room behind the waterfall" in card_of(html, "hidden_gem")
     assert secret_cards(html) == []
     assert f"4 of {listed_count() + 1}</strong> unlocked" in html
@@ -143,7 +149,7 @@ def test_public_page_hides_what_the_visitor_has_not_unlocked(
         response = visitor.get(url)
         assert response.status_code == 200
         html = response.content.decode()
-        assert "ann’s achievements" in html
+        assert "ann\u2019s achievements" in html
         assert "Gold" in card_of(html, "points")
         # ann's secret achievement shows as unlocked, but as a placeholder;
         # her invisible one is not listed at all.
@@ -201,8 +207,17 @@ def test_detail_shows_the_ladder_with_holders_and_rarity(
     rows = dict(re.findall(r'level-\d">(\w+)</span></th>\s*<td>(\d+)</td>', html))
     assert rows == {"Bronze": "1", "Silver": "0", "Gold": "1", "Diamond": "1"}
     # Rarity counts holders at the level or above: Bronze 3 of 4, Gold 2, Diamond 1.
-    assert re.findall(r"</progress> ([\d.]+)%", html) == ["75.0", "50.0", "50.0", "25.0"]
-    assert re.search(r'<tr class="hero-held">\s*<th scope="row"><span class="hero-level hero-level-3">Gold', html)
+    assert re.findall(r"</progress> ([\d.]+)%", html) == [
+        "75.0",
+        "50.0",
+        "50.0",
+        "25.0",
+    ]
+    assert re.search(
+        r'<tr class="hero-held">\s*<th scope="row">'
+        r'<span class="hero-level hero-level-3">Gold',
+        html,
+    )
     assert f'src="{STATIC}default-unlocked.jpg"' in html
     # dee holds nothing: the locked image, no level of hers.
     html = signed_in(dee).get(reverse("hero:detail", args=["points"])).content.decode()
@@ -225,16 +240,26 @@ def test_secret_and_invisible_details_only_for_those_who_unlocked_them(
             for visitor in (Client(), signed_in(bob)):
                 response = visitor.get(url)
                 assert response.status_code == 404, url
-                assert_hidden(response.content.decode(), *SECRET_TEXTS, *INVISIBLE_TEXTS)
+                assert_hidden(
+                    response.content.decode(), *SECRET_TEXTS, *INVISIBLE_TEXTS
+                )
             assert signed_in(ann).get(url).status_code == 200
-    assert "Hidden gem" in signed_in(ann).get(reverse("hero:detail", args=["hidden_gem"])).content.decode()
+    assert (
+        "Hidden gem"
+        in signed_in(ann)
+        .get(reverse("hero:detail", args=["hidden_gem"]))
+        .content.decode()
+    )
 
 
 @pytest.mark.django_db
 def test_unknown_achievements_are_not_found(backend: Backend, make_user: Any) -> None:
     client = signed_in(make_user())
 
-    for url in [reverse("hero:detail", args=["no_such"]), reverse("hero:api-detail", args=["no_such"])]:
+    for url in [
+        reverse("hero:detail", args=["no_such"]),
+        reverse("hero:api-detail", args=["no_such"]),
+    ]:
         response = client.get(url)
         assert response.status_code == 404
     assert client.get(reverse("hero:api-detail", args=["no_such"])).json() == {
@@ -265,7 +290,9 @@ def test_json_of_own_achievements(backend: Backend, make_user: Any) -> None:
 
     response = signed_in(ann).get(reverse("hero:api-mine"))
 
-    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert (
+        response.status_code == 200 and response["Content-Type"] == "application/json"
+    )
     assert "no-cache" in response["Cache-Control"]
     data = response.json()
     assert data["user"] == {"id": ann.pk, "username": "ann"}
@@ -303,7 +330,9 @@ def test_json_of_own_achievements(backend: Backend, make_user: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_json_of_another_user_and_of_an_achievement(backend: Backend, make_user: Any) -> None:
+def test_json_of_another_user_and_of_an_achievement(
+    backend: Backend, make_user: Any
+) -> None:
     ann = showcase(make_user)
     unlock("score_changed", user=ann, night=True)
     unlock("gem_found", user=ann)
@@ -334,7 +363,10 @@ def test_json_errors_are_json(backend: Backend, make_user: Any) -> None:
     anonymous = Client()
 
     response = anonymous.get(reverse("hero:api-mine"))
-    assert (response.status_code, response.json()) == (403, {"error": "Sign in to see this."})
+    assert (response.status_code, response.json()) == (
+        403,
+        {"error": "Sign in to see this."},
+    )
     response = signed_in(make_user()).post(reverse("hero:api-mine"))
     assert response.status_code == 405 and "error" in response.json()
 
@@ -365,11 +397,16 @@ def test_notices_show_once_and_marking_them_seen_needs_a_csrf_post(
         {"csrfmiddlewaretoken": token, "upto": upto, "next": "https://evil.example/"},
     )
 
-    assert (response.status_code, response["Location"]) == (302, mine)  # not evil.example
+    assert (response.status_code, response["Location"]) == (
+        302,
+        mine,
+    )  # not evil.example
     assert "hero-notices" not in client.get(mine).content.decode()
     # A later unlock is news again.
     unlock("score_changed", user=ann, night=True)
-    assert "You unlocked <strong>Night owl</strong>" in client.get(mine).content.decode()
+    assert (
+        "You unlocked <strong>Night owl</strong>" in client.get(mine).content.decode()
+    )
 
 
 @pytest.mark.django_db
@@ -379,7 +416,11 @@ def test_marking_seen_never_skips_later_notices_nor_goes_back(
     from hero.visibility import mark_notices_seen, notices
 
     ann = showcase(make_user)
-    first = LedgerEntry.objects.filter(user=ann, kind="unlocked").order_by("position").first()
+    first = (
+        LedgerEntry.objects.filter(user=ann, kind="unlocked")
+        .order_by("position")
+        .first()
+    )
 
     assert mark_notices_seen(ann, upto=first.position) == first.position
     assert [n.achievement_id for n in notices(ann)] == ["comments_50"]
@@ -403,7 +444,10 @@ def test_notices_json(backend: Backend, make_user: Any) -> None:
     ]
     response = client.post(reverse("hero:api-notices"), {"upto": data["upto"]})
     assert response.json() == {"seen_position": data["upto"]}
-    assert client.get(reverse("hero:api-notices")).json() == {"notices": [], "upto": None}
+    assert client.get(reverse("hero:api-notices")).json() == {
+        "notices": [],
+        "upto": None,
+    }
     assert Client().get(reverse("hero:api-notices")).status_code == 403
 
 
@@ -459,7 +503,6 @@ def test_image_overrides_per_achievement_and_by_setting(
     assert 'src="https://cdn.example/painted.png"' in card_of(html, "painted")
 
 
-
 @pytest.mark.django_db
 def test_no_surface_shows_a_hidden_achievements_own_images(
     backend: Backend, make_user: Any, isolated_registry: Any
@@ -470,7 +513,10 @@ def test_no_surface_shows_a_hidden_achievements_own_images(
     from hero.projections.catalog import sync_catalog
 
     def images(name: str) -> dict[str, str]:
-        return {f"image_{kind}": f"leak/{name}-{kind}.png" for kind in ("locked", "unlocked", "secret")}
+        return {
+            f"image_{kind}": f"leak/{name}-{kind}.png"
+            for kind in ("locked", "unlocked", "secret")
+        }
 
     @hero.achievements.register
     class Vault(hero.AchievementBase):
@@ -526,7 +572,9 @@ def test_no_surface_shows_a_hidden_achievements_own_images(
 
 
 @pytest.mark.django_db
-def test_odd_input_is_a_404_or_ignored_never_a_500(backend: Backend, make_user: Any) -> None:
+def test_odd_input_is_a_404_or_ignored_never_a_500(
+    backend: Backend, make_user: Any
+) -> None:
     ann = showcase(make_user)
     client = signed_in(ann)
     client.raise_request_exception = False
@@ -546,6 +594,7 @@ def test_odd_input_is_a_404_or_ignored_never_a_500(backend: Backend, make_user: 
     for upto in ("abc", "-5", "", "1e9"):
         response = client.post(reverse("hero:notices-seen"), {"upto": upto})
         assert response.status_code == 302, upto
+
 
 # Escaping --------------------------------------------------------------------
 
@@ -576,7 +625,9 @@ def test_titles_and_descriptions_are_escaped(
         assert "<script>alert" not in html and "<img src=x" not in html
         assert "&lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt;" in html
     data = json.loads(client.get(reverse("hero:api-detail", args=["sneaky"])).content)
-    assert data["title"] == "<script>alert('title')</script>"  # JSON carries data, not HTML
+    assert (
+        data["title"] == "<script>alert('title')</script>"
+    )  # JSON carries data, not HTML
 
 
 # Overriding templates --------------------------------------------------------
@@ -593,7 +644,8 @@ def test_a_site_overrides_the_base_and_any_other_template(
     )
     (tmp_path / "hero" / "base.html").write_text(
         '{% extends "base.html" %}{% load static %}'
-        '{% block content %}<link rel="stylesheet" href="{% static \'hero/hero.css\' %}">'
+        "{% block content %}"
+        '<link rel="stylesheet" href="{% static \'hero/hero.css\' %}">'
         '<div class="hero">{% block hero_content %}{% endblock %}</div>{% endblock %}'
     )
     (tmp_path / "hero" / "includes" / "card.html").write_text(

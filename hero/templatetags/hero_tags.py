@@ -45,7 +45,9 @@ def hero_achievement_list(context: template.Context, user: Any) -> dict[str, Any
 
 
 @register.simple_tag(takes_context=True)
-def hero_image(context: template.Context, achievement: str | Achievement, user: Any) -> str:
+def hero_image(
+    context: template.Context, achievement: str | Achievement, user: Any
+) -> str:
     """URL of the achievement's image for the user, unlocked, locked or secret:
     ``<img src="{% hero_image "points" request.user %}" alt="">``. Empty for an
     unknown achievement, or one the viewer may not know of."""
@@ -53,7 +55,9 @@ def hero_image(context: template.Context, achievement: str | Achievement, user: 
 
 
 @register.simple_tag(takes_context=True)
-def hero_progress(context: template.Context, achievement: str | Achievement, user: Any) -> Progress | None:
+def hero_progress(
+    context: template.Context, achievement: str | Achievement, user: Any
+) -> Progress | None:
     """The user's progress toward an achievement with steps, None once it is
     unlocked: ``{% hero_progress "reader" user as progress %}`` then
     ``progress.steps``, ``progress.total``, ``progress.percent``."""
@@ -61,7 +65,9 @@ def hero_progress(context: template.Context, achievement: str | Achievement, use
 
 
 @register.inclusion_tag("hero/includes/progress.html", takes_context=True)
-def hero_progress_bar(context: template.Context, achievement: str | Achievement, user: Any) -> dict[str, Any]:
+def hero_progress_bar(
+    context: template.Context, achievement: str | Achievement, user: Any
+) -> dict[str, Any]:
     """A progress bar, or nothing: ``{% hero_progress_bar "reader" user %}``."""
     return {"progress": hero_progress(context, achievement, user)}
 
@@ -76,7 +82,7 @@ def hero_notices(context: template.Context, limit: int = 5) -> list[Notice]:
 
 @register.inclusion_tag("hero/includes/notices.html", takes_context=True)
 def hero_notice_banner(context: template.Context, limit: int = 5) -> dict[str, Any]:
-    """"You unlocked ..." with a button that marks it seen:
+    """ "You unlocked ..." with a button that marks it seen:
     ``{% hero_notice_banner %}`` (needs the request and CSRF token in the context)."""
     return {
         "notices": hero_notices(context, limit),
