@@ -26,14 +26,9 @@ import hero
 from hero.events import Outcome
 from hero.models import StoredEvent
 from hero.projections.rebuild import verify
-from hero.signals import (
-    achievement_progressed,
-    achievement_revoked,
-    achievement_unlocked,
-    achievement_upgraded,
-)
 from tests.conftest import Backend
 from tests.trust_helpers import (
+    captured_signals,
     children,
     make_users,
     read_tables,
@@ -43,28 +38,15 @@ from tests.trust_helpers import (
     wait_until,
 )
 
-SIGNALS = (achievement_unlocked, achievement_upgraded, achievement_progressed, achievement_revoked)
-
-
 class Rollback(Exception):
     pass
 
 
 @pytest.fixture
-def received() -> Iterator[list[dict[str, Any]]]:
+def received() -> Iterator[list[tuple[str, dict[str, Any]]]]:
     """Every signal hero sends during the test."""
-    sent: list[dict[str, Any]] = []
-
-    def receiver(**kwargs: Any) -> None:
-        sent.append(kwargs)
-
-    for signal_ in SIGNALS:
-        signal_.connect(receiver)
-    try:
+    with captured_signals() as sent:
         yield sent
-    finally:
-        for signal_ in SIGNALS:
-            signal_.disconnect(receiver)
 
 
 def verify_passes() -> None:

@@ -241,6 +241,28 @@ def read_tables(alias: str) -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
+@contextmanager
+def captured_signals() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Every signal hero sends in the block, as (signal name, arguments)."""
+    from hero import signals
+
+    names = ["achievement_unlocked", "achievement_upgraded", "achievement_progressed",
+             "achievement_revoked"]
+    sent: list[tuple[str, dict[str, Any]]] = []
+    receivers = {}
+    for name in names:
+        def receiver(name: str = name, **kwargs: Any) -> None:
+            sent.append((name, kwargs))
+
+        receivers[name] = receiver
+        getattr(signals, name).connect(receiver)
+    try:
+        yield sent
+    finally:
+        for name, receiver in receivers.items():
+            getattr(signals, name).disconnect(receiver)
+
+
 def all_notification_ids() -> list[int]:
     from hero.ledger import get_ledger
 

@@ -1,0 +1,523 @@
+"""Bad input: a clear error and nothing written, or, for state that JSON cannot
+hold, a faithful record and no crash.
+
+Cases already in tests/test_unlock.py, test_checks.py, test_revocation.py,
+test_audit.py and test_backfill.py are not repeated; each test here checks
+every hero table (store, tracking, catalog, read tables, ledger) and hero's
+signals, not only the events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import io
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.db import transaction
+from django.utils.translation import gettext_lazy
+
+import hero
+from hero import AchievementBase, AchievementMeta, AchievementUnlocked
+from hero.events import Outcome, UserAchievement
+from hero.exceptions import (
+    HeroError,
+    InvalidEventName,
+    InvalidLevel,
+    InvalidState,
+    InvalidUser,
+    UnknownAchievement,
+)
+from hero.models import LedgerEntry
+from tests.conftest import Backend
+from tests.trust_helpers import captured_signals, children, domain_events, table_snapshot
+
+
+@pytest.fixture
+def unchanged(backend: Backend) -> Iterator[list[Any]]:
+    """Asserts, after the test, that no hero table changed and no signal was sent."""
+    before = table_snapshot(backend.alias)
+    with captured_signals() as sent:
+        yield sent
+    assert sent == []
+    assert table_snapshot(backend.alias) == before
+
+
+def award_events() -> list[Any]:
+    return [e for e in domain_events() if isinstance(e, UserAchievement.Event)]
+
+
+def projected_and_verified(backend: Backend, mode: str) -> None:
+    """In async mode, a hero_project worker (a child) catches up; then
+    hero_verify passes."""
+    if mode == "async":
+        with children() as started:
+            worker = started.manage(
+                backend.alias, "hero_project", "--once", "--timeout", "60",
+                HERO_PROJECTIONS="async",
+            )
+            assert worker.wait(timeout=120) == 0, worker.output()
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+def xfail_on_postgres(backend: Backend, request: pytest.FixtureRequest, reason: str) -> None:
+    if backend.name == "postgres":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+# Users ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("where", ["autocommit", "in_transaction"])
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "A user instance whose row was deleted passes _check_user (it has a pk); "
+        "the inline projection inserts hero_achievement_unlocked with a foreign "
+        "key to the missing user (apply_views(users_exist=True)), and the deferred "
+        "constraint fails at COMMIT with a raw django.db.IntegrityError "
+        "('FOREIGN KEY constraint failed') - in the caller's transaction, only "
+        "when the caller commits, losing the caller's own writes"
+    ),
+)
+def test_a_user_deleted_meanwhile_is_refused_clearly(
+    backend: Backend, make_user: Any, where: str
+) -> None:
+    # Arrange: a user object whose row another request has just deleted.
+    other = make_user()
+    user = make_user()
+    type(user)._default_manager.using(backend.alias).filter(pk=user.pk).delete()
+    before = table_snapshot(backend.alias)
+
+    # Act / assert: unlock refuses it at once, naming the user (in a caller's
+    # transaction: before the caller commits).
+    with pytest.raises(InvalidUser, match=str(user.pk)):
+        if where == "autocommit":
+            hero.achievements.unlock("reports", user=user, level=1)
+        else:
+            with transaction.atomic(using=backend.alias):
+                other.first_name = "kept"
+                other.save(using=backend.alias)
+                hero.achievements.unlock("reports", user=user, level=1)
+    assert table_snapshot(backend.alias) == before
+
+
+# Levels -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "level",
+    [None, -1, 10**20, "Gold", Decimal(2), 2 + 0j],
+    ids=["none", "negative", "huge", "level-name", "decimal", "complex"],
+)
+def test_a_level_of_the_wrong_type_or_range_is_refused(
+    backend: Backend, make_user: Any, level: Any
+) -> None:
+    # Arrange: a user who holds level 1.
+    user = make_user()
+    hero.achievements.unlock("reports", user=user, level=1)
+    before = table_snapshot(backend.alias)
+
+    # Act / assert: InvalidLevel names the achievement, the value and the allowed
+    # levels; nothing of the call is written.
+    with captured_signals() as sent, pytest.raises(InvalidLevel) as error:
+        hero.achievements.unlock("reports", user=user, level=level)
+    assert f"'awards_first' answered with level {level!r}" in str(error.value)
+    assert "Allowed levels: 1 (Bronze), 2 (Silver), 3 (Gold), 4 (Diamond)" in str(error.value)
+    assert table_snapshot(backend.alias) == before
+    assert sent == []
+
+
+@pytest.mark.django_db
+def test_an_unlock_returning_achievement_unlocked_without_level_is_refused(
+    backend: Backend, make_user: Any, isolated_registry: Any, unchanged: list[Any]
+) -> None:
+    @hero.achievements.register
+    class Levelless(AchievementBase):
+        id = "levelless"
+        title = "Forgets the level"
+        events = ["levelless"]
+
+        def unlock(self, **state: Any) -> AchievementUnlocked:
+            return AchievementUnlocked()
+
+    with pytest.raises(InvalidLevel, match="'levelless' answered with level None"):
+        hero.achievements.unlock("levelless", user=make_user())
+
+
+@pytest.mark.parametrize("levels", [None, 5, [[1, "Bronze"], 2]])
+def test_more_malformed_achievement_levels_fire_check_e006(settings: Any, levels: Any) -> None:
+    settings.ACHIEVEMENT_LEVELS = levels
+    assert [m.id for m in run_checks() if m.id.startswith("hero.")] == ["hero.E006"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "levels", [None, 5, ((1,),), "Bronze"], ids=["none", "int", "short-pair", "string"]
+)
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "unlock() with a malformed ACHIEVEMENT_LEVELS (what check hero.E006 reports) "
+        "crashes in hero.achievements._level_of with a bare TypeError ('NoneType' "
+        "object is not iterable) or ValueError ('not enough values to unpack') "
+        "instead of an error naming ACHIEVEMENT_LEVELS"
+    ),
+)
+def test_unlock_with_malformed_achievement_levels_names_the_setting(
+    backend: Backend, make_user: Any, settings: Any, levels: Any
+) -> None:
+    # Arrange: the project ignored check hero.E006.
+    user = make_user()
+    settings.ACHIEVEMENT_LEVELS = levels
+    before = table_snapshot(backend.alias)
+
+    # Act / assert: a configuration error naming the setting; nothing written.
+    with pytest.raises((ImproperlyConfigured, HeroError), match="ACHIEVEMENT_LEVELS"):
+        hero.achievements.unlock("reports", user=user, level=1)
+    assert table_snapshot(backend.alias) == before
+
+
+# State that JSON cannot hold as it is -------------------------------------------
+
+
+class Colour(enum.IntEnum):
+    RED = 2
+
+
+def _recursive() -> list[Any]:
+    items: list[Any] = []
+    items.append(items)
+    return items
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("value", "recorded"),
+    [
+        (b"\x00\xff", "b'\\x00\\xff'"),
+        ({"tags": {"a"}}, {"tags": ["a"]}),
+        ({(1, 2): "pair"}, {"(1, 2)": "pair"}),
+        (Decimal("1.10"), "1.10"),
+        (uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+        (Colour.RED, 2),
+        (10**40, 10**40),
+        (float("-inf"), "-inf"),
+        (dt.date(2026, 2, 3), "2026-02-03"),
+        (dt.timedelta(seconds=90), "datetime.timedelta(seconds=90)"),
+        (gettext_lazy("Hello"), "'Hello'"),
+        (range(3), "range(0, 3)"),
+    ],
+    ids=[
+        "bytes", "set-in-dict", "tuple-key", "decimal", "uuid", "int-enum", "huge-int",
+        "infinity", "date", "timedelta", "lazy-string", "range",
+    ],
+)
+def test_state_json_cannot_hold_is_recorded_as_documented(
+    backend: Backend, make_user: Any, value: Any, recorded: Any
+) -> None:
+    # Act: the value goes into unlock()'s state.
+    user = make_user()
+    outcomes = hero.achievements.unlock("reports", user=user, level=1, value=value)
+
+    # Assert: awarded; the event and its ledger row hold the same JSON-safe record.
+    assert outcomes == [Outcome("awards_first", 1, None)]
+    (event,) = award_events()
+    assert event.state == {"level": 1, "value": recorded}
+    entry = LedgerEntry.objects.using(backend.alias).get(user=user)
+    assert entry.state == event.state
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_deeply_nested_and_self_containing_state_is_cut_off_not_crashing(
+    backend: Backend, make_user: Any
+) -> None:
+    user = make_user()
+    nested: Any = "bottom"
+    for _ in range(200):
+        nested = [nested]
+
+    hero.achievements.unlock("reports", user=user, level=1, loop=_recursive(), deep=nested)
+
+    (event,) = award_events()
+    # Past 20 levels a value is recorded as its repr.
+    depth, value = 0, event.state["loop"]
+    while isinstance(value, list):
+        depth, value = depth + 1, value[0]
+    assert depth == 21 and value == "[[...]]"
+    assert isinstance(event.state["deep"], list)
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_a_lone_surrogate_in_state_is_recorded_or_refused_clearly(
+    backend: Backend, make_user: Any, request: pytest.FixtureRequest
+) -> None:
+    request.applymarker(
+        pytest.mark.xfail(
+            strict=True,
+            reason=(
+                "A str with a lone surrogate ('\\ud800', e.g. from surrogateescape "
+                "decoding) passes record_state (its size is measured with "
+                "ensure_ascii), then the event transcoder encodes it as UTF-8 and "
+                "raises a bare UnicodeEncodeError"
+            ),
+        )
+    )
+    user = make_user()
+    try:
+        hero.achievements.unlock("reports", user=user, level=1, name="a\ud800b")
+    except InvalidState:
+        assert award_events() == []
+    else:
+        (event,) = award_events()
+        assert "a" in event.state["name"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("where", "mode"), [("value", "inline"), ("value", "async"), ("key", "inline")]
+)
+def test_a_nul_character_in_state_is_recorded_or_refused_clearly(
+    backend: Backend, make_user: Any, settings: Any, request: pytest.FixtureRequest,
+    mode: str, where: str,
+) -> None:
+    xfail_on_postgres(
+        backend, request,
+        "PostgreSQL's jsonb refuses '\\u0000': the ledger projection's INSERT of the "
+        "state into hero_ledger_entry.state fails with DataError ('unsupported "
+        "Unicode escape sequence'). Inline, unlock() raises it; in async mode the "
+        "event is stored and then hero_project (and hero_rebuild) fail on it for "
+        "ever, so the read tables can never catch up",
+    )
+    # Arrange / act: a form field with a NUL character goes into the state.
+    settings.HERO_PROJECTIONS = mode
+    user = make_user()
+    state = {"note": "a\x00b"} if where == "value" else {"notes": {"a\x00b": 1}}
+    try:
+        outcomes = hero.achievements.unlock("reports", user=user, level=1, **state)
+    except InvalidState:
+        # Refused before anything is written: acceptable, and clear.
+        assert award_events() == []
+        return
+
+    # Assert: recorded; the read tables follow (inline, or once the worker ran).
+    assert outcomes == [Outcome("awards_first", 1, None)]
+    projected_and_verified(backend, mode)
+    assert LedgerEntry.objects.using(backend.alias).filter(user=user).count() == 1
+
+
+# Huge state -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_state_of_exactly_the_limit_is_recorded_and_one_byte_more_is_refused(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    # Arrange: a 100-byte limit; {"level":1,"pad":""} is 20 bytes as compact JSON.
+    settings.HERO_MAX_STATE_BYTES = 100
+    user = make_user()
+    before = table_snapshot(backend.alias)
+
+    # Act / assert: one byte over is refused and writes nothing ...
+    with pytest.raises(InvalidState, match="takes 101 bytes as JSON, more than HERO_MAX_STATE_BYTES \\(100\\)"):
+        hero.achievements.unlock("reports", user=user, level=1, pad="x" * 81)
+    assert table_snapshot(backend.alias) == before
+    # ... and exactly the limit is recorded.
+    assert hero.achievements.unlock("reports", user=user, level=1, pad="x" * 80)
+    (event,) = award_events()
+    assert event.state == {"level": 1, "pad": "x" * 80}
+
+
+@pytest.mark.django_db
+def test_many_small_values_over_the_limit_are_refused_naming_the_largest(
+    backend: Backend, make_user: Any, settings: Any, unchanged: list[Any]
+) -> None:
+    settings.HERO_MAX_STATE_BYTES = 1_000
+    state = {f"field{i}": "y" * 30 for i in range(40)}
+    state["field7"] = "z" * 60
+    with pytest.raises(InvalidState, match="the largest value is 'field7'"):
+        hero.achievements.unlock("score_changed", user=make_user(), points=10, **state)
+
+
+@pytest.mark.django_db
+def test_huge_state_of_a_call_only_logged_is_refused(
+    backend: Backend, make_user: Any, settings: Any, unchanged: list[Any]
+) -> None:
+    # A call no achievement listens to, with the trigger log on, is still checked.
+    settings.HERO_RECORD_TRIGGERS = True
+    settings.HERO_MAX_STATE_BYTES = 1_000
+    with pytest.raises(InvalidState, match="largest value is 'page'"):
+        hero.achievements.unlock("nobody_listens", user=make_user(), page="p" * 5_000)
+
+
+# Event names ------------------------------------------------------------------
+
+
+class Events(enum.StrEnum):
+    SCORE = "score_changed"
+
+
+@pytest.mark.django_db
+def test_a_str_enum_event_name_is_recorded_as_a_plain_string(
+    backend: Backend, make_user: Any
+) -> None:
+    user = make_user()
+    assert hero.achievements.unlock(Events.SCORE, user=user, points=10) == [
+        Outcome("points", 1, None)
+    ]
+    (event,) = award_events()
+    assert event.trigger == "score_changed" and type(event.trigger) is str
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("mode", ["inline", "async"])
+@pytest.mark.parametrize(
+    "event", ["e" * 256, "a\x00b"], ids=["256-characters", "nul-character"]
+)
+def test_an_event_name_the_ledger_cannot_hold_is_refused_or_recorded(
+    backend: Backend, make_user: Any, settings: Any, isolated_registry: Any,
+    request: pytest.FixtureRequest, mode: str, event: str,
+) -> None:
+    xfail_on_postgres(
+        backend, request,
+        "_check_event accepts any non-empty str, but hero_ledger_entry.trigger is "
+        "varchar(255) and PostgreSQL text cannot hold NUL: the ledger projection "
+        "fails with DataError ('value too long for type character varying(255)' / "
+        "'cannot contain NUL (0x00) bytes'). Inline, unlock() raises it; in async "
+        "mode hero_project fails on the stored event for ever",
+    )
+    # Arrange: an achievement listening to the event; the trigger log is on too.
+    settings.HERO_PROJECTIONS = mode
+    settings.HERO_RECORD_TRIGGERS = True
+
+    class Listens(AchievementBase):
+        id = "listens"
+        title = "Listens"
+        events = [event]
+
+        def unlock(self, **state: Any) -> AchievementUnlocked:
+            return AchievementUnlocked(level=1)
+
+    hero.achievements.register(Listens)
+    user = make_user()
+
+    # Act: refused up front (InvalidEventName), or recorded and projected.
+    try:
+        outcomes = hero.achievements.unlock(event, user=user)
+    except InvalidEventName:
+        assert domain_events() == []
+        return
+    assert outcomes == [Outcome("listens", 1, None)]
+    projected_and_verified(backend, mode)
+
+
+# Unknown achievements ---------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("achievement_id", [123, b"points"], ids=["int", "bytes"])
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "revoke() and history() pass an achievement id that is not a str to "
+        "user_achievement_id(), whose _key() calls len() on it: a bare TypeError "
+        "(\"object of type 'int' has no len()\"; bytes: \"can only concatenate str\") "
+        "instead of UnknownAchievement"
+    ),
+)
+def test_revoke_and_history_refuse_an_achievement_id_that_is_not_a_string(
+    backend: Backend, make_user: Any, achievement_id: Any
+) -> None:
+    user = make_user()
+    hero.achievements.unlock("reports", user=user, level=1)
+    before = table_snapshot(backend.alias)
+
+    with pytest.raises(UnknownAchievement, match=repr(achievement_id)):
+        hero.achievements.revoke(user, achievement_id, reason="test")
+    with pytest.raises(UnknownAchievement, match=repr(achievement_id)):
+        hero.achievements.history(user, achievement_id)
+    assert table_snapshot(backend.alias) == before
+
+
+@pytest.mark.django_db
+def test_history_of_an_unknown_achievement_is_empty_and_writes_nothing(
+    backend: Backend, make_user: Any, unchanged: list[Any]
+) -> None:
+    assert hero.achievements.history(make_user(), "no_such_achievement") == []
+
+
+@pytest.mark.django_db
+def test_hero_backfill_refuses_levels_outside_achievement_levels_and_writes_nothing(
+    backend: Backend, make_user: Any, isolated_registry: Any, unchanged: list[Any]
+) -> None:
+    make_user("early1")
+
+    @hero.achievements.register
+    class BadBackfill(AchievementBase):
+        id = "bad_backfill"
+        title = "Bad backfill"
+        events = ["never_sent"]
+
+        def unlock(self, **state: Any) -> None:
+            return None
+
+        def backfill(self) -> Any:
+            from django.contrib.auth import get_user_model
+
+            for user in get_user_model().objects.all():
+                yield user.pk, 9
+
+    with pytest.raises(InvalidLevel, match="'bad_backfill' answered with level 9"):
+        call_command("hero_backfill", "bad_backfill", stdout=io.StringIO())
+
+
+# Duplicate achievement ids -------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_after_a_duplicate_id_the_first_class_keeps_it(
+    backend: Backend, make_user: Any, isolated_registry: Any
+) -> None:
+    # Arrange: a second class claims "points", once by being defined in an
+    # achievements module (a conflict for check hero.E005), once explicitly.
+    asked: list[str] = []
+
+    def copy_unlock(self: Any, **state: Any) -> AchievementUnlocked:
+        asked.append(type(self).__name__)
+        return AchievementUnlocked(level=4)
+
+    AchievementMeta(
+        "Copy", (AchievementBase,),
+        {"__module__": "tests.testapp.achievements", "id": "points", "title": "Copy",
+         "events": ["score_changed"], "unlock": copy_unlock},
+    )
+
+    class Explicit(AchievementBase):
+        id = "points"
+        title = "Explicit copy"
+        events = ["score_changed"]
+        unlock = copy_unlock
+
+    with pytest.raises(HeroError, match="tests.testapp.achievements.Points and .*Explicit"):
+        hero.achievements.register(Explicit)
+
+    # Act: the event both copies listen to.
+    outcomes = hero.achievements.unlock("score_changed", user=make_user(), points=10)
+
+    # Assert: only the original was asked; the conflict is still reported.
+    assert outcomes == [Outcome("points", 1, None)]
+    assert asked == []
+    assert type(hero.achievements.get("points")).__qualname__ == "Points"
+    assert [m.id for m in run_checks() if m.id.startswith("hero.")] == ["hero.E005"]
