@@ -15,6 +15,7 @@ from freezegun import freeze_time
 
 import hero
 from hero.models import Achievement, LedgerEntry, NoticeCursor
+from hero.projections.catalog import FIELDS as CATALOG_FIELDS
 from tests.conftest import Backend
 
 unlock = hero.achievements.unlock
@@ -99,6 +100,24 @@ def test_own_page_shows_unlocked_locked_and_secret_and_hides_invisible(
     order = re.findall(r'data-achievement="([^"]+)"', html)
     assert order[:2] == ["comments_50", "points"] and "bookworm" in order
     assert html.rindex("hero-secret") > html.rindex('data-achievement="')
+
+
+@pytest.mark.skipif(
+    "steps" not in CATALOG_FIELDS,
+    reason="the catalog does not record an achievement's steps yet "
+    "(hero.projections.catalog.FIELDS has no 'steps')",
+)
+@pytest.mark.django_db
+def test_a_locked_achievement_with_steps_shows_an_empty_bar_before_any_progress(
+    backend: Backend, make_user: Any
+) -> None:
+    # dee has never read a chapter: no progress row, but Bookworm has 5 steps.
+    dee = make_user("dee")
+
+    html = signed_in(dee).get(reverse("hero:mine")).content.decode()
+
+    bookworm = card_of(html, "bookworm")
+    assert '<progress value="0" max="5">' in bookworm and "0 / 5" in bookworm
 
 
 @pytest.mark.django_db
@@ -449,6 +468,11 @@ def test_notices_json(backend: Backend, make_user: Any) -> None:
         "upto": None,
     }
     assert Client().get(reverse("hero:api-notices")).status_code == 403
+    # Marking seen through JSON needs the CSRF token too.
+    unlock("score_changed", user=ann, night=True)
+    strict = signed_in(ann, enforce_csrf_checks=True)
+    assert strict.post(reverse("hero:api-notices"), {}).status_code == 403
+    assert len(strict.get(reverse("hero:api-notices")).json()["notices"]) == 1
 
 
 @pytest.mark.django_db
@@ -697,3 +721,33 @@ def test_the_json_examples_in_the_docs_match_the_responses(
         assert real[documented["id"]]["state"] == documented["state"]
     assert shape(detail) == shape(detail_doc)
     assert shape(notices) == shape(notices_doc)
+
+
+@pytest.mark.django_db
+def test_the_docs_private_urlconf_works_with_heros_templates(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    import types
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "guide" / "views.md"
+    [sample] = [
+        block
+        for block in re.findall(r"```python\n(.*?)\n```", page.read_text(), re.S)
+        if "private_hero" in block
+    ]
+    urlconf = types.ModuleType("private_urlconf")
+    exec(sample, urlconf.__dict__)
+    settings.ROOT_URLCONF = urlconf
+    ann = showcase(make_user)
+
+    own = signed_in(ann).get("/achievements/")
+    detail = signed_in(ann).get("/achievements/points/")
+    anonymous = Client().get("/achievements/points/")
+
+    assert (
+        own.status_code == 200
+        and 'href="/achievements/points/"' in own.content.decode()
+    )
+    assert detail.status_code == 200
+    assert anonymous.status_code == 302  # to the sign-in page
+    assert Client().get(f"/achievements/users/{ann.pk}/").status_code == 404
