@@ -1,8 +1,9 @@
 """The achievements page in a real browser: headless Chromium, driven by Playwright.
 
-Django's live server serves a small demo catalog; the browser signs in as a
-user who holds some achievements, checks what each state shows, and saves a
-screenshot to ``test-output/achievements-<backend>.png``. With
+Django's live server serves the demo's achievements (``example/demo_app``)
+and the activity its script simulates (``example/demo.py``). The browser signs
+in as a demo user through the sign-in form, checks what each state shows, and
+saves a screenshot to ``test-output/achievements-<backend>.png``. With
 ``HERO_UPDATE_DOCS_SCREENSHOT=1`` the SQLite run also refreshes the one in the
 docs (``docs/images/achievements-page.png``).
 
@@ -13,21 +14,27 @@ Playwright the test is skipped, except under CI (``CI=true``), where it fails.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import types
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.test import Client
-from freezegun import freeze_time
+from django.db.models import F, Q
 
 import hero
-from hero import AchievementBase, AchievementUnlocked
+from hero import AchievementBase
+from hero.conf import conf
+from hero.models import Achievement, AchievementProgress, AchievementUnlocked
 from hero.projections.catalog import sync_catalog
 from tests.conftest import Backend
 
+#: Enough simulated users that some show every state (the demo is seeded).
+DEMO_USERS = 40
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 DOCS_SCREENSHOT = ROOT / "docs" / "images" / "achievements-page.png"
@@ -65,112 +72,75 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-# The demo catalog --------------------------------------------------------------
+# The demo's achievements and activity ----------------------------------------
+
+EXAMPLE = ROOT / "example"
 
 
-class Demo(AchievementBase):
-    abstract = True
-
-    def unlock(self, **state: Any) -> Any:
-        return AchievementUnlocked(level=state.get("level", 1))
-
-
-class FirstPost(Demo):
-    id = "demo_first_post"
-    title = "First post"
-    description = "Wrote your first post"
-    events = ["demo_first_post"]
-
-
-class Conversationalist(Demo):
-    id = "demo_conversationalist"
-    title = "Conversationalist"
-    description = "Comments on other people's posts"
-    events = ["demo_conversationalist"]
-
-
-class EarlyAdopter(Demo):
-    id = "demo_early_adopter"
-    title = "Early adopter"
-    description = "Joined in the first month"
-    events = ["demo_early_adopter"]
-
-
-class Bookworm(Demo):
-    id = "demo_bookworm"
-    title = "Bookworm"
-    description = "Read ten chapters"
-    steps = 10
-    events = ["demo_bookworm"]
-
-    def unlock(self, **state: Any) -> Any:
-        from hero import AchievementProgress
-
-        return AchievementProgress(steps=state["chapters"])
-
-
-class Photographer(Demo):
-    id = "demo_photographer"
-    title = "Photographer"
-    description = "Uploaded a profile photo"
-    events = ["demo_photographer"]
-
-
-class NightOwl(Demo):
-    id = "demo_night_owl"
-    title = "Night owl"
-    description = "Posted between 2 and 4 in the morning"
-    secret = True
-    events = ["demo_night_owl"]
-
-
-class HiddenGem(Demo):
-    id = "demo_hidden_gem"
-    title = "Hidden gem"
-    description = "Found the room behind the waterfall"
-    invisible = True
-    events = ["demo_hidden_gem"]
-
-
-DEMO = [
-    FirstPost,
-    Conversationalist,
-    EarlyAdopter,
-    Bookworm,
-    Photographer,
-    NightOwl,
-    HiddenGem,
-]
+def _load(path: Path, name: str) -> types.ModuleType:
+    """Import a file of the demo under a private name (no auto-registration:
+    the name does not end in ``achievements``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture
-def demo_catalog(backend: Backend, isolated_registry: Any) -> Iterator[None]:
-    """Only the demo achievements are listed (the test app's are retired)."""
+def demo(backend: Backend, isolated_registry: Any) -> Iterator[types.ModuleType]:
+    """The demo's catalog instead of the test app's, and its script's helpers."""
+    achievements = _load(EXAMPLE / "demo_app" / "achievements.py", "_hero_demo_app")
     for achievement_id in [a.id for a in isolated_registry]:
         isolated_registry.remove(achievement_id)
-    for cls in DEMO:
-        hero.achievements.register(cls)
+    for value in vars(achievements).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, AchievementBase)
+            and value.__module__ == achievements.__name__
+        ):
+            hero.achievements.register(value)
     sync_catalog(backend.alias)
-    yield
+    yield _load(EXAMPLE / "demo.py", "_hero_demo_script")
 
 
-def demo_data(make_user: Any) -> Any:
-    """ann: three unlocked, a third of the way through Bookworm; others hold
-    the secret and invisible ones, which ann has not found."""
-    unlock = hero.achievements.unlock
-    ann, bob, cid = make_user("ann"), make_user("bob"), make_user("cid")
-    with freeze_time("2026-02-03 18:30"):
-        unlock("demo_early_adopter", user=ann, level=4)
-    with freeze_time("2026-02-10 09:15"):
-        unlock("demo_first_post", user=ann)
-    with freeze_time("2026-03-14 20:05"):
-        unlock("demo_conversationalist", user=ann, level=3)
-    unlock("demo_bookworm", user=ann, chapters=4)
-    for user in (bob, cid):
-        unlock("demo_first_post", user=user)
-        unlock("demo_night_owl", user=user)
-        unlock("demo_hidden_gem", user=user)
-    return ann
+@dataclass(frozen=True)
+class Visitor:
+    """A demo user whose page shows every state, and what it should show."""
+
+    username: str
+    unlocked: dict[str, str]  # achievement id: level name
+    progress: tuple[str, int, int]  # achievement id, steps, total
+    hidden: list[str]  # texts of the secret and invisible achievements
+
+
+def pick_visitor() -> Visitor:
+    """The demo user who holds the most achievements while part-way through
+    one with steps, and holds neither the secret nor the invisible ones."""
+    hidden = Achievement.objects.listed().filter(Q(secret=True) | Q(invisible=True))
+    hidden_ids = set(hidden.values_list("id", flat=True))
+    assert (
+        hidden.filter(secret=True).exists() and hidden.filter(invisible=True).exists()
+    )
+    names = dict(conf.ACHIEVEMENT_LEVELS)
+    candidates = []
+    in_progress = AchievementProgress.objects.filter(steps__gt=0, steps__lt=F("total"))
+    for progress in in_progress.select_related("user"):
+        held = dict(
+            AchievementUnlocked.objects.filter(user=progress.user_id).values_list(
+                "achievement_id", "level"
+            )
+        )
+        if held and not set(held) & hidden_ids:
+            candidates.append((-len(held), progress.user.username, held, progress))
+    assert candidates, "no demo user shows every state: simulate more users"
+    _, username, held, progress = min(candidates, key=lambda c: c[:2])
+    return Visitor(
+        username=username,
+        unlocked={a: names[level] for a, level in held.items()},
+        progress=(progress.achievement_id, progress.steps, progress.total),
+        hidden=[text for a in hidden for text in (a.id, a.title, a.description)],
+    )
 
 
 # The test --------------------------------------------------------------------
@@ -178,23 +148,18 @@ def demo_data(make_user: Any) -> Any:
 
 @pytest.mark.django_db(transaction=True)
 def test_achievements_page_in_chromium(
-    backend: Backend,
-    make_user: Any,
-    demo_catalog: None,
-    live_server: Any,
-    chromium_path: str,
+    backend: Backend, demo: types.ModuleType, live_server: Any, chromium_path: str
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    # Arrange: the data, and ann's session cookie (all database work happens
-    # before Playwright starts its event loop in this thread).
-    ann = demo_data(make_user)
-    client = Client()
-    client.force_login(ann)
-    session = client.cookies["sessionid"].value
-    url = f"{live_server.url}/achievements/"
+    # Arrange: the demo's activity (all database work happens before
+    # Playwright starts its event loop in this thread).
+    demo.simulate(demo.create_users(DEMO_USERS))
+    visitor = pick_visitor()
+    listed = Achievement.objects.listed().filter(invisible=False).count()
     OUTPUT.mkdir(exist_ok=True)
     screenshot = OUTPUT / f"achievements-{backend.name}.png"
+    url = f"{live_server.url}/achievements/"
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -203,78 +168,60 @@ def test_achievements_page_in_chromium(
         try:
             # Short: the full-page screenshot grows to fit, with no empty space.
             context = browser.new_context(viewport={"width": 1100, "height": 560})
-            context.add_cookies(
-                [{"name": "sessionid", "value": session, "url": live_server.url}]
-            )
             page = context.new_page()
             page.set_default_timeout(15_000)
             requested: list[str] = []
             page.on("request", lambda request: requested.append(request.url))
 
-            # Act: open the page.
-            response = page.goto(url)
+            # Act: open the page, which asks to sign in first, and come back.
+            page.goto(url)
+            assert "/accounts/login/?next=/achievements/" in page.url
+            page.fill('input[name="username"]', visitor.username)
+            page.fill('input[name="password"]', "demo")
+            page.click('input[type="submit"]')
+            page.wait_for_url(url)
             page.wait_for_load_state("networkidle")
 
             # Assert: the page, its stylesheet and every image loaded.
-            assert response is not None and response.status == 200
             assert page.title() == "Your achievements"
-            assert page.locator(".hero-summary").inner_text().startswith("3 of 6")
-            assert (
-                page.evaluate(
-                    "getComputedStyle(document.querySelector('.hero-grid')).display"
-                )
-                == "grid"
-            )
+            summary = page.locator(".hero-summary").inner_text()
+            assert summary.startswith(f"{len(visitor.unlocked)} of {listed}")
+            grid = "getComputedStyle(document.querySelector('.hero-grid')).display"
+            assert page.evaluate(grid) == "grid"
             every_image_loaded = (
                 "Array.from(document.images).every(i => i.complete && i.naturalWidth)"
             )
             assert page.evaluate(every_image_loaded)
-            assert all(u.startswith(live_server.url) for u in requested), (
-                requested
-            )  # no CDN
+            assert all(u.startswith(live_server.url) for u in requested), requested
 
-            # Unlocked: level name, date and the unlocked image.
-            talk = page.locator('[data-achievement="demo_conversationalist"]')
-            assert "Gold" in talk.inner_text() and "14 Mar 2026" in talk.inner_text()
-            assert (
-                talk.locator("img")
-                .get_attribute("src")
-                .endswith("default-unlocked.jpg")
-            )
-            # Locked: title, description, locked image, and the progress bar.
-            book = page.locator('[data-achievement="demo_bookworm"]')
-            assert "hero-locked" in book.get_attribute("class")
-            assert (
-                "Read ten chapters" in book.inner_text()
-                and "4 / 10" in book.inner_text()
-            )
-            assert book.locator("progress").evaluate("p => [p.value, p.max]") == [4, 10]
-            assert (
-                book.locator("img").get_attribute("src").endswith("default-locked.jpg")
-            )
-            photo = page.locator('[data-achievement="demo_photographer"]')
-            assert "Locked" in photo.inner_text()
+            # Unlocked: level name, a date and the unlocked image.
+            for achievement_id, level_name in visitor.unlocked.items():
+                card = page.locator(f'[data-achievement="{achievement_id}"]')
+                assert "hero-unlocked" in card.get_attribute("class")
+                assert level_name in card.inner_text()
+                assert card.locator("time").count() == 1
+                src = card.locator("img").get_attribute("src")
+                assert src.endswith("default-unlocked.jpg")
+            # Locked, part-way: title, description, locked image, progress bar.
+            achievement_id, steps, total = visitor.progress
+            card = page.locator(f'[data-achievement="{achievement_id}"]')
+            assert "hero-locked" in card.get_attribute("class")
+            assert f"{steps} / {total}" in card.inner_text()
+            bar = card.locator("progress").evaluate("p => [p.value, p.max]")
+            assert bar == [steps, total]
+            src = card.locator("img").get_attribute("src")
+            assert src.endswith("default-locked.jpg")
             # Secret: a placeholder with the secret image; invisible: nothing.
             secret = page.locator(".hero-secret")
             assert secret.count() == 1
             assert secret.inner_text().strip() == "Secret achievement"
-            assert (
-                secret.locator("img")
-                .get_attribute("src")
-                .endswith("default-secret.jpg")
-            )
-            text = page.locator("body").inner_text()
-            for hidden in ("Night owl", "2 and 4", "Hidden gem", "waterfall"):
-                assert hidden not in text
-            assert (
-                "demo_night_owl" not in page.content()
-                and "demo_hidden_gem" not in page.content()
-            )
-            # The notice of new unlocks.
-            assert (
-                "You unlocked Conversationalist (Gold)"
-                in page.locator(".hero-notices").inner_text()
-            )
+            src = secret.locator("img").get_attribute("src")
+            assert src.endswith("default-secret.jpg")
+            html = page.content()
+            for text in visitor.hidden:
+                assert text not in html, f"{text!r} leaked"
+            # The notices of new unlocks.
+            assert "You unlocked" in page.locator(".hero-notices").inner_text()
 
             page.screenshot(path=str(screenshot), full_page=True)
 
@@ -294,13 +241,14 @@ def test_achievements_page_in_chromium(
                 "document.documentElement.scrollWidth <= window.innerWidth"
             )
 
-            # The details page of an unlocked achievement.
+            # The details page of an unlocked achievement: the visitor's level
+            # is the highlighted rung of the ladder.
             page.set_viewport_size({"width": 1100, "height": 560})
-            talk_link = page.get_by_role("link", name="Conversationalist")
-            talk_link.click()
+            achievement_id, level_name = next(iter(visitor.unlocked.items()))
+            page.locator(f'[data-achievement="{achievement_id}"] a').click()
             page.wait_for_load_state("networkidle")
-            assert page.locator("h1").inner_text() == "Conversationalist"
-            assert page.locator("tr.hero-held").inner_text().startswith("Gold")
+            assert page.url == f"{url}{achievement_id}/"
+            assert page.locator("tr.hero-held").inner_text().startswith(level_name)
             page.screenshot(
                 path=str(OUTPUT / f"achievement-detail-{backend.name}.png"),
                 full_page=True,

@@ -65,6 +65,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "/static/"
-# hero's pages ask visitors to sign in; the demo has no login page but the admin's.
-LOGIN_URL = "admin:login"
+# hero's pages send visitors who are not signed in to this page, and back.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "hero:mine"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
