@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Model
+from django.utils import timezone
 
 from hero.audit import HistoryEntry
 from hero.audit import history as _history
@@ -58,6 +60,7 @@ __all__ = [
 A = TypeVar("A", bound=type[AchievementBase])
 
 _MISSING: Any = object()
+logger = logging.getLogger("hero")
 
 
 def register(cls: A) -> A:
@@ -115,7 +118,9 @@ def unlock(event: str, /, user: Any = _MISSING, **state: Any) -> list[Outcome | 
         log_trigger=log_trigger,
     )
     if changes:
-        transaction.on_commit(partial(_send_signals, user, changes), using=ledger.alias)
+        transaction.on_commit(
+            partial(_send_signals, user, changes), using=ledger.alias, robust=True
+        )
     return [c for c in changes if not isinstance(c, Revocation)]
 
 
@@ -129,7 +134,7 @@ def revoke(
     unlock the achievement again later. ``actor`` is who revoked it: a model
     instance (recorded as ``"app.model:pk"``) or a string.
     """
-    _check_user(user)
+    _check_user(user, "revoke")
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidRevocation(
             "revoke() needs a reason, e.g. revoke(user, 'points', reason='cheating')."
@@ -148,7 +153,9 @@ def revoke(
         )
     except NotHeld as error:
         raise NotHeldError(f"{error} Nothing was written.") from None
-    transaction.on_commit(partial(_send_signals, user, [revocation]), using=ledger.alias)
+    transaction.on_commit(
+        partial(_send_signals, user, [revocation]), using=ledger.alias, robust=True
+    )
     return revocation
 
 
@@ -156,14 +163,17 @@ def history(user: Any, achievement_id: str | None = None) -> list[HistoryEntry]:
     """The user's whole history (or one achievement's), oldest first, read from
     the event store: unlocks, upgrades, revocations, progress and, when the
     trigger log is on, every unlock call."""
-    _check_user(user)
+    _check_user(user, "history")
     return _history(str(user.pk), achievement_id)
 
 
 def levels(user: Any, at: Any = None) -> dict[str, int]:
-    """{achievement id: level} the user holds now, or held at the moment ``at``
-    (a timezone-aware datetime), replaying only what took effect by then."""
-    _check_user(user)
+    """{achievement id: level} the user holds now, or held at the moment ``at``,
+    replaying only what took effect by then. A naive ``at`` is taken to be in
+    the current time zone."""
+    _check_user(user, "levels")
+    if at is not None and timezone.is_naive(at):
+        at = timezone.make_aware(at)
     return _levels(str(user.pk), at)
 
 
@@ -176,28 +186,30 @@ def _check_event(event: object) -> None:
         )
 
 
-def _check_user(user: object) -> None:
+def _check_user(user: object, function: str = "unlock") -> None:
     if user is _MISSING or user is None:
-        raise InvalidUser(
-            "unlock() needs the user the event happened to: "
-            "unlock('points_awarded', user=request.user, ...)."
+        example = (
+            "unlock('points_awarded', user=request.user, ...)"
+            if function == "unlock"
+            else f"{function}(request.user, ...)"
         )
+        raise InvalidUser(f"{function}() needs the user it is about: {example}.")
     if getattr(user, "is_anonymous", False):
         raise InvalidUser(
-            "unlock() was given an anonymous user. Achievements belong to saved "
-            "users: check request.user.is_authenticated before calling unlock()."
+            f"{function}() was given an anonymous user. Achievements belong to saved "
+            f"users: check request.user.is_authenticated before calling {function}()."
         )
     user_model = _user_model()
     if not isinstance(user, user_model):
         raise InvalidUser(
-            f"unlock() needs a {user_model._meta.label} instance as user, got "
+            f"{function}() needs a {user_model._meta.label} instance as user, got "
             f"{user!r} ({type(user).__name__})."
         )
     assert isinstance(user, Model)
     if user.pk is None:
         raise InvalidUser(
-            "unlock() was given a user that is not saved yet (its pk is None): "
-            "save the user before unlocking achievements for it."
+            f"{function}() was given a user that is not saved yet (its pk is None): "
+            "save the user first."
         )
 
 
@@ -253,6 +265,9 @@ def _level_of(achievement: AchievementBase, level: object) -> int:
 
 
 def _send_signals(user: Any, changes: list[Outcome | Progress | Revocation]) -> None:
+    """Send the signals of committed changes. A receiver that raises is logged
+    (logger ``hero``) and does not keep the other receivers from running: the
+    change is recorded whatever a receiver does."""
     for change in changes:
         achievement = (
             registry.get(change.achievement_id) if change.achievement_id in registry else None
@@ -260,17 +275,26 @@ def _send_signals(user: Any, changes: list[Outcome | Progress | Revocation]) -> 
         sender = type(achievement) if achievement is not None else AchievementBase
         if isinstance(change, Outcome):
             signal = achievement_upgraded if change.upgraded else achievement_unlocked
-            signal.send(
+            _log_failures(signal, signal.send_robust(
                 sender=sender, user=user, achievement=achievement,
                 level=change.level, previous_level=change.previous_level,
-            )
+            ))
         elif isinstance(change, Progress):
-            achievement_progressed.send(
+            _log_failures(achievement_progressed, achievement_progressed.send_robust(
                 sender=sender, user=user, achievement=achievement,
                 steps=change.steps, previous_steps=change.previous_steps, total=change.total,
-            )
+            ))
         else:
-            achievement_revoked.send(
+            _log_failures(achievement_revoked, achievement_revoked.send_robust(
                 sender=sender, user=user, achievement=achievement, level=change.level,
                 reason=change.reason, actor=change.actor,
+            ))
+
+
+def _log_failures(signal: Any, results: list[tuple[Any, Any]]) -> None:
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logger.error(
+                "Receiver %r of hero's signal raised after the change was committed",
+                receiver, exc_info=result,
             )

@@ -10,6 +10,9 @@ Two sources of truth, in this order:
 
 Awards are recorded as ordinary events whose trigger is ``"backfill"``; a
 level the user already holds changes nothing, so running it twice adds nothing.
+An achievement that was ever revoked from a user is never given back by a
+backfill (unlock it again explicitly if that is wanted). Backfills send no
+signals: they are not news to the user.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class BackfillResult:
     users: set[str] = field(default_factory=set)
     sample: list[tuple[str, int]] = field(default_factory=list)
     skipped_users: int = 0
+    skipped_revoked: int = 0
     examined: int = 0
 
 
@@ -113,11 +117,16 @@ def backfill(
     on_batch: Callable[[int], None] = lambda count: None,
 ) -> BackfillResult:
     """Award ``achievement`` retroactively (or, with ``dry_run``, only count)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
     ledger = get_ledger()
     result = BackfillResult(source=source_of(achievement))
     state = record_state({"source": result.source}, 1024)
     found = False
     iterator = candidates(achievement, batch_size)
+    # A dry run saves nothing, so it keeps the aggregates it decided on, for a
+    # user's later candidates to see the earlier ones' effect.
+    decided: dict[str, Any] = {}
     while batch := list(islice(iterator, batch_size)):
         found = True
         result.examined += len(batch)
@@ -126,13 +135,16 @@ def backfill(
         batch = [c for c in batch if c.user_pk in existing]
 
         def decide(batch: list[Candidate] = batch) -> tuple[list[Any], list[Any]]:
-            aggregates: dict[str, Any] = {}
+            aggregates: dict[str, Any] = decided if dry_run else {}
             changes: list[Any] = []
             for candidate in batch:
                 aggregate = aggregates.get(candidate.user_pk)
                 if aggregate is None:
                     aggregate = ledger.user_achievement(candidate.user_pk, achievement.id)
                     aggregates[candidate.user_pk] = aggregate
+                if aggregate.revocations:
+                    changes.append((candidate.user_pk, None))
+                    continue
                 for change in ledger._decide(
                     aggregate, candidate.decision, TRIGGER, state, candidate.awarded_at
                 ):
@@ -141,7 +153,9 @@ def backfill(
             return changes, ([] if dry_run else pending)
 
         for user_pk, change in ledger._retrying(decide, f"backfilling {achievement.id!r}"):
-            if isinstance(change, Outcome):
+            if change is None:
+                result.skipped_revoked += 1
+            elif isinstance(change, Outcome):
                 result.levels[change.level] += 1
                 result.users.add(user_pk)
                 if len(result.sample) < 10:

@@ -1,6 +1,6 @@
 """System checks for what a site can get wrong when setting up hero.
 
-Each has a stable id (``hero.E001`` ...), listed in docs/reference.md.
+Each has a stable id (``hero.E001`` ...), listed in docs/reference/checks.md.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ class StoreStatus:
     tracking: dict[str, int] = field(default_factory=dict)
     #: The last event's chain value: record it elsewhere to detect a truncated store.
     head: bytes | None = None
+    #: Followers that hero_rebuild is rebuilding (it did not finish yet).
+    rebuilding: list[str] = field(default_factory=list)
 
 
 def store_status() -> StoreStatus:
@@ -37,8 +39,14 @@ def store_status() -> StoreStatus:
         snapshots=StoredSnapshot.objects.using(alias).count(),
         tracking=dict(
             TrackingPosition.objects.using(alias)
-            .exclude(application_name__startswith="__")
+            .exclude(application_name__endswith="#rebuild")
             .values_list("application_name", "notification_id")
+        ),
+        rebuilding=sorted(
+            name.removesuffix("#rebuild")
+            for name in TrackingPosition.objects.using(alias)
+            .filter(application_name__endswith="#rebuild")
+            .values_list("application_name", flat=True)
         ),
         head=bytes(head) if head is not None else None,
     )

@@ -92,6 +92,7 @@ class UserAchievement(BaseAggregate[UUID]):
     level: int | None
     unlocked_at: datetime | None
     steps: int
+    revocations: int
 
     def __init__(self) -> None:  # pragma: no cover - built by start() or replay
         raise TypeError("Use UserAchievement.start() or the ledger's repository")
@@ -113,6 +114,7 @@ class UserAchievement(BaseAggregate[UUID]):
         aggregate.level = None
         aggregate.unlocked_at = None
         aggregate.steps = 0
+        aggregate.revocations = 0
         return aggregate
 
     @property
@@ -282,7 +284,8 @@ class UserAchievement(BaseAggregate[UUID]):
             aggregate.level = self.level
 
     class Revoked(Event):
-        """The achievement, held at ``level``, was taken away."""
+        """The achievement, held at ``level``, was taken away, and its progress
+        with it (progress toward it starts again from zero)."""
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.Revoked"
         class_version: ClassVar[int] = 1
@@ -294,6 +297,8 @@ class UserAchievement(BaseAggregate[UUID]):
         def apply(self, aggregate: UserAchievement) -> None:
             aggregate.level = None
             aggregate.unlocked_at = None
+            aggregate.steps = 0
+            aggregate.revocations += 1
 
     class Progressed(Event):
         """The user's progress went from ``previous_steps`` to ``steps`` of ``total``."""

@@ -24,17 +24,20 @@ class Progress:
         self.interactive = interactive
         self.every = every
         self.bar: Any = None
-        self.total = self.done = 0
+        self.total: int | None = 0
+        self.done = 0
         self.started = self.last = time.monotonic()
 
-    def start(self, total: int, done: int) -> None:
+    def start(self, total: int | None, done: int) -> None:
+        """Begin; ``total`` is None when it is not known ahead (a count only)."""
         self.total, self.done = total, done
         if self.interactive:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=done, unit=self.unit, unit_scale=True)
         else:
-            self.stdout.write(f"{self.label}: {done} of {total} {self.unit}s already done.")
+            if total is not None:
+                self.stdout.write(f"{self.label}: {done} of {total} {self.unit}s already done.")
 
     def advance(self, count: int) -> None:
         self.done += count
@@ -45,6 +48,9 @@ class Progress:
         if now - self.last >= self.every:
             self.last = now
             rate = self.done / max(now - self.started, 1e-9)
+            if self.total is None:
+                self.stdout.write(f"  {self.done} {self.unit}s, {rate:,.0f} {self.unit}s/s")
+                return
             left = max(self.total - self.done, 0) / rate if rate else 0
             self.stdout.write(
                 f"  {self.done} of {self.total} {self.unit}s, {rate:,.0f} {self.unit}s/s, "

@@ -22,6 +22,7 @@ FIELDS = (
     "image_locked",
     "image_unlocked",
     "image_secret",
+    "steps",
     "retired",
 )
 
@@ -37,8 +38,15 @@ def catalog_values(achievement: AchievementBase) -> dict[str, Any]:
         "image_locked": getattr(achievement, "image_locked", None) or "",
         "image_unlocked": getattr(achievement, "image_unlocked", None) or "",
         "image_secret": getattr(achievement, "image_secret", None) or "",
+        "steps": _steps(achievement),
         "retired": False,
     }
+
+
+def _steps(achievement: AchievementBase) -> int | None:
+    steps = getattr(achievement, "steps", None)
+    valid = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1
+    return steps if valid else None
 
 
 def _values_for(achievement_id: str) -> dict[str, Any]:
@@ -46,7 +54,7 @@ def _values_for(achievement_id: str) -> dict[str, Any]:
         return catalog_values(registry.get(achievement_id))
     # Awarded once but no longer defined: keep it resolvable, marked retired.
     return {**dict.fromkeys(FIELDS, ""), "id": achievement_id, "title": achievement_id,
-            "secret": False, "invisible": False, "retired": True}
+            "secret": False, "invisible": False, "steps": None, "retired": True}
 
 
 _rows: dict[tuple[str, int], tuple[Any, ...]] = {}

@@ -61,6 +61,7 @@ class HoldingsView(View):
                 replace.pop(key, None)
                 update.pop(key, None)
                 delete.add(key)
+                progress[key] = (0, 0, event.timestamp)  # progress starts again
                 counts[(event.achievement_id, event.level)] -= 1
             elif isinstance(event, UserAchievement.Progressed):
                 progress[key] = (event.steps, event.total, event.awarded_at)
@@ -99,6 +100,13 @@ class HoldingsView(View):
                 "WHERE user_id = %s AND achievement_id = %s",
                 [(level, when(at), user_pk(u), a) for (u, a), (level, at) in update.items()],
             )
+        gone = [key for key, (steps, total, _) in progress.items() if total == 0]
+        if gone:
+            cursor.executemany(
+                "DELETE FROM hero_achievement_progress WHERE user_id = %s AND achievement_id = %s",
+                [(user_pk(u), a) for u, a in gone],
+            )
+        progress = {k: v for k, v in progress.items() if v[1]}
         if progress:
             cursor.executemany(
                 "INSERT INTO hero_achievement_progress "

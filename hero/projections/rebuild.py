@@ -132,6 +132,7 @@ def _verify_holdings(view: View, until: int, batch_size: int, result: Verificati
                 expected[key] = event.level
             elif isinstance(event, UserAchievement.Revoked):
                 expected.pop(key, None)
+                expected_progress.pop(key, None)
             elif isinstance(event, UserAchievement.Progressed):
                 expected_progress[key] = (event.steps, event.total)
     users = {

@@ -122,4 +122,5 @@ class Command(BaseCommand):
         if not held:
             self.stdout.write("  nothing")
         for achievement_id, level in sorted(held.items()):
-            self.stdout.write(f"  {achievement_id}: level {level} ({names.get(level, '?')})")
+            name = names.get(level, f"Level {level}")
+            self.stdout.write(f"  {achievement_id}: level {level} ({name})")

@@ -24,11 +24,16 @@ class Command(BaseCommand):
             "--dry-run", action="store_true",
             help="Show how many users would be awarded at each level; write nothing.",
         )
-        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument(
+            "--batch-size", type=int, default=500,
+            help="Candidates per transaction (default 500).",
+        )
 
     def handle(
         self, *args: Any, achievement_id: str, dry_run: bool, batch_size: int, **options: Any
     ) -> None:
+        if batch_size < 1:
+            raise CommandError("--batch-size must be at least 1.")
         try:
             achievement = registry.get(achievement_id)
         except UnknownAchievement as error:
@@ -41,6 +46,7 @@ class Command(BaseCommand):
             f"{'Dry run: ' if dry_run else ''}backfilling {achievement_id!r} "
             f"from {source_of(achievement)}."
         )
+        progress.start(None, 0)  # how many candidates there are is not known ahead
         try:
             result = backfill(
                 achievement, dry_run=dry_run, batch_size=batch_size, on_batch=progress.advance
@@ -53,13 +59,21 @@ class Command(BaseCommand):
         if not result.levels and not result.completed_progress:
             self.stdout.write(f"No user {verb} anything ({result.examined} examined).")
         for level, count in sorted(result.levels.items()):
-            self.stdout.write(f"  level {level} ({levels.get(level, '?')}): {count} {verb}")
+            name = levels.get(level, f"Level {level}")
+            self.stdout.write(f"  level {level} ({name}): {count} {verb}")
         if result.sample:
             sample = ", ".join(f"user {u} at {lv}" for u, lv in result.sample)
             self.stdout.write(f"  for example: {sample}")
         if result.skipped_users:
             self.stdout.write(f"  skipped {result.skipped_users} (no such user)")
+        if result.skipped_revoked:
+            self.stdout.write(
+                f"  skipped {result.skipped_revoked} (revoked from the user before)"
+            )
         if dry_run:
             self.stdout.write("Nothing was written.")
         else:
-            self.stdout.write(self.style.SUCCESS(f"{len(result.users)} users {verb}."))
+            users = len(result.users)
+            self.stdout.write(
+                self.style.SUCCESS(f"{users} user{'' if users == 1 else 's'} {verb}.")
+            )

@@ -24,3 +24,7 @@ class Command(BaseCommand):
         for name, position in sorted(status.tracking.items()):
             behind = (status.last_position or 0) - position
             self.stdout.write(f"  follower {name}: at {position} ({behind} behind)")
+        for name in status.rebuilding:
+            self.stdout.write(
+                f"  follower {name}: being rebuilt (run manage.py hero_rebuild to finish)"
+            )
