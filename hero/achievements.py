@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -31,7 +32,7 @@ from hero.exceptions import (
     InvalidUnlockResult,
     InvalidUser,
     NotHeldError,
-    UnknownAchievement,  # noqa: F401  (re-exported for callers)
+    UnknownAchievement,
 )
 from hero.ledger import Decision, get_ledger
 from hero.registry import registry
@@ -135,10 +136,13 @@ def revoke(
     instance (recorded as ``"app.model:pk"``) or a string.
     """
     _check_user(user, "revoke")
+    _check_achievement_id(achievement_id)
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidRevocation(
             "revoke() needs a reason, e.g. revoke(user, 'points', reason='cheating')."
         )
+    if "\x00" in reason:
+        raise InvalidRevocation("revoke()'s reason must not contain a NUL character.")
     ledger = get_ledger()
     if achievement_id not in registry and not ledger.recorder.select_events(
         _aggregate_id(str(user.pk), achievement_id), limit=1
@@ -147,6 +151,11 @@ def revoke(
     actor_label = None if actor is None else (
         model_label(actor) if isinstance(actor, Model) else str(actor)
     )
+    if actor_label is not None and (len(actor_label) > 255 or "\x00" in actor_label):
+        raise InvalidRevocation(
+            "revoke()'s actor must be a model instance or a label of at most 255 "
+            "characters with no NUL character."
+        )
     try:
         revocation = ledger.revoke(
             str(user.pk), achievement_id, reason=reason.strip(), actor=actor_label
@@ -164,6 +173,8 @@ def history(user: Any, achievement_id: str | None = None) -> list[HistoryEntry]:
     the event store: unlocks, upgrades, revocations, progress and, when the
     trigger log is on, every unlock call."""
     _check_user(user, "history")
+    if achievement_id is not None:
+        _check_achievement_id(achievement_id)
     return _history(str(user.pk), achievement_id)
 
 
@@ -177,6 +188,10 @@ def levels(user: Any, at: Any = None) -> dict[str, int]:
     return _levels(str(user.pk), at)
 
 
+#: Longest event name the ledger keeps (LedgerEntry.trigger).
+MAX_EVENT_NAME = 255
+
+
 def _check_event(event: object) -> None:
     if not isinstance(event, str) or not event:
         raise InvalidEventName(
@@ -184,6 +199,33 @@ def _check_event(event: object) -> None:
             f"unlock('points_awarded', user=request.user); got {event!r} "
             f"({type(event).__name__})."
         )
+    if len(event) > MAX_EVENT_NAME or "\x00" in event:
+        raise InvalidEventName(
+            f"unlock()'s event name must be at most {MAX_EVENT_NAME} characters with no "
+            f"NUL character; got {event[:40]!r}{'...' if len(event) > 40 else ''} "
+            f"({len(event)} characters)."
+        )
+
+
+def _check_achievement_id(achievement_id: object) -> None:
+    if not isinstance(achievement_id, str) or not achievement_id:
+        raise UnknownAchievement(
+            f"No achievement has id {achievement_id!r}: ids are non-empty strings, "
+            "e.g. 'comments_50'."
+        )
+
+
+def _configured_levels() -> list[tuple[int, str]]:
+    """ACHIEVEMENT_LEVELS, or a configuration error naming it (check hero.E006)."""
+    from hero.checks import _valid_levels
+
+    levels = conf.ACHIEVEMENT_LEVELS
+    if not _valid_levels(levels):
+        raise ImproperlyConfigured(
+            f"ACHIEVEMENT_LEVELS is malformed: {levels!r} (system check hero.E006). "
+            "It must be a sequence of (number, name) pairs, e.g. ((1, 'Bronze'),)."
+        )
+    return [(number, name) for number, name in levels]
 
 
 def _check_user(user: object, function: str = "unlock") -> None:
@@ -244,7 +286,7 @@ def _decision_of(achievement: AchievementBase, result: object) -> Decision:
                 f"{type(achievement).__qualname__}.unlock() reported steps={steps!r}; "
                 "steps must be a whole number of at least 0."
             )
-        lowest = min(number for number, _ in conf.ACHIEVEMENT_LEVELS)
+        lowest = min(number for number, _ in _configured_levels())
         return Decision(achievement.id, level=lowest, steps=steps, total=total)
     raise InvalidUnlockResult(
         f"{type(achievement).__qualname__}.unlock() returned {result!r}; it must "
@@ -254,9 +296,10 @@ def _decision_of(achievement: AchievementBase, result: object) -> Decision:
 
 
 def _level_of(achievement: AchievementBase, level: object) -> int:
-    allowed = [number for number, _ in conf.ACHIEVEMENT_LEVELS]
+    levels = _configured_levels()
+    allowed = [number for number, _ in levels]
     if isinstance(level, bool) or not isinstance(level, int) or level not in allowed:
-        names = ", ".join(f"{n} ({name})" for n, name in conf.ACHIEVEMENT_LEVELS)
+        names = ", ".join(f"{n} ({name})" for n, name in levels)
         raise InvalidLevel(
             f"Achievement {achievement.id!r} answered with level {level!r}, which is "
             f"not in ACHIEVEMENT_LEVELS. Allowed levels: {names}."

@@ -73,7 +73,7 @@ class Settings:
     @cached
     def HERO_UNLOCK_ATTEMPTS(self) -> int:
         """How often unlock decides again after losing a race to another writer."""
-        return int(getattr(settings, "HERO_UNLOCK_ATTEMPTS", 5))
+        return int(getattr(settings, "HERO_UNLOCK_ATTEMPTS", 10))
 
     @cached
     def HERO_PROJECTIONS(self) -> str:

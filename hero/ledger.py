@@ -10,13 +10,16 @@ this module knows nothing of them.
 
 from __future__ import annotations
 
+import random
 import threading
-from dataclasses import dataclass
+import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.db import IntegrityError as DjangoIntegrityError
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import (
     IntegrityError,
@@ -35,7 +38,7 @@ from hero.events import (
     user_achievement_id,
 )
 from hero.events.aggregates import trigger_log_id
-from hero.exceptions import UnlockConflict
+from hero.exceptions import InvalidUser, UnlockConflict
 from hero.persistence import DjangoDatastore
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
@@ -168,7 +171,7 @@ class Ledger(Application[UUID]):
                 pending.append(self._logged_trigger(user_pk, trigger, state))
             return changes, pending
 
-        return self._retrying(decide, f"recording {trigger!r} for user {user_pk}")
+        return self._retrying(decide, f"recording {trigger!r} for user {user_pk}", user_pk)
 
     def revoke(
         self, user_pk: str, achievement_id: str, *, reason: str, actor: str | None
@@ -179,7 +182,9 @@ class Ledger(Application[UUID]):
             aggregate = self.user_achievement(user_pk, achievement_id)
             return [aggregate.revoke(reason=reason, actor=actor)], [aggregate]
 
-        (revocation,) = self._retrying(decide, f"revoking {achievement_id!r} of user {user_pk}")
+        (revocation,) = self._retrying(
+            decide, f"revoking {achievement_id!r} of user {user_pk}", user_pk
+        )
         assert isinstance(revocation, Revocation)
         return revocation
 
@@ -212,15 +217,25 @@ class Ledger(Application[UUID]):
         return [] if outcome is None else [outcome]
 
     def _retrying(
-        self, decide: Callable[[], tuple[list[Change], list[Any]]], what: str
+        self,
+        decide: Callable[[], tuple[list[Change], list[Any]]],
+        what: str,
+        user_pk: str | None = None,
     ) -> list[Change]:
+        """Decide and record; after losing a race (another writer changed the same
+        aggregate first), wait a little and decide again on the new state."""
         attempts = max(1, conf.HERO_UNLOCK_ATTEMPTS)
         for attempt in range(1, attempts + 1):
             changes, pending = decide()
             if not pending:
                 return changes
+            in_callers_transaction = self.datastore.connection.in_atomic_block
             try:
                 with self.datastore.owned_transaction():
+                    if user_pk is not None and in_callers_transaction:
+                        # Found now, not when the caller commits.
+                        self._require_user(user_pk, lock=True)
+                    self._place_triggers(pending)
                     self.record(pending)
             except IntegrityError as error:
                 if attempt == attempts:
@@ -229,9 +244,53 @@ class Ledger(Application[UUID]):
                         "changing the same achievements. Raise HERO_UNLOCK_ATTEMPTS if "
                         "this is expected."
                     ) from error
+                # Others made progress; let them finish before deciding again.
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+            except DjangoIntegrityError:
+                # A deferred foreign key failed at commit: the user is gone.
+                if user_pk is not None:
+                    self._require_user(user_pk, lock=False)
+                raise
             else:
                 return changes
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _require_user(self, user_pk: str, *, lock: bool) -> None:
+        """Raise InvalidUser if the user no longer exists; with ``lock`` on
+        PostgreSQL, also keep it from being deleted until the transaction ends."""
+        from django.contrib.auth import get_user_model
+
+        model = get_user_model()
+        pk = model._meta.pk
+        assert pk is not None
+        connection = self.datastore.connection
+        lock_clause = " FOR KEY SHARE" if lock and self.datastore.vendor == "postgresql" else ""
+        with self.datastore.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {connection.ops.quote_name(model._meta.db_table)} "
+                f"WHERE {connection.ops.quote_name(pk.column)} = %s{lock_clause}",
+                [pk.get_db_prep_value(pk.to_python(user_pk), connection)],
+            )
+            found = cursor.fetchone() is not None
+        if not found:
+            raise InvalidUser(
+                f"User {user_pk} no longer exists (it was deleted meanwhile); "
+                "nothing was recorded for it."
+            )
+
+    def _place_triggers(self, pending: list[Any]) -> None:
+        """On PostgreSQL, give logged triggers their version under the table lock
+        that orders writes, so that logging calls never collide."""
+        if self.datastore.vendor != "postgresql":
+            return
+        for index, item in enumerate(pending):
+            if isinstance(item, TriggerLog):
+                with self.datastore.cursor() as cursor:
+                    cursor.execute(
+                        f"LOCK TABLE {self.recorder.events_table} IN EXCLUSIVE MODE"
+                    )
+                event = item.pending_events[0]
+                pending[index] = self._logged_trigger(event.user_pk, event.trigger, event.state)
 
     def _logged_trigger(
         self, user_pk: str, trigger: str, state: dict[str, Any]

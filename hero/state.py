@@ -41,9 +41,41 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     return repr(value)
 
 
+def _unstorable(value: Any, path: str) -> str | None:
+    """Where ``value`` holds text a database cannot store (a NUL character, which
+    PostgreSQL refuses, or a lone surrogate, which is not UTF-8), or None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path} contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{path} contains a lone surrogate (not valid UTF-8)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _unstorable(key, f"a key in {path}") or _unstorable(item, f"{path}[{key!r}]")
+            if problem:
+                return problem
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _unstorable(item, f"{path}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
 def record_state(state: dict[str, Any], limit: int) -> dict[str, Any]:
-    """The state to store with an event, refused when larger than ``limit`` bytes."""
+    """The state to store with an event, refused when larger than ``limit`` bytes
+    or when it holds text that cannot be stored."""
     safe = {key: json_safe(value) for key, value in state.items() if key != "user"}
+    for key, value in safe.items():
+        problem = _unstorable(key, "a state key") or _unstorable(value, f"state[{key!r}]")
+        if problem:
+            raise InvalidState(
+                f"The state passed to unlock() cannot be recorded: {problem}. "
+                "Clean the value before passing it (e.g. value.replace('\\x00', ''))."
+            )
     size = len(json.dumps(safe, separators=(",", ":")).encode())
     if size > limit:
         biggest = max(safe, key=lambda k: len(json.dumps(safe[k])))

@@ -67,27 +67,11 @@ def projected_and_verified(backend: Backend, mode: str) -> None:
     call_command("hero_verify", stdout=io.StringIO())
 
 
-def xfail_on_postgres(backend: Backend, request: pytest.FixtureRequest, reason: str) -> None:
-    if backend.name == "postgres":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 # Users ------------------------------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("where", ["autocommit", "in_transaction"])
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A user instance whose row was deleted passes _check_user (it has a pk); "
-        "the inline projection inserts hero_achievement_unlocked with a foreign "
-        "key to the missing user (apply_views(users_exist=True)), and the deferred "
-        "constraint fails at COMMIT with a raw django.db.IntegrityError "
-        "('FOREIGN KEY constraint failed') - in the caller's transaction, only "
-        "when the caller commits, losing the caller's own writes"
-    ),
-)
 def test_a_user_deleted_meanwhile_is_refused_clearly(
     backend: Backend, make_user: Any, where: str
 ) -> None:
@@ -163,15 +147,6 @@ def test_more_malformed_achievement_levels_fire_check_e006(settings: Any, levels
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "levels", [None, 5, ((1,),), "Bronze"], ids=["none", "int", "short-pair", "string"]
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "unlock() with a malformed ACHIEVEMENT_LEVELS (what check hero.E006 reports) "
-        "crashes in hero.achievements._level_of with a bare TypeError ('NoneType' "
-        "object is not iterable) or ValueError ('not enough values to unpack') "
-        "instead of an error naming ACHIEVEMENT_LEVELS"
-    ),
 )
 def test_unlock_with_malformed_achievement_levels_names_the_setting(
     backend: Backend, make_user: Any, settings: Any, levels: Any
@@ -261,19 +236,8 @@ def test_deeply_nested_and_self_containing_state_is_cut_off_not_crashing(
 
 @pytest.mark.django_db
 def test_a_lone_surrogate_in_state_is_recorded_or_refused_clearly(
-    backend: Backend, make_user: Any, request: pytest.FixtureRequest
+    backend: Backend, make_user: Any
 ) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "A str with a lone surrogate ('\\ud800', e.g. from surrogateescape "
-                "decoding) passes record_state (its size is measured with "
-                "ensure_ascii), then the event transcoder encodes it as UTF-8 and "
-                "raises a bare UnicodeEncodeError"
-            ),
-        )
-    )
     user = make_user()
     try:
         hero.achievements.unlock("reports", user=user, level=1, name="a\ud800b")
@@ -289,17 +253,9 @@ def test_a_lone_surrogate_in_state_is_recorded_or_refused_clearly(
     ("where", "mode"), [("value", "inline"), ("value", "async"), ("key", "inline")]
 )
 def test_a_nul_character_in_state_is_recorded_or_refused_clearly(
-    backend: Backend, make_user: Any, settings: Any, request: pytest.FixtureRequest,
+    backend: Backend, make_user: Any, settings: Any,
     mode: str, where: str,
 ) -> None:
-    xfail_on_postgres(
-        backend, request,
-        "PostgreSQL's jsonb refuses '\\u0000': the ledger projection's INSERT of the "
-        "state into hero_ledger_entry.state fails with DataError ('unsupported "
-        "Unicode escape sequence'). Inline, unlock() raises it; in async mode the "
-        "event is stored and then hero_project (and hero_rebuild) fail on it for "
-        "ever, so the read tables can never catch up",
-    )
     # Arrange / act: a form field with a NUL character goes into the state.
     settings.HERO_PROJECTIONS = mode
     user = make_user()
@@ -388,16 +344,8 @@ def test_a_str_enum_event_name_is_recorded_as_a_plain_string(
 )
 def test_an_event_name_the_ledger_cannot_hold_is_refused_or_recorded(
     backend: Backend, make_user: Any, settings: Any, isolated_registry: Any,
-    request: pytest.FixtureRequest, mode: str, event: str,
+    mode: str, event: str,
 ) -> None:
-    xfail_on_postgres(
-        backend, request,
-        "_check_event accepts any non-empty str, but hero_ledger_entry.trigger is "
-        "varchar(255) and PostgreSQL text cannot hold NUL: the ledger projection "
-        "fails with DataError ('value too long for type character varying(255)' / "
-        "'cannot contain NUL (0x00) bytes'). Inline, unlock() raises it; in async "
-        "mode hero_project fails on the stored event for ever",
-    )
     # Arrange: an achievement listening to the event; the trigger log is on too.
     settings.HERO_PROJECTIONS = mode
     settings.HERO_RECORD_TRIGGERS = True
@@ -428,15 +376,6 @@ def test_an_event_name_the_ledger_cannot_hold_is_refused_or_recorded(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("achievement_id", [123, b"points"], ids=["int", "bytes"])
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "revoke() and history() pass an achievement id that is not a str to "
-        "user_achievement_id(), whose _key() calls len() on it: a bare TypeError "
-        "(\"object of type 'int' has no len()\"; bytes: \"can only concatenate str\") "
-        "instead of UnknownAchievement"
-    ),
-)
 def test_revoke_and_history_refuse_an_achievement_id_that_is_not_a_string(
     backend: Backend, make_user: Any, achievement_id: Any
 ) -> None:
