@@ -88,13 +88,21 @@ def create_users(count: int) -> list[Any]:
     User = get_user_model()
     password = make_password("demo")
     wanted = [f"demo{n:04d}" for n in range(1, count + 1)]
-    existing = set(User.objects.filter(username__in=wanted).values_list("username", flat=True))
+    existing = set(
+        User.objects.filter(username__in=wanted).values_list("username", flat=True)
+    )
     User.objects.bulk_create(
-        [User(username=name, password=password) for name in wanted if name not in existing]
+        [
+            User(username=name, password=password)
+            for name in wanted
+            if name not in existing
+        ]
     )
     if not User.objects.filter(username="admin").exists():
         User.objects.create_superuser("admin", password="admin")
-    print(f"{len(wanted) - len(existing)} users created, {len(existing)} already there.")
+    print(
+        f"{len(wanted) - len(existing)} users created, {len(existing)} already there."
+    )
     return list(User.objects.filter(username__in=wanted).order_by("username"))
 
 
@@ -116,7 +124,9 @@ def simulate(users: list[Any]) -> tuple[int, int]:
             if kind < 0.4:
                 comments += 1
                 hour = rng.randrange(24) if rng.random() < 0.2 else rng.randrange(8, 23)
-                changes += len(unlock("comment_posted", user=user, comments=comments, hour=hour))
+                changes += len(
+                    unlock("comment_posted", user=user, comments=comments, hour=hour)
+                )
                 points += 10
             elif kind < 0.7:
                 points += rng.choice((5, 25, 100, 400, 1_000))
@@ -168,7 +178,13 @@ def report_rarity() -> None:
             rarity = Achievement.objects.rarity(achievement.id, level)
             held = counts.get(achievement.id, {}).get(level, 0)
             label = f"{level} {names.get(level, '')}".strip()
-            flags = " (secret)" if achievement.secret else " (invisible)" if achievement.invisible else ""
+            flags = (
+                " (secret)"
+                if achievement.secret
+                else " (invisible)"
+                if achievement.invisible
+                else ""
+            )
             print(
                 f"{achievement.id:<14} {label:<10} {held:>8} {rarity.percent:>11.1f}%{flags}"
             )

@@ -1,9 +1,9 @@
 """hero: achievements for Django users, kept in an event-sourced ledger.
 
-    from hero import AchievementBase, AchievementUnlocked
-    import hero
+from hero import AchievementBase, AchievementUnlocked
+import hero
 
-    hero.achievements.unlock("points_awarded", user=request.user)
+hero.achievements.unlock("points_awarded", user=request.user)
 """
 
 from __future__ import annotations

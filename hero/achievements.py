@@ -1,8 +1,8 @@
 """hero's public API: register achievements and unlock them.
 
-    import hero
+import hero
 
-    hero.achievements.unlock("points_awarded", user=request.user, points=5000)
+hero.achievements.unlock("points_awarded", user=request.user, points=5000)
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ def get(achievement_id: str) -> AchievementBase:
     return registry.get(achievement_id)
 
 
-def unlock(event: str, /, user: Any = _MISSING, **state: Any) -> list[Outcome | Progress]:
+def unlock(
+    event: str, /, user: Any = _MISSING, **state: Any
+) -> list[Outcome | Progress]:
     """Give every achievement that listens to ``event`` its say, and record
     what it unlocks or upgrades for ``user``.
 
@@ -148,8 +150,10 @@ def revoke(
         _aggregate_id(str(user.pk), achievement_id), limit=1
     ):
         registry.get(achievement_id)  # raises UnknownAchievement, naming the known ids
-    actor_label = None if actor is None else (
-        model_label(actor) if isinstance(actor, Model) else str(actor)
+    actor_label = (
+        None
+        if actor is None
+        else (model_label(actor) if isinstance(actor, Model) else str(actor))
     )
     if actor_label is not None and (len(actor_label) > 255 or "\x00" in actor_label):
         raise InvalidRevocation(
@@ -313,25 +317,47 @@ def _send_signals(user: Any, changes: list[Outcome | Progress | Revocation]) -> 
     change is recorded whatever a receiver does."""
     for change in changes:
         achievement = (
-            registry.get(change.achievement_id) if change.achievement_id in registry else None
+            registry.get(change.achievement_id)
+            if change.achievement_id in registry
+            else None
         )
         sender = type(achievement) if achievement is not None else AchievementBase
         if isinstance(change, Outcome):
             signal = achievement_upgraded if change.upgraded else achievement_unlocked
-            _log_failures(signal, signal.send_robust(
-                sender=sender, user=user, achievement=achievement,
-                level=change.level, previous_level=change.previous_level,
-            ))
+            _log_failures(
+                signal,
+                signal.send_robust(
+                    sender=sender,
+                    user=user,
+                    achievement=achievement,
+                    level=change.level,
+                    previous_level=change.previous_level,
+                ),
+            )
         elif isinstance(change, Progress):
-            _log_failures(achievement_progressed, achievement_progressed.send_robust(
-                sender=sender, user=user, achievement=achievement,
-                steps=change.steps, previous_steps=change.previous_steps, total=change.total,
-            ))
+            _log_failures(
+                achievement_progressed,
+                achievement_progressed.send_robust(
+                    sender=sender,
+                    user=user,
+                    achievement=achievement,
+                    steps=change.steps,
+                    previous_steps=change.previous_steps,
+                    total=change.total,
+                ),
+            )
         else:
-            _log_failures(achievement_revoked, achievement_revoked.send_robust(
-                sender=sender, user=user, achievement=achievement, level=change.level,
-                reason=change.reason, actor=change.actor,
-            ))
+            _log_failures(
+                achievement_revoked,
+                achievement_revoked.send_robust(
+                    sender=sender,
+                    user=user,
+                    achievement=achievement,
+                    level=change.level,
+                    reason=change.reason,
+                    actor=change.actor,
+                ),
+            )
 
 
 def _log_failures(signal: Any, results: list[tuple[Any, Any]]) -> None:
@@ -339,5 +365,6 @@ def _log_failures(signal: Any, results: list[tuple[Any, Any]]) -> None:
         if isinstance(result, Exception):
             logger.error(
                 "Receiver %r of hero's signal raised after the change was committed",
-                receiver, exc_info=result,
+                receiver,
+                exc_info=result,
             )

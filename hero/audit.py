@@ -59,34 +59,65 @@ def history(
     if include_triggers and achievement_id is None:
         originators.append(trigger_log_id(user_pk))
     notifications = ledger.recorder.select_notifications_of(originators)
-    return list(_entries((n.id, ledger.mapper.to_domain_event(n)) for n in notifications))
+    return list(
+        _entries((n.id, ledger.mapper.to_domain_event(n)) for n in notifications)
+    )
 
 
 def _entries(events: Iterable[tuple[int, Any]]) -> Iterable[HistoryEntry]:
     for position, event in events:
         common = {"position": position, "recorded_at": event.timestamp}
         if isinstance(event, UserAchievement.Unlocked | UserAchievement.LevelUpgraded):
-            kind = "unlocked" if isinstance(event, UserAchievement.Unlocked) else "upgraded"
+            kind = (
+                "unlocked"
+                if isinstance(event, UserAchievement.Unlocked)
+                else "upgraded"
+            )
             yield HistoryEntry(
-                kind, event.achievement_id, event.level, event.previous_level,
-                event.trigger, event.state, occurred_at=event.awarded_at, **common,
+                kind,
+                event.achievement_id,
+                event.level,
+                event.previous_level,
+                event.trigger,
+                event.state,
+                occurred_at=event.awarded_at,
+                **common,
             )
         elif isinstance(event, UserAchievement.Revoked):
             yield HistoryEntry(
-                "revoked", event.achievement_id, None, event.level, "",
-                actor=event.actor, reason=event.reason, occurred_at=event.timestamp,
+                "revoked",
+                event.achievement_id,
+                None,
+                event.level,
+                "",
+                actor=event.actor,
+                reason=event.reason,
+                occurred_at=event.timestamp,
                 **common,
             )
         elif isinstance(event, UserAchievement.Progressed):
             yield HistoryEntry(
-                "progressed", event.achievement_id, None, None, event.trigger,
-                event.state, steps=event.steps, total=event.total,
-                occurred_at=event.awarded_at, **common,
+                "progressed",
+                event.achievement_id,
+                None,
+                None,
+                event.trigger,
+                event.state,
+                steps=event.steps,
+                total=event.total,
+                occurred_at=event.awarded_at,
+                **common,
             )
         elif isinstance(event, TriggerLog.Triggered):
             yield HistoryEntry(
-                "triggered", None, None, None, event.trigger, event.state,
-                occurred_at=event.timestamp, **common,
+                "triggered",
+                None,
+                None,
+                None,
+                event.trigger,
+                event.state,
+                occurred_at=event.timestamp,
+                **common,
             )
 
 
@@ -96,7 +127,11 @@ def levels(user_pk: str, at: datetime | None = None) -> dict[str, int]:
     for entry in history(user_pk, include_triggers=False):
         if at is not None and entry.occurred_at is not None and entry.occurred_at > at:
             continue
-        if entry.kind in ("unlocked", "upgraded") and entry.achievement_id and entry.level:
+        if (
+            entry.kind in ("unlocked", "upgraded")
+            and entry.achievement_id
+            and entry.level
+        ):
             held[entry.achievement_id] = entry.level
         elif entry.kind == "revoked" and entry.achievement_id:
             held.pop(entry.achievement_id, None)

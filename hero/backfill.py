@@ -83,7 +83,9 @@ def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candid
     position = 0
     while True:
         batch = ledger.recorder.select_notifications(
-            start=position, limit=batch_size, topics=[TriggerLog.Triggered.TOPIC],
+            start=position,
+            limit=batch_size,
+            topics=[TriggerLog.Triggered.TOPIC],
             inclusive_of_start=False,
         )
         if not batch:
@@ -100,7 +102,11 @@ def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candid
                 continue
             result = achievement.unlock(user=user, **trigger.state)
             if result is not None:
-                yield Candidate(trigger.user_pk, _decision_of(achievement, result), trigger.timestamp)
+                yield Candidate(
+                    trigger.user_pk,
+                    _decision_of(achievement, result),
+                    trigger.timestamp,
+                )
 
 
 def _level(achievement: AchievementBase, level: Any) -> int:
@@ -140,7 +146,9 @@ def backfill(
             for candidate in batch:
                 aggregate = aggregates.get(candidate.user_pk)
                 if aggregate is None:
-                    aggregate = ledger.user_achievement(candidate.user_pk, achievement.id)
+                    aggregate = ledger.user_achievement(
+                        candidate.user_pk, achievement.id
+                    )
                     aggregates[candidate.user_pk] = aggregate
                 if aggregate.revocations:
                     changes.append((candidate.user_pk, None))
@@ -152,7 +160,9 @@ def backfill(
             pending = [a for a in aggregates.values() if a.pending_events]
             return changes, ([] if dry_run else pending)
 
-        for user_pk, change in ledger._retrying(decide, f"backfilling {achievement.id!r}"):
+        for user_pk, change in ledger._retrying(
+            decide, f"backfilling {achievement.id!r}"
+        ):
             if change is None:
                 result.skipped_revoked += 1
             elif isinstance(change, Outcome):

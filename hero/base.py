@@ -11,7 +11,9 @@ if TYPE_CHECKING:
 class AchievementMeta(type):
     """Registers each achievement class defined in an ``achievements`` module."""
 
-    def __init__(cls, name: str, bases: tuple[type, ...], attrs: dict[str, Any]) -> None:
+    def __init__(
+        cls, name: str, bases: tuple[type, ...], attrs: dict[str, Any]
+    ) -> None:
         super().__init__(name, bases, attrs)
         if attrs.get("abstract", False) or not bases:
             return

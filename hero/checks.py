@@ -46,7 +46,11 @@ def check_achievements(
 def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     achievement_id = getattr(cls, "id", None)
-    if not isinstance(achievement_id, str) or not achievement_id or len(achievement_id) > 255:
+    if (
+        not isinstance(achievement_id, str)
+        or not achievement_id
+        or len(achievement_id) > 255
+    ):
         errors.append(
             Error(
                 f"{_name(cls)} has no valid 'id' (got {achievement_id!r}).",
@@ -66,7 +70,10 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
                 id="hero.E002",
             )
         )
-    if not callable(getattr(cls, "unlock", None)) or cls.unlock is AchievementBase.unlock:
+    if (
+        not callable(getattr(cls, "unlock", None))
+        or cls.unlock is AchievementBase.unlock
+    ):
         errors.append(
             Error(
                 f"{_name(cls)} does not define unlock(self, **state).",
@@ -88,7 +95,9 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
             )
         )
     steps = getattr(cls, "steps", None)
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
+    ):
         errors.append(
             Error(
                 f"{_name(cls)}.steps must be a whole number of at least 1, or None; "
@@ -128,7 +137,11 @@ def check_settings(
                 id="hero.E006",
             )
         )
-    for name in ("ACHIEVEMENT_IMAGE_LOCKED", "ACHIEVEMENT_IMAGE_UNLOCKED", "ACHIEVEMENT_IMAGE_SECRET"):
+    for name in (
+        "ACHIEVEMENT_IMAGE_LOCKED",
+        "ACHIEVEMENT_IMAGE_UNLOCKED",
+        "ACHIEVEMENT_IMAGE_SECRET",
+    ):
         value = getattr(conf, name)
         if not isinstance(value, str) or not value:
             errors.append(
@@ -149,7 +162,9 @@ def check_settings(
         )
     else:
         engine = settings.DATABASES[alias].get("ENGINE", "")
-        if not any(engine.endswith(f".{vendor}") or vendor in engine for vendor in VENDORS):
+        if not any(
+            engine.endswith(f".{vendor}") or vendor in engine for vendor in VENDORS
+        ):
             errors.append(
                 Error(
                     f"hero's event store needs SQLite or PostgreSQL; database {alias!r} "
@@ -170,7 +185,11 @@ def check_settings(
 
 
 def _valid_levels(levels: Any) -> bool:
-    if isinstance(levels, (str, bytes)) or not isinstance(levels, (list, tuple)) or not levels:
+    if (
+        isinstance(levels, (str, bytes))
+        or not isinstance(levels, (list, tuple))
+        or not levels
+    ):
         return False
     numbers = []
     for pair in levels:

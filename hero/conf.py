@@ -8,8 +8,9 @@ Nothing else in hero imports ``django.conf.settings`` for hero's own settings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.signals import setting_changed

@@ -20,7 +20,11 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError as DjangoIntegrityError
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+)
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
@@ -57,6 +61,7 @@ class Decision:
     total: int | None = None
     #: Or: the requirements are no longer met; revoke if held.
     unmet: bool = False
+
 
 _save_listeners: list[SaveListener] = []
 
@@ -157,21 +162,28 @@ class Ledger(Application[UUID]):
         concurrent writer of the same aggregate (the database refuses a second
         event at the same version) means: reload, decide again, retry.
         """
-        wanted = [d if isinstance(d, Decision) else Decision(d[0], level=d[1]) for d in decisions]
+        wanted = [
+            d if isinstance(d, Decision) else Decision(d[0], level=d[1])
+            for d in decisions
+        ]
 
         def decide() -> tuple[list[Change], list[Any]]:
             changes: list[Change] = []
             pending: list[Any] = []
             for decision in wanted:
                 aggregate = self.user_achievement(user_pk, decision.achievement_id)
-                changes.extend(self._decide(aggregate, decision, trigger, state, awarded_at))
+                changes.extend(
+                    self._decide(aggregate, decision, trigger, state, awarded_at)
+                )
                 if aggregate.pending_events:
                     pending.append(aggregate)
             if log_trigger:
                 pending.append(self._logged_trigger(user_pk, trigger, state))
             return changes, pending
 
-        return self._retrying(decide, f"recording {trigger!r} for user {user_pk}", user_pk)
+        return self._retrying(
+            decide, f"recording {trigger!r} for user {user_pk}", user_pk
+        )
 
     def revoke(
         self, user_pk: str, achievement_id: str, *, reason: str, actor: str | None
@@ -209,7 +221,11 @@ class Ledger(Application[UUID]):
         if decision.unmet:
             if not aggregate.held:
                 return []
-            return [aggregate.revoke(reason=f"requirements no longer met ({trigger})", actor=None)]
+            return [
+                aggregate.revoke(
+                    reason=f"requirements no longer met ({trigger})", actor=None
+                )
+            ]
         assert decision.level is not None
         outcome = aggregate.award(
             decision.level, trigger=trigger, state=state, awarded_at=awarded_at
@@ -264,7 +280,9 @@ class Ledger(Application[UUID]):
         pk = model._meta.pk
         assert pk is not None
         connection = self.datastore.connection
-        lock_clause = " FOR KEY SHARE" if lock and self.datastore.vendor == "postgresql" else ""
+        lock_clause = (
+            " FOR KEY SHARE" if lock and self.datastore.vendor == "postgresql" else ""
+        )
         with self.datastore.cursor() as cursor:
             cursor.execute(
                 f"SELECT 1 FROM {connection.ops.quote_name(model._meta.db_table)} "
@@ -290,7 +308,9 @@ class Ledger(Application[UUID]):
                         f"LOCK TABLE {self.recorder.events_table} IN EXCLUSIVE MODE"
                     )
                 event = item.pending_events[0]
-                pending[index] = self._logged_trigger(event.user_pk, event.trigger, event.state)
+                pending[index] = self._logged_trigger(
+                    event.user_pk, event.trigger, event.state
+                )
 
     def _logged_trigger(
         self, user_pk: str, trigger: str, state: dict[str, Any]

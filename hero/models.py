@@ -17,7 +17,9 @@ from hero.queries import AchievementQuerySet, AchievementUnlockedQuerySet
 class StoredEventBase(models.Model):
     """Columns of one stored domain event, as eventsourcing records it."""
 
-    originator_id = models.UUIDField(help_text="Id of the aggregate the event belongs to.")
+    originator_id = models.UUIDField(
+        help_text="Id of the aggregate the event belongs to."
+    )
     originator_version = models.BigIntegerField(
         help_text="Position of the event in its aggregate's sequence."
     )
@@ -67,6 +69,9 @@ class StoredSnapshot(StoredEventBase):
                 name="hero_stored_snapshot_unique_version",
             )
         ]
+
+    def __str__(self) -> str:
+        return f"snapshot of {self.originator_id} at v{self.originator_version}"
 
 
 class TrackingPosition(models.Model):
@@ -277,12 +282,12 @@ class AchievementProgress(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.achievement_id}: {self.steps} of {self.total} for user {self.user_id}"
+
     @property
     def percent(self) -> float:
         return min(100.0, 100.0 * self.steps / self.total) if self.total else 0.0
-
-    def __str__(self) -> str:
-        return f"{self.achievement_id}: {self.steps} of {self.total} for user {self.user_id}"
 
 
 class NoticeCursor(models.Model):

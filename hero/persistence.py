@@ -18,11 +18,11 @@ allows one writer at a time anyway.
 from __future__ import annotations
 
 import threading
-from hashlib import sha256
 from collections import deque
-from contextvars import ContextVar
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -82,6 +82,7 @@ def link(previous: bytes | None, event: StoredEvent) -> bytes:
     digest.update(event.state)
     return digest.digest()
 
+
 class _SQLiteChain(threading.local):
     """SQL functions that compute the chain inside SQLite's INSERT statement, so
     that reading the last link and writing the next take one statement (and the
@@ -94,7 +95,9 @@ class _SQLiteChain(threading.local):
         return self.next(*fields)
 
     def next(self, originator: str, version: int, topic: str, state: bytes) -> bytes:
-        self.previous = link(self.previous, StoredEvent(originator, version, topic, state))
+        self.previous = link(
+            self.previous, StoredEvent(originator, version, topic, state)
+        )
         return self.previous
 
 
@@ -125,7 +128,7 @@ _ERROR_TRANSLATIONS: tuple[tuple[type[Exception], type[PersistenceError]], ...] 
 )
 
 
-class translate_errors:  # noqa: N801 - used like a function
+class translate_errors:
     """Re-raise Django's database errors as eventsourcing's persistence errors."""
 
     __slots__ = ("alias",)
@@ -261,7 +264,9 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         elif chained:
             if self.datastore.vendor == "postgresql":
                 cursor.execute(f"LOCK TABLE {self.events_table} IN EXCLUSIVE MODE")
-            cursor.execute(f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1")
+            cursor.execute(
+                f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1"
+            )
             row = cursor.fetchone()
             previous = self._bytes(row[0]) if row and row[0] is not None else GENESIS
         columns = "originator_id, originator_version, topic, state"
@@ -279,7 +284,12 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             params: list[Any] = []
             rows: list[str] = []
             for s in chunk:
-                fields = [self._db_uuid(s.originator_id), s.originator_version, s.topic, s.state]
+                fields = [
+                    self._db_uuid(s.originator_id),
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                ]
                 params += fields
                 if in_sql:
                     rows.append(first_row if start == 0 and not rows else next_row)
@@ -302,7 +312,9 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             for s in stored_events
         ]
         if chained and result != sorted(result):  # pragma: no cover - never seen
-            raise InternalError("The database assigned positions out of insertion order")
+            raise InternalError(
+                "The database assigned positions out of insertion order"
+            )
         return result
 
     def select_events(

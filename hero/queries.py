@@ -18,7 +18,9 @@ class AchievementUnlockedQuerySet(models.QuerySet["AchievementUnlocked"]):
         """The user's achievements, with their catalog data, in one query."""
         return self.filter(user=user).select_related("achievement")
 
-    def holders(self, achievement_id: str, min_level: int = 1) -> AchievementUnlockedQuerySet:
+    def holders(
+        self, achievement_id: str, min_level: int = 1
+    ) -> AchievementUnlockedQuerySet:
         """Holdings of an achievement at ``min_level`` or above."""
         return self.filter(achievement_id=achievement_id, level__gte=min_level)
 

@@ -26,7 +26,9 @@ class AchievementRegistry:
         self._instances: dict[str, AchievementBase] = {}
         self._by_event: dict[str, tuple[AchievementBase, ...]] = {}
         self._unindexed: list[type[AchievementBase]] = []
-        self.conflicts: list[tuple[str, type[AchievementBase], type[AchievementBase]]] = []
+        self.conflicts: list[
+            tuple[str, type[AchievementBase], type[AchievementBase]]
+        ] = []
         #: Grows with every change, so that what is derived from it can be cached.
         self.version = 0
 

@@ -54,7 +54,9 @@ def _unstorable(value: Any, path: str) -> str | None:
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            problem = _unstorable(key, f"a key in {path}") or _unstorable(item, f"{path}[{key!r}]")
+            problem = _unstorable(key, f"a key in {path}") or _unstorable(
+                item, f"{path}[{key!r}]"
+            )
             if problem:
                 return problem
     if isinstance(value, list):
@@ -70,7 +72,9 @@ def record_state(state: dict[str, Any], limit: int) -> dict[str, Any]:
     or when it holds text that cannot be stored."""
     safe = {key: json_safe(value) for key, value in state.items() if key != "user"}
     for key, value in safe.items():
-        problem = _unstorable(key, "a state key") or _unstorable(value, f"state[{key!r}]")
+        problem = _unstorable(key, "a state key") or _unstorable(
+            value, f"state[{key!r}]"
+        )
         if problem:
             raise InvalidState(
                 f"The state passed to unlock() cannot be recorded: {problem}. "

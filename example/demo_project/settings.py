@@ -53,7 +53,9 @@ TEMPLATES = [
     }
 ]
 
-_url = os.environ.get("HERO_DEMO_DATABASE_URL") or f"sqlite:///{BASE_DIR / 'demo.sqlite3'}"
+_url = (
+    os.environ.get("HERO_DEMO_DATABASE_URL") or f"sqlite:///{BASE_DIR / 'demo.sqlite3'}"
+)
 DATABASES = {"default": dj_database_url.parse(_url)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["OPTIONS"] = {

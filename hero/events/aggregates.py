@@ -333,19 +333,25 @@ class TriggerLog(BaseAggregate[UUID]):
     def at_version(cls, user_pk: str, version: int) -> TriggerLog:
         log = cls.__new__(cls)
         log.__base_init__(
-            originator_id=trigger_log_id(user_pk), originator_version=version, timestamp=None
+            originator_id=trigger_log_id(user_pk),
+            originator_version=version,
+            timestamp=None,
         )
         return log
 
     def record(self, user_pk: str, trigger: str, state: dict[str, Any]) -> None:
-        self.trigger_event(self.Triggered, user_pk=user_pk, trigger=trigger, state=state)
+        self.trigger_event(
+            self.Triggered, user_pk=user_pk, trigger=trigger, state=state
+        )
 
     class Event(CanMutateAggregate[UUID], DomainEvent):
         def mutate(self, aggregate: Any) -> Any:
             if aggregate is None:
                 aggregate = TriggerLog.__new__(TriggerLog)
                 aggregate.__base_init__(
-                    originator_id=self.originator_id, originator_version=0, timestamp=None
+                    originator_id=self.originator_id,
+                    originator_version=0,
+                    timestamp=None,
                 )
             return super().mutate(aggregate)
 

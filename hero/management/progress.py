@@ -37,7 +37,9 @@ class Progress:
             self.bar = tqdm(total=total, initial=done, unit=self.unit, unit_scale=True)
         else:
             if total is not None:
-                self.stdout.write(f"{self.label}: {done} of {total} {self.unit}s already done.")
+                self.stdout.write(
+                    f"{self.label}: {done} of {total} {self.unit}s already done."
+                )
 
     def advance(self, count: int) -> None:
         self.done += count
@@ -49,7 +51,9 @@ class Progress:
             self.last = now
             rate = self.done / max(now - self.started, 1e-9)
             if self.total is None:
-                self.stdout.write(f"  {self.done} {self.unit}s, {rate:,.0f} {self.unit}s/s")
+                self.stdout.write(
+                    f"  {self.done} {self.unit}s, {rate:,.0f} {self.unit}s/s"
+                )
                 return
             left = max(self.total - self.done, 0) / rate if rate else 0
             self.stdout.write(

@@ -53,4 +53,11 @@ def project_inline(recordings: Sequence[Recording[UUID]]) -> None:
     apply_views(_inline_views[alias], changes, users_exist=True)
 
 
-__all__ = ["VIEW_CLASSES", "Change", "View", "ViewProjection", "project_inline", "views"]
+__all__ = [
+    "VIEW_CLASSES",
+    "Change",
+    "View",
+    "ViewProjection",
+    "project_inline",
+    "views",
+]

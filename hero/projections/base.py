@@ -81,7 +81,11 @@ class View(DjangoTrackingRecorder):
     ) -> int:
         """Apply the changes not yet applied; return how many were new."""
         return apply_views(
-            [self], changes, application_name, rebuilding=rebuilding, users_exist=users_exist
+            [self],
+            changes,
+            application_name,
+            rebuilding=rebuilding,
+            users_exist=users_exist,
         )
 
     def write(
@@ -100,7 +104,9 @@ class View(DjangoTrackingRecorder):
         )
         return [Change(n.id, ledger.mapper.to_domain_event(n)) for n in notifications]
 
-    def _existing_users(self, cursor: CursorWrapper, changes: Iterable[Change]) -> set[str]:
+    def _existing_users(
+        self, cursor: CursorWrapper, changes: Iterable[Change]
+    ) -> set[str]:
         pks = {getattr(c.event, "user_pk", None) for c in changes} - {None}
         if not pks:
             return set()
@@ -109,7 +115,9 @@ class View(DjangoTrackingRecorder):
         pk_field = user_model._meta.pk
         assert pk_field is not None
         values = [pk_field.to_python(pk) for pk in pks]
-        return {str(pk) for pk in manager.filter(pk__in=values).values_list("pk", flat=True)}
+        return {
+            str(pk) for pk in manager.filter(pk__in=values).values_list("pk", flat=True)
+        }
 
     # Rebuilding --------------------------------------------------------------
 
@@ -134,7 +142,9 @@ class View(DjangoTrackingRecorder):
             )
         return True
 
-    def finish_rebuild(self, cursor: CursorWrapper, application_name: str = UPSTREAM) -> None:
+    def finish_rebuild(
+        self, cursor: CursorWrapper, application_name: str = UPSTREAM
+    ) -> None:
         cursor.execute(
             f"DELETE FROM {self.tracking_table} WHERE application_name = %s",
             [self.rebuild_key(application_name)],
@@ -166,11 +176,18 @@ def apply_views(
     datastore = views[0].datastore
     applied = 0
     with datastore.transaction() as cursor:
-        if not rebuilding and _advance_if_next(cursor, views, changes, application_name):
+        if not rebuilding and _advance_if_next(
+            cursor, views, changes, application_name
+        ):
             # The common inline case: every view was just before these changes.
             for view in views:
-                view.write(cursor, changes, None if users_exist or not view.checks_users
-                           else view._existing_users(cursor, changes))
+                view.write(
+                    cursor,
+                    changes,
+                    None
+                    if users_exist or not view.checks_users
+                    else view._existing_users(cursor, changes),
+                )
             return len(changes)
         states = _states(cursor, views, application_name)
         positions: list[tuple[str, int]] = []
@@ -184,7 +201,9 @@ def apply_views(
             if not rebuilding and fresh[0].position > (position or 0) + 1:
                 fresh = [*view._missed(position or 0, fresh[0].position), *fresh]
             check = view.checks_users and not users_exist
-            view.write(cursor, fresh, view._existing_users(cursor, fresh) if check else None)
+            view.write(
+                cursor, fresh, view._existing_users(cursor, fresh) if check else None
+            )
             positions.append((view.tracking_key(application_name), fresh[-1].position))
             applied = max(applied, len(fresh))
         if positions:
@@ -213,7 +232,9 @@ def _states(
         f"WHERE application_name IN ({', '.join(['%s'] * len(keys))}){lock}",
         list(keys),
     )
-    states: dict[str, tuple[int | None, bool]] = {view.name: (None, False) for view in views}
+    states: dict[str, tuple[int | None, bool]] = {
+        view.name: (None, False) for view in views
+    }
     for key, value in cursor.fetchall():
         name, is_marker = keys[key]
         position, marked = states[name]
@@ -236,7 +257,10 @@ def view_for(view_class: type[View], alias: str) -> View:
 
 
 def _advance_if_next(
-    cursor: CursorWrapper, views: Sequence[View], changes: Sequence[Change], application_name: str
+    cursor: CursorWrapper,
+    views: Sequence[View],
+    changes: Sequence[Change],
+    application_name: str,
 ) -> bool:
     """Move every view's position to the last change, in one statement, if and
     only if each view is exactly one position before the first change and none

@@ -53,8 +53,15 @@ def _values_for(achievement_id: str) -> dict[str, Any]:
     if achievement_id in registry:
         return catalog_values(registry.get(achievement_id))
     # Awarded once but no longer defined: keep it resolvable, marked retired.
-    return {**dict.fromkeys(FIELDS, ""), "id": achievement_id, "title": achievement_id,
-            "secret": False, "invisible": False, "steps": None, "retired": True}
+    return {
+        **dict.fromkeys(FIELDS, ""),
+        "id": achievement_id,
+        "title": achievement_id,
+        "secret": False,
+        "invisible": False,
+        "steps": None,
+        "retired": True,
+    }
 
 
 _rows: dict[tuple[str, int], tuple[Any, ...]] = {}
@@ -101,7 +108,9 @@ def sync_catalog(alias: str) -> SyncResult:
     )
     current = [row.id for row in rows]
     retired = list(
-        manager.exclude(id__in=current).filter(retired=False).values_list("id", flat=True)
+        manager.exclude(id__in=current)
+        .filter(retired=False)
+        .values_list("id", flat=True)
     )
     manager.filter(id__in=retired).update(retired=True)
     return SyncResult(current=len(current), retired=retired)

@@ -68,7 +68,9 @@ class HoldingsView(View):
 
         # Rows are new only for unlocks and progress; others' catalog entries exist.
         ensure_catalog_rows(
-            cursor, self.datastore.alias, {a for _, a in replace} | {a for _, a in progress}
+            cursor,
+            self.datastore.alias,
+            {a for _, a in replace} | {a for _, a in progress},
         )
         connection = cursor.db
         ops = connection.ops
@@ -98,7 +100,10 @@ class HoldingsView(View):
             cursor.executemany(
                 "UPDATE hero_achievement_unlocked SET level = %s, updated_at = %s "
                 "WHERE user_id = %s AND achievement_id = %s",
-                [(level, when(at), user_pk(u), a) for (u, a), (level, at) in update.items()],
+                [
+                    (level, when(at), user_pk(u), a)
+                    for (u, a), (level, at) in update.items()
+                ],
             )
         gone = [key for key, (steps, total, _) in progress.items() if total == 0]
         if gone:

@@ -57,7 +57,9 @@ class LedgerView(View):
                     level,
                     previous_level,
                     getattr(event, "trigger", ""),
-                    state_field.get_db_prep_save(getattr(event, "state", {}), connection),
+                    state_field.get_db_prep_save(
+                        getattr(event, "state", {}), connection
+                    ),
                     getattr(event, "steps", None),
                     getattr(event, "actor", None) or "",
                     getattr(event, "reason", None) or "",

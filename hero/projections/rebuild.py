@@ -14,7 +14,9 @@ from hero.projections.holdings import HoldingsView
 from hero.projections.ledger import KINDS, LedgerView
 
 
-def store_changes(after: int, until: int | None, batch_size: int) -> Iterator[list[Change]]:
+def store_changes(
+    after: int, until: int | None, batch_size: int
+) -> Iterator[list[Change]]:
     """The store's events after position ``after`` (up to ``until``), in batches."""
     ledger = get_ledger()
     position = after
@@ -67,7 +69,9 @@ def rebuild(
     datastore = selected[0].datastore
     with datastore.transaction() as cursor:
         if datastore.vendor == "postgresql":
-            cursor.execute(f"LOCK TABLE {ledger.recorder.events_table} IN EXCLUSIVE MODE")
+            cursor.execute(
+                f"LOCK TABLE {ledger.recorder.events_table} IN EXCLUSIVE MODE"
+            )
         position = min(v.max_tracking_id(UPSTREAM) or 0 for v in selected)
         for changes in store_changes(position, None, batch_size):
             apply_views(selected, changes, rebuilding=True)
@@ -104,7 +108,9 @@ def verify(alias: str, *, batch_size: int = 5000) -> Verification:
     last = get_ledger().recorder.max_notification_id() or 0
     for view in get_views(alias):
         if view.is_rebuilding():
-            result.differences.append(f"{view.name}: a rebuild is under way; run hero_rebuild")
+            result.differences.append(
+                f"{view.name}: a rebuild is under way; run hero_rebuild"
+            )
             continue
         position = view.max_tracking_id(UPSTREAM) or 0
         if position < last:
@@ -116,7 +122,9 @@ def verify(alias: str, *, batch_size: int = 5000) -> Verification:
     return result
 
 
-def _verify_holdings(view: View, until: int, batch_size: int, result: Verification) -> None:
+def _verify_holdings(
+    view: View, until: int, batch_size: int, result: Verification
+) -> None:
     from django.contrib.auth import get_user_model
 
     from hero.models import AchievementCount, AchievementUnlocked
@@ -128,7 +136,9 @@ def _verify_holdings(view: View, until: int, batch_size: int, result: Verificati
         for change in changes:
             event = change.event
             key = (getattr(event, "user_pk", ""), getattr(event, "achievement_id", ""))
-            if isinstance(event, (UserAchievement.Unlocked, UserAchievement.LevelUpgraded)):
+            if isinstance(
+                event, (UserAchievement.Unlocked, UserAchievement.LevelUpgraded)
+            ):
                 expected[key] = event.level
             elif isinstance(event, UserAchievement.Revoked):
                 expected.pop(key, None)
@@ -137,13 +147,17 @@ def _verify_holdings(view: View, until: int, batch_size: int, result: Verificati
                 expected_progress[key] = (event.steps, event.total)
     users = {
         str(pk)
-        for pk in get_user_model()._default_manager.db_manager(alias).values_list("pk", flat=True)
+        for pk in get_user_model()
+        ._default_manager.db_manager(alias)
+        .values_list("pk", flat=True)
     }
     expected = {key: level for key, level in expected.items() if key[0] in users}
     expected_progress = {k: v for k, v in expected_progress.items() if k[0] in users}
 
     actual: dict[tuple[str, str], int] = {}
-    rows = AchievementUnlocked.objects.using(alias).values_list("user_id", "achievement_id", "level")
+    rows = AchievementUnlocked.objects.using(alias).values_list(
+        "user_id", "achievement_id", "level"
+    )
     for user_pk, achievement_id, level in rows.iterator(chunk_size=batch_size):
         actual[(str(user_pk), achievement_id)] = level
     for key in sorted(expected.keys() - actual.keys()):
@@ -192,17 +206,22 @@ def _verify_holdings(view: View, until: int, batch_size: int, result: Verificati
     result.checked["holdings"] = len(expected)
 
 
-def _verify_ledger(view: View, until: int, batch_size: int, result: Verification) -> None:
+def _verify_ledger(
+    view: View, until: int, batch_size: int, result: Verification
+) -> None:
     from hero.models import LedgerEntry
 
     entries = LedgerEntry.objects.using(view.datastore.alias)
     previous = 0
     checked = 0
     for changes in store_changes(0, until, batch_size):
-        expected = {c.position: KINDS[type(c.event)] for c in changes if type(c.event) in KINDS}
+        expected = {
+            c.position: KINDS[type(c.event)] for c in changes if type(c.event) in KINDS
+        }
         actual = dict(
-            entries.filter(position__gt=previous, position__lte=changes[-1].position)
-            .values_list("position", "kind")
+            entries.filter(
+                position__gt=previous, position__lte=changes[-1].position
+            ).values_list("position", "kind")
         )
         _compare_ledger(expected, actual, result)
         checked += len(expected)
@@ -212,9 +231,13 @@ def _verify_ledger(view: View, until: int, batch_size: int, result: Verification
     result.checked["ledger"] = checked
 
 
-def _compare_ledger(expected: dict[int, str], actual: dict[int, str], result: Verification) -> None:
+def _compare_ledger(
+    expected: dict[int, str], actual: dict[int, str], result: Verification
+) -> None:
     for position in sorted(expected.keys() - actual.keys()):
-        result.differences.append(f"ledger: missing entry at position {position} ({expected[position]})")
+        result.differences.append(
+            f"ledger: missing entry at position {position} ({expected[position]})"
+        )
     for position in sorted(actual.keys() - expected.keys()):
         result.differences.append(
             f"ledger: extra entry at position {position} ({actual[position]}), "

@@ -21,40 +21,53 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("user", metavar="USER")
-        parser.add_argument("--achievement", metavar="ID", help="Only this achievement.")
         parser.add_argument(
-            "--as-of", metavar="DATETIME",
+            "--achievement", metavar="ID", help="Only this achievement."
+        )
+        parser.add_argument(
+            "--as-of",
+            metavar="DATETIME",
             help="History up to, and levels held at, this moment (ISO 8601; a date "
             "means its end; without an offset, the current time zone).",
         )
         parser.add_argument("--format", choices=["table", "json"], default="table")
 
     def handle(
-        self, *args: Any, user: str, achievement: str | None, as_of: str | None,
-        format: str, **options: Any,
+        self,
+        *args: Any,
+        user: str,
+        achievement: str | None,
+        as_of: str | None,
+        format: str,
+        **options: Any,
     ) -> None:
         found = self._user(user)
         if achievement and achievement not in known_achievement_ids(conf.HERO_DATABASE):
             raise CommandError(f"No achievement has id {achievement!r}.")
         moment = self._moment(as_of) if as_of else None
         entries = [
-            e for e in history(str(found.pk), achievement)
+            e
+            for e in history(str(found.pk), achievement)
             if moment is None or (e.occurred_at is not None and e.occurred_at <= moment)
         ]
         held = levels(str(found.pk), moment)
         if achievement:
             held = {k: v for k, v in held.items() if k == achievement}
         if format == "json":
-            self.stdout.write(json.dumps(
-                {
-                    "user": {"pk": found.pk, "username": found.get_username()},
-                    "achievement": achievement,
-                    "as_of": moment.isoformat() if moment else None,
-                    "levels": held,
-                    "history": [e.as_dict() for e in entries],
-                },
-                indent=2, sort_keys=True, default=str,
-            ))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "user": {"pk": found.pk, "username": found.get_username()},
+                        "achievement": achievement,
+                        "as_of": moment.isoformat() if moment else None,
+                        "levels": held,
+                        "history": [e.as_dict() for e in entries],
+                    },
+                    indent=2,
+                    sort_keys=True,
+                    default=str,
+                )
+            )
             return
         self._table(found, entries, held, moment)
 
@@ -88,7 +101,10 @@ class Command(BaseCommand):
         return moment
 
     def _table(
-        self, user: Any, entries: list[HistoryEntry], held: dict[str, int],
+        self,
+        user: Any,
+        entries: list[HistoryEntry],
+        held: dict[str, int],
         moment: datetime | None,
     ) -> None:
         names = dict(conf.ACHIEVEMENT_LEVELS)
@@ -96,14 +112,21 @@ class Command(BaseCommand):
         self.stdout.write(f"History of {user.get_username()} (pk {user.pk}){when}")
         if not entries:
             self.stdout.write("  (no events)")
-        header = f"{'position':>9}  {'occurred at':<25} {'kind':<10} {'achievement':<20} {'level':<9} event / details"
+        header = (
+            f"{'position':>9}  {'occurred at':<25} {'kind':<10} {'achievement':<20} "
+            f"{'level':<9} event / details"
+        )
         if entries:
             self.stdout.write(header)
             self.stdout.write("-" * len(header))
         for e in entries:
             level = ""
             if e.kind in ("unlocked", "upgraded"):
-                level = f"{e.previous_level}->{e.level}" if e.previous_level else str(e.level)
+                level = (
+                    f"{e.previous_level}->{e.level}"
+                    if e.previous_level
+                    else str(e.level)
+                )
             elif e.kind == "revoked":
                 level = f"{e.previous_level}->-"
             elif e.kind == "progressed":
@@ -113,7 +136,9 @@ class Command(BaseCommand):
                 details = f"reason: {e.reason}" + (f"; by {e.actor}" if e.actor else "")
             elif e.state:
                 details += " " + json.dumps(e.state, sort_keys=True, default=str)
-            occurred = e.occurred_at.isoformat(timespec="seconds") if e.occurred_at else ""
+            occurred = (
+                e.occurred_at.isoformat(timespec="seconds") if e.occurred_at else ""
+            )
             self.stdout.write(
                 f"{e.position:>9}  {occurred:<25} {e.kind:<10} {e.achievement_id or '':<20} "
                 f"{level:<9} {details}".rstrip()

@@ -21,16 +21,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("achievement_id", metavar="ACHIEVEMENT_ID")
         parser.add_argument(
-            "--dry-run", action="store_true",
+            "--dry-run",
+            action="store_true",
             help="Show how many users would be awarded at each level; write nothing.",
         )
         parser.add_argument(
-            "--batch-size", type=int, default=500,
+            "--batch-size",
+            type=int,
+            default=500,
             help="Candidates per transaction (default 500).",
         )
 
     def handle(
-        self, *args: Any, achievement_id: str, dry_run: bool, batch_size: int, **options: Any
+        self,
+        *args: Any,
+        achievement_id: str,
+        dry_run: bool,
+        batch_size: int,
+        **options: Any,
     ) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
@@ -40,7 +48,10 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         levels = dict(conf.ACHIEVEMENT_LEVELS)
         progress = Progress(
-            self.stdout, interactive=self.stdout.isatty(), label="Backfilling", unit="candidate"
+            self.stdout,
+            interactive=self.stdout.isatty(),
+            label="Backfilling",
+            unit="candidate",
         )
         self.stdout.write(
             f"{'Dry run: ' if dry_run else ''}backfilling {achievement_id!r} "
@@ -49,7 +60,10 @@ class Command(BaseCommand):
         progress.start(None, 0)  # how many candidates there are is not known ahead
         try:
             result = backfill(
-                achievement, dry_run=dry_run, batch_size=batch_size, on_batch=progress.advance
+                achievement,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                on_batch=progress.advance,
             )
         except NothingToBackfill as error:
             raise CommandError(str(error)) from None

@@ -24,20 +24,30 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "projections", nargs="*", metavar="PROJECTION",
+            "projections",
+            nargs="*",
+            metavar="PROJECTION",
             help=f"Projections to run (default: all of {', '.join(VIEW_CLASSES)}).",
         )
         parser.add_argument(
-            "--once", action="store_true",
+            "--once",
+            action="store_true",
             help="Catch up with the store as it is now, then exit.",
         )
         parser.add_argument(
-            "--timeout", type=float, default=600.0,
+            "--timeout",
+            type=float,
+            default=600.0,
             help="With --once: give up after this many seconds (default 600).",
         )
 
     def handle(
-        self, *args: Any, projections: list[str], once: bool, timeout: float, **options: Any
+        self,
+        *args: Any,
+        projections: list[str],
+        once: bool,
+        timeout: float,
+        **options: Any,
     ) -> None:
         unknown = [p for p in projections if p not in VIEW_CLASSES]
         if unknown:
@@ -100,4 +110,6 @@ def _ledger_class(alias: str) -> type[Ledger]:
 
 
 def _projection_class(view_class: type[View]) -> type[ViewProjection]:
-    return type(f"{view_class.__name__}Projection", (ViewProjection,), {"name": view_class.name})
+    return type(
+        f"{view_class.__name__}Projection", (ViewProjection,), {"name": view_class.name}
+    )

@@ -6,8 +6,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hero.conf import conf
-from hero.projections import VIEW_CLASSES
 from hero.management.progress import Progress
+from hero.projections import VIEW_CLASSES
 from hero.projections.rebuild import rebuild
 
 
@@ -25,10 +25,15 @@ class Command(BaseCommand):
             help=f"Projections to rebuild (default: all of {', '.join(VIEW_CLASSES)}).",
         )
         parser.add_argument(
-            "--batch-size", type=int, default=1000, help="Events per transaction (default 1000)."
+            "--batch-size",
+            type=int,
+            default=1000,
+            help="Events per transaction (default 1000).",
         )
 
-    def handle(self, *args: Any, projections: list[str], batch_size: int, **options: Any) -> None:
+    def handle(
+        self, *args: Any, projections: list[str], batch_size: int, **options: Any
+    ) -> None:
         unknown = [p for p in projections if p not in VIEW_CLASSES]
         if unknown:
             raise CommandError(

@@ -15,4 +15,6 @@ class Command(BaseCommand):
         result = sync_catalog(conf.HERO_DATABASE)
         self.stdout.write(f"{result.current} achievements in the catalog.")
         if result.retired:
-            self.stdout.write(f"Retired (no longer defined): {', '.join(result.retired)}")
+            self.stdout.write(
+                f"Retired (no longer defined): {', '.join(result.retired)}"
+            )

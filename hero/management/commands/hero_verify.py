@@ -29,9 +29,14 @@ class Command(BaseCommand):
         for difference in result.differences:
             self.stdout.write(difference)
         for name, count in result.behind.items():
-            self.stdout.write(f"{name}: {count} events behind the store (not yet projected)")
+            self.stdout.write(
+                f"{name}: {count} events behind the store (not yet projected)"
+            )
         checked = ", ".join(
-            [f"{chain.checked} events chained", *(f"{n} {name}" for name, n in result.checked.items())]
+            [
+                f"{chain.checked} events chained",
+                *(f"{n} {name}" for name, n in result.checked.items()),
+            ]
         )
         if result.differences:
             raise CommandError(
