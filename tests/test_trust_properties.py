@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from django.db import transaction
 from django.db.models import Count
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import hero
@@ -40,6 +40,10 @@ EXAMPLES = settings(
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    # After a failure, the explain phase's runs left an example's rows behind
+    # its rolled-back atomic block, and every later run then failed on them
+    # (duplicate usernames) instead of showing the real failure.
+    phases=[phase for phase in Phase if phase is not Phase.explain],
 )
 
 
@@ -98,12 +102,17 @@ class Model:
         if kind == "rank_changed":
             if value <= 10:
                 return self.award(user, "top_ten", 1), False
-            self.levels.pop((user, "top_ten"), None)  # revoked when unmet; not returned
+            self.revoke(user, "top_ten")  # revoked when unmet; not returned
             return [], False
         if (user, value) not in self.levels:
             return [], True
-        self.levels.pop((user, value))
+        self.revoke(user, value)
         return [], False
+
+    def revoke(self, user: str, achievement: str) -> None:
+        """Revoking takes the level away, and the progress toward it."""
+        if self.levels.pop((user, achievement), None) is not None:
+            self.progress.pop((user, achievement), None)
 
 
 def call(operation: tuple[str, int, Any], user: Any) -> list[Any]:

@@ -379,6 +379,13 @@ class StoreFollower(threading.Thread):
         self.join(timeout)
         assert not self.is_alive(), "the follower did not stop"
 
+    def __enter__(self) -> StoreFollower:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.finish()
+
 
 def late_ids(seen: Sequence[int], final: Sequence[int]) -> list[int]:
     """Ids in ``final`` that a follower went past without seeing: ids that were
