@@ -44,18 +44,41 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         description="Run hero's trust tests with long settings.",
         epilog="Arguments after -- are passed to pytest.",
     )
-    parser.add_argument("--seconds", type=float, default=120.0,
-                        help="Seconds of load per load test (default 120).")
-    parser.add_argument("--workers", type=int, default=8,
-                        help="Unlock worker processes per load test (default 8).")
-    parser.add_argument("--examples", type=int, default=500,
-                        help="Hypothesis examples per property test (default 500).")
-    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both",
-                        help="Backends to run on (default both).")
-    parser.add_argument("--postgres-url", default=os.environ.get("HERO_TRUST_POSTGRES_URL", DEFAULT_POSTGRES),
-                        help=f"PostgreSQL server (default {DEFAULT_POSTGRES}).")
-    parser.add_argument("--suite", choices=[*SUITES, "all"], default="load",
-                        help="Which trust tests to run (default load).")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=120.0,
+        help="Seconds of load per load test (default 120).",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=8,
+        help="Unlock worker processes per load test (default 8).",
+    )
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=500,
+        help="Hypothesis examples per property test (default 500).",
+    )
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgres", "both"],
+        default="both",
+        help="Backends to run on (default both).",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("HERO_TRUST_POSTGRES_URL", DEFAULT_POSTGRES),
+        help=f"PostgreSQL server (default {DEFAULT_POSTGRES}).",
+    )
+    parser.add_argument(
+        "--suite",
+        choices=[*SUITES, "all"],
+        default="load",
+        help="Which trust tests to run (default load).",
+    )
     argv = list(argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     return parser.parse_args(argv[:cut]), argv[cut + 1 :]
@@ -75,10 +98,23 @@ def main(argv: Sequence[str]) -> int:
         HERO_TRUST_EXAMPLES=str(args.examples),
         HERO_TEST_DATABASE_URL=urls,
     )
-    files = [f for name, paths in SUITES.items() if args.suite in (name, "all") for f in paths]
+    files = [
+        f
+        for name, paths in SUITES.items()
+        if args.suite in (name, "all")
+        for f in paths
+    ]
     command = [
-        sys.executable, "-m", "pytest", *files,
-        "-p", "no:cacheprovider", "-rA", "-s", "--durations=20", *pytest_args,
+        sys.executable,
+        "-m",
+        "pytest",
+        *files,
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        "-s",
+        "--durations=20",
+        *pytest_args,
     ]
     print(
         f"trust run: {args.suite}, {args.seconds:.0f}s of load, {args.workers} workers, "
@@ -87,7 +123,9 @@ def main(argv: Sequence[str]) -> int:
     )
     started = time.monotonic()
     status = subprocess.call(command, cwd=ROOT, env=env)
-    print(f"trust run finished in {time.monotonic() - started:.0f}s with status {status}")
+    print(
+        f"trust run finished in {time.monotonic() - started:.0f}s with status {status}"
+    )
     return status
 
 

@@ -9,7 +9,6 @@ nothing in them gets a chance to clean up.
 from __future__ import annotations
 
 import io
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +37,7 @@ from tests.trust_helpers import (
     wait_until,
 )
 
+
 class Rollback(Exception):
     pass
 
@@ -60,7 +60,9 @@ def verify_passes() -> None:
 
 def change_everything(user: Any) -> None:
     """An upgrade, a new unlock, progress that completes, and a revocation."""
-    assert hero.achievements.unlock("score_changed", user=user, points=1_000, night=True)
+    assert hero.achievements.unlock(
+        "score_changed", user=user, points=1_000, night=True
+    )
     assert hero.achievements.unlock("reports", user=user, level=2)
     assert hero.achievements.unlock("chapter_read", user=user, chapters=5)
     hero.achievements.revoke(user, "top_ten", reason="rolled back")
@@ -70,7 +72,12 @@ def change_everything(user: Any) -> None:
 @pytest.mark.parametrize("mode", ["inline", "async"])
 @pytest.mark.parametrize("how", ["exception", "set_rollback", "inner_savepoint"])
 def test_a_rolled_back_transaction_leaves_no_event_row_or_signal(
-    backend: Backend, make_user: Any, settings: Any, received: list[Any], how: str, mode: str
+    backend: Backend,
+    make_user: Any,
+    settings: Any,
+    received: list[Any],
+    how: str,
+    mode: str,
 ) -> None:
     # Arrange: a user who already holds three achievements (committed).
     settings.HERO_PROJECTIONS = mode
@@ -131,7 +138,9 @@ def test_a_process_killed_inside_its_transaction_of_unlocks_leaves_nothing(
         # Act: a child unlocks for every user in one transaction.atomic(), and
         # is killed with SIGKILL after the 80th, before it commits.
         child = started.start(
-            backend.alias, "batch", '{"users": %s, "halfway": 80}' % [u.pk for u in users]
+            backend.alias,
+            "batch",
+            '{"users": %s, "halfway": 80}' % [u.pk for u in users],
         )
         line = child.expect("HALFWAY", timeout=120)
         child.kill()
@@ -159,7 +168,9 @@ def test_hero_rebuild_killed_part_way_resumes_to_the_clean_result(
     # with projections off so that the read tables are empty.
     settings.HERO_PROJECTIONS = "async"
     users = make_users(backend.alias, 250)
-    events = seed_store(backend.alias, users, ["points", "awards_first", "night_owl"], 4)
+    events = seed_store(
+        backend.alias, users, ["points", "awards_first", "night_owl"], 4
+    )
     assert StoredEvent.objects.using(backend.alias).count() == events == 3_000
     last = StoredEvent.objects.using(backend.alias).latest("id").id
 
@@ -168,9 +179,12 @@ def test_hero_rebuild_killed_part_way_resumes_to_the_clean_result(
         # committed and before it has finished.
         first = started.manage(backend.alias, "hero_rebuild", "--batch-size", "10")
         wait_until(
-            lambda: tracking(backend.alias).get("holdings@hero", 0) > 0
-            or first.process.poll() is not None,
-            timeout=120, what="the rebuild to commit a batch",
+            lambda: (
+                tracking(backend.alias).get("holdings@hero", 0) > 0
+                or first.process.poll() is not None
+            ),
+            timeout=120,
+            what="the rebuild to commit a batch",
         )
         first.kill()
         positions = tracking(backend.alias)
@@ -200,28 +214,38 @@ def test_hero_project_killed_in_a_backlog_catches_up_when_run_again(
     # PostgreSQL (where the worker, one transaction per event, is slower).
     settings.HERO_PROJECTIONS = "async"
     users = make_users(backend.alias, 250 if backend.name == "sqlite" else 50)
-    events = seed_store(backend.alias, users, ["points", "awards_first", "night_owl"], 4)
+    events = seed_store(
+        backend.alias, users, ["points", "awards_first", "night_owl"], 4
+    )
     last = StoredEvent.objects.using(backend.alias).latest("id").id
 
     with children() as started:
         # Act: the worker is killed with SIGKILL part-way through the backlog ...
         worker = started.manage(backend.alias, "hero_project", HERO_PROJECTIONS="async")
         wait_until(
-            lambda: max(tracking(backend.alias).values(), default=0) > 0
-            or worker.process.poll() is not None,
-            timeout=120, what="the worker to apply an event", every=0.002,
+            lambda: (
+                max(tracking(backend.alias).values(), default=0) > 0
+                or worker.process.poll() is not None
+            ),
+            timeout=120,
+            what="the worker to apply an event",
+            every=0.002,
         )
         worker.kill()
         positions = tracking(backend.alias)
         # It had applied part of the backlog, not all of it.
-        assert min(positions.get(k, 0) for k in ("holdings@hero", "ledger@hero")) < last, (
-            positions, worker.output()
-        )
+        assert (
+            min(positions.get(k, 0) for k in ("holdings@hero", "ledger@hero")) < last
+        ), (positions, worker.output())
         assert verify(backend.alias).differences == []  # behind, but not wrong
 
         # ... and run again with --once.
         again = started.manage(
-            backend.alias, "hero_project", "--once", "--timeout", "120",
+            backend.alias,
+            "hero_project",
+            "--once",
+            "--timeout",
+            "120",
             HERO_PROJECTIONS="async",
         )
         assert again.wait(timeout=180) == 0, again.output()
@@ -256,7 +280,10 @@ def down_alias(request: pytest.FixtureRequest) -> Iterator[str]:
     }
     alias = f"down_{request.param}"
     configured = connections.configure_settings(
-        {"default": {"ENGINE": "django.db.backends.dummy"}, alias: configs[request.param]}
+        {
+            "default": {"ENGINE": "django.db.backends.dummy"},
+            alias: configs[request.param],
+        }
     )
     connections.settings[alias] = configured[alias]
     django_settings.DATABASES[alias] = configured[alias]
@@ -301,7 +328,8 @@ def test_unlock_with_the_database_down_raises_a_clear_error_and_reports_nothing(
     message = str(unlock_error.value)
     assert message.startswith(f"Database {down_alias!r}: ")
     assert any(
-        words in message for words in ("unable to open database file", "connection failed")
+        words in message
+        for words in ("unable to open database file", "connection failed")
     ), message
     assert received == []
 
@@ -318,8 +346,11 @@ def test_a_connection_lost_between_calls_fails_one_call_clearly_then_recovers(
     connection.ensure_connection()
     pid = connection.connection.info.backend_pid
     with psycopg.connect(
-        host="127.0.0.1", port=django_settings.DATABASES[backend.alias].get("PORT") or 5432,
-        user="postgres", dbname="postgres", autocommit=True,
+        host="127.0.0.1",
+        port=django_settings.DATABASES[backend.alias].get("PORT") or 5432,
+        user="postgres",
+        dbname="postgres",
+        autocommit=True,
     ) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
 

@@ -37,7 +37,12 @@ from hero.exceptions import (
 )
 from hero.models import LedgerEntry
 from tests.conftest import Backend
-from tests.trust_helpers import captured_signals, children, domain_events, table_snapshot
+from tests.trust_helpers import (
+    captured_signals,
+    children,
+    domain_events,
+    table_snapshot,
+)
 
 
 @pytest.fixture
@@ -60,7 +65,11 @@ def projected_and_verified(backend: Backend, mode: str) -> None:
     if mode == "async":
         with children() as started:
             worker = started.manage(
-                backend.alias, "hero_project", "--once", "--timeout", "60",
+                backend.alias,
+                "hero_project",
+                "--once",
+                "--timeout",
+                "60",
                 HERO_PROJECTIONS="async",
             )
             assert worker.wait(timeout=120) == 0, worker.output()
@@ -116,7 +125,9 @@ def test_a_level_of_the_wrong_type_or_range_is_refused(
     with captured_signals() as sent, pytest.raises(InvalidLevel) as error:
         hero.achievements.unlock("reports", user=user, level=level)
     assert f"'awards_first' answered with level {level!r}" in str(error.value)
-    assert "Allowed levels: 1 (Bronze), 2 (Silver), 3 (Gold), 4 (Diamond)" in str(error.value)
+    assert "Allowed levels: 1 (Bronze), 2 (Silver), 3 (Gold), 4 (Diamond)" in str(
+        error.value
+    )
     assert table_snapshot(backend.alias) == before
     assert sent == []
 
@@ -139,7 +150,9 @@ def test_an_unlock_returning_achievement_unlocked_without_level_is_refused(
 
 
 @pytest.mark.parametrize("levels", [None, 5, [[1, "Bronze"], 2]])
-def test_more_malformed_achievement_levels_fire_check_e006(settings: Any, levels: Any) -> None:
+def test_more_malformed_achievement_levels_fire_check_e006(
+    settings: Any, levels: Any
+) -> None:
     settings.ACHIEVEMENT_LEVELS = levels
     assert [m.id for m in run_checks() if m.id.startswith("hero.")] == ["hero.E006"]
 
@@ -193,8 +206,18 @@ def _recursive() -> list[Any]:
         (range(3), "range(0, 3)"),
     ],
     ids=[
-        "bytes", "set-in-dict", "tuple-key", "decimal", "uuid", "int-enum", "huge-int",
-        "infinity", "date", "timedelta", "lazy-string", "range",
+        "bytes",
+        "set-in-dict",
+        "tuple-key",
+        "decimal",
+        "uuid",
+        "int-enum",
+        "huge-int",
+        "infinity",
+        "date",
+        "timedelta",
+        "lazy-string",
+        "range",
     ],
 )
 def test_state_json_cannot_hold_is_recorded_as_documented(
@@ -222,7 +245,9 @@ def test_deeply_nested_and_self_containing_state_is_cut_off_not_crashing(
     for _ in range(200):
         nested = [nested]
 
-    hero.achievements.unlock("reports", user=user, level=1, loop=_recursive(), deep=nested)
+    hero.achievements.unlock(
+        "reports", user=user, level=1, loop=_recursive(), deep=nested
+    )
 
     (event,) = award_events()
     # Past 20 levels a value is recorded as its repr.
@@ -253,8 +278,11 @@ def test_a_lone_surrogate_in_state_is_recorded_or_refused_clearly(
     ("where", "mode"), [("value", "inline"), ("value", "async"), ("key", "inline")]
 )
 def test_a_nul_character_in_state_is_recorded_or_refused_clearly(
-    backend: Backend, make_user: Any, settings: Any,
-    mode: str, where: str,
+    backend: Backend,
+    make_user: Any,
+    settings: Any,
+    mode: str,
+    where: str,
 ) -> None:
     # Arrange / act: a form field with a NUL character goes into the state.
     settings.HERO_PROJECTIONS = mode
@@ -286,7 +314,10 @@ def test_state_of_exactly_the_limit_is_recorded_and_one_byte_more_is_refused(
     before = table_snapshot(backend.alias)
 
     # Act / assert: one byte over is refused and writes nothing ...
-    with pytest.raises(InvalidState, match="takes 101 bytes as JSON, more than HERO_MAX_STATE_BYTES \\(100\\)"):
+    with pytest.raises(
+        InvalidState,
+        match="takes 101 bytes as JSON, more than HERO_MAX_STATE_BYTES \\(100\\)",
+    ):
         hero.achievements.unlock("reports", user=user, level=1, pad="x" * 81)
     assert table_snapshot(backend.alias) == before
     # ... and exactly the limit is recorded.
@@ -343,8 +374,12 @@ def test_a_str_enum_event_name_is_recorded_as_a_plain_string(
     "event", ["e" * 256, "a\x00b"], ids=["256-characters", "nul-character"]
 )
 def test_an_event_name_the_ledger_cannot_hold_is_refused_or_recorded(
-    backend: Backend, make_user: Any, settings: Any, isolated_registry: Any,
-    mode: str, event: str,
+    backend: Backend,
+    make_user: Any,
+    settings: Any,
+    isolated_registry: Any,
+    mode: str,
+    event: str,
 ) -> None:
     # Arrange: an achievement listening to the event; the trigger log is on too.
     settings.HERO_PROJECTIONS = mode
@@ -438,9 +473,15 @@ def test_after_a_duplicate_id_the_first_class_keeps_it(
         return AchievementUnlocked(level=4)
 
     AchievementMeta(
-        "Copy", (AchievementBase,),
-        {"__module__": "tests.testapp.achievements", "id": "points", "title": "Copy",
-         "events": ["score_changed"], "unlock": copy_unlock},
+        "Copy",
+        (AchievementBase,),
+        {
+            "__module__": "tests.testapp.achievements",
+            "id": "points",
+            "title": "Copy",
+            "events": ["score_changed"],
+            "unlock": copy_unlock,
+        },
     )
 
     class Explicit(AchievementBase):
@@ -449,7 +490,9 @@ def test_after_a_duplicate_id_the_first_class_keeps_it(
         events = ["score_changed"]
         unlock = copy_unlock
 
-    with pytest.raises(HeroError, match="tests.testapp.achievements.Points and .*Explicit"):
+    with pytest.raises(
+        HeroError, match=r"tests\.testapp\.achievements\.Points and .*Explicit"
+    ):
         hero.achievements.register(Explicit)
 
     # Act: the event both copies listen to.

@@ -59,7 +59,11 @@ operations = st.one_of(
     st.tuples(st.just("score_changed"), users, st.sampled_from(sorted(POINT_LEVELS))),
     st.tuples(st.just("chapter_read"), users, st.integers(0, BOOKWORM_STEPS + 2)),
     st.tuples(st.just("rank_changed"), users, st.sampled_from([1, 10, 11, 50])),
-    st.tuples(st.just("revoke"), users, st.sampled_from(["awards_first", "points", "bookworm", "top_ten"])),
+    st.tuples(
+        st.just("revoke"),
+        users,
+        st.sampled_from(["awards_first", "points", "bookworm", "top_ten"]),
+    ),
 )
 steps = st.lists(
     st.tuples(operations, st.sampled_from(["commit"] * 4 + ["rollback", "rebuild"])),
@@ -82,7 +86,9 @@ class Model:
         self.levels[(user, achievement)] = level
         return [Outcome(achievement, level, held)]
 
-    def apply(self, operation: tuple[str, int, Any], user: str) -> tuple[list[Any], bool]:
+    def apply(
+        self, operation: tuple[str, int, Any], user: str
+    ) -> tuple[list[Any], bool]:
         """What unlock() (or revoke()) returns, and whether it raises NotHeldError."""
         kind, _, value = operation
         if kind == "reports":
@@ -120,8 +126,12 @@ def call(operation: tuple[str, int, Any], user: Any) -> list[Any]:
     if kind == "revoke":
         hero.achievements.revoke(user, value, reason="property test")
         return []
-    argument = {"reports": "level", "score_changed": "points", "chapter_read": "chapters",
-                "rank_changed": "rank"}[kind]
+    argument = {
+        "reports": "level",
+        "score_changed": "points",
+        "chapter_read": "chapters",
+        "rank_changed": "rank",
+    }[kind]
     return hero.achievements.unlock(kind, user=user, **{argument: value})
 
 
@@ -138,7 +148,10 @@ def holdings(alias: str) -> dict[tuple[str, str], int]:
 
 
 def check_invariants(
-    alias: str, model: Model, previous: dict[tuple[str, str], int], revoked: set[tuple[str, str]]
+    alias: str,
+    model: Model,
+    previous: dict[tuple[str, str], int],
+    revoked: set[tuple[str, str]],
 ) -> dict[tuple[str, str], int]:
     """Assert every invariant; the holdings now (to compare with the next step)."""
     verification = verify(alias)
@@ -210,9 +223,9 @@ def test_read_tables_always_equal_a_replay_and_the_model(
                 revoked: set[tuple[str, str]] = set()
             else:
                 # Act: the call; it returns (or raises) what the model says.
-                expected, not_held = Model(dict(model.levels), dict(model.progress)).apply(
-                    operation, pk
-                )
+                expected, not_held = Model(
+                    dict(model.levels), dict(model.progress)
+                ).apply(operation, pk)
                 if not_held:
                     with pytest.raises(NotHeldError):
                         call(operation, user)
@@ -235,7 +248,9 @@ def test_read_tables_always_equal_a_replay_and_the_model(
 @EXAMPLES
 @given(
     script=st.lists(
-        st.tuples(operations, st.sampled_from(["inline", "async"])), min_size=1, max_size=20
+        st.tuples(operations, st.sampled_from(["inline", "async"])),
+        min_size=1,
+        max_size=20,
     )
 )
 def test_switching_between_inline_and_async_projections_never_loses_an_event(

@@ -73,9 +73,14 @@ def child_environment(alias: str, **settings: Any) -> dict[str, str]:
 
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH")) if p
+    )
     env[ENV_DATABASES] = json.dumps(
-        {name: str(config["NAME"]) for name, config in django_settings.DATABASES.items()}
+        {
+            name: str(config["NAME"])
+            for name, config in django_settings.DATABASES.items()
+        }
     )
     env[ENV_ALIAS] = alias
     env[ENV_SETTINGS] = json.dumps(settings)
@@ -179,14 +184,18 @@ class Children:
     def __init__(self) -> None:
         self.started: list[Child] = []
 
-    def start(self, alias: str, *args: str, name: str | None = None, **settings: Any) -> Child:
+    def start(
+        self, alias: str, *args: str, name: str | None = None, **settings: Any
+    ) -> Child:
         child = Child(args, child_environment(alias, **settings), name or args[0])
         self.started.append(child)
         return child
 
     def manage(self, alias: str, *args: str, **settings: Any) -> Child:
         """``manage.py ARGS...`` in a child."""
-        return self.start(alias, "manage", *args, name=f"manage.py {args[0]}", **settings)
+        return self.start(
+            alias, "manage", *args, name=f"manage.py {args[0]}", **settings
+        )
 
     def close(self) -> None:
         for child in self.started:
@@ -215,7 +224,10 @@ def table_snapshot(alias: str) -> dict[str, list[tuple[Any, ...]]]:
         names = [f.attname for f in model._meta.concrete_fields]
         rows = model._default_manager.using(alias).values_list(*names)
         snapshot[model._meta.db_table] = sorted(
-            (tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows),
+            (
+                tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                for row in rows
+            ),
             key=repr,
         )
     return snapshot
@@ -237,7 +249,11 @@ def read_tables(alias: str) -> dict[str, list[tuple[Any, ...]]]:
             .filter(holders__gt=0)
             .values_list("achievement_id", "level", "holders")
         ),
-        "ledger": list(LedgerEntry.objects.using(alias).order_by("position").values_list(*ledger_fields)),
+        "ledger": list(
+            LedgerEntry.objects.using(alias)
+            .order_by("position")
+            .values_list(*ledger_fields)
+        ),
     }
 
 
@@ -246,11 +262,16 @@ def captured_signals() -> Iterator[list[tuple[str, dict[str, Any]]]]:
     """Every signal hero sends in the block, as (signal name, arguments)."""
     from hero import signals
 
-    names = ["achievement_unlocked", "achievement_upgraded", "achievement_progressed",
-             "achievement_revoked"]
+    names = [
+        "achievement_unlocked",
+        "achievement_upgraded",
+        "achievement_progressed",
+        "achievement_revoked",
+    ]
     sent: list[tuple[str, dict[str, Any]]] = []
     receivers = {}
     for name in names:
+
         def receiver(name: str = name, **kwargs: Any) -> None:
             sent.append((name, kwargs))
 
@@ -288,10 +309,16 @@ def domain_events() -> list[Any]:
 def tracking(alias: str) -> dict[str, int]:
     from hero.models import TrackingPosition
 
-    return dict(TrackingPosition.objects.using(alias).values_list("application_name", "notification_id"))
+    return dict(
+        TrackingPosition.objects.using(alias).values_list(
+            "application_name", "notification_id"
+        )
+    )
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.01) -> Any:
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, every: float = 0.01
+) -> Any:
     """Poll ``condition`` until it returns something true; that value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -315,7 +342,9 @@ def make_users(alias: str, count: int, prefix: str = "trust") -> list[Any]:
     return users
 
 
-def seed_store(alias: str, users: Sequence[Any], achievements: Sequence[str], levels: int) -> int:
+def seed_store(
+    alias: str, users: Sequence[Any], achievements: Sequence[str], levels: int
+) -> int:
     """Record, for every user and achievement, an unlock and upgrades up to
     ``levels``, straight through the ledger (in batches); the events' count."""
     from hero.events import UserAchievement
@@ -447,7 +476,9 @@ class LoadResult:
             {
                 "calls": self.calls,
                 "errors": self.errors,
-                "requested": [[u, a, level] for (u, a), level in self.requested.items()],
+                "requested": [
+                    [u, a, level] for (u, a), level in self.requested.items()
+                ],
                 "outcomes": self.outcomes,
             }
         )
@@ -530,7 +561,9 @@ def _load(alias: str, config: LoadConfig) -> None:
 
     import hero
 
-    by_pk = {u.pk: u for u in get_user_model()._default_manager.filter(pk__in=config.users)}
+    by_pk = {
+        u.pk: u for u in get_user_model()._default_manager.filter(pk__in=config.users)
+    }
     users = [by_pk[pk] for pk in config.users]
     rng = random.Random(config.seed)
     result = LoadResult()
@@ -550,7 +583,10 @@ def _load(alias: str, config: LoadConfig) -> None:
             event, state = "reports", {"level": rng.randint(1, 4)}
         else:
             event = "score_changed"
-            state = {"points": rng.choice(list(POINT_LEVELS)), "night": rng.random() < 0.3}
+            state = {
+                "points": rng.choice(list(POINT_LEVELS)),
+                "night": rng.random() < 0.3,
+            }
         slow = rng.random() < config.slow
         try:
             if slow:
@@ -568,7 +604,8 @@ def _load(alias: str, config: LoadConfig) -> None:
             key = (str(user.pk), achievement_id)
             result.requested[key] = max(level, result.requested.get(key, 0))
         result.outcomes += [
-            (str(user.pk), o.achievement_id, o.level, o.previous_level) for o in outcomes
+            (str(user.pk), o.achievement_id, o.level, o.previous_level)
+            for o in outcomes
         ]
     print("RESULT " + result.to_json(), flush=True)
 
@@ -580,7 +617,9 @@ def _batch(alias: str, config: dict[str, Any]) -> None:
     import hero
     from hero.models import StoredEvent
 
-    users = list(get_user_model()._default_manager.filter(pk__in=config["users"]).order_by("pk"))
+    users = list(
+        get_user_model()._default_manager.filter(pk__in=config["users"]).order_by("pk")
+    )
     with transaction.atomic(using=alias):
         for index, user in enumerate(users, 1):
             hero.achievements.unlock("reports", user=user, level=1 + index % 4)
