@@ -40,9 +40,11 @@ class HistoryEntry:
 def known_achievement_ids(alias: str) -> list[str]:
     """Every achievement that may have events: registered or in the catalog."""
     from hero.models import Achievement
+    from hero.persistence import translate_errors
 
     ids = {a.id for a in registry}
-    ids.update(Achievement.objects.using(alias).values_list("id", flat=True))
+    with translate_errors(alias):
+        ids.update(Achievement.objects.using(alias).values_list("id", flat=True))
     return sorted(ids)
 
 

@@ -37,7 +37,8 @@ def _sqlite(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _postgres(config: dict[str, Any]) -> dict[str, Any]:
-    config["TEST"] = {"NAME": f"test_{config['NAME']}_{os.getpid()}"}
+    # No dependency on "default": a run of PostgreSQL tests alone sets up only this.
+    config["TEST"] = {"NAME": f"test_{config['NAME']}_{os.getpid()}", "DEPENDENCIES": []}
     config.setdefault("OPTIONS", {})["connect_timeout"] = 5
     return config
 
