@@ -219,17 +219,24 @@ def _check_achievement_id(achievement_id: object) -> None:
         )
 
 
+_checked_levels: list[Any] = [None, []]  # the setting's value, and its pairs
+
+
 def _configured_levels() -> list[tuple[int, str]]:
     """ACHIEVEMENT_LEVELS, or a configuration error naming it (check hero.E006)."""
     from hero.checks import _valid_levels
 
     levels = conf.ACHIEVEMENT_LEVELS
+    if levels is _checked_levels[0]:
+        return _checked_levels[1]  # type: ignore[no-any-return]
     if not _valid_levels(levels):
         raise ImproperlyConfigured(
             f"ACHIEVEMENT_LEVELS is malformed: {levels!r} (system check hero.E006). "
             "It must be a sequence of (number, name) pairs, e.g. ((1, 'Bronze'),)."
         )
-    return [(number, name) for number, name in levels]
+    pairs = [(number, name) for number, name in levels]
+    _checked_levels[:] = [levels, pairs]
+    return pairs
 
 
 def _check_user(user: object, function: str = "unlock") -> None:

@@ -73,13 +73,21 @@ def link(previous: bytes | None, event: StoredEvent) -> bytes:
     deleting or reordering any stored event breaks every link after it."""
     originator = event.originator_id
     uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
-    topic = event.topic.encode()
+    return _link(
+        previous, uuid.bytes, event.originator_version, event.topic, event.state
+    )
+
+
+def _link(
+    previous: bytes | None, uuid: bytes, version: int, topic: str, state: bytes
+) -> bytes:
+    encoded = topic.encode()
     digest = sha256(previous or GENESIS)
-    digest.update(uuid.bytes)
-    digest.update(event.originator_version.to_bytes(8, "big", signed=True))
-    digest.update(len(topic).to_bytes(4, "big"))
-    digest.update(topic)
-    digest.update(event.state)
+    digest.update(uuid)
+    digest.update(version.to_bytes(8, "big", signed=True))
+    digest.update(len(encoded).to_bytes(4, "big"))
+    digest.update(encoded)
+    digest.update(state)
     return digest.digest()
 
 
