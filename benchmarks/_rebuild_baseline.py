@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 TABLE = "baseline_unlocked"
 SOURCE = "hero_achievement_unlocked"
@@ -57,7 +57,7 @@ def create_table(path: str) -> None:
 def _when(value: dict[str, str]) -> str:
     """An encoded datetime as Django stores it in SQLite with USE_TZ: naive UTC."""
     moment = datetime.fromisoformat(value["_data_"])
-    return str(moment.astimezone(timezone.utc).replace(tzinfo=None))
+    return str(moment.astimezone(UTC).replace(tzinfo=None))
 
 
 def rebuild(path: str, batch_size: int) -> int:

@@ -192,10 +192,10 @@ def create_users(first_index: int, count: int) -> list[str]:
 def record_users(ledger: Any, first_index: int, pks: Sequence[str]) -> int:
     """Save the events of the users ``pks`` (numbered from ``first_index``) in
     one transaction; return how many."""
-    from django.db import transaction
-    from hero.events import UserAchievement
-
     from _rebuild_achievements import TRIGGER, awards
+    from django.db import transaction
+
+    from hero.events import UserAchievement
 
     aggregates = []
     events = 0
@@ -306,6 +306,7 @@ def measure_one(path: str, what: str, batch_size: int, trace: bool) -> dict[str,
         configure_django(path)
         from django.core.management import call_command
         from django.db import connection
+
         from hero.management.commands import hero_rebuild  # noqa: F401  (import now)
 
         connection.ensure_connection()
@@ -438,7 +439,6 @@ def measure_size(path: str, events: int, options: argparse.Namespace) -> SizeRes
 def check_tables(path: str, events: int) -> list[str]:
     """The rebuilt tables against the store and against each other."""
     import _rebuild_baseline
-
     from _rebuild_achievements import ACHIEVEMENT_IDS, EVENTS_PER_USER
 
     connection = sqlite3.connect(path)
@@ -637,10 +637,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     with database_directory(options.keep) as path:
         configure_django(path)
-        from django.core.management import call_command
-
         import _rebuild_baseline
         from _rebuild_achievements import EVENTS_PER_USER
+        from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
         _rebuild_baseline.create_table(path)
