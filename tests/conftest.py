@@ -8,11 +8,12 @@ backend's database, every model is routed there, and ``HERO_DATABASE`` names it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connections
 from django.test import override_settings
 
 from tests import routers
@@ -103,3 +104,43 @@ def stored_domain_events(alias: str | None = None) -> list[Any]:
     ledger = get_ledger()
     notifications = ledger.recorder.select_notifications(start=None, limit=1_000_000)
     return [ledger.mapper.to_domain_event(n) for n in notifications]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def down_alias(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An alias, of each backend, whose database cannot be reached (no server
+    is needed: nothing listens on port 1, and the SQLite file's directory is
+    missing)."""
+    configs = {
+        "postgres": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "hero",
+            "HOST": "127.0.0.1",
+            "PORT": "1",
+            "OPTIONS": {"connect_timeout": 5},
+        },
+        "sqlite": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": "/nonexistent-directory/hero.sqlite3",
+        },
+    }
+    alias = f"down_{request.param}"
+    configured = connections.configure_settings(
+        {
+            "default": {"ENGINE": "django.db.backends.dummy"},
+            alias: configs[request.param],
+        }
+    )
+    connections.settings[alias] = configured[alias]
+    settings.DATABASES[alias] = configured[alias]
+    try:
+        yield alias
+    finally:
+        from hero import ledger
+
+        ledger._ledgers.pop(alias, None)
+        connections[alias].close()
+        del connections[alias]
+        # connections.settings may be settings.DATABASES itself.
+        connections.settings.pop(alias, None)
+        settings.DATABASES.pop(alias, None)

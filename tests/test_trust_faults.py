@@ -260,46 +260,6 @@ def test_hero_project_killed_in_a_backlog_catches_up_when_run_again(
 # The database cannot be reached -------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def down_alias(request: pytest.FixtureRequest) -> Iterator[str]:
-    """An alias, of each backend, whose database cannot be reached (no server
-    is needed: nothing listens on port 1, and the SQLite file's directory is
-    missing)."""
-    configs = {
-        "postgres": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": "hero",
-            "HOST": "127.0.0.1",
-            "PORT": "1",
-            "OPTIONS": {"connect_timeout": 5},
-        },
-        "sqlite": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": "/nonexistent-directory/hero.sqlite3",
-        },
-    }
-    alias = f"down_{request.param}"
-    configured = connections.configure_settings(
-        {
-            "default": {"ENGINE": "django.db.backends.dummy"},
-            alias: configs[request.param],
-        }
-    )
-    connections.settings[alias] = configured[alias]
-    django_settings.DATABASES[alias] = configured[alias]
-    try:
-        yield alias
-    finally:
-        from hero import ledger
-
-        ledger._ledgers.pop(alias, None)
-        connections[alias].close()
-        del connections[alias]
-        # connections.settings may be settings.DATABASES itself.
-        connections.settings.pop(alias, None)
-        django_settings.DATABASES.pop(alias, None)
-
-
 def test_unlock_with_the_database_down_raises_a_clear_error_and_reports_nothing(
     down_alias: str, settings: Any, received: list[Any], django_db_blocker: Any
 ) -> None:
