@@ -113,7 +113,10 @@ def rebuild(path: str, batch_size: int) -> int:
             connection.execute("BEGIN IMMEDIATE")
             connection.executemany(
                 upsert,
-                [(u, a, level, first, at) for (u, a), (level, first, at) in replace.items()],
+                [
+                    (u, a, level, first, at)
+                    for (u, a), (level, first, at) in replace.items()
+                ],
             )
             connection.executemany(
                 update, [(level, at, u, a) for (u, a), (level, at) in changes.items()]
@@ -139,4 +142,3 @@ def differences(path: str) -> tuple[int, int]:
     finally:
         connection.close()
     return int(missing), int(extra)
-

@@ -101,31 +101,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Time hero_rebuild against a plain-sqlite3 baseline on SQLite.",
     )
     parser.add_argument(
-        "--events", type=int, default=1_000_000,
+        "--events",
+        type=int,
+        default=1_000_000,
         help="events in the store at the full size (default 1000000; a multiple of 100)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=1000,
+        "--batch-size",
+        type=int,
+        default=1000,
         help="hero_rebuild's --batch-size, and the baseline's chunk (default 1000)",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs of each rebuild; the best is kept"
     )
     parser.add_argument(
-        "--tracemalloc", action="store_true",
+        "--tracemalloc",
+        action="store_true",
         help="also measure hero's rebuilds' peak Python allocations (extra, untimed runs)",
     )
     parser.add_argument(
-        "--keep", metavar="DIR",
+        "--keep",
+        metavar="DIR",
         help=f"build the database as DIR/{DB_NAME} and keep it (default: a temporary "
         "directory, removed at the end)",
     )
     # One measurement in this process (what the parent runs as a child).
     parser.add_argument("--measure-rebuild", metavar="DBFILE", help=argparse.SUPPRESS)
-    parser.add_argument("--what", choices=KINDS, default="holdings", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--what", choices=KINDS, default="holdings", help=argparse.SUPPRESS
+    )
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
-    if options.measure_rebuild is None and (options.events < 100 or options.events % 100):
+    if options.measure_rebuild is None and (
+        options.events < 100 or options.events % 100
+    ):
         parser.error("--events must be a positive multiple of 100")
     if options.batch_size < 1 or options.repeat < 1:
         parser.error("--batch-size and --repeat must be at least 1")
@@ -236,7 +246,7 @@ def build_store(first_index: int, users: int) -> tuple[int, float]:
 def stored_events() -> int:
     from hero.models import StoredEvent
 
-    return StoredEvent.objects.count()
+    return int(StoredEvent.objects.count())
 
 
 def settle(path: str) -> None:
@@ -248,7 +258,9 @@ def settle(path: str) -> None:
     connection = sqlite3.connect(path)
     try:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        connection.execute("SELECT SUM(LENGTH(state)) FROM hero_stored_event").fetchone()
+        connection.execute(
+            "SELECT SUM(LENGTH(state)) FROM hero_stored_event"
+        ).fetchone()
     finally:
         connection.close()
 
@@ -317,12 +329,16 @@ def measure_one(path: str, what: str, batch_size: int, trace: bool) -> dict[str,
             call_command("hero_rebuild", *names, batch_size=batch_size, stdout=out)
             found = re.search(r"(\d+) events in", out.getvalue())
             if found is None:
-                raise SystemExit(f"unexpected output of hero_rebuild: {out.getvalue()!r}")
+                raise SystemExit(
+                    f"unexpected output of hero_rebuild: {out.getvalue()!r}"
+                )
             return int(found.group(1))
 
     gc.collect()
     before = {name: _status(name) for name in RSS_PARTS}
-    rss_before = _status("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_before = (
+        _status("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     reset = _reset_peak_rss()
     if trace:
         tracemalloc.start()
@@ -346,25 +362,38 @@ def measure_one(path: str, what: str, batch_size: int, trace: bool) -> dict[str,
         # What the RSS grew by, as of the end of the rebuild: private memory
         # (the heap: Python's and SQLite's page cache) and mapped files (among
         # them SQLite's WAL index, the -shm file).
-        "rss_parts": {
-            name: (after - before[name])
-            for name in RSS_PARTS
-            if (after := _status(name)) is not None and before[name] is not None
-        },
+        "rss_parts": _rss_growth(before),
     }
 
 
-def run_child(path: str, what: str, batch_size: int, *, trace: bool = False) -> dict[str, Any]:
+def _rss_growth(before: dict[str, int | None]) -> dict[str, int]:
+    growth = {}
+    for name, earlier in before.items():
+        later = _status(name)
+        if earlier is not None and later is not None:
+            growth[name] = later - earlier
+    return growth
+
+
+def run_child(
+    path: str, what: str, batch_size: int, *, trace: bool = False
+) -> dict[str, Any]:
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--measure-rebuild", path,
-        "--what", what, "--batch-size", str(batch_size),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--measure-rebuild",
+        path,
+        "--what",
+        what,
+        "--batch-size",
+        str(batch_size),
     ]
     if trace:
         command.append("--trace")
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     for line in done.stdout.splitlines():
         if line.startswith(RESULT_MARK):
-            result: dict[str, Any] = json.loads(line[len(RESULT_MARK):])
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
             return result
     raise SystemExit(
         f"the {what} rebuild failed (exit {done.returncode}):\n{done.stdout}{done.stderr}"
@@ -443,6 +472,7 @@ def check_tables(path: str, events: int) -> list[str]:
 
     connection = sqlite3.connect(path)
     try:
+
         def one(sql: str) -> int:
             return int(connection.execute(sql).fetchone()[0])
 
@@ -461,11 +491,13 @@ def check_tables(path: str, events: int) -> list[str]:
             f"expected {expected}"
         )
     if missing or extra:
-        problems.append(f"baseline differs from holdings: {missing} missing, {extra} extra rows")
+        problems.append(
+            f"baseline differs from holdings: {missing} missing, {extra} extra rows"
+        )
     if ledger != events:
         problems.append(f"ledger has {ledger} entries, the store {events} events")
     if problems:
-        raise SystemExit("CHECK FAILED at %d events: %s" % (events, "; ".join(problems)))
+        raise SystemExit(f"CHECK FAILED at {events} events: {'; '.join(problems)}")
     return [
         f"{events:,} events: {holders:,} holdings rows = baseline rows (identical, "
         f"datetimes included) = sum of counts; {ledger:,} ledger entries"
@@ -486,7 +518,9 @@ def hero_revision() -> str:
     try:
         described = subprocess.run(
             ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -538,8 +572,14 @@ def mb(value: float) -> str:
 
 def print_table(results: Sequence[SizeResult], traced: bool) -> None:
     headers = (
-        "events", "hero holdings ev/s", "hero full ev/s", "baseline ev/s",
-        "holdings/baseline", "same, CPU time", "peak holdings", "peak full",
+        "events",
+        "hero holdings ev/s",
+        "hero full ev/s",
+        "baseline ev/s",
+        "holdings/baseline",
+        "same, CPU time",
+        "peak holdings",
+        "peak full",
         "peak baseline",
     )
     rows = [
@@ -559,7 +599,12 @@ def print_table(results: Sequence[SizeResult], traced: bool) -> None:
     small, large = results[0], results[-1]
     rows.append(
         (
-            "growth", "", "", "", "", "",
+            "growth",
+            "",
+            "",
+            "",
+            "",
+            "",
             mb(large.peak_growth("holdings") - small.peak_growth("holdings")),
             mb(large.peak_growth("all") - small.peak_growth("all")),
             mb(large.peak_growth("baseline") - small.peak_growth("baseline")),
@@ -580,9 +625,16 @@ def print_table(results: Sequence[SizeResult], traced: bool) -> None:
         "full = hero_rebuild (holdings, counts, ledger)."
     )
     if traced:
-        print("\ntracemalloc peak (Python allocations during the rebuild, untimed runs):")
-        for what, label in (("holdings", "hero_rebuild holdings"), ("all", "hero_rebuild")):
-            figures = ", ".join(f"{r.events:,} events {mb(r.traced[what])}" for r in results)
+        print(
+            "\ntracemalloc peak (Python allocations during the rebuild, untimed runs):"
+        )
+        for what, label in (
+            ("holdings", "hero_rebuild holdings"),
+            ("all", "hero_rebuild"),
+        ):
+            figures = ", ".join(
+                f"{r.events:,} events {mb(r.traced[what])}" for r in results
+            )
             growth = large.traced[what] - small.traced[what]
             print(f"  {label}: {figures}; growth {mb(growth)}")
 
@@ -664,8 +716,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_table(results, options.tracemalloc)
         print_goals(results)
         print()
-        for result in results:
-            for line in result.checks:
+        for size_result in results:
+            for line in size_result.checks:
                 print(f"Checked: {line}")
         print(
             f"\nWhole run {time.perf_counter() - started:.0f} s; "
