@@ -30,6 +30,7 @@ from hero.base import AchievementBase
 from hero.events import Outcome, Progress, TriggerLog
 from hero.ledger import Decision, get_ledger
 from hero.state import record_state
+from hero.users import existing_user_pks
 
 TRIGGER = "backfill"
 
@@ -136,7 +137,7 @@ def backfill(
     while batch := list(islice(iterator, batch_size)):
         found = True
         result.examined += len(batch)
-        existing = _existing(batch)
+        existing = existing_user_pks(ledger.alias, (c.user_pk for c in batch))
         result.skipped_users += sum(1 for c in batch if c.user_pk not in existing)
         batch = [c for c in batch if c.user_pk in existing]
 
@@ -180,15 +181,6 @@ def backfill(
             "HERO_RECORD_TRIGGERS so that calls are recorded from now on."
         )
     return result
-
-
-def _existing(batch: list[Candidate]) -> set[str]:
-    user_model = get_user_model()
-    pk = user_model._meta.pk
-    assert pk is not None
-    manager = user_model._default_manager.db_manager(get_ledger().alias)
-    wanted = {pk.to_python(c.user_pk) for c in batch}
-    return {str(p) for p in manager.filter(pk__in=wanted).values_list("pk", flat=True)}
 
 
 def _any_triggers() -> bool:

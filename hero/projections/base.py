@@ -16,17 +16,17 @@ their events before it removes the marker.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
-from django.contrib.auth import get_user_model
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 
-from hero.persistence import DjangoDatastore, DjangoTrackingRecorder
+from hero.persistence import DjangoTrackingRecorder
+from hero.users import existing_user_pks
 
 if TYPE_CHECKING:
     from django.db.backends.utils import CursorWrapper
@@ -104,20 +104,16 @@ class View(DjangoTrackingRecorder):
         )
         return [Change(n.id, ledger.mapper.to_domain_event(n)) for n in notifications]
 
-    def _existing_users(
-        self, cursor: CursorWrapper, changes: Iterable[Change]
-    ) -> set[str]:
-        pks = {getattr(c.event, "user_pk", None) for c in changes} - {None}
-        if not pks:
-            return set()
-        user_model = get_user_model()
-        manager = user_model._default_manager.db_manager(self.datastore.alias)
-        pk_field = user_model._meta.pk
-        assert pk_field is not None
-        values = [pk_field.to_python(pk) for pk in pks]
-        return {
-            str(pk) for pk in manager.filter(pk__in=values).values_list("pk", flat=True)
-        }
+    def _write(
+        self, cursor: CursorWrapper, changes: Sequence[Change], users_exist: bool
+    ) -> None:
+        """Write ``changes``, leaving out users deleted since unless the caller
+        knows they all exist (or the view does not refer to users)."""
+        users = None
+        if self.checks_users and not users_exist:
+            pks = {getattr(c.event, "user_pk", None) for c in changes} - {None}
+            users = existing_user_pks(self.datastore.alias, pks)  # type: ignore[arg-type]
+        self.write(cursor, changes, users)
 
     # Rebuilding --------------------------------------------------------------
 
@@ -181,13 +177,7 @@ def apply_views(
         ):
             # The common inline case: every view was just before these changes.
             for view in views:
-                view.write(
-                    cursor,
-                    changes,
-                    None
-                    if users_exist or not view.checks_users
-                    else view._existing_users(cursor, changes),
-                )
+                view._write(cursor, changes, users_exist)
             return len(changes)
         states = _states(cursor, views, application_name)
         positions: list[tuple[str, int]] = []
@@ -200,10 +190,7 @@ def apply_views(
                 continue
             if not rebuilding and fresh[0].position > (position or 0) + 1:
                 fresh = [*view._missed(position or 0, fresh[0].position), *fresh]
-            check = view.checks_users and not users_exist
-            view.write(
-                cursor, fresh, view._existing_users(cursor, fresh) if check else None
-            )
+            view._write(cursor, fresh, users_exist)
             positions.append((view.tracking_key(application_name), fresh[-1].position))
             applied = max(applied, len(fresh))
         if positions:
@@ -250,10 +237,6 @@ class ViewProjection(Projection[View]):
         self.view.apply(
             [Change(tracking.notification_id, domain_event)], tracking.application_name
         )
-
-
-def view_for(view_class: type[View], alias: str) -> View:
-    return view_class(DjangoDatastore(alias))
 
 
 def _advance_if_next(
