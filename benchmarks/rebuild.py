@@ -8,8 +8,8 @@ What it measures, in one run on one SQLite file database:
    from hero's own ``UserAchievement`` aggregates (``start()`` then ``award()``
    with rising levels: ``Unlocked`` then ``LevelUpgraded`` events) and are saved
    1,000 users at a time with ``get_ledger().record()`` in ``transaction.atomic()``.
-   ``HERO_PROJECTIONS = "async"``, so no read table is written while building.
-   The number of rows in ``hero_stored_event`` is checked against the target.
+   ``HERO_PROJECTIONS = "async"``, so no read table is written while building
+   (``_store.py``, which the audit benchmark shares). The number of rows in ``hero_stored_event`` is checked against the target.
 
 2. At a tenth of the events first (100,000 by default), then again after the
    store is extended to all of them, times three rebuilds of the current
@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import io
 import json
 import os
@@ -84,12 +83,22 @@ for directory in (ROOT, HERE):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
 
+import _store  # noqa: E402
+from _machine import (  # noqa: E402
+    MB,
+    cpu_model,
+    hero_revision,
+    load_average,
+    mb,
+    package_version,
+    peak_rss,
+    reset_peak_rss,
+    status,
+)
+
 DB_NAME = "rebuild.sqlite3"
 KINDS = ("holdings", "all", "baseline")
-#: Users whose events are saved in one transaction while building the store.
-BUILD_USERS_PER_TRANSACTION = 1000
 RESULT_MARK = "REBUILD-RESULT "
-MB = 1024 * 1024
 RSS_PARTS = ("RssAnon", "RssFile", "RssShmem")
 
 
@@ -145,156 +154,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 # -- Django ----------------------------------------------------------------
 
 
-def sqlite_database(path: str) -> dict[str, Any]:
-    return {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": path,
-        "OPTIONS": {
-            "timeout": 30,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
-    }
-
-
 def configure_django(path: str) -> None:
-    import django
-    from django.conf import settings
-
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="rebuild-benchmark",
-        USE_TZ=True,
-        TIME_ZONE="UTC",
-        DATABASES={"default": sqlite_database(path)},
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "hero"],
-        DEFAULT_AUTO_FIELD="django.db.models.AutoField",
-        HERO_DATABASE="default",
-        # Building the store writes events only; the rebuilds write the tables.
-        HERO_PROJECTIONS="async",
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-    )
-    django.setup()
-    import _rebuild_achievements  # noqa: F401  (registers the achievements)
-
-
-# -- building the store ----------------------------------------------------
-
-
-def create_users(first_index: int, count: int) -> list[str]:
-    """Bulk-create users numbered ``first_index`` on; return their pks as strings."""
-    from django.contrib.auth import get_user_model
-
-    user_model = get_user_model()
-    users = user_model.objects.bulk_create(
-        [
-            user_model(username=f"bench-{index:07d}", password="!")
-            for index in range(first_index, first_index + count)
-        ],
-        batch_size=1000,
-    )
-    pks = [user.pk for user in users]
-    if any(pk is None for pk in pks):
-        raise SystemExit("bulk_create did not return primary keys (SQLite < 3.35?)")
-    return [str(pk) for pk in pks]
-
-
-def record_users(ledger: Any, first_index: int, pks: Sequence[str]) -> int:
-    """Save the events of the users ``pks`` (numbered from ``first_index``) in
-    one transaction; return how many."""
-    from _rebuild_achievements import TRIGGER, awards
-    from django.db import transaction
-
-    from hero.events import UserAchievement
-
-    aggregates = []
-    events = 0
-    for offset, user_pk in enumerate(pks):
-        for achievement_id, top in awards(first_index + offset):
-            aggregate = UserAchievement.start(user_pk, achievement_id)
-            for level in range(1, top + 1):
-                aggregate.award(level, trigger=TRIGGER, state={"points": 10**level})
-            aggregates.append(aggregate)
-            events += top
-    with transaction.atomic():
-        ledger.record(aggregates)
-    return events
-
-
-def build_store(first_index: int, users: int) -> tuple[int, float]:
-    """Users numbered ``first_index`` to ``first_index + users - 1`` and their
-    events; return (events written, seconds)."""
-    from hero.ledger import get_ledger
-
-    ledger = get_ledger()
-    started = time.perf_counter()
-    events = 0
-    done = 0
-    last_report = started
-    while done < users:
-        count = min(BUILD_USERS_PER_TRANSACTION, users - done)
-        pks = create_users(first_index + done, count)
-        events += record_users(ledger, first_index + done, pks)
-        done += count
-        now = time.perf_counter()
-        if now - last_report >= 15:
-            last_report = now
-            print(f"  ... {done:,} of {users:,} users, {events:,} events", flush=True)
-    return events, time.perf_counter() - started
-
-
-def stored_events() -> int:
-    from hero.models import StoredEvent
-
-    return int(StoredEvent.objects.count())
-
-
-def settle(path: str) -> None:
-    """Fold the WAL into the database file and read the events table once, so
-    every timed run starts alike (WAL empty, file in the page cache)."""
-    from django.db import connections
-
-    connections.close_all()
-    connection = sqlite3.connect(path)
-    try:
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        connection.execute(
-            "SELECT SUM(LENGTH(state)) FROM hero_stored_event"
-        ).fetchone()
-    finally:
-        connection.close()
+    _store.configure_django(path, "rebuild-benchmark")
 
 
 # -- one measurement (child process) ---------------------------------------
-
-
-def _status(field_name: str) -> int | None:
-    """A field of /proc/self/status in bytes (Linux), or None."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark of this process (Linux 4.0+)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def _peak_rss(reset: bool) -> int:
-    peak = _status("VmHWM") if reset else None
-    if peak is None:  # ru_maxrss: kilobytes on Linux, the whole process's life
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return peak
 
 
 def _cpu_seconds() -> float:
@@ -335,11 +199,11 @@ def measure_one(path: str, what: str, batch_size: int, trace: bool) -> dict[str,
             return int(found.group(1))
 
     gc.collect()
-    before = {name: _status(name) for name in RSS_PARTS}
+    before = {name: status(name) for name in RSS_PARTS}
     rss_before = (
-        _status("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        status("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     )
-    reset = _reset_peak_rss()
+    reset = reset_peak_rss()
     if trace:
         tracemalloc.start()
     cpu_before = _cpu_seconds()
@@ -356,7 +220,7 @@ def measure_one(path: str, what: str, batch_size: int, trace: bool) -> dict[str,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
         "rss_before": rss_before,
-        "rss_peak": _peak_rss(reset),
+        "rss_peak": peak_rss(reset),
         "peak_is_reset": reset,
         "traced_peak": traced_peak,
         # What the RSS grew by, as of the end of the rebuild: private memory
@@ -369,7 +233,7 @@ def measure_one(path: str, what: str, batch_size: int, trace: bool) -> dict[str,
 def _rss_growth(before: dict[str, int | None]) -> dict[str, int]:
     growth = {}
     for name, earlier in before.items():
-        later = _status(name)
+        later = status(name)
         if earlier is not None and later is not None:
             growth[name] = later - earlier
     return growth
@@ -427,7 +291,7 @@ class SizeResult:
 
 
 def measure_size(path: str, events: int, options: argparse.Namespace) -> SizeResult:
-    settle(path)
+    _store.settle(path)
     result = SizeResult(events)
     for round_number in range(options.repeat):
         for what in KINDS:
@@ -507,44 +371,6 @@ def check_tables(path: str, events: int) -> list[str]:
 # -- reporting -------------------------------------------------------------
 
 
-def package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def hero_revision() -> str:
-    try:
-        described = subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return described.stdout.strip()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"
-
-
 def print_header(path: str, options: argparse.Namespace) -> None:
     import django
 
@@ -564,10 +390,6 @@ def print_header(path: str, options: argparse.Namespace) -> None:
         f"--repeat {options.repeat}"
     )
     print()
-
-
-def mb(value: float) -> str:
-    return f"{value / MB:.1f} MB"
 
 
 def print_table(results: Sequence[SizeResult], traced: bool) -> None:
@@ -701,9 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for size in (options.events // 10, options.events):
             new_users = size // EVENTS_PER_USER - users
             print(f"Building: {new_users:,} more users and their events", flush=True)
-            written, seconds = build_store(users, new_users)
+            written, seconds = _store.build_store(users, new_users)
             users += new_users
-            count = stored_events()
+            count = _store.stored_events()
             if count != size:
                 raise SystemExit(f"the store has {count} events, not {size}")
             print(
