@@ -17,6 +17,13 @@ statements per call are counted separately, on a small sample of other users
 with ``CaptureQueriesContext``, never inside a timed loop. Before that, a few
 users go through every path untimed, as a warm-up.
 
+Memory is measured after the timed rounds, in a pass of its own on 20 other
+users, so that tracing allocations slows no timed call: under ``tracemalloc``,
+each user goes through the four paths with each library, and a (library, path)
+gets the largest peak of Python allocations during one call, above what was
+allocated before it. What SQLite or the PostgreSQL driver allocate in C is not
+traced; the process's peak RSS (both libraries, the whole run) is printed too.
+
 The database is a fresh SQLite file per run (WAL, synchronous=NORMAL,
 ``transaction_mode`` IMMEDIATE), or with ``--database postgres`` the PostgreSQL
 database named by ``HERO_BENCH_POSTGRES_URL`` (default
@@ -30,6 +37,9 @@ Run it from the repository's root, with pinax-badges 3.0.0 installed::
     .venv/bin/pip install --no-deps pinax-badges==3.0.0
     .venv/bin/python benchmarks/unlock.py [--users N] [--repeat K]
         [--database sqlite|postgres] [--only hero|pinax] [--show-queries]
+        [--summary FILE.json]
+
+The exit status is 1 when a check of the results fails.
 
 What each library does per call
 -------------------------------
@@ -71,6 +81,7 @@ import argparse
 import gc
 import importlib.metadata
 import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -78,12 +89,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -91,11 +102,14 @@ for directory in (ROOT, HERE):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
 
+import _postgres  # noqa: E402
+from _machine import machine_line, mb, peak_rss  # noqa: E402
+
 LIBRARIES = ("hero", "pinax")
-DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/hero_bench"
 POSTGRES_SCHEMA = "hero_unlock_bench"
 WARMUP_USERS = 20
 SAMPLE_USERS = 10
+MEMORY_USERS = 20
 
 Call = Callable[[Any, int], object]
 
@@ -139,6 +153,8 @@ class Results:
     libraries: tuple[str, ...]
     best_rate: dict[tuple[str, str], float]
     samples: dict[tuple[str, str], Sample]
+    #: The largest tracemalloc peak of one call (bytes), from the memory pass.
+    peak_memory: dict[tuple[str, str], int]
 
 
 # -- options ---------------------------------------------------------------
@@ -161,6 +177,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="print the SQL each library sends on each path (from the sample)",
     )
+    parser.add_argument(
+        "--summary",
+        metavar="FILE",
+        help="also write the figures and checks as JSON to FILE (for run_all.py)",
+    )
     options = parser.parse_args(argv)
     if options.users < 1 or options.repeat < 1:
         parser.error("--users and --repeat must be at least 1")
@@ -182,82 +203,14 @@ def sqlite_database(directory: str) -> dict[str, Any]:
     }
 
 
-def postgres_database(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql"}:
-        raise SystemExit(
-            f"HERO_BENCH_POSTGRES_URL must be a postgres:// URL, not {url!r}"
-        )
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(parts.path.lstrip("/")) or "hero_bench",
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
-        "OPTIONS": {
-            "connect_timeout": 5,
-            "options": f"-c search_path={POSTGRES_SCHEMA}",
-        },
-    }
-
-
-def postgres_connect(config: dict[str, Any], dbname: str) -> Any:
-    """A psycopg connection in autocommit, outside Django."""
-    import psycopg
-
-    return psycopg.connect(
-        host=config["HOST"] or None,
-        port=config["PORT"] or None,
-        user=config["USER"] or None,
-        password=config["PASSWORD"] or None,
-        dbname=dbname,
-        connect_timeout=5,
-        autocommit=True,
-    )
-
-
-def ensure_postgres_database(config: dict[str, Any]) -> None:
-    """Create the benchmark's PostgreSQL database when it does not exist."""
-    from psycopg import sql
-
-    with postgres_connect(config, "postgres") as connection:
-        found = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (config["NAME"],)
-        ).fetchone()
-        if found is None:
-            connection.execute(
-                sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"]))
-            )
-
-
-def drop_postgres_schema(config: dict[str, Any], *, recreate: bool) -> None:
-    """Drop the benchmark's own schema (only that) and, if asked, create it empty."""
-    from psycopg import sql
-
-    schema = sql.Identifier(POSTGRES_SCHEMA)
-    with postgres_connect(config, config["NAME"]) as connection:
-        connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
-        if recreate:
-            connection.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
-
-
 @contextmanager
 def database_config(kind: str) -> Iterator[dict[str, Any]]:
     """The ``default`` database for this run, empty, and removed afterwards."""
     from django.db import connections
 
     if kind == "postgres":
-        config = postgres_database(
-            os.environ.get("HERO_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-        )
-        ensure_postgres_database(config)
-        drop_postgres_schema(config, recreate=True)
-        try:
+        with _postgres.fresh_schema(POSTGRES_SCHEMA) as config:
             yield config
-        finally:
-            connections.close_all()
-            drop_postgres_schema(config, recreate=False)
         return
     directory = tempfile.mkdtemp(prefix="hero-unlock-bench-")
     try:
@@ -405,13 +358,41 @@ def time_rounds(
     return best_rate
 
 
+def memory_pass(
+    callers: dict[str, Call], users: Sequence[Any]
+) -> dict[tuple[str, str], int]:
+    """Under tracemalloc, after the timed rounds: each user through every path
+    with each library; the largest peak of Python allocations of one call
+    (above what was allocated before it), per library and path."""
+    peaks: dict[tuple[str, str], int] = {}
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for path in PATHS:
+            for library, call in callers.items():
+                peak = 0
+                for user in users:
+                    before = tracemalloc.get_traced_memory()[0]
+                    tracemalloc.reset_peak()
+                    call(user, path.points)
+                    peak = max(peak, tracemalloc.get_traced_memory()[1] - before)
+                peaks[library, path.key] = peak
+    finally:
+        tracemalloc.stop()
+    return peaks
+
+
 def measure(
     callers: dict[str, Call], users: Sequence[Any], per_round: int, rounds: int
 ) -> Results:
-    """Warm up, sample the SQL, then time: each stage on its own users."""
+    """Warm up, sample the SQL, time, then measure memory: each stage on its
+    own users."""
     warmup = users[:WARMUP_USERS]
     sample = users[WARMUP_USERS : WARMUP_USERS + SAMPLE_USERS]
-    timed = users[WARMUP_USERS + SAMPLE_USERS :]
+    memory = users[
+        WARMUP_USERS + SAMPLE_USERS : WARMUP_USERS + SAMPLE_USERS + MEMORY_USERS
+    ]
+    timed = users[WARMUP_USERS + SAMPLE_USERS + MEMORY_USERS :]
     for path in PATHS:
         for call in callers.values():
             run_path(call, warmup, path.points)
@@ -421,10 +402,11 @@ def measure(
         for library, call in callers.items()
     }
     best_rate = time_rounds(callers, timed, per_round, rounds)
-    return Results(tuple(callers), best_rate, samples)
+    peak_memory = memory_pass(callers, memory)
+    return Results(tuple(callers), best_rate, samples, peak_memory)
 
 
-def check_hero_outcomes(results: Results) -> str:
+def check_hero_outcomes(results: Results) -> tuple[bool, str]:
     """hero's outcomes in the sample: the new level on (b) and (c), none otherwise."""
     wrong = []
     for path in PATHS:
@@ -434,11 +416,11 @@ def check_hero_outcomes(results: Results) -> str:
                 wrong.append(f"{path.label} returned {returned!r}")
                 break
     if wrong:
-        return "hero outcomes UNEXPECTED: " + "; ".join(wrong)
-    return "hero outcomes in the sample: as expected"
+        return False, "hero outcomes UNEXPECTED: " + "; ".join(wrong)
+    return True, "hero outcomes in the sample: as expected"
 
 
-def check_pinax_awards(users: int) -> str:
+def check_pinax_awards(users: int) -> tuple[bool, str]:
     """Every user went through (b) and (c): one row at pinax's levels 0 and 1 each."""
     from django.db.models import Count
     from pinax.badges.models import BadgeAward
@@ -450,7 +432,10 @@ def check_pinax_awards(users: int) -> str:
     )
     expected = {0: users, 1: users}
     verdict = "as expected" if rows == expected else f"UNEXPECTED (wanted {expected})"
-    return f"pinax BadgeAward rows by level index: {rows} -- {verdict}"
+    return (
+        rows == expected,
+        f"pinax BadgeAward rows by level index: {rows} -- {verdict}",
+    )
 
 
 # -- reporting -------------------------------------------------------------
@@ -504,6 +489,7 @@ def hero_revision() -> str:
 def print_header(kind: str, options: argparse.Namespace) -> None:
     import django
 
+    print(machine_line())
     print(
         f"Python {platform.python_version()}, Django {django.get_version()}, "
         f"eventsourcing {package_version('eventsourcing')}, "
@@ -514,7 +500,8 @@ def print_header(kind: str, options: argparse.Namespace) -> None:
     print(
         f"{options.users} users per round, best of {options.repeat} "
         f"round{'' if options.repeat == 1 else 's'}, "
-        f"{SAMPLE_USERS} users for the SQL counts, {WARMUP_USERS} for the warm-up"
+        f"{SAMPLE_USERS} users for the SQL counts, {WARMUP_USERS} for the warm-up, "
+        f"{MEMORY_USERS} for the memory pass"
     )
     print()
 
@@ -536,6 +523,35 @@ def format_count(count: QueryCount | None) -> str:
     return text
 
 
+def format_memory(peak: int | None) -> str:
+    return "-" if peak is None else f"{peak / 1024:,.1f} KB"
+
+
+def write_summary(path: str, kind: str, results: Results, passed: bool) -> None:
+    """The figures of the table, and whether the checks passed, as JSON."""
+    summary = {
+        "benchmark": "unlock",
+        "database": kind,
+        "paths": {
+            path.key: {
+                "label": path.label,
+                "rate": {
+                    library: results.best_rate.get((library, path.key))
+                    for library in results.libraries
+                },
+                "peak_kb": {
+                    library: results.peak_memory[library, path.key] / 1024
+                    for library in results.libraries
+                },
+            }
+            for path in PATHS
+        },
+        "peak_rss_mb": peak_rss(reset=False) / (1024 * 1024),
+        "checks_passed": passed,
+    }
+    Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+
+
 def sample_queries(
     results: Results, library: str, path: UnlockPath
 ) -> QueryCount | None:
@@ -551,6 +567,8 @@ def print_table(results: Results) -> None:
         "hero/pinax",
         "hero SQL/call",
         "pinax SQL/call",
+        "hero peak",
+        "pinax peak",
     )
     rows = []
     for path in PATHS:
@@ -565,6 +583,8 @@ def print_table(results: Results) -> None:
                 ratio,
                 format_count(sample_queries(results, "hero", path)),
                 format_count(sample_queries(results, "pinax", path)),
+                format_memory(results.peak_memory.get(("hero", path.key))),
+                format_memory(results.peak_memory.get(("pinax", path.key))),
             )
         )
     widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
@@ -585,7 +605,13 @@ def print_table(results: Results) -> None:
     print(
         "SQL/call: statements in Django's query log per call (sample average),\n"
         "transaction control included; '(n tx)' says how many of them were\n"
-        "BEGIN, SAVEPOINT, RELEASE, COMMIT or ROLLBACK."
+        "BEGIN, SAVEPOINT, RELEASE, COMMIT or ROLLBACK.\n"
+        "peak: Python allocations during one call, above those before it\n"
+        f"(tracemalloc; the largest over {MEMORY_USERS} users, in an untimed pass\n"
+        "after the timed rounds); memory the database driver or SQLite allocates\n"
+        "in C is not counted.\n"
+        f"Peak RSS of this process (both libraries, the whole run): "
+        f"{mb(peak_rss(reset=False))}"
     )
 
 
@@ -611,7 +637,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    total_users = WARMUP_USERS + SAMPLE_USERS + options.users * options.repeat
+    total_users = (
+        WARMUP_USERS + SAMPLE_USERS + MEMORY_USERS + options.users * options.repeat
+    )
     with database_config(options.database) as database:
         configure_django(database, libraries)
         prepare_schema()
@@ -621,14 +649,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         results = measure(callers, users, options.users, options.repeat)
         print_table(results)
+        checks = []
         if "hero" in libraries:
-            print(check_hero_outcomes(results))
+            checks.append(check_hero_outcomes(results))
         if "pinax" in libraries:
-            print(check_pinax_awards(total_users))
+            checks.append(check_pinax_awards(total_users))
+        for _, text in checks:
+            print(text)
         if options.show_queries:
             print_queries(results)
+        passed = all(ok for ok, _ in checks)
+        if options.summary:
+            write_summary(options.summary, options.database, results, passed)
         print(f"\nmeasured in {time.perf_counter() - started:.1f} s")
-    return 0
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
