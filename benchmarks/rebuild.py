@@ -45,7 +45,7 @@ the database file in the OS page cache.
 Run it from the repository's root::
 
     .venv/bin/python benchmarks/rebuild.py [--events 1000000] [--batch-size 1000]
-        [--repeat 1] [--tracemalloc] [--keep DIR]
+        [--repeat 1] [--tracemalloc] [--keep DIR] [--summary FILE.json]
 
 ``--events`` must be a multiple of 100 (the first size is a tenth of it);
 ``--repeat K`` keeps each rebuild's best of K runs; ``--keep DIR`` builds the
@@ -128,6 +128,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--tracemalloc",
         action="store_true",
         help="also measure hero's rebuilds' peak Python allocations (extra, untimed runs)",
+    )
+    parser.add_argument(
+        "--summary",
+        metavar="FILE",
+        help="also write the headline figures as JSON to FILE (for run_all.py)",
     )
     parser.add_argument(
         "--keep",
@@ -480,6 +485,34 @@ def print_goals(results: Sequence[SizeResult]) -> None:
         )
 
 
+def write_summary(path: str, results: Sequence[SizeResult]) -> None:
+    small, large = results[0], results[-1]
+    summary = {
+        "benchmark": "rebuild",
+        "sizes": [r.events for r in results],
+        "rate": {
+            what: [r.rate(what) for r in results]
+            for what in ("holdings", "all", "baseline")
+        },
+        "holdings_to_baseline": [
+            r.rate("holdings") / r.rate("baseline") for r in results
+        ],
+        "holdings_to_baseline_cpu": [
+            r.cpu_rate("holdings") / r.cpu_rate("baseline") for r in results
+        ],
+        "peak_growth_mb": {
+            what: [r.peak_growth(what) / MB for r in results] for what in KINDS
+        },
+        "memory_growth_mb": {
+            what: (large.peak_growth(what) - small.peak_growth(what)) / MB
+            for what in KINDS
+        },
+        # check_tables() stops the run when a check fails.
+        "checks_passed": True,
+    }
+    Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+
+
 # -- main ------------------------------------------------------------------
 
 
@@ -537,6 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print_table(results, options.tracemalloc)
         print_goals(results)
+        if options.summary:
+            write_summary(options.summary, results)
         print()
         for size_result in results:
             for line in size_result.checks:
