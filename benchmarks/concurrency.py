@@ -51,7 +51,8 @@ How it measures:
 The database is the PostgreSQL database named by ``HERO_BENCH_POSTGRES_URL``
 (default ``postgres://postgres@127.0.0.1:5432/hero_bench``), created if
 missing; the run's tables go in a schema of their own,
-``hero_concurrency_bench``, created fresh at the start and dropped at the end.
+``hero_concurrency_bench`` (``--schema``), created fresh at the start and
+dropped at the end.
 
 hero takes ``LOCK TABLE hero_stored_event IN EXCLUSIVE MODE`` in each write
 transaction on PostgreSQL, so that positions are committed in order; write
@@ -61,7 +62,7 @@ only the work before the lock (deciding, reading the aggregate) overlaps.
 Run it from the repository's root::
 
     .venv/bin/python benchmarks/concurrency.py [--workers 1,2,4] [--users 400]
-        [--repeat 3] [--no-shared] [--summary FILE.json]
+        [--repeat 3] [--no-shared] [--schema NAME] [--summary FILE.json]
 """
 
 from __future__ import annotations
@@ -139,6 +140,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-shared",
         action="store_true",
         help="skip the scenario in which the workers contend for the same users",
+    )
+    parser.add_argument(
+        "--schema",
+        default=SCHEMA,
+        help=f"the PostgreSQL schema of the run, created and dropped (default {SCHEMA})",
     )
     parser.add_argument(
         "--summary",
@@ -462,7 +468,7 @@ def print_header(options: argparse.Namespace) -> None:
     print(
         f"PostgreSQL {settings['server_version']} "
         f"({connection.settings_dict['HOST'] or 'local socket'}, database "
-        f"{connection.settings_dict['NAME']}, schema {SCHEMA}); "
+        f"{connection.settings_dict['NAME']}, schema {options.schema}); "
         f"synchronous_commit={settings['synchronous_commit']}, fsync={settings['fsync']}"
     )
     print(
@@ -575,7 +581,7 @@ def write_summary(
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     started = time.perf_counter()
-    with _postgres.fresh_schema(SCHEMA) as database:
+    with _postgres.fresh_schema(options.schema) as database:
         configure_django(database)
         from django.core.management import call_command
 

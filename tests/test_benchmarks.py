@@ -1,0 +1,136 @@
+"""The audit and concurrency benchmarks run, at tiny sizes, and their checks pass.
+
+Each benchmark runs as its own process, as from the command line; the figures
+mean nothing at these sizes, but the checks of what was read and written are
+the same as in a full run. The concurrency benchmark needs PostgreSQL: it runs
+in the test run's PostgreSQL test database, in a schema of its own, and is
+skipped when the run has no PostgreSQL (under CI that is an error already, see
+:mod:`tests.databases`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connections
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def run_benchmark(
+    script: str, *arguments: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+
+
+def checked_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("Checked: ")]
+
+
+def postgres_url() -> str:
+    """The test run's PostgreSQL test database (created by ``django_db_setup``,
+    dropped at the end of the run with whatever schema is left in it)."""
+    config: dict[str, Any] = connections[
+        settings.BACKEND_ALIASES["postgres"]
+    ].settings_dict
+    user = quote(config.get("USER") or "", safe="")
+    password = quote(config.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = config.get("HOST") or "127.0.0.1"
+    port = f":{config['PORT']}" if config.get("PORT") else ""
+    return f"postgres://{credentials}{host}{port}/{quote(config['NAME'], safe='')}"
+
+
+def test_audit_benchmark_checks_every_audited_user(tmp_path: Path) -> None:
+    summary = tmp_path / "audit.json"
+    done = run_benchmark(
+        "audit.py",
+        "--events",
+        "2000",
+        "--repeat",
+        "10",
+        "--passes",
+        "1",
+        "--summary",
+        str(summary),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "CHECK FAILED" not in output
+    checked = checked_lines(done.stdout)
+    assert [line.split(" events:")[0] for line in checked] == [
+        "Checked: 20",
+        "Checked: 200",
+        "Checked: 2,000",
+    ], output
+    assert all("each with its 10 entries in order" in line for line in checked)
+    figures = json.loads(summary.read_text())
+    assert figures["checks_passed"] is True
+    assert figures["sizes"] == [20, 200, 2000]
+    assert set(figures["ratio_largest_to_smallest"]) == {
+        "history",
+        "hero_audit",
+        "spread",
+    }
+
+
+@pytest.mark.skipif(
+    "postgres" not in settings.BACKEND_ALIASES,
+    reason="the concurrency benchmark needs PostgreSQL, which this run does not have",
+)
+def test_concurrency_benchmark_checks_what_the_workers_wrote(
+    tmp_path: Path, django_db_setup: None
+) -> None:
+    summary = tmp_path / "concurrency.json"
+    env = {**os.environ, "HERO_BENCH_POSTGRES_URL": postgres_url()}
+    done = run_benchmark(
+        "concurrency.py",
+        "--workers",
+        "1,2",
+        "--users",
+        "10",
+        "--repeat",
+        "1",
+        "--schema",
+        f"hero_concurrency_test_{os.getpid()}",
+        "--summary",
+        str(summary),
+        env=env,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "CHECK FAILED" not in output
+    database = connections[settings.BACKEND_ALIASES["postgres"]].settings_dict["NAME"]
+    assert f"database {database}, schema hero_concurrency_test_" in done.stdout
+    checked = checked_lines(done.stdout)
+    users = {
+        "own users, 1 worker(s)": 10,
+        "own users, 2 worker(s)": 20,
+        "shared users, 2 worker(s)": 10,
+    }
+    for scenario, count in users.items():
+        assert any(
+            line.startswith(f"Checked: {scenario}: {count} users,") for line in checked
+        ), output
+    figures = json.loads(summary.read_text())
+    assert figures["checks_passed"] is True
+    assert set(figures["own"]) == {"1", "2"}
+    # Both workers made the same 20 calls; one of them won each award.
+    shared = figures["shared"]["2"]
+    assert shared["gave_up"] == 0
