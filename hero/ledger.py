@@ -27,8 +27,9 @@ from eventsourcing.application import (
 )
 from eventsourcing.persistence import (
     IntegrityError,
-    JSONTranscoder,
+    Mapper,
     Recording,
+    StoredEvent,
     Transcoder,
 )
 
@@ -43,6 +44,7 @@ from hero.events import (
 )
 from hero.events.aggregates import trigger_log_id
 from hero.exceptions import InvalidUser, UnlockConflict
+from hero.mapping import EventMapper, SubclassAwareTranscoder
 from hero.persistence import DjangoDatastore
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
@@ -86,20 +88,6 @@ def replay(aggregate: Any, events: Iterable[Any]) -> Any:
     return aggregate
 
 
-class SubclassAwareTranscoder(JSONTranscoder):
-    """JSON transcoder that also encodes subclasses of registered types (a
-    ``datetime`` subclass such as freezegun's is encoded as a datetime)."""
-
-    def _encode_obj(self, o: Any) -> dict[str, Any]:
-        cls = type(o)
-        if cls not in self.types:
-            for base in cls.__mro__[1:]:
-                if base in self.types:
-                    self.types[cls] = self.types[base]
-                    break
-        return super()._encode_obj(o)
-
-
 class Ledger(Application[UUID]):
     """Decides on unlocks through aggregates and records their events."""
 
@@ -116,6 +104,12 @@ class Ledger(Application[UUID]):
         transcoder = SubclassAwareTranscoder()
         self.register_transcodings(transcoder)
         return transcoder
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        mapper_class = None if self.env.get("MAPPER_TOPIC") else EventMapper
+        return self.factory.mapper(
+            transcoder=self.construct_transcoder(), mapper_class=mapper_class
+        )
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         for listener in list(_save_listeners):
@@ -135,6 +129,30 @@ class Ledger(Application[UUID]):
         self._take_snapshots(processing)
         self._notify(recordings)
         return recordings
+
+    def decode_rows(
+        self, rows: Iterable[tuple[int, Any, int, str, Any]]
+    ) -> list[tuple[int, Any]]:
+        """(position, domain event) for each row of ``recorder.select_rows()``."""
+        mapper = self.mapper
+        if isinstance(mapper, EventMapper):
+            decode = mapper.decode
+            return [(row[0], decode(row[1], row[2], row[3], row[4])) for row in rows]
+        # A mapper of the site's own (MAPPER_TOPIC): through stored events.
+        return [
+            (
+                row[0],
+                mapper.to_domain_event(
+                    StoredEvent(
+                        row[1] if isinstance(row[1], UUID) else UUID(row[1]),
+                        row[2],
+                        row[3],
+                        bytes(row[4]),
+                    )
+                ),
+            )
+            for row in rows
+        ]
 
     def user_achievement(self, user_pk: str, achievement_id: str) -> UserAchievement:
         """The aggregate of one user's one achievement, blank if it has no events."""

@@ -381,6 +381,33 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
         *,
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
+        rows = self.select_rows(
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+        )
+        return [
+            Notification(
+                id=row[0],
+                originator_id=self._py_uuid(row[1]),
+                originator_version=row[2],
+                topic=row[3],
+                state=self._bytes(row[4]),
+            )
+            for row in rows
+        ]
+
+    def select_rows(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[tuple[int, Any, int, str, Any]]:
+        """What :meth:`select_notifications` selects, as the database's rows:
+        (id, originator_id, originator_version, topic, state), the originator
+        id and state in the driver's types. For readers that decode every event
+        (``EventMapper.decode`` takes the columns as they are)."""
         conditions: list[str] = []
         params: list[Any] = []
         if start is not None:
@@ -400,17 +427,7 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
                 f"FROM {self.events_table}{where} ORDER BY id LIMIT %s",
                 params,
             )
-            rows = cursor.fetchall()
-        return [
-            Notification(
-                id=row[0],
-                originator_id=self._py_uuid(row[1]),
-                originator_version=row[2],
-                topic=row[3],
-                state=self._bytes(row[4]),
-            )
-            for row in rows
-        ]
+            return cursor.fetchall()  # type: ignore[no-any-return]
 
     def select_notifications_of(
         self, originator_ids: Sequence[UUID | str], *, stop: int | None = None

@@ -16,11 +16,13 @@ their events before it removes the marker.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from uuid import UUID
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
@@ -29,18 +31,30 @@ from hero.persistence import DjangoTrackingRecorder
 from hero.users import existing_user_pks
 
 if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.backends.utils import CursorWrapper
 
 #: Name of the application whose events the views follow.
 UPSTREAM = "hero"
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """A domain event at its position in the store."""
 
     position: int
     event: DomainEventProtocol[UUID]
+
+
+def read_changes(after: int, limit: int, until: int | None = None) -> list[Change]:
+    """Up to ``limit`` of the store's events after position ``after`` (and not
+    after ``until``), in order."""
+    from hero.ledger import get_ledger
+
+    ledger = get_ledger()
+    rows = ledger.recorder.select_rows(
+        start=after, limit=limit, stop=until, inclusive_of_start=False
+    )
+    return [Change(*pair) for pair in ledger.decode_rows(rows)]
 
 
 class View(DjangoTrackingRecorder):
@@ -96,13 +110,7 @@ class View(DjangoTrackingRecorder):
         raise NotImplementedError
 
     def _missed(self, after: int, before: int) -> list[Change]:
-        from hero.ledger import get_ledger
-
-        ledger = get_ledger()
-        notifications = ledger.recorder.select_notifications(
-            start=after, stop=before - 1, limit=before - after, inclusive_of_start=False
-        )
-        return [Change(n.id, ledger.mapper.to_domain_event(n)) for n in notifications]
+        return read_changes(after, before - after, until=before - 1)
 
     def _write(
         self, cursor: CursorWrapper, changes: Sequence[Change], users_exist: bool
@@ -227,6 +235,49 @@ def _states(
         position, marked = states[name]
         states[name] = (position, True) if is_marker else (int(value), marked)
     return states
+
+
+def user_pk_adapter(connection: BaseDatabaseWrapper) -> Callable[[str], Any]:
+    """Turn a user pk as events record it (a string) into a column value."""
+    pk_field = get_user_model()._meta.pk
+    assert pk_field is not None
+    target = pk_field.target_field if pk_field.is_relation else pk_field
+    if target.get_internal_type() in INTEGER_PKS:
+        return int  # what to_python() and get_db_prep_value() come to
+    to_python, prep = target.to_python, target.get_db_prep_value
+    return lambda value: prep(to_python(value), connection)
+
+
+INTEGER_PKS = {
+    "AutoField",
+    "BigAutoField",
+    "SmallAutoField",
+    "IntegerField",
+    "BigIntegerField",
+    "SmallIntegerField",
+    "PositiveIntegerField",
+    "PositiveBigIntegerField",
+    "PositiveSmallIntegerField",
+}
+
+
+def datetime_adapter(connection: BaseDatabaseWrapper) -> Callable[[datetime], Any]:
+    """The backend's ``adapt_datetimefield_value``, with the cases that views
+    write (aware datetimes) done directly where the backend's rule is simple."""
+    adapt = connection.ops.adapt_datetimefield_value
+    if connection.vendor == "postgresql":
+        return lambda value: value  # psycopg takes aware datetimes as they are
+    if connection.vendor == "sqlite" and settings.USE_TZ:
+        zone = connection.timezone
+
+        def to_text(value: datetime) -> Any:
+            # Text of the naive time in the connection's zone, as Django stores it.
+            if value.tzinfo is None:
+                return adapt(value)
+            return str(value.astimezone(zone).replace(tzinfo=None))
+
+        return to_text
+    return adapt  # type: ignore[no-any-return]
 
 
 class ViewProjection(Projection[View]):

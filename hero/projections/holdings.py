@@ -6,12 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
-
-from django.contrib.auth import get_user_model
+from typing import TYPE_CHECKING, ClassVar
 
 from hero.events import UserAchievement
-from hero.projections.base import Change, View
+from hero.projections.base import Change, View, datetime_adapter, user_pk_adapter
 from hero.projections.catalog import ensure_catalog_rows
 
 if TYPE_CHECKING:
@@ -72,12 +70,8 @@ class HoldingsView(View):
             self.datastore.alias,
             {a for _, a in replace} | {a for _, a in progress},
         )
-        connection = cursor.db
-        ops = connection.ops
-        user_pk = _user_pk_adapter(connection)
-
-        def when(value: datetime) -> Any:
-            return ops.adapt_datetimefield_value(value)
+        user_pk = user_pk_adapter(cursor.db)
+        when = datetime_adapter(cursor.db)
 
         if delete:
             cursor.executemany(
@@ -132,16 +126,3 @@ class HoldingsView(View):
                 "DO UPDATE SET holders = hero_achievement_count.holders + EXCLUDED.holders",
                 deltas,
             )
-
-
-def _user_pk_adapter(connection: Any) -> Any:
-    """Turn a user pk as events record it (a string) into a column value."""
-    pk_field = get_user_model()._meta.pk
-    assert pk_field is not None
-    target = pk_field.target_field if pk_field.is_relation else pk_field
-    to_python, prep = target.to_python, target.get_db_prep_value
-
-    def adapt(value: str) -> Any:
-        return prep(to_python(value), connection)
-
-    return adapt

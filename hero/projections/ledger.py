@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hero.events import TriggerLog, UserAchievement
-from hero.projections.base import Change, View
-from hero.projections.holdings import _user_pk_adapter
+from hero.projections.base import Change, View, datetime_adapter, user_pk_adapter
 
 if TYPE_CHECKING:
     from django.db.backends.utils import CursorWrapper
@@ -33,7 +32,8 @@ class LedgerView(View):
 
         connection = cursor.db
         state_field = LedgerEntry._meta.get_field("state")
-        user_pk = _user_pk_adapter(connection)
+        user_pk = user_pk_adapter(connection)
+        when = datetime_adapter(connection)
         ops = connection.ops
         rows: list[tuple[Any, ...]] = []
         for change in changes:
@@ -63,8 +63,8 @@ class LedgerView(View):
                     getattr(event, "steps", None),
                     getattr(event, "actor", None) or "",
                     getattr(event, "reason", None) or "",
-                    ops.adapt_datetimefield_value(occurred_at),
-                    ops.adapt_datetimefield_value(event.timestamp),
+                    when(occurred_at),
+                    when(event.timestamp),
                 )
             )
         if rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from hero.events import UserAchievement
 from hero.ledger import get_ledger
 from hero.projections import views as get_views
-from hero.projections.base import UPSTREAM, Change, View, apply_views
+from hero.projections.base import UPSTREAM, Change, View, apply_views, read_changes
 from hero.projections.holdings import HoldingsView
 from hero.projections.ledger import KINDS, LedgerView
 
@@ -18,16 +19,10 @@ def store_changes(
     after: int, until: int | None, batch_size: int
 ) -> Iterator[list[Change]]:
     """The store's events after position ``after`` (up to ``until``), in batches."""
-    ledger = get_ledger()
     position = after
-    while True:
-        batch = ledger.recorder.select_notifications(
-            start=position, stop=until, limit=batch_size, inclusive_of_start=False
-        )
-        if not batch:
-            return
-        yield [Change(n.id, ledger.mapper.to_domain_event(n)) for n in batch]
-        position = batch[-1].id
+    while batch := read_changes(position, batch_size, until):
+        yield batch
+        position = batch[-1].position
 
 
 @dataclass
@@ -59,10 +54,17 @@ def rebuild(
     on_start(total, _count_events(alias, until=start))
 
     events = 0
-    for changes in store_changes(start, None, batch_size):
-        apply_views(selected, changes, rebuilding=True)
-        events += len(changes)
-        on_batch(len(changes))
+    # What is alive now (Django, hero, the site) stays alive: leaving it out of
+    # the collector's passes spares each batch a re-scan of it.
+    gc.collect()
+    gc.freeze()
+    try:
+        for changes in store_changes(start, None, batch_size):
+            apply_views(selected, changes, rebuilding=True)
+            events += len(changes)
+            on_batch(len(changes))
+    finally:
+        gc.unfreeze()
 
     # The last events, written while the rebuild ran, are applied with writers
     # held off; removing the markers then hands the views back to them.
