@@ -38,6 +38,12 @@ How it measures:
   load per attempt); attempts beyond one per call are retries after a lost
   race. ``UnlockConflict`` (hero gave up after ``HERO_UNLOCK_ATTEMPTS``) is
   counted, not raised.
+* Where the time goes: each worker also times its ``LOCK TABLE`` statements
+  (a Django execute wrapper), which wait while another worker's write
+  transaction holds the lock, and hero's write transactions (the datastore's
+  ``owned_transaction``, wrapped): "lock wait" is the share of the workers'
+  time spent waiting, "lock held/write" a write transaction's time less its
+  wait, which bounds the throughput of all workers together at about 1 / that.
 * Memory: each worker resets the kernel's peak-RSS mark
   (``/proc/self/clear_refs``) after its warm-up and reports its peak RSS
   (``VmHWM``) at the end, and how far that is above its RSS before the run.
@@ -75,7 +81,8 @@ import queue
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +205,55 @@ def users_named(names: Sequence[str]) -> list[Any]:
 # -- a worker (child process) ----------------------------------------------
 
 
+class Instruments:
+    """Counters a worker keeps around hero's calls, outside hero's code: how
+    often an aggregate is loaded to decide (once per attempt), how long the
+    ``LOCK TABLE`` statements wait, and how long hero's write transactions
+    last (from the start of the atomic block to the end of the COMMIT)."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.attempts = 0
+        self.transactions = 0
+        self.lock_wait = 0.0
+        self.in_transaction = 0.0
+        load = ledger.user_achievement
+        owned_transaction = ledger.datastore.owned_transaction
+
+        def counted_load(user_pk: str, achievement_id: str) -> Any:
+            self.attempts += 1
+            return load(user_pk, achievement_id)
+
+        @contextmanager
+        def timed_transaction() -> Iterator[None]:
+            started = time.perf_counter()
+            try:
+                with owned_transaction():
+                    yield
+            finally:
+                self.in_transaction += time.perf_counter() - started
+                self.transactions += 1
+
+        ledger.user_achievement = counted_load
+        ledger.datastore.owned_transaction = timed_transaction
+
+    def timed_lock(
+        self,
+        execute: Callable[..., Any],
+        sql: str,
+        params: Any,
+        many: bool,
+        context: Any,
+    ) -> Any:
+        """A Django execute wrapper: time the statements that take the lock."""
+        if not sql.startswith("LOCK TABLE"):
+            return execute(sql, params, many, context)
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.lock_wait += time.perf_counter() - started
+
+
 def worker_main(
     number: int,
     database: dict[str, Any],
@@ -210,6 +266,7 @@ def worker_main(
     try:
         configure_django(database)
         import _hero_points
+        from django.db import connection
 
         from hero.exceptions import UnlockConflict
         from hero.ledger import get_ledger
@@ -219,37 +276,32 @@ def worker_main(
         for points, _ in CALLS:
             _hero_points.call(warmup, points)
 
-        ledger = get_ledger()
-        load = ledger.user_achievement
-        attempts = 0
-
-        def counted_load(user_pk: str, achievement_id: str) -> Any:
-            nonlocal attempts
-            attempts += 1
-            return load(user_pk, achievement_id)
-
-        ledger.user_achievement = counted_load  # type: ignore[method-assign]
+        instruments = Instruments(get_ledger())
         gc.collect()
         rss_before = current_rss()
         reset = reset_peak_rss()
         barrier.wait(timeout=BARRIER_TIMEOUT)
         started = time.monotonic()
         calls = awards = conflicts = 0
-        for points, _ in CALLS:
-            for user in users:
-                try:
-                    awards += len(_hero_points.call(user, points))
-                except UnlockConflict:
-                    conflicts += 1
-                calls += 1
+        with connection.execute_wrapper(instruments.timed_lock):
+            for points, _ in CALLS:
+                for user in users:
+                    try:
+                        awards += len(_hero_points.call(user, points))
+                    except UnlockConflict:
+                        conflicts += 1
+                    calls += 1
         finished = time.monotonic()
         results.put(
             {
                 "number": number,
                 "calls": calls,
                 "awards": awards,
-                "attempts": attempts,
+                "attempts": instruments.attempts,
                 "conflicts": conflicts,
+                "transactions": instruments.transactions,
+                "lock_wait": instruments.lock_wait,
+                "in_transaction": instruments.in_transaction,
                 "started": started,
                 "finished": finished,
                 "rss_before": rss_before,
@@ -305,6 +357,21 @@ class Run:
     @property
     def conflicts(self) -> int:
         return sum(int(r["conflicts"]) for r in self.reports)
+
+    def lock_wait_share(self) -> float:
+        """The share of the workers' time spent waiting for the table lock."""
+        waited = sum(float(r["lock_wait"]) for r in self.reports)
+        busy = sum(float(r["finished"]) - float(r["started"]) for r in self.reports)
+        return waited / busy
+
+    def held_per_transaction(self) -> float:
+        """Seconds per write transaction with the lock taken: from the lock to
+        the end of the commit (the transaction's time less its wait for the
+        lock; the few statements before the lock are counted in)."""
+        held = sum(
+            float(r["in_transaction"]) - float(r["lock_wait"]) for r in self.reports
+        )
+        return held / max(1, sum(int(r["transactions"]) for r in self.reports))
 
     def peak_rss(self) -> int:
         return max(int(r["rss_peak"]) for r in self.reports)
@@ -490,6 +557,8 @@ def print_own(runs: dict[int, Run]) -> None:
         "speedup",
         "retries",
         "gave up",
+        "lock wait",
+        "lock held/write",
         "peak RSS/worker",
         "RSS growth/worker",
     )
@@ -511,6 +580,8 @@ def print_own(runs: dict[int, Run]) -> None:
                 f"{run.rate / base.rate:.2f}" if base else "-",
                 f"{run.retries:,}",
                 f"{run.conflicts:,}",
+                f"{run.lock_wait_share():.0%}",
+                f"{run.held_per_transaction() * 1000:.2f} ms",
                 mb(run.peak_rss()),
                 mb(run.rss_growth()),
             )
@@ -528,6 +599,8 @@ def print_shared(runs: dict[int, Run]) -> None:
         "calls/s",
         "retries",
         "gave up",
+        "lock wait",
+        "lock held/write",
         "peak RSS/worker",
     )
     rows = [
@@ -540,6 +613,8 @@ def print_shared(runs: dict[int, Run]) -> None:
             f"{run.calls / run.seconds:,.0f}",
             f"{run.retries:,}",
             f"{run.conflicts:,}",
+            f"{run.lock_wait_share():.0%}",
+            f"{run.held_per_transaction() * 1000:.2f} ms",
             mb(run.peak_rss()),
         )
         for workers, run in sorted(runs.items())
@@ -568,6 +643,8 @@ def write_summary(
                 "speedup": run.rate / base.rate if base else None,
                 "retries": run.retries,
                 "gave_up": run.conflicts,
+                "lock_wait_share": run.lock_wait_share(),
+                "lock_held_ms_per_write": run.held_per_transaction() * 1000,
                 "peak_rss_mb": run.peak_rss() / (1024 * 1024),
             }
             for workers, run in sorted(runs.items())
@@ -632,6 +709,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "each worker's awards / its own seconds, mean (min-max). speedup: awards/s\n"
             "against one worker's. retries: aggregate loads beyond one per call\n"
             "(decisions made again after losing a race); gave up: UnlockConflict.\n"
+            "lock wait: the share of the workers' time spent in LOCK TABLE, waiting\n"
+            "for another worker's write transaction to end. lock held/write: a write\n"
+            "transaction's time less that wait (the lock is held from the LOCK to the\n"
+            "COMMIT), mean per write transaction; one writer at a time can hold it.\n"
             "peak RSS/worker: the largest worker's peak RSS (VmHWM) during the run;\n"
             "RSS growth: the largest rise above a worker's RSS before the run."
         )
