@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, ClassVar
 from uuid import UUID, uuid5
 
@@ -30,6 +31,7 @@ def _key(*parts: str) -> str:
     return "".join(f"{len(part)}:{part};" for part in parts)
 
 
+@lru_cache(maxsize=4096)
 def user_achievement_id(user_pk: str, achievement_id: str) -> UUID:
     """The id of the aggregate of one user's one achievement."""
     return uuid5(NAMESPACE, "user-achievement;" + _key(user_pk, achievement_id))
