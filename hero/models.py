@@ -14,6 +14,22 @@ from django.db import models
 from hero.queries import AchievementQuerySet, AchievementUnlockedQuerySet
 
 
+class RowIdAutoField(models.BigAutoField):
+    """An auto-incrementing id that, on SQLite, is the table's plain rowid.
+
+    Django declares SQLite ids ``AUTOINCREMENT``, which keeps a counter in
+    ``sqlite_sequence``: one more page written by every insert. Without it
+    SQLite gives each new row the largest id plus one, so an id can come back
+    only if the row holding the largest id is deleted (events never are; a
+    rolled-back insert's id was never seen). Other databases are unchanged.
+    """
+
+    def db_type_suffix(self, connection: Any) -> str | None:
+        if connection.vendor == "sqlite":
+            return None
+        return super().db_type_suffix(connection)  # type: ignore[no-any-return]
+
+
 class StoredEventBase(models.Model):
     """Columns of one stored domain event, as eventsourcing records it."""
 
@@ -36,7 +52,7 @@ class StoredEvent(StoredEventBase):
     ``chain`` links it to the event before it (see ``hero.persistence.link``).
     """
 
-    id = models.BigAutoField(primary_key=True)
+    id = RowIdAutoField(primary_key=True)
     chain = models.BinaryField(
         null=True, help_text="SHA-256 over the previous event's chain and this event."
     )
@@ -127,6 +143,7 @@ class AchievementUnlocked(models.Model):
     Also what an achievement's ``unlock()`` returns: ``AchievementUnlocked(level=N)``.
     """
 
+    id = RowIdAutoField(primary_key=True)
     # No index of their own: the unique constraint (user, achievement) and the
     # index (achievement, level) serve lookups by either column.
     user = models.ForeignKey(
@@ -166,6 +183,7 @@ class AchievementCount(models.Model):
     these few rows, never by counting :class:`AchievementUnlocked`.
     """
 
+    id = RowIdAutoField(primary_key=True)
     achievement = models.ForeignKey(
         Achievement, on_delete=models.CASCADE, related_name="counts", db_index=False
     )  # the unique constraint (achievement, level) indexes it
@@ -259,6 +277,7 @@ class AchievementProgress(models.Model):
     ``AchievementProgress(steps=k)``.
     """
 
+    id = RowIdAutoField(primary_key=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,

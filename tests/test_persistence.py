@@ -101,7 +101,9 @@ def test_many_events_are_written_in_one_statement(
     with CaptureQueriesContext(connections[backend.alias]) as queries:
         ids = recorder.insert_events(stored_events(300))
 
-    inserts = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("INSERT")]
+    inserts = [
+        q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("INSERT")
+    ]
     assert len(inserts) == 1
     assert ids == sorted(ids) and len(set(ids)) == 300
 
@@ -163,7 +165,9 @@ class Counter(Aggregate):
 
 
 @pytest.mark.django_db
-def test_an_application_selects_the_store_by_persistence_module(backend: Backend) -> None:
+def test_an_application_selects_the_store_by_persistence_module(
+    backend: Backend,
+) -> None:
     app = Application[object](env={"PERSISTENCE_MODULE": "hero.persistence"})
     assert isinstance(app.recorder, persistence.DjangoApplicationRecorder)
     assert app.recorder.datastore.alias == backend.alias  # from HERO_DATABASE
@@ -196,3 +200,37 @@ def test_migrations_own_the_schema() -> None:
     recorder.create_table()  # type: ignore[attr-defined]
     with pytest.raises(RuntimeError, match="Database access not allowed"):
         connection.ensure_connection()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_positions_keep_rising_and_sqlite_keeps_no_sequence_table_for_them(
+    backend: Backend, recorder: persistence.DjangoProcessRecorder
+) -> None:
+    # Arrange: events committed, then a transaction whose events roll back.
+    first = recorder.insert_events(stored_events(2))
+    with pytest.raises(Rollback), transaction.atomic(using=backend.alias):
+        recorder.insert_events(stored_events(2))
+        raise Rollback
+
+    # Act: more events after the rollback.
+    later = recorder.insert_events(stored_events(2))
+
+    # Assert: positions still rise; nothing was ever seen at a reused one.
+    assert first is not None and later is not None
+    assert later[0] > first[1] and later[1] == later[0] + 1
+    positions = [n.id for n in recorder.select_notifications(start=None, limit=10)]
+    assert positions == [*first, *later]
+    if backend.name == "sqlite":
+        # The id is the table's plain rowid: no AUTOINCREMENT, so an insert
+        # writes no counter row in sqlite_sequence (one page fewer per commit).
+        with connections[backend.alias].cursor() as cursor:
+            for table in (
+                "hero_stored_event",
+                "hero_achievement_unlocked",
+                "hero_achievement_count",
+                "hero_achievement_progress",
+            ):
+                cursor.execute("SELECT sql FROM sqlite_master WHERE name = %s", [table])
+                (sql,) = cursor.fetchone()
+                assert '"id" integer NOT NULL PRIMARY KEY' in sql, sql
+                assert "AUTOINCREMENT" not in sql, sql
