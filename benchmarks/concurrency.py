@@ -42,8 +42,11 @@ How it measures:
   (a Django execute wrapper), which wait while another worker's write
   transaction holds the lock, and hero's write transactions (the datastore's
   ``owned_transaction``, wrapped): "lock wait" is the share of the workers'
-  time spent waiting, "lock held/write" a write transaction's time less its
-  wait, which bounds the throughput of all workers together at about 1 / that.
+  time spent waiting, "write tx" a write transaction's time less that wait,
+  as the worker sees it. It is a little more than the time the lock is held
+  (the SAVEPOINT before the lock and the reply to the COMMIT after it are in
+  it), and with one worker it bounds throughput at about 1 / that, however
+  many workers there are.
 * Memory: each worker resets the kernel's peak-RSS mark
   (``/proc/self/clear_refs``) after its warm-up and reports its peak RSS
   (``VmHWM``) at the end, and how far that is above its RSS before the run.
@@ -364,10 +367,10 @@ class Run:
         busy = sum(float(r["finished"]) - float(r["started"]) for r in self.reports)
         return waited / busy
 
-    def held_per_transaction(self) -> float:
-        """Seconds per write transaction with the lock taken: from the lock to
-        the end of the commit (the transaction's time less its wait for the
-        lock; the few statements before the lock are counted in)."""
+    def write_per_transaction(self) -> float:
+        """Seconds per write transaction, less its wait for the table lock: a
+        little more than the lock is held (the statement before the lock and
+        the reply to the COMMIT are in it)."""
         held = sum(
             float(r["in_transaction"]) - float(r["lock_wait"]) for r in self.reports
         )
@@ -558,7 +561,7 @@ def print_own(runs: dict[int, Run]) -> None:
         "retries",
         "gave up",
         "lock wait",
-        "lock held/write",
+        "write tx",
         "peak RSS/worker",
         "RSS growth/worker",
     )
@@ -581,7 +584,7 @@ def print_own(runs: dict[int, Run]) -> None:
                 f"{run.retries:,}",
                 f"{run.conflicts:,}",
                 f"{run.lock_wait_share():.0%}",
-                f"{run.held_per_transaction() * 1000:.2f} ms",
+                f"{run.write_per_transaction() * 1000:.2f} ms",
                 mb(run.peak_rss()),
                 mb(run.rss_growth()),
             )
@@ -600,7 +603,7 @@ def print_shared(runs: dict[int, Run]) -> None:
         "retries",
         "gave up",
         "lock wait",
-        "lock held/write",
+        "write tx",
         "peak RSS/worker",
     )
     rows = [
@@ -614,7 +617,7 @@ def print_shared(runs: dict[int, Run]) -> None:
             f"{run.retries:,}",
             f"{run.conflicts:,}",
             f"{run.lock_wait_share():.0%}",
-            f"{run.held_per_transaction() * 1000:.2f} ms",
+            f"{run.write_per_transaction() * 1000:.2f} ms",
             mb(run.peak_rss()),
         )
         for workers, run in sorted(runs.items())
@@ -644,7 +647,7 @@ def write_summary(
                 "retries": run.retries,
                 "gave_up": run.conflicts,
                 "lock_wait_share": run.lock_wait_share(),
-                "lock_held_ms_per_write": run.held_per_transaction() * 1000,
+                "write_ms_less_lock_wait": run.write_per_transaction() * 1000,
                 "peak_rss_mb": run.peak_rss() / (1024 * 1024),
             }
             for workers, run in sorted(runs.items())
@@ -710,9 +713,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "against one worker's. retries: aggregate loads beyond one per call\n"
             "(decisions made again after losing a race); gave up: UnlockConflict.\n"
             "lock wait: the share of the workers' time spent in LOCK TABLE, waiting\n"
-            "for another worker's write transaction to end. lock held/write: a write\n"
-            "transaction's time less that wait (the lock is held from the LOCK to the\n"
-            "COMMIT), mean per write transaction; one writer at a time can hold it.\n"
+            "for another worker's write transaction to end (with one worker: the\n"
+            "statement's own round trip). write tx: a write transaction's time less\n"
+            "that wait, mean per write transaction, as the worker sees it; the lock is\n"
+            "held through nearly all of it, by one writer at a time.\n"
             "peak RSS/worker: the largest worker's peak RSS (VmHWM) during the run;\n"
             "RSS growth: the largest rise above a worker's RSS before the run."
         )
