@@ -27,7 +27,8 @@ Run it from the repository's root::
     .venv/bin/python benchmarks/run_all.py [--quick] [--only NAME,...]
         [--markdown FILE.md]
 
-The full run takes about 10 minutes on a 2-core machine; ``--quick`` about one.
+The full run takes about 10 minutes on a 2-core machine; ``--quick`` under half
+a minute.
 """
 
 from __future__ import annotations
