@@ -30,7 +30,9 @@ class Backend:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [
         "hero: databases "
-        + ", ".join(f"{name}={alias}" for name, alias in settings.BACKEND_ALIASES.items())
+        + ", ".join(
+            f"{name}={alias}" for name, alias in settings.BACKEND_ALIASES.items()
+        )
     ]
     lines += [f"hero: {reason}" for reason in settings.SKIPPED_BACKENDS.values()]
     return lines
@@ -45,7 +47,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             params.append(pytest.param(name, id=name))
         elif name in settings.SKIPPED_BACKENDS:
             reason = settings.SKIPPED_BACKENDS[name]
-            params.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=reason)))
+            params.append(
+                pytest.param(name, id=name, marks=pytest.mark.skip(reason=reason))
+            )
     metafunc.parametrize("backend", params, indirect=True)
 
 

@@ -19,7 +19,10 @@ from typing import Any
 import dj_database_url
 
 DEFAULT_URLS = "sqlite:// postgres://postgres@127.0.0.1:5432/hero"
-VENDORS = {"django.db.backends.sqlite3": "sqlite", "django.db.backends.postgresql": "postgres"}
+VENDORS = {
+    "django.db.backends.sqlite3": "sqlite",
+    "django.db.backends.postgresql": "postgres",
+}
 
 
 def _sqlite(config: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +41,10 @@ def _sqlite(config: dict[str, Any]) -> dict[str, Any]:
 
 def _postgres(config: dict[str, Any]) -> dict[str, Any]:
     # No dependency on "default": a run of PostgreSQL tests alone sets up only this.
-    config["TEST"] = {"NAME": f"test_{config['NAME']}_{os.getpid()}", "DEPENDENCIES": []}
+    config["TEST"] = {
+        "NAME": f"test_{config['NAME']}_{os.getpid()}",
+        "DEPENDENCIES": [],
+    }
     config.setdefault("OPTIONS", {})["connect_timeout"] = 5
     return config
 
@@ -71,14 +77,20 @@ def configure() -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, st
         config = dict(dj_database_url.parse(url))
         vendor = VENDORS.get(config["ENGINE"])
         if vendor is None:
-            raise ValueError(f"HERO_TEST_DATABASE_URL: hero is tested on SQLite and PostgreSQL, not {url!r}")
+            raise ValueError(
+                f"HERO_TEST_DATABASE_URL: hero is tested on SQLite and PostgreSQL, not {url!r}"
+            )
         if vendor == "postgres":
             reason = _unreachable(config)
             if reason:
                 where = f"{config.get('HOST')}:{config.get('PORT')}"
                 if os.environ.get("CI") == "true":
-                    raise RuntimeError(f"CI must run the PostgreSQL tests, but PostgreSQL at {where} is unreachable: {reason}")
-                skipped[vendor] = f"PostgreSQL at {where} is unreachable ({reason}); its tests are skipped"
+                    raise RuntimeError(
+                        f"CI must run the PostgreSQL tests, but PostgreSQL at {where} is unreachable: {reason}"
+                    )
+                skipped[vendor] = (
+                    f"PostgreSQL at {where} is unreachable ({reason}); its tests are skipped"
+                )
                 continue
             config = _postgres(config)
         else:

@@ -33,7 +33,9 @@ def a_week_of_activity(make_user: Any) -> Any:
     with freeze_time(day(2)):
         hero.achievements.unlock("score_changed", user=user, points=100, night=True)
     with freeze_time(day(3)):
-        hero.achievements.revoke(user, "points", reason="duplicate account", actor="mod")
+        hero.achievements.revoke(
+            user, "points", reason="duplicate account", actor="mod"
+        )
     with freeze_time(day(4)):
         hero.achievements.unlock("score_changed", user=user, points=1_000)
         hero.achievements.unlock("chapter_read", user=user, chapters=3)
@@ -46,7 +48,9 @@ def test_history_is_what_the_events_say(backend: Backend, make_user: Any) -> Non
 
     entries = hero.achievements.history(user)
 
-    summary = [(e.kind, e.achievement_id, e.level, e.previous_level, e.event) for e in entries]
+    summary = [
+        (e.kind, e.achievement_id, e.level, e.previous_level, e.event) for e in entries
+    ]
     assert summary == [
         ("unlocked", "points", 1, None, "score_changed"),
         ("upgraded", "points", 2, 1, "score_changed"),
@@ -55,7 +59,14 @@ def test_history_is_what_the_events_say(backend: Backend, make_user: Any) -> Non
         ("unlocked", "points", 3, None, "score_changed"),
         ("progressed", "bookworm", None, None, "chapter_read"),
     ]
-    assert [e.occurred_at for e in entries] == [day(1), day(2), day(2), day(3), day(4), day(4)]
+    assert [e.occurred_at for e in entries] == [
+        day(1),
+        day(2),
+        day(2),
+        day(3),
+        day(4),
+        day(4),
+    ]
     assert all(e.occurred_at and e.occurred_at.tzinfo for e in entries)
     assert entries[1].state == {"points": 100, "night": True}
     assert (entries[3].reason, entries[3].actor) == ("duplicate account", "mod")
@@ -63,12 +74,17 @@ def test_history_is_what_the_events_say(backend: Backend, make_user: Any) -> Non
     positions = [e.position for e in entries]
     assert positions == sorted(positions)
     assert [e.kind for e in hero.achievements.history(user, "points")] == [
-        "unlocked", "upgraded", "revoked", "unlocked",
+        "unlocked",
+        "upgraded",
+        "revoked",
+        "unlocked",
     ]
 
 
 @pytest.mark.django_db
-def test_levels_now_and_at_moments_in_the_past(backend: Backend, make_user: Any) -> None:
+def test_levels_now_and_at_moments_in_the_past(
+    backend: Backend, make_user: Any
+) -> None:
     user = a_week_of_activity(make_user)
     levels = hero.achievements.levels
 
@@ -81,7 +97,9 @@ def test_levels_now_and_at_moments_in_the_past(backend: Backend, make_user: Any)
 
 
 @pytest.mark.django_db
-def test_history_with_the_trigger_log(backend: Backend, make_user: Any, settings: Any) -> None:
+def test_history_with_the_trigger_log(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
     settings.HERO_RECORD_TRIGGERS = True
     user = make_user()
     hero.achievements.unlock("page_viewed", user=user, path="/")
@@ -121,7 +139,9 @@ def test_hero_audit_table(backend: Backend, make_user: Any) -> None:
     assert "upgraded   points               1->2" in text
     assert "reason: duplicate account; by mod" in text
     assert "bookworm             3/5" in text
-    assert "  points: level 3 (Gold)" in text and "  night_owl: level 1 (Bronze)" in text
+    assert (
+        "  points: level 3 (Gold)" in text and "  night_owl: level 1 (Bronze)" in text
+    )
 
 
 @pytest.mark.django_db
@@ -132,18 +152,39 @@ def test_hero_audit_json_by_pk_as_of_and_for_one_achievement(
     out = io.StringIO()
 
     call_command(
-        "hero_audit", str(user.pk), "--achievement", "points", "--as-of", "2026-03-02",
-        "--format", "json", stdout=out,
+        "hero_audit",
+        str(user.pk),
+        "--achievement",
+        "points",
+        "--as-of",
+        "2026-03-02",
+        "--format",
+        "json",
+        stdout=out,
     )
 
     data = json.loads(out.getvalue())
     assert data["user"] == {"pk": user.pk, "username": "ann"}
     assert data["levels"] == {"points": 2}
     assert data["as_of"].startswith("2026-03-02T23:59:59")
-    assert [(h["kind"], h["level"]) for h in data["history"]] == [("unlocked", 1), ("upgraded", 2)]
+    assert [(h["kind"], h["level"]) for h in data["history"]] == [
+        ("unlocked", 1),
+        ("upgraded", 2),
+    ]
     assert sorted(data["history"][0]) == [
-        "achievement_id", "actor", "event", "kind", "level", "occurred_at", "position",
-        "previous_level", "reason", "recorded_at", "state", "steps", "total",
+        "achievement_id",
+        "actor",
+        "event",
+        "kind",
+        "level",
+        "occurred_at",
+        "position",
+        "previous_level",
+        "reason",
+        "recorded_at",
+        "state",
+        "steps",
+        "total",
     ]
     assert data["history"][0]["occurred_at"] == "2026-03-01T12:00:00+00:00"
 
@@ -157,7 +198,9 @@ def test_hero_audit_json_by_pk_as_of_and_for_one_achievement(
         (["ann", "--as-of", "yesterday"], "is not a date or datetime"),
     ],
 )
-def test_hero_audit_errors(backend: Backend, make_user: Any, args: list[str], message: str) -> None:
+def test_hero_audit_errors(
+    backend: Backend, make_user: Any, args: list[str], message: str
+) -> None:
     make_user("ann")
     with pytest.raises(CommandError, match=message):
         call_command("hero_audit", *args, stdout=io.StringIO())

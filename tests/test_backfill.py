@@ -24,13 +24,17 @@ def backfill(*args: str) -> str:
 
 
 @pytest.mark.django_db
-def test_backfill_from_the_achievements_own_method(backend: Backend, make_user: Any) -> None:
+def test_backfill_from_the_achievements_own_method(
+    backend: Backend, make_user: Any
+) -> None:
     with freeze_time("2025-06-01"):
         early = [make_user("early1"), make_user("early2")]
     make_user("late")
 
     dry = backfill("early_bird", "--dry-run")
-    assert "level 1 (Bronze): 2 would be awarded" in dry and "Nothing was written." in dry
+    assert (
+        "level 1 (Bronze): 2 would be awarded" in dry and "Nothing was written." in dry
+    )
     assert stored_domain_events() == []
 
     assert "2 users awarded." in backfill("early_bird")
@@ -67,11 +71,17 @@ def test_backfill_replays_the_trigger_log_with_original_times(
 
         def unlock(self, **state: Any) -> AchievementUnlocked | None:
             words = state["words"]
-            return AchievementUnlocked(level=2 if words >= 500 else 1) if words >= 50 else None
+            return (
+                AchievementUnlocked(level=2 if words >= 500 else 1)
+                if words >= 50
+                else None
+            )
 
     dry = backfill("wordy", "--dry-run")
     assert "from trigger log" in dry
-    assert "level 1 (Bronze): 1 would be awarded" in dry and "level 2 (Silver): 1" in dry
+    assert (
+        "level 1 (Bronze): 1 would be awarded" in dry and "level 2 (Silver): 1" in dry
+    )
 
     backfill("wordy")
 

@@ -51,7 +51,11 @@ def test_an_edited_event_is_found(backend: Backend, make_user: Any) -> None:
     third = StoredEvent.objects.get(id=positions[2])
     forged = bytes(third.state).replace(b'"points":100', b'"points":999')
     assert forged != bytes(third.state)
-    sql(backend, "UPDATE hero_stored_event SET state = %s WHERE id = %s", [forged, positions[2]])
+    sql(
+        backend,
+        "UPDATE hero_stored_event SET state = %s WHERE id = %s",
+        [forged, positions[2]],
+    )
 
     assert verify_chain().broken_at == positions[2]
     assert f"hash chain is broken at position {positions[2]}" in verify_output()
@@ -77,15 +81,21 @@ def test_swapped_events_are_found(backend: Backend, make_user: Any) -> None:
             "UPDATE hero_stored_event SET originator_id = %s, originator_version = %s, "
             "topic = %s, state = %s WHERE id = %s",
             [
-                source.originator_id.hex if backend.name == "sqlite" else source.originator_id,
+                source.originator_id.hex
+                if backend.name == "sqlite"
+                else source.originator_id,
                 source.originator_version + 1000,  # keeps the unique key free meanwhile
                 source.topic,
                 bytes(source.state),
                 target.id,
             ],
         )
-    sql(backend, "UPDATE hero_stored_event SET originator_version = originator_version - 1000 "
-        "WHERE originator_version > 1000", [])
+    sql(
+        backend,
+        "UPDATE hero_stored_event SET originator_version = originator_version - 1000 "
+        "WHERE originator_version > 1000",
+        [],
+    )
 
     assert verify_chain().broken_at == positions[1]
 
@@ -93,12 +103,18 @@ def test_swapped_events_are_found(backend: Backend, make_user: Any) -> None:
 @pytest.mark.django_db
 def test_a_forged_chain_value_is_found(backend: Backend, make_user: Any) -> None:
     positions = some_events(make_user)
-    sql(backend, "UPDATE hero_stored_event SET chain = %s WHERE id = %s", [bytes(32), positions[0]])
+    sql(
+        backend,
+        "UPDATE hero_stored_event SET chain = %s WHERE id = %s",
+        [bytes(32), positions[0]],
+    )
     assert verify_chain().broken_at == positions[0]
 
 
 @pytest.mark.django_db
-def test_hero_status_shows_the_head_to_record_elsewhere(backend: Backend, make_user: Any) -> None:
+def test_hero_status_shows_the_head_to_record_elsewhere(
+    backend: Backend, make_user: Any
+) -> None:
     some_events(make_user)
     out = io.StringIO()
     call_command("hero_status", stdout=out)

@@ -38,11 +38,26 @@ def ok_unlock(self: Any, **state: Any) -> AchievementUnlocked | None:
         ({"id": "x" * 256, "title": "Long id", "unlock": ok_unlock}, "hero.E001"),
         ({"id": "no_title", "unlock": ok_unlock}, "hero.E002"),
         ({"id": "no_unlock", "title": "No unlock"}, "hero.E003"),
-        ({"id": "bad_events", "title": "t", "unlock": ok_unlock, "events": "a"}, "hero.E004"),
-        ({"id": "bad_events2", "title": "t", "unlock": ok_unlock, "events": [1]}, "hero.E004"),
-        ({"id": "bad_image", "title": "t", "unlock": ok_unlock, "image_locked": 3}, "hero.E008"),
-        ({"id": "bad_steps", "title": "t", "unlock": ok_unlock, "steps": 0}, "hero.E012"),
-        ({"id": "bad_steps2", "title": "t", "unlock": ok_unlock, "steps": "5"}, "hero.E012"),
+        (
+            {"id": "bad_events", "title": "t", "unlock": ok_unlock, "events": "a"},
+            "hero.E004",
+        ),
+        (
+            {"id": "bad_events2", "title": "t", "unlock": ok_unlock, "events": [1]},
+            "hero.E004",
+        ),
+        (
+            {"id": "bad_image", "title": "t", "unlock": ok_unlock, "image_locked": 3},
+            "hero.E008",
+        ),
+        (
+            {"id": "bad_steps", "title": "t", "unlock": ok_unlock, "steps": 0},
+            "hero.E012",
+        ),
+        (
+            {"id": "bad_steps2", "title": "t", "unlock": ok_unlock, "steps": "5"},
+            "hero.E012",
+        ),
     ],
 )
 def test_achievement_class_mistakes(
@@ -52,8 +67,12 @@ def test_achievement_class_mistakes(
     assert ids() == {expected}
 
 
-def test_duplicate_ids_defined_in_modules_are_reported_naming_both(isolated_registry: Any) -> None:
-    define_in_achievements_module("Copy", id="points", title="Points again", unlock=ok_unlock)
+def test_duplicate_ids_defined_in_modules_are_reported_naming_both(
+    isolated_registry: Any,
+) -> None:
+    define_in_achievements_module(
+        "Copy", id="points", title="Points again", unlock=ok_unlock
+    )
     (message,) = [m for m in run_checks() if m.id == "hero.E005"]
     assert "tests.testapp.achievements.Points" in message.msg
     assert "tests.testapp.achievements.Copy" in message.msg
@@ -67,7 +86,10 @@ def test_registering_a_duplicate_raises_naming_both(isolated_registry: Any) -> N
         def unlock(self, **state: Any) -> None:
             return None
 
-    with pytest.raises(DuplicateAchievement, match="tests.testapp.achievements.Points and .*Elsewhere"):
+    with pytest.raises(
+        DuplicateAchievement,
+        match=r"tests\.testapp\.achievements\.Points and .*Elsewhere",
+    ):
         hero.achievements.register(Elsewhere)
 
 
@@ -104,7 +126,12 @@ def test_malformed_achievement_levels(settings: Any, levels: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["ACHIEVEMENT_IMAGE_LOCKED", "ACHIEVEMENT_IMAGE_UNLOCKED", "ACHIEVEMENT_IMAGE_SECRET"]
+    "name",
+    [
+        "ACHIEVEMENT_IMAGE_LOCKED",
+        "ACHIEVEMENT_IMAGE_UNLOCKED",
+        "ACHIEVEMENT_IMAGE_SECRET",
+    ],
 )
 def test_image_settings_must_be_paths(settings: Any, name: str) -> None:
     setattr(settings, name, None)
@@ -116,7 +143,9 @@ def test_hero_database_must_exist(settings: Any) -> None:
     assert ids() == {"hero.E009"}
 
 
-@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")  # checks only read it
+@pytest.mark.filterwarnings(
+    "ignore:Overriding setting DATABASES"
+)  # checks only read it
 def test_hero_database_must_be_sqlite_or_postgres(settings: Any) -> None:
     settings.DATABASES = {
         **settings.DATABASES,

@@ -31,7 +31,8 @@ def race(target: Any, args_per_thread: list[tuple[Any, ...]]) -> list[Any]:
             connections.close_all()
 
     threads = [
-        threading.Thread(target=run, args=(i, args)) for i, args in enumerate(args_per_thread)
+        threading.Thread(target=run, args=(i, args))
+        for i, args in enumerate(args_per_thread)
     ]
     for thread in threads:
         thread.start()

@@ -21,12 +21,16 @@ def demo_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         yield f"sqlite:///{tmp_path / 'demo.sqlite3'}"
         return
     if "postgres" not in settings.BACKEND_ALIASES:
-        pytest.skip(settings.SKIPPED_BACKENDS.get("postgres", "no PostgreSQL in this run"))
+        pytest.skip(
+            settings.SKIPPED_BACKENDS.get("postgres", "no PostgreSQL in this run")
+        )
     import psycopg
 
     config = settings.DATABASES[settings.BACKEND_ALIASES["postgres"]]
     name = f"hero_demo_{uuid.uuid4().hex[:8]}"
-    server = dict(host=config["HOST"], port=config["PORT"], user=config["USER"], dbname="postgres")
+    server = dict(
+        host=config["HOST"], port=config["PORT"], user=config["USER"], dbname="postgres"
+    )
     with psycopg.connect(**server, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -39,14 +43,27 @@ def demo_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
 def run_demo(url: str) -> str:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "demo_project.settings"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "example" / "demo.py"), "--users", "60", "--database-url", url],
-        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "example" / "demo.py"),
+            "--users",
+            "60",
+            "--database-url",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
-def test_the_demo_runs_and_running_it_again_changes_nothing(demo_database_url: str) -> None:
+def test_the_demo_runs_and_running_it_again_changes_nothing(
+    demo_database_url: str,
+) -> None:
     first = run_demo(demo_database_url)
     assert "60 users created" in first
     assert "The read tables match the event store" in first

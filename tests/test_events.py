@@ -72,7 +72,9 @@ def test_a_version_1_unlocked_event_replays_after_upcasting(
         "points",
         2,
     )
-    assert aggregate.unlocked_at == recorded  # awarded_at defaults to when it was recorded
+    assert (
+        aggregate.unlocked_at == recorded
+    )  # awarded_at defaults to when it was recorded
     # Deciding on the replayed aggregate appends a version 2 event after it.
     outcome = aggregate.award(3, trigger="score_changed", state={})
     ledger.save(aggregate)

@@ -14,7 +14,11 @@ from tests.conftest import Backend
 
 
 def progress_of(alias: str, user: Any) -> tuple[int, int, float] | None:
-    row = AchievementProgress.objects.using(alias).filter(user=user, achievement="bookworm").first()
+    row = (
+        AchievementProgress.objects.using(alias)
+        .filter(user=user, achievement="bookworm")
+        .first()
+    )
     return None if row is None else (row.steps, row.total, row.percent)
 
 
@@ -25,7 +29,9 @@ def test_progress_goes_up_repeats_change_nothing_and_completion_unlocks(
     user = make_user()
     read = hero.achievements.unlock
 
-    assert read("chapter_read", user=user, chapters=2) == [Progress("bookworm", 2, 0, 5)]
+    assert read("chapter_read", user=user, chapters=2) == [
+        Progress("bookworm", 2, 0, 5)
+    ]
     assert progress_of(backend.alias, user) == (2, 5, 40.0)
     assert read("chapter_read", user=user, chapters=2) == []  # repeated report
     assert read("chapter_read", user=user, chapters=1) == []  # never backwards
@@ -36,8 +42,13 @@ def test_progress_goes_up_repeats_change_nothing_and_completion_unlocks(
         Outcome("bookworm", 1, None),
     ]
     assert progress_of(backend.alias, user) == (5, 5, 100.0)
-    assert AchievementUnlocked.objects.using(backend.alias).get(user=user).achievement_id == "bookworm"
-    assert read("chapter_read", user=user, chapters=6) == [Progress("bookworm", 6, 5, 5)]
+    assert (
+        AchievementUnlocked.objects.using(backend.alias).get(user=user).achievement_id
+        == "bookworm"
+    )
+    assert read("chapter_read", user=user, chapters=6) == [
+        Progress("bookworm", 6, 5, 5)
+    ]
 
     kinds = [(e.kind, e.steps, e.level) for e in hero.achievements.history(user)]
     assert kinds == [
@@ -46,7 +57,9 @@ def test_progress_goes_up_repeats_change_nothing_and_completion_unlocks(
         ("unlocked", None, 1),
         ("progressed", 6, None),
     ]
-    assert LedgerEntry.objects.using(backend.alias).filter(kind="progressed").count() == 3
+    assert (
+        LedgerEntry.objects.using(backend.alias).filter(kind="progressed").count() == 3
+    )
 
 
 @pytest.mark.django_db
@@ -68,6 +81,8 @@ def test_progress_needs_declared_steps(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("steps", [-1, "3", 2.5, True])
-def test_bad_step_counts_are_refused(backend: Backend, make_user: Any, steps: Any) -> None:
+def test_bad_step_counts_are_refused(
+    backend: Backend, make_user: Any, steps: Any
+) -> None:
     with pytest.raises(InvalidUnlockResult, match="whole number"):
         hero.achievements.unlock("chapter_read", user=make_user(), chapters=steps)

@@ -40,8 +40,16 @@ def counts(alias: str) -> dict[tuple[str, int], int]:
 def ledger(alias: str) -> list[tuple[Any, ...]]:
     return list(
         LedgerEntry.objects.using(alias).values_list(
-            "position", "user_id", "achievement_id", "kind", "level", "previous_level",
-            "trigger", "state", "occurred_at", "recorded_at",
+            "position",
+            "user_id",
+            "achievement_id",
+            "kind",
+            "level",
+            "previous_level",
+            "trigger",
+            "state",
+            "occurred_at",
+            "recorded_at",
         )
     )
 
@@ -67,14 +75,21 @@ def activity(make_user: Any) -> list[Any]:
 
 @pytest.mark.django_db
 def test_inline_read_your_writes(backend: Backend, make_user: Any) -> None:
-    ann, bob, cid = activity(make_user)
+    ann, bob, _cid = activity(make_user)
 
-    row = AchievementUnlocked.objects.using(backend.alias).get(user=ann, achievement="points")
+    row = AchievementUnlocked.objects.using(backend.alias).get(
+        user=ann, achievement="points"
+    )
     assert row.level == 4
     assert row.unlocked_at == dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
     assert row.updated_at == dt.datetime(2026, 1, 3, 10, tzinfo=dt.UTC)
-    assert {a.achievement_id: a.level for a in ann.achievements_unlocked.all()} == {"points": 4}
-    assert {a.achievement_id for a in bob.achievements_unlocked.all()} == {"points", "night_owl"}
+    assert {a.achievement_id: a.level for a in ann.achievements_unlocked.all()} == {
+        "points": 4
+    }
+    assert {a.achievement_id for a in bob.achievements_unlocked.all()} == {
+        "points",
+        "night_owl",
+    }
     assert counts(backend.alias) == {
         ("points", 4): 1,
         ("points", 2): 1,
@@ -82,23 +97,35 @@ def test_inline_read_your_writes(backend: Backend, make_user: Any) -> None:
         ("night_owl", 1): 1,
         ("comments_50", 1): 1,
     }
-    kinds = [(e.kind, e.achievement_id, e.level) for e in LedgerEntry.objects.using(backend.alias).filter(user=ann)]
-    assert kinds == [("unlocked", "points", 1), ("upgraded", "points", 3), ("upgraded", "points", 4)]
+    kinds = [
+        (e.kind, e.achievement_id, e.level)
+        for e in LedgerEntry.objects.using(backend.alias).filter(user=ann)
+    ]
+    assert kinds == [
+        ("unlocked", "points", 1),
+        ("upgraded", "points", 3),
+        ("upgraded", "points", 4),
+    ]
 
 
 @pytest.mark.django_db
 def test_querysets_and_rarity(backend: Backend, make_user: Any) -> None:
-    ann, bob, cid = activity(make_user)
+    ann, bob, _cid = activity(make_user)
     make_user("dee")  # holds nothing
 
     from django.db import connections
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connections[backend.alias]) as queries:
-        titles = [u.achievement.title for u in AchievementUnlocked.objects.for_user(bob)]
+        titles = [
+            u.achievement.title for u in AchievementUnlocked.objects.for_user(bob)
+        ]
     assert sorted(titles) == ["Night owl", "Points"] and len(queries) == 1
 
-    assert {u.user_id for u in AchievementUnlocked.objects.holders("points", 2)} == {ann.pk, bob.pk}
+    assert {u.user_id for u in AchievementUnlocked.objects.holders("points", 2)} == {
+        ann.pk,
+        bob.pk,
+    }
     rarity = Achievement.objects.rarity("points", level=2)
     assert (rarity.holders, rarity.users, rarity.percent) == (2, 4, 50.0)
     assert Achievement.objects.rarity("points").percent == 75.0
@@ -136,7 +163,9 @@ def test_a_view_applies_an_event_once_and_tracks_events_it_ignores(
     # The holdings view ignores Triggered events, yet its position is the last event's.
     assert holdings_view.max_tracking_id(UPSTREAM) == positions[-1]
     # Applying everything again changes nothing.
-    changes = [Change(p, e) for p, e in zip(positions, stored_domain_events(), strict=True)]
+    changes = [
+        Change(p, e) for p, e in zip(positions, stored_domain_events(), strict=True)
+    ]
     assert holdings_view.apply(changes) == 0
     assert ledger_view.apply(changes) == 0
     assert snapshot(backend.alias) == before
@@ -215,12 +244,19 @@ def test_rebuild_picks_up_events_written_while_it_was_stopped(
 
     # While marked as rebuilding, an unlock writes its events but not the tables.
     hero.achievements.unlock("score_changed", user=users[1], points=1_000)
-    assert not AchievementUnlocked.objects.using(backend.alias).filter(user=users[1]).exists()
+    assert (
+        not AchievementUnlocked.objects.using(backend.alias)
+        .filter(user=users[1])
+        .exists()
+    )
 
     rebuild(backend.alias, batch_size=2)
-    assert AchievementUnlocked.objects.using(backend.alias).get(
-        user=users[1], achievement="points"
-    ).level == 3
+    assert (
+        AchievementUnlocked.objects.using(backend.alias)
+        .get(user=users[1], achievement="points")
+        .level
+        == 3
+    )
     call_command("hero_verify", stdout=io.StringIO())
 
 
@@ -229,17 +265,24 @@ def test_verify_passes_on_a_healthy_store(backend: Backend, make_user: Any) -> N
     activity(make_user)
     out = io.StringIO()
     call_command("hero_verify", stdout=out)
-    assert "The read tables match the event store (7 events chained, 5 holdings, 7 ledger)." in out.getvalue()
+    assert (
+        "The read tables match the event store (7 events chained, 5 holdings, 7 ledger)."
+        in out.getvalue()
+    )
 
 
 @pytest.mark.django_db
-def test_verify_reports_every_difference_and_fails(backend: Backend, make_user: Any) -> None:
+def test_verify_reports_every_difference_and_fails(
+    backend: Backend, make_user: Any
+) -> None:
     ann, bob, cid = activity(make_user)
     rows = AchievementUnlocked.objects.using(backend.alias)
     rows.filter(user=bob, achievement="night_owl").delete()  # missing
     rows.filter(user=ann, achievement="points").update(level=2)  # wrong level
     rows.create(  # extra
-        user=cid, achievement_id="night_owl", level=1,
+        user=cid,
+        achievement_id="night_owl",
+        level=1,
         unlocked_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         updated_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     )
@@ -253,9 +296,14 @@ def test_verify_reports_every_difference_and_fails(backend: Backend, make_user: 
         call_command("hero_verify", stdout=out)
 
     report = out.getvalue()
-    assert f"holdings: missing row: user {bob.pk} holds 'night_owl' at level 1" in report
+    assert (
+        f"holdings: missing row: user {bob.pk} holds 'night_owl' at level 1" in report
+    )
     assert f"holdings: extra row: user {cid.pk}, 'night_owl' at level 1" in report
-    assert f"holdings: wrong level: user {ann.pk}, 'points' is at level 2, the store says 4" in report
+    assert (
+        f"holdings: wrong level: user {ann.pk}, 'points' is at level 2, the store says 4"
+        in report
+    )
     assert f"ledger: missing entry at position {deleted_position} (unlocked)" in report
 
 
@@ -281,7 +329,7 @@ def test_switching_from_async_to_inline_fills_the_gap(
     backend: Backend, make_user: Any, settings: Any
 ) -> None:
     settings.HERO_PROJECTIONS = "async"
-    ann, bob, cid = activity(make_user)
+    _ann, bob, _cid = activity(make_user)
     settings.HERO_PROJECTIONS = "inline"
 
     hero.achievements.unlock("score_changed", user=bob, points=1_000)
@@ -296,13 +344,17 @@ def test_switching_from_async_to_inline_fills_the_gap(
 def test_holdings_of_deleted_users_are_left_out_of_a_rebuild(
     backend: Backend, make_user: Any
 ) -> None:
-    ann, bob, cid = activity(make_user)
+    _ann, bob, _cid = activity(make_user)
     bob_pk = bob.pk
     bob.delete()
 
     call_command("hero_rebuild", stdout=io.StringIO())
 
-    assert not AchievementUnlocked.objects.using(backend.alias).filter(user_id=bob_pk).exists()
+    assert (
+        not AchievementUnlocked.objects.using(backend.alias)
+        .filter(user_id=bob_pk)
+        .exists()
+    )
     assert LedgerEntry.objects.using(backend.alias).filter(user_id=bob_pk).count() == 2
     call_command("hero_verify", stdout=io.StringIO())
 

@@ -16,7 +16,11 @@ from tests.conftest import Backend, stored_domain_events
 
 
 def holds(alias: str, user: Any, achievement_id: str) -> int | None:
-    row = AchievementUnlocked.objects.using(alias).filter(user=user, achievement=achievement_id).first()
+    row = (
+        AchievementUnlocked.objects.using(alias)
+        .filter(user=user, achievement=achievement_id)
+        .first()
+    )
     return None if row is None else row.level
 
 
@@ -27,21 +31,31 @@ def test_revoking_drops_the_holding_and_count_but_keeps_the_history(
     user, staff = make_user("ann"), make_user("mod")
     hero.achievements.unlock("score_changed", user=user, points=100)
 
-    revocation = hero.achievements.revoke(user, "points", reason="cheating", actor=staff)
+    revocation = hero.achievements.revoke(
+        user, "points", reason="cheating", actor=staff
+    )
 
     assert revocation == Revocation("points", 2, "cheating", f"auth.user:{staff.pk}")
     assert holds(backend.alias, user, "points") is None
-    assert not AchievementCount.objects.using(backend.alias).filter(
-        achievement="points", holders__gt=0
-    ).exists()
+    assert (
+        not AchievementCount.objects.using(backend.alias)
+        .filter(achievement="points", holders__gt=0)
+        .exists()
+    )
     kinds = [e.kind for e in hero.achievements.history(user)]
     assert kinds == ["unlocked", "revoked"]
     entry = LedgerEntry.objects.using(backend.alias).get(user=user, kind="revoked")
-    assert (entry.reason, entry.actor, entry.previous_level) == ("cheating", f"auth.user:{staff.pk}", 2)
+    assert (entry.reason, entry.actor, entry.previous_level) == (
+        "cheating",
+        f"auth.user:{staff.pk}",
+        2,
+    )
 
 
 @pytest.mark.django_db
-def test_a_revoked_achievement_can_be_unlocked_again(backend: Backend, make_user: Any) -> None:
+def test_a_revoked_achievement_can_be_unlocked_again(
+    backend: Backend, make_user: Any
+) -> None:
     user = make_user()
     hero.achievements.unlock("score_changed", user=user, points=1_000)
     hero.achievements.revoke(user, "points", reason="reset")
@@ -59,7 +73,9 @@ def test_revoking_what_is_not_held_is_an_error_and_writes_nothing(
     backend: Backend, make_user: Any
 ) -> None:
     user = make_user()
-    with pytest.raises(NotHeldError, match="does not hold 'points'.*Nothing was written"):
+    with pytest.raises(
+        NotHeldError, match=r"does not hold 'points'.*Nothing was written"
+    ):
         hero.achievements.revoke(user, "points", reason="x")
     hero.achievements.unlock("score_changed", user=user, points=10)
     hero.achievements.revoke(user, "points", reason="x")
@@ -98,7 +114,11 @@ def test_revoked_signal_after_commit_only(backend: Backend, make_user: Any) -> N
         achievement_revoked.disconnect(receiver)
 
     (kwargs,) = received
-    assert (kwargs["level"], kwargs["reason"], kwargs["actor"]) == (1, "for real", "moderator")
+    assert (kwargs["level"], kwargs["reason"], kwargs["actor"]) == (
+        1,
+        "for real",
+        "moderator",
+    )
 
 
 @pytest.mark.django_db

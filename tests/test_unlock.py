@@ -34,7 +34,9 @@ def award_events() -> list[Any]:
 
 
 @pytest.mark.django_db
-def test_the_readme_example_unlocks_comments_50(backend: Backend, make_user: Any) -> None:
+def test_the_readme_example_unlocks_comments_50(
+    backend: Backend, make_user: Any
+) -> None:
     user = make_user()
 
     outcomes = hero.achievements.unlock("points_awarded", user=user)
@@ -42,7 +44,11 @@ def test_the_readme_example_unlocks_comments_50(backend: Backend, make_user: Any
     assert outcomes == [Outcome("comments_50", level=1, previous_level=None)]
     (event,) = award_events()
     assert isinstance(event, UserAchievement.Unlocked)
-    assert (event.user_pk, event.achievement_id, event.level) == (str(user.pk), "comments_50", 1)
+    assert (event.user_pk, event.achievement_id, event.level) == (
+        str(user.pk),
+        "comments_50",
+        1,
+    )
     assert event.trigger == "points_awarded"
 
 
@@ -68,7 +74,9 @@ def test_first_unlock_then_upgrade_then_nothing_for_same_or_lower_level(
 
 
 @pytest.mark.django_db
-def test_users_and_achievements_are_kept_apart(backend: Backend, make_user: Any) -> None:
+def test_users_and_achievements_are_kept_apart(
+    backend: Backend, make_user: Any
+) -> None:
     ann, bob = make_user("ann"), make_user("bob")
 
     hero.achievements.unlock("score_changed", user=ann, points=100, night=True)
@@ -83,7 +91,9 @@ def test_users_and_achievements_are_kept_apart(backend: Backend, make_user: Any)
 
 
 @pytest.mark.django_db
-def test_calls_that_award_nothing_touch_no_database(backend: Backend, make_user: Any) -> None:
+def test_calls_that_award_nothing_touch_no_database(
+    backend: Backend, make_user: Any
+) -> None:
     user = make_user()
     with CaptureQueriesContext(connections[backend.alias]) as queries:
         assert hero.achievements.unlock("score_changed", user=user, points=5) == []
@@ -138,7 +148,9 @@ def test_a_level_not_in_achievement_levels_is_refused(
 
 
 @pytest.mark.django_db
-def test_custom_levels_are_honoured(backend: Backend, make_user: Any, settings: Any) -> None:
+def test_custom_levels_are_honoured(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
     settings.ACHIEVEMENT_LEVELS = ((1, "Wood"), (5, "Stone"))
     user = make_user()
     assert hero.achievements.unlock("reports", user=user, level=5) == [
@@ -171,7 +183,9 @@ def test_an_unlock_returning_something_else_is_a_clear_error(
         def unlock(self, **state: Any) -> Any:
             return 3
 
-    with pytest.raises(InvalidUnlockResult, match="return AchievementUnlocked\\(level=N\\)"):
+    with pytest.raises(
+        InvalidUnlockResult, match="return AchievementUnlocked\\(level=N\\)"
+    ):
         hero.achievements.unlock("int_event", user=make_user())
 
 
@@ -186,7 +200,9 @@ def test_an_unlock_returning_something_else_is_a_clear_error(
     ],
     ids=["missing", "none", "anonymous", "not-a-user"],
 )
-def test_bad_users_are_refused(backend: Backend, kwargs: dict[str, Any], message: str) -> None:
+def test_bad_users_are_refused(
+    backend: Backend, kwargs: dict[str, Any], message: str
+) -> None:
     with pytest.raises(InvalidUser, match=message):
         hero.achievements.unlock("points_awarded", **kwargs)
     assert award_events() == []
@@ -210,7 +226,9 @@ def test_huge_state_is_refused_and_nothing_written(
 ) -> None:
     settings.HERO_MAX_STATE_BYTES = 1_000
     with pytest.raises(InvalidState, match="largest value is 'essay'"):
-        hero.achievements.unlock("score_changed", user=make_user(), points=10, essay="x" * 2_000)
+        hero.achievements.unlock(
+            "score_changed", user=make_user(), points=10, essay="x" * 2_000
+        )
     assert award_events() == []
 
 
@@ -262,7 +280,7 @@ def test_signals_are_sent_after_commit(backend: Backend, make_user: Any) -> None
         ("unlocked", 1, None),
         ("upgraded", 2, 1),
     ]
-    kind, kwargs = received[0]
+    _kind, kwargs = received[0]
     assert kwargs["user"] == user
     assert kwargs["achievement"].id == "points"
     assert kwargs["sender"].__name__ == "Points"
@@ -281,7 +299,9 @@ def test_trigger_log_records_every_call_when_switched_on(
     hero.achievements.unlock("nobody_listens", user=user, page="/home")
     hero.achievements.unlock("score_changed", user=user, points=10)  # awards
 
-    triggers = [e for e in stored_domain_events() if isinstance(e, TriggerLog.Triggered)]
+    triggers = [
+        e for e in stored_domain_events() if isinstance(e, TriggerLog.Triggered)
+    ]
     assert [(t.trigger, t.state, t.originator_version) for t in triggers] == [
         ("score_changed", {"points": 5}, 1),
         ("nobody_listens", {"page": "/home"}, 2),
