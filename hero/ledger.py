@@ -26,7 +26,6 @@ from eventsourcing.application import (
     ProcessingEvent,
 )
 from eventsourcing.persistence import (
-    IntegrityError,
     Mapper,
     Recording,
     StoredEvent,
@@ -45,7 +44,7 @@ from hero.events import (
 from hero.events.aggregates import trigger_log_id
 from hero.exceptions import InvalidUser, UnlockConflict
 from hero.mapping import EventMapper, SubclassAwareTranscoder
-from hero.persistence import DjangoDatastore
+from hero.persistence import DjangoDatastore, VersionConflict
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
 Change = Outcome | Progress | Revocation
@@ -271,7 +270,7 @@ class Ledger(Application[UUID]):
                         self._require_user(user_pk, lock=True)
                     self._place_triggers(pending)
                     self.record(pending)
-            except IntegrityError as error:
+            except VersionConflict as error:
                 if attempt == attempts:
                     raise UnlockConflict(
                         f"Gave up {what} after {attempts} attempts: other writers kept "
@@ -315,16 +314,27 @@ class Ledger(Application[UUID]):
             )
 
     def _place_triggers(self, pending: list[Any]) -> None:
-        """On PostgreSQL, give logged triggers their version under the table lock
-        that orders writes, so that logging calls never collide."""
-        if self.datastore.vendor != "postgresql":
+        """Give logged triggers their version under the lock that orders writes,
+        so that logging calls never collide: on PostgreSQL the table lock, on
+        SQLite the write lock an IMMEDIATE (or EXCLUSIVE) transaction holds
+        from its start. (A DEFERRED SQLite transaction takes it only at its
+        first write; there, a collision is decided again like any other.)"""
+        vendor = self.datastore.vendor
+        connection: Any = self.datastore.connection
+        if vendor == "sqlite" and connection.transaction_mode not in {
+            "IMMEDIATE",
+            "EXCLUSIVE",
+        }:
+            return
+        if vendor not in {"postgresql", "sqlite"}:
             return
         for index, item in enumerate(pending):
             if isinstance(item, TriggerLog):
-                with self.datastore.cursor() as cursor:
-                    cursor.execute(
-                        f"LOCK TABLE {self.recorder.events_table} IN EXCLUSIVE MODE"
-                    )
+                if vendor == "postgresql":
+                    with self.datastore.cursor() as cursor:
+                        cursor.execute(
+                            f"LOCK TABLE {self.recorder.events_table} IN EXCLUSIVE MODE"
+                        )
                 event = item.pending_events[0]
                 pending[index] = self._logged_trigger(
                     event.user_pk, event.trigger, event.state

@@ -362,3 +362,38 @@ def test_holdings_of_deleted_users_are_left_out_of_a_rebuild(
 def test_unknown_projection_names_are_refused() -> None:
     with pytest.raises(CommandError, match="choose from holdings, ledger"):
         call_command("hero_rebuild", "badges")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_view_write_rolls_back_the_whole_call(
+    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsourcing.persistence import PersistenceError
+
+    from hero.projections.ledger import LedgerView
+
+    # Arrange: the ledger view's statement fails in the database (after the
+    # holdings view wrote its rows: on PostgreSQL, in the same pipeline).
+    user = make_user()
+    hero.achievements.unlock("score_changed", user=user, points=10)
+    before = snapshot(backend.alias)
+
+    def broken_write(self: Any, cursor: Any, changes: Any, users: Any) -> None:
+        cursor.executemany(
+            "INSERT INTO hero_ledger_entry (position) VALUES (%s)",
+            [(c.position,) for c in changes],
+        )
+
+    monkeypatch.setattr(LedgerView, "write", broken_write)
+
+    # Act: an upgrade.
+    with pytest.raises(PersistenceError, match=f"Database '{backend.alias}'"):
+        hero.achievements.unlock("score_changed", user=user, points=100)
+
+    # Assert: nothing of the call is left, events included, and the next call works.
+    assert snapshot(backend.alias) == before
+    assert len(stored_domain_events()) == 1
+    monkeypatch.undo()
+    (outcome,) = hero.achievements.unlock("score_changed", user=user, points=100)
+    assert (outcome.level, outcome.previous_level) == (2, 1)
+    call_command("hero_verify", stdout=io.StringIO())

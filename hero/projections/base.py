@@ -27,7 +27,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 
-from hero.persistence import DjangoTrackingRecorder
+from hero.persistence import DjangoTrackingRecorder, pipelined
 from hero.users import existing_user_pks
 
 if TYPE_CHECKING:
@@ -184,8 +184,9 @@ def apply_views(
             cursor, views, changes, application_name
         ):
             # The common inline case: every view was just before these changes.
-            for view in views:
-                view._write(cursor, changes, users_exist)
+            with pipelined(cursor):
+                for view in views:
+                    view._write(cursor, changes, users_exist)
             return len(changes)
         states = _states(cursor, views, application_name)
         positions: list[tuple[str, int]] = []
