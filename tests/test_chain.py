@@ -119,3 +119,46 @@ def test_hero_status_shows_the_head_to_record_elsewhere(
     out = io.StringIO()
     call_command("hero_status", stdout=out)
     assert f"chain head:       {verify_chain().head.hex()}" in out.getvalue()  # type: ignore[union-attr]
+
+
+@pytest.mark.django_db
+def test_links_written_one_at_a_time_and_many_at_once_are_link(
+    backend: Backend,
+) -> None:
+    from uuid import uuid4
+
+    from eventsourcing.persistence import StoredEvent as Stored
+
+    from hero.ledger import get_ledger
+    from hero.persistence import GENESIS, link
+
+    # Arrange: single-event inserts (on PostgreSQL the link is computed in SQL)
+    # around a multi-event one (computed in Python there), with a non-ASCII topic.
+    recorder = get_ledger().recorder
+
+    def event(version: int, topic: str = "hero:UserAchievement.Unlocked") -> Stored:
+        return Stored(uuid4(), version, topic, b'{"k":"\\u00e9"}')
+
+    written = [
+        event(1),
+        event(2, "h\u00e9ro:x"),
+        event(1),
+        event(3),
+        event(9_000_000_000),
+    ]
+
+    # Act
+    recorder.insert_events(written[:1])
+    recorder.insert_events(written[1:2])
+    recorder.insert_events(written[2:4])
+    recorder.insert_events(written[4:])
+
+    # Assert: each stored link is link() over the one before.
+    rows = StoredEvent.objects.order_by("id").values_list("chain", flat=True)
+    previous = GENESIS
+    expected = []
+    for stored in written:
+        previous = link(previous, stored)
+        expected.append(previous)
+    assert [bytes(chain) for chain in rows] == expected
+    assert verify_chain().intact
