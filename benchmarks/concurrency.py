@@ -38,15 +38,19 @@ How it measures:
   load per attempt); attempts beyond one per call are retries after a lost
   race. ``UnlockConflict`` (hero gave up after ``HERO_UNLOCK_ATTEMPTS``) is
   counted, not raised.
-* Where the time goes: each worker also times its ``LOCK TABLE`` statements
-  (a Django execute wrapper), which wait while another worker's write
-  transaction holds the lock, and hero's write transactions (the datastore's
-  ``owned_transaction``, wrapped): "lock wait" is the share of the workers'
-  time spent waiting, "write tx" a write transaction's time less that wait,
-  as the worker sees it. It is a little more than the time the lock is held
-  (the SAVEPOINT before the lock and the reply to the COMMIT after it are in
-  it), and with one worker it bounds throughput at about 1 / that, however
-  many workers there are.
+* Where the time goes: each worker also times the recorder's
+  ``_insert_events`` (wrapped on its ledger's recorder) and hero's write
+  transactions (the datastore's ``owned_transaction``, wrapped). hero sends
+  ``LOCK TABLE`` and the event's INSERT together, in one psycopg pipeline, so
+  the wait for the lock ends only when the INSERT's result comes back: the
+  recorder's call covers the wait for the lock and the insert's round trip,
+  and nothing finer can be timed from the client. "lock+insert" is the share
+  of the workers' time spent in it; "write tx" a write transaction's time
+  less that, as the worker sees it: encoding the event before the insert,
+  then the read tables' writes and the COMMIT, which run while the lock is
+  held. The lock is held from the moment it is granted to the COMMIT, so one
+  writer's round trips after the lock bound the throughput of all workers
+  together, however many there are.
 * Memory: each worker resets the kernel's peak-RSS mark
   (``/proc/self/clear_refs``) after its warm-up and reports its peak RSS
   (``VmHWM``) at the end, and how far that is above its RSS before the run.
@@ -66,7 +70,8 @@ dropped at the end.
 hero takes ``LOCK TABLE hero_stored_event IN EXCLUSIVE MODE`` in each write
 transaction on PostgreSQL, so that positions are committed in order; write
 transactions therefore run one at a time, from the lock to the commit, and
-only the work before the lock (deciding, reading the aggregate) overlaps.
+only the work before the lock (reading the aggregate, deciding, encoding the
+event) overlaps.
 
 Run it from the repository's root::
 
@@ -84,7 +89,7 @@ import queue
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,16 +216,18 @@ def users_named(names: Sequence[str]) -> list[Any]:
 class Instruments:
     """Counters a worker keeps around hero's calls, outside hero's code: how
     often an aggregate is loaded to decide (once per attempt), how long the
-    ``LOCK TABLE`` statements wait, and how long hero's write transactions
+    recorder's ``_insert_events`` takes (the wait for the table lock and the
+    event's INSERT, sent together), and how long hero's write transactions
     last (from the start of the atomic block to the end of the COMMIT)."""
 
     def __init__(self, ledger: Any) -> None:
         self.attempts = 0
         self.transactions = 0
-        self.lock_wait = 0.0
+        self.lock_and_insert = 0.0
         self.in_transaction = 0.0
         load = ledger.user_achievement
         owned_transaction = ledger.datastore.owned_transaction
+        insert_events = ledger.recorder._insert_events
 
         def counted_load(user_pk: str, achievement_id: str) -> Any:
             self.attempts += 1
@@ -236,25 +243,16 @@ class Instruments:
                 self.in_transaction += time.perf_counter() - started
                 self.transactions += 1
 
+        def timed_insert(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return insert_events(*args, **kwargs)
+            finally:
+                self.lock_and_insert += time.perf_counter() - started
+
         ledger.user_achievement = counted_load
         ledger.datastore.owned_transaction = timed_transaction
-
-    def timed_lock(
-        self,
-        execute: Callable[..., Any],
-        sql: str,
-        params: Any,
-        many: bool,
-        context: Any,
-    ) -> Any:
-        """A Django execute wrapper: time the statements that take the lock."""
-        if not sql.startswith("LOCK TABLE"):
-            return execute(sql, params, many, context)
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            self.lock_wait += time.perf_counter() - started
+        ledger.recorder._insert_events = timed_insert
 
 
 def worker_main(
@@ -269,7 +267,6 @@ def worker_main(
     try:
         configure_django(database)
         import _hero_points
-        from django.db import connection
 
         from hero.exceptions import UnlockConflict
         from hero.ledger import get_ledger
@@ -286,14 +283,13 @@ def worker_main(
         barrier.wait(timeout=BARRIER_TIMEOUT)
         started = time.monotonic()
         calls = awards = conflicts = 0
-        with connection.execute_wrapper(instruments.timed_lock):
-            for points, _ in CALLS:
-                for user in users:
-                    try:
-                        awards += len(_hero_points.call(user, points))
-                    except UnlockConflict:
-                        conflicts += 1
-                    calls += 1
+        for points, _ in CALLS:
+            for user in users:
+                try:
+                    awards += len(_hero_points.call(user, points))
+                except UnlockConflict:
+                    conflicts += 1
+                calls += 1
         finished = time.monotonic()
         results.put(
             {
@@ -303,7 +299,7 @@ def worker_main(
                 "attempts": instruments.attempts,
                 "conflicts": conflicts,
                 "transactions": instruments.transactions,
-                "lock_wait": instruments.lock_wait,
+                "lock_and_insert": instruments.lock_and_insert,
                 "in_transaction": instruments.in_transaction,
                 "started": started,
                 "finished": finished,
@@ -361,20 +357,22 @@ class Run:
     def conflicts(self) -> int:
         return sum(int(r["conflicts"]) for r in self.reports)
 
-    def lock_wait_share(self) -> float:
-        """The share of the workers' time spent waiting for the table lock."""
-        waited = sum(float(r["lock_wait"]) for r in self.reports)
+    def lock_and_insert_share(self) -> float:
+        """The share of the workers' time spent in the recorder's
+        ``_insert_events``: waiting for the table lock, and the event's INSERT
+        (sent with the lock, in one round trip)."""
+        spent = sum(float(r["lock_and_insert"]) for r in self.reports)
         busy = sum(float(r["finished"]) - float(r["started"]) for r in self.reports)
-        return waited / busy
+        return spent / busy
 
     def write_per_transaction(self) -> float:
-        """Seconds per write transaction, less its wait for the table lock: a
-        little more than the lock is held (the statement before the lock and
-        the reply to the COMMIT are in it)."""
-        held = sum(
-            float(r["in_transaction"]) - float(r["lock_wait"]) for r in self.reports
+        """Seconds per write transaction, less its lock wait and event insert:
+        encoding the event, the read tables' writes and the COMMIT."""
+        rest = sum(
+            float(r["in_transaction"]) - float(r["lock_and_insert"])
+            for r in self.reports
         )
-        return held / max(1, sum(int(r["transactions"]) for r in self.reports))
+        return rest / max(1, sum(int(r["transactions"]) for r in self.reports))
 
     def peak_rss(self) -> int:
         return max(int(r["rss_peak"]) for r in self.reports)
@@ -560,7 +558,7 @@ def print_own(runs: dict[int, Run]) -> None:
         "speedup",
         "retries",
         "gave up",
-        "lock wait",
+        "lock+insert",
         "write tx",
         "peak RSS/worker",
         "RSS growth/worker",
@@ -583,7 +581,7 @@ def print_own(runs: dict[int, Run]) -> None:
                 f"{run.rate / base.rate:.2f}" if base else "-",
                 f"{run.retries:,}",
                 f"{run.conflicts:,}",
-                f"{run.lock_wait_share():.0%}",
+                f"{run.lock_and_insert_share():.0%}",
                 f"{run.write_per_transaction() * 1000:.2f} ms",
                 mb(run.peak_rss()),
                 mb(run.rss_growth()),
@@ -602,7 +600,7 @@ def print_shared(runs: dict[int, Run]) -> None:
         "calls/s",
         "retries",
         "gave up",
-        "lock wait",
+        "lock+insert",
         "write tx",
         "peak RSS/worker",
     )
@@ -616,7 +614,7 @@ def print_shared(runs: dict[int, Run]) -> None:
             f"{run.calls / run.seconds:,.0f}",
             f"{run.retries:,}",
             f"{run.conflicts:,}",
-            f"{run.lock_wait_share():.0%}",
+            f"{run.lock_and_insert_share():.0%}",
             f"{run.write_per_transaction() * 1000:.2f} ms",
             mb(run.peak_rss()),
         )
@@ -646,8 +644,8 @@ def write_summary(
                 "speedup": run.rate / base.rate if base else None,
                 "retries": run.retries,
                 "gave_up": run.conflicts,
-                "lock_wait_share": run.lock_wait_share(),
-                "write_ms_less_lock_wait": run.write_per_transaction() * 1000,
+                "lock_and_insert_share": run.lock_and_insert_share(),
+                "write_ms_less_lock_and_insert": run.write_per_transaction() * 1000,
                 "peak_rss_mb": run.peak_rss() / (1024 * 1024),
             }
             for workers, run in sorted(runs.items())
@@ -712,11 +710,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "each worker's awards / its own seconds, mean (min-max). speedup: awards/s\n"
             "against one worker's. retries: aggregate loads beyond one per call\n"
             "(decisions made again after losing a race); gave up: UnlockConflict.\n"
-            "lock wait: the share of the workers' time spent in LOCK TABLE, waiting\n"
-            "for another worker's write transaction to end (with one worker: the\n"
-            "statement's own round trip). write tx: a write transaction's time less\n"
-            "that wait, mean per write transaction, as the worker sees it; the lock is\n"
-            "held through nearly all of it, by one writer at a time.\n"
+            "lock+insert: the share of the workers' time spent in the recorder's\n"
+            "_insert_events: LOCK TABLE and the event's INSERT, sent together, so\n"
+            "the wait for another worker's write transaction to end and the insert's\n"
+            "round trip (with one worker: the round trip alone). write tx: a write\n"
+            "transaction's time less that, mean per write transaction, as the worker\n"
+            "sees it: encoding the event, then, under the lock, the read tables'\n"
+            "writes and the COMMIT.\n"
             "peak RSS/worker: the largest worker's peak RSS (VmHWM) during the run;\n"
             "RSS growth: the largest rise above a worker's RSS before the run."
         )
