@@ -166,13 +166,22 @@ def pipelined(cursor: CursorWrapper) -> Iterator[None]:
     """On PostgreSQL (psycopg 3), send the block's statements without waiting
     for each one's result: statements whose results are not read take one
     round trip to the server together, instead of one each. Elsewhere, and
-    with psycopg 2, the block runs as it is."""
+    with psycopg 2 or a libpq older than 14 (no pipeline mode), the block runs
+    as it is."""
     raw = cursor.db.connection
-    if cursor.db.vendor != "postgresql" or not hasattr(raw, "pipeline"):
+    if cursor.db.vendor != "postgresql" or not _pipelines_supported(raw):
         yield
         return
     with cursor.db.wrap_database_errors, raw.pipeline():
         yield
+
+
+def _pipelines_supported(raw: Any) -> bool:
+    if not hasattr(raw, "pipeline"):
+        return False  # psycopg 2
+    from psycopg import Pipeline
+
+    return bool(Pipeline.is_supported())
 
 
 # The database alias, and the cursor, of the atomic block hero itself opened.

@@ -4,6 +4,7 @@ joins, the errors it raises, how it writes, and how it is selected."""
 from __future__ import annotations
 
 import time
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -18,6 +19,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
+import hero
 from hero import persistence
 from hero.models import StoredEvent as StoredEventModel
 from tests.conftest import Backend
@@ -234,3 +236,34 @@ def test_positions_keep_rising_and_sqlite_keeps_no_sequence_table_for_them(
                 (sql,) = cursor.fetchone()
                 assert '"id" integer NOT NULL PRIMARY KEY' in sql, sql
                 assert "AUTOINCREMENT" not in sql, sql
+
+
+@pytest.mark.django_db(transaction=True)
+def test_awards_need_no_pipeline_mode(
+    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: a libpq without pipeline mode (older than 14) on PostgreSQL.
+    import psycopg
+
+    monkeypatch.setattr(
+        psycopg.Pipeline, "is_supported", classmethod(lambda cls: False)
+    )
+
+    def no_pipeline(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("pipeline mode used where libpq has none")
+
+    monkeypatch.setattr(psycopg.Connection, "pipeline", no_pipeline)
+    user = make_user()
+
+    # Act: a first award and an upgrade (statements sent one at a time).
+    with CaptureQueriesContext(connections[backend.alias]) as captured:
+        hero.achievements.unlock("score_changed", user=user, points=10)
+        (outcome,) = hero.achievements.unlock("score_changed", user=user, points=100)
+
+    # Assert: the same results, and the events, the lock (PostgreSQL) and
+    # the views' writes all went to the database.
+    assert (outcome.level, outcome.previous_level) == (2, 1)
+    sql = " ".join(q["sql"] for q in captured.captured_queries)
+    assert "hero_ledger_entry" in sql and "hero_achievement_unlocked" in sql
+    assert ("LOCK TABLE" in sql) == (backend.name == "postgres")
+    assert count_events(backend) == 2
