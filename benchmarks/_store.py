@@ -17,9 +17,14 @@ number ``n`` is named ``bench-{n:07d}``.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 #: Users whose events are saved in one transaction while building the store.
@@ -150,3 +155,22 @@ def settle(path: str) -> None:
         ).fetchone()
     finally:
         connection.close()
+
+
+@contextmanager
+def database_directory(keep: str | None, name: str, prefix: str) -> Iterator[str]:
+    """The path of the benchmark's database file, ``name``: in ``keep`` (left
+    there, any old copy removed first) or in a temporary directory removed at
+    the end."""
+    if keep:
+        directory = Path(keep)
+        directory.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            (directory / (name + suffix)).unlink(missing_ok=True)
+        yield str(directory / name)
+        return
+    temporary = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield os.path.join(temporary, name)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)

@@ -74,17 +74,14 @@ import argparse
 import gc
 import io
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -540,22 +537,6 @@ def write_summary(path: str, results: Sequence[SizeResult], checked: bool) -> No
 # -- main ------------------------------------------------------------------
 
 
-@contextmanager
-def database_directory(keep: str | None) -> Iterator[str]:
-    if keep:
-        directory = Path(keep)
-        directory.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm"):
-            (directory / (DB_NAME + suffix)).unlink(missing_ok=True)
-        yield str(directory / DB_NAME)
-        return
-    temporary = tempfile.mkdtemp(prefix="hero-audit-bench-")
-    try:
-        yield os.path.join(temporary, DB_NAME)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-
-
 def build_sizes(path: str, options: argparse.Namespace) -> list[SizeResult]:
     """Grow the store at ``path`` through the sizes, copying the file at each
     size but the last; return the sizes and their files."""
@@ -635,7 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    with database_directory(options.keep) as path:
+    with _store.database_directory(options.keep, DB_NAME, "hero-audit-bench-") as path:
         _store.configure_django(path, "audit-benchmark")
         from django.core.management import call_command
 

@@ -65,14 +65,11 @@ import os
 import platform
 import re
 import resource
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -516,22 +513,6 @@ def write_summary(path: str, results: Sequence[SizeResult]) -> None:
 # -- main ------------------------------------------------------------------
 
 
-@contextmanager
-def database_directory(keep: str | None) -> Iterator[str]:
-    if keep:
-        directory = Path(keep)
-        directory.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm"):
-            (directory / (DB_NAME + suffix)).unlink(missing_ok=True)
-        yield str(directory / DB_NAME)
-        return
-    temporary = tempfile.mkdtemp(prefix="hero-rebuild-bench-")
-    try:
-        yield os.path.join(temporary, DB_NAME)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     if options.measure_rebuild:
@@ -542,7 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    with database_directory(options.keep) as path:
+    with _store.database_directory(
+        options.keep, DB_NAME, "hero-rebuild-bench-"
+    ) as path:
         configure_django(path)
         import _rebuild_baseline
         from _rebuild_achievements import EVENTS_PER_USER

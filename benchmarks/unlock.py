@@ -85,7 +85,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -103,7 +102,13 @@ for directory in (ROOT, HERE):
         sys.path.insert(0, str(directory))
 
 import _postgres  # noqa: E402
-from _machine import machine_line, mb, peak_rss  # noqa: E402
+from _machine import (  # noqa: E402
+    hero_revision,
+    machine_line,
+    mb,
+    package_version,
+    peak_rss,
+)
 
 LIBRARIES = ("hero", "pinax")
 POSTGRES_SCHEMA = "hero_unlock_bench"
@@ -463,27 +468,6 @@ def database_description(kind: str) -> str:
         f"SQLite {version} file, journal_mode={journal}, synchronous={synchronous}, "
         f"transaction_mode={mode}"
     )
-
-
-def package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def hero_revision() -> str:
-    """The commit of the hero being measured, marked when the tree has changes."""
-    try:
-        described = subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return described.stdout.strip()
 
 
 def print_header(kind: str, options: argparse.Namespace) -> None:

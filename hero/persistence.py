@@ -468,16 +468,16 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
         rows = self.select_rows(
             start, limit, stop, topics, inclusive_of_start=inclusive_of_start
         )
-        return [
-            Notification(
-                id=row[0],
-                originator_id=self._py_uuid(row[1]),
-                originator_version=row[2],
-                topic=row[3],
-                state=self._bytes(row[4]),
-            )
-            for row in rows
-        ]
+        return [self._notification(row) for row in rows]
+
+    def _notification(self, row: tuple[int, Any, int, str, Any]) -> Notification:
+        return Notification(
+            id=row[0],
+            originator_id=self._py_uuid(row[1]),
+            originator_version=row[2],
+            topic=row[3],
+            state=self._bytes(row[4]),
+        )
 
     def select_rows(
         self,
@@ -536,16 +536,7 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
                     params,
                 )
                 rows = cursor.fetchall()
-            notifications.extend(
-                Notification(
-                    id=row[0],
-                    originator_id=self._py_uuid(row[1]),
-                    originator_version=row[2],
-                    topic=row[3],
-                    state=self._bytes(row[4]),
-                )
-                for row in rows
-            )
+            notifications.extend(self._notification(row) for row in rows)
         notifications.sort(key=lambda n: n.id)
         return notifications
 
