@@ -45,6 +45,7 @@ from hero.events.aggregates import trigger_log_id
 from hero.exceptions import InvalidUser, UnlockConflict
 from hero.mapping import EventMapper, SubclassAwareTranscoder
 from hero.persistence import DjangoDatastore, VersionConflict
+from hero.users import user_pk_adapter
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
 Change = Outcome | Progress | Revocation
@@ -297,6 +298,7 @@ class Ledger(Application[UUID]):
         pk = model._meta.pk
         assert pk is not None
         connection = self.datastore.connection
+        column_value = user_pk_adapter(connection)
         lock_clause = (
             " FOR KEY SHARE" if lock and self.datastore.vendor == "postgresql" else ""
         )
@@ -304,7 +306,7 @@ class Ledger(Application[UUID]):
             cursor.execute(
                 f"SELECT 1 FROM {connection.ops.quote_name(model._meta.db_table)} "
                 f"WHERE {connection.ops.quote_name(pk.column)} = %s{lock_clause}",
-                [pk.get_db_prep_value(pk.to_python(user_pk), connection)],
+                [column_value(user_pk)],
             )
             found = cursor.fetchone() is not None
         if not found:
@@ -319,18 +321,16 @@ class Ledger(Application[UUID]):
         SQLite the write lock an IMMEDIATE (or EXCLUSIVE) transaction holds
         from its start. (A DEFERRED SQLite transaction takes it only at its
         first write; there, a collision is decided again like any other.)"""
-        vendor = self.datastore.vendor
         connection: Any = self.datastore.connection
-        if vendor == "sqlite" and connection.transaction_mode not in {
-            "IMMEDIATE",
-            "EXCLUSIVE",
-        }:
-            return
-        if vendor not in {"postgresql", "sqlite"}:
+        take_lock = self.datastore.vendor == "postgresql"
+        lock_held = self.datastore.vendor == "sqlite" and (
+            connection.transaction_mode in {"IMMEDIATE", "EXCLUSIVE"}
+        )
+        if not (take_lock or lock_held):
             return
         for index, item in enumerate(pending):
             if isinstance(item, TriggerLog):
-                if vendor == "postgresql":
+                if take_lock:
                     with self.datastore.cursor() as cursor:
                         cursor.execute(
                             f"LOCK TABLE {self.recorder.events_table} IN EXCLUSIVE MODE"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
@@ -161,8 +161,7 @@ class translate_errors:
                     ) from error
 
 
-@contextmanager
-def pipelined(cursor: CursorWrapper) -> Iterator[None]:
+def pipelined(cursor: CursorWrapper) -> AbstractContextManager[Any]:
     """On PostgreSQL (psycopg 3), send the block's statements without waiting
     for each one's result: statements whose results are not read take one
     round trip to the server together, instead of one each. Elsewhere, and
@@ -170,9 +169,13 @@ def pipelined(cursor: CursorWrapper) -> Iterator[None]:
     as it is."""
     raw = cursor.db.connection
     if cursor.db.vendor != "postgresql" or not _pipelines_supported(raw):
-        yield
-        return
-    with cursor.db.wrap_database_errors, raw.pipeline():
+        return nullcontext()  # no generator to run on SQLite's hot path
+    return _pipeline(cursor.db, raw)
+
+
+@contextmanager
+def _pipeline(wrapper: Any, raw: Any) -> Iterator[None]:
+    with wrapper.wrap_database_errors, raw.pipeline():
         yield
 
 
@@ -287,6 +290,17 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent], **_: Any
     ) -> list[int]:
         """Insert in multi-row statements; return the new rows' ids in order."""
+        try:
+            return self._insert_rows(cursor, stored_events)
+        except db_utils.IntegrityError as error:
+            # The only constraint an event can break: its version is taken.
+            raise VersionConflict(
+                f"Database {self.datastore.alias!r}: {error}"
+            ) from error
+
+    def _insert_rows(
+        self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent]
+    ) -> list[int]:
         if not stored_events:
             return []
         # The notification log is hash-chained (see link()). On PostgreSQL the
@@ -343,18 +357,12 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                     if chained:
                         previous = link(previous, s)
                         params.append(previous)
-            try:
-                cursor.execute(
-                    f"INSERT INTO {self.events_table} ({columns}) "
-                    f"VALUES {', '.join(rows)} "
-                    "RETURNING id, originator_id, originator_version",
-                    params,
-                )
-            except db_utils.IntegrityError as error:
-                # The only constraint an event can break: its version is taken.
-                raise VersionConflict(
-                    f"Database {self.datastore.alias!r}: {error}"
-                ) from error
+            cursor.execute(
+                f"INSERT INTO {self.events_table} ({columns}) "
+                f"VALUES {', '.join(rows)} "
+                "RETURNING id, originator_id, originator_version",
+                params,
+            )
             # RETURNING promises no order: match ids to events by their key.
             for row_id, originator_id, version in cursor.fetchall():
                 ids[(self._py_uuid(originator_id), version)] = row_id
@@ -382,31 +390,26 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             "|| int4send(octet_length(convert_to(%s::text, 'UTF8'))) "
             "|| convert_to(%s::text, 'UTF8') || %s::bytea)"
         )
-        try:
-            with pipelined(cursor):
-                cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
-                cursor.execute(
-                    f"INSERT INTO {table} "
-                    "(originator_id, originator_version, topic, state, chain) "
-                    f"VALUES (%s, %s, %s, %s, {link_sql}) RETURNING id",
-                    [
-                        uuid,
-                        event.originator_version,
-                        event.topic,
-                        event.state,
-                        GENESIS,
-                        uuid,
-                        event.originator_version,
-                        event.topic,
-                        event.topic,
-                        event.state,
-                    ],
-                )
-                (row_id,) = cursor.fetchone()
-        except db_utils.IntegrityError as error:
-            raise VersionConflict(
-                f"Database {self.datastore.alias!r}: {error}"
-            ) from error
+        with pipelined(cursor):
+            cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+            cursor.execute(
+                f"INSERT INTO {table} "
+                "(originator_id, originator_version, topic, state, chain) "
+                f"VALUES (%s, %s, %s, %s, {link_sql}) RETURNING id",
+                [
+                    uuid,
+                    event.originator_version,
+                    event.topic,
+                    event.state,
+                    GENESIS,
+                    uuid,
+                    event.originator_version,
+                    event.topic,
+                    event.topic,
+                    event.state,
+                ],
+            )
+            (row_id,) = cursor.fetchone()
         return int(row_id)
 
     def select_events(

@@ -1,11 +1,16 @@
-"""Which of a set of users (by pk, as events record them) still exist."""
+"""Users as events record them (by pk, as a string): which still exist, and
+their pks as column values."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.db import connections
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 
 def existing_user_pks(alias: str, pks: Iterable[str]) -> set[str]:
@@ -18,9 +23,8 @@ def existing_user_pks(alias: str, pks: Iterable[str]) -> set[str]:
     assert pk_field is not None
     connection = connections[alias]
     qn = connection.ops.quote_name
-    values = [
-        pk_field.get_db_prep_value(pk_field.to_python(pk), connection) for pk in wanted
-    ]
+    column_value = user_pk_adapter(connection)
+    values = [column_value(pk) for pk in wanted]
     # One plain query (this runs for every batch of a rebuild, where the ORM's
     # own cost of building it would be most of the time).
     found: set[str] = set()
@@ -38,3 +42,27 @@ def existing_user_pks(alias: str, pks: Iterable[str]) -> set[str]:
 
 #: Values per query, within every backend's limit on parameters.
 CHUNK = 900
+
+
+def user_pk_adapter(connection: BaseDatabaseWrapper) -> Callable[[str], Any]:
+    """Turn a user pk as events record it (a string) into a column value."""
+    pk_field = get_user_model()._meta.pk
+    assert pk_field is not None
+    target = pk_field.target_field if pk_field.is_relation else pk_field
+    if target.get_internal_type() in INTEGER_PKS:
+        return int  # what to_python() and get_db_prep_value() come to
+    to_python, prep = target.to_python, target.get_db_prep_value
+    return lambda value: prep(to_python(value), connection)
+
+
+INTEGER_PKS = {
+    "AutoField",
+    "BigAutoField",
+    "SmallAutoField",
+    "IntegerField",
+    "BigIntegerField",
+    "SmallIntegerField",
+    "PositiveIntegerField",
+    "PositiveBigIntegerField",
+    "PositiveSmallIntegerField",
+}

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
@@ -236,30 +235,6 @@ def _states(
         position, marked = states[name]
         states[name] = (position, True) if is_marker else (int(value), marked)
     return states
-
-
-def user_pk_adapter(connection: BaseDatabaseWrapper) -> Callable[[str], Any]:
-    """Turn a user pk as events record it (a string) into a column value."""
-    pk_field = get_user_model()._meta.pk
-    assert pk_field is not None
-    target = pk_field.target_field if pk_field.is_relation else pk_field
-    if target.get_internal_type() in INTEGER_PKS:
-        return int  # what to_python() and get_db_prep_value() come to
-    to_python, prep = target.to_python, target.get_db_prep_value
-    return lambda value: prep(to_python(value), connection)
-
-
-INTEGER_PKS = {
-    "AutoField",
-    "BigAutoField",
-    "SmallAutoField",
-    "IntegerField",
-    "BigIntegerField",
-    "SmallIntegerField",
-    "PositiveIntegerField",
-    "PositiveBigIntegerField",
-    "PositiveSmallIntegerField",
-}
 
 
 def datetime_adapter(connection: BaseDatabaseWrapper) -> Callable[[datetime], Any]:

@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from hero.events import UserAchievement
-from hero.projections.base import Change, View, datetime_adapter, user_pk_adapter
+from hero.projections.base import Change, View, datetime_adapter
 from hero.projections.catalog import ensure_catalog_rows
+from hero.users import user_pk_adapter
 
 if TYPE_CHECKING:
     from django.db.backends.utils import CursorWrapper

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hero.events import TriggerLog, UserAchievement
-from hero.projections.base import Change, View, datetime_adapter, user_pk_adapter
+from hero.projections.base import Change, View, datetime_adapter
+from hero.users import user_pk_adapter
 
 if TYPE_CHECKING:
     from django.db.backends.utils import CursorWrapper
