@@ -17,6 +17,7 @@ allows one writer at a time anyway.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -187,6 +188,48 @@ def _pipelines_supported(raw: Any) -> bool:
     return bool(Pipeline.is_supported())
 
 
+def open_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
+    """``connection.cursor()``, and on Django's SQLite backend one whose
+    placeholder conversion is done once per statement.
+
+    Django's SQLite cursor rewrites the ``%s`` placeholders of every statement
+    it executes with a regular expression, each time. hero's statements are
+    few and fixed, so hero's cursor keeps each conversion (the same function's
+    result) and reuses it. Everything else, query logging and execute wrappers
+    included, is Django's cursor unchanged."""
+    cursor = connection.cursor()
+    if connection.vendor == "sqlite":
+        from django.db.backends.sqlite3.base import SQLiteCursorWrapper
+
+        if type(cursor.cursor) is SQLiteCursorWrapper:
+            cursor.cursor.close()
+            cursor.cursor = connection.connection.cursor(factory=_sqlite_cursor())
+    return cursor
+
+
+_QMARK_LIMIT = 1024  # distinct statements kept; hero sends far fewer
+
+
+@functools.cache
+def _sqlite_cursor() -> type:
+    from django.db.backends.sqlite3.base import SQLiteCursorWrapper
+
+    converted: dict[str, str] = {}
+
+    class HeroSQLiteCursor(SQLiteCursorWrapper):
+        def convert_query(self, query: str, *, param_names: Any = None) -> str:
+            if param_names is not None:
+                return super().convert_query(query, param_names=param_names)  # type: ignore[no-any-return]
+            result = converted.get(query)
+            if result is None:
+                if len(converted) >= _QMARK_LIMIT:
+                    converted.clear()
+                result = converted[query] = super().convert_query(query)
+            return result
+
+    return HeroSQLiteCursor
+
+
 # The database alias, and the cursor, of the atomic block hero itself opened.
 _owned_atomic: ContextVar[tuple[str, CursorWrapper] | None] = ContextVar(
     "hero_owned_atomic", default=None
@@ -208,7 +251,10 @@ class DjangoDatastore:
         """An atomic block (a savepoint in the caller's transaction, if any)
         inside which hero's own writes share one cursor and need no atomic
         blocks of their own: a failure anywhere in it rolls all of it back."""
-        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+        with (
+            transaction.atomic(using=self.alias),
+            open_cursor(self.connection) as cursor,
+        ):
             token = _owned_atomic.set((self.alias, cursor))
             try:
                 yield
@@ -231,14 +277,14 @@ class DjangoDatastore:
         with (
             translate_errors(self.alias),
             transaction.atomic(using=self.alias),
-            self.connection.cursor() as cursor,
+            open_cursor(self.connection) as cursor,
         ):
             yield cursor
 
     @contextmanager
     def cursor(self) -> Iterator[CursorWrapper]:
         """A cursor for reads, in the caller's transaction if there is one."""
-        with translate_errors(self.alias), self.connection.cursor() as cursor:
+        with translate_errors(self.alias), open_cursor(self.connection) as cursor:
             yield cursor
 
 

@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import pytest
 from django.db import connection, connections, transaction
+from django.db import utils as db_utils
 from django.test.utils import CaptureQueriesContext
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
@@ -22,6 +23,7 @@ from eventsourcing.persistence import (
 import hero
 from hero import persistence
 from hero.models import StoredEvent as StoredEventModel
+from hero.models import TrackingPosition
 from tests.conftest import Backend
 
 
@@ -267,3 +269,87 @@ def test_awards_need_no_pipeline_mode(
     assert "hero_ledger_entry" in sql and "hero_achievement_unlocked" in sql
     assert ("LOCK TABLE" in sql) == (backend.name == "postgres")
     assert count_events(backend) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hero_cursors_send_the_same_statements_to_logs_and_execute_wrappers(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: an execute wrapper that sees every statement, as a site's
+    # instrumentation would, and a store cursor opened while nothing logs.
+    user = make_user()
+    wrapper_saw: list[str] = []
+
+    def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        wrapper_saw.append(sql)
+        return execute(sql, params, many, context)
+
+    datastore = persistence.DjangoDatastore(backend.alias)
+    with datastore.cursor() as cursor:
+        kind = type(cursor.cursor).__name__
+
+    # Act: an award with the wrapper installed and Django's query log on.
+    db = connections[backend.alias]
+    with db.execute_wrapper(spy), CaptureQueriesContext(db) as captured:
+        hero.achievements.unlock("score_changed", user=user, points=10)
+
+    # Assert: on SQLite, hero's own cursor; the wrapper and the log saw every
+    # statement hero sent, with Django's placeholders as hero wrote them.
+    assert (kind == "HeroSQLiteCursor") == (backend.name == "sqlite"), kind
+    inserts = [sql for sql in wrapper_saw if "INSERT INTO" in sql]
+    assert any("hero_stored_event" in sql for sql in inserts)
+    assert any("hero_achievement_unlocked" in sql for sql in inserts)
+    assert all("%s" in sql and "?" not in sql for sql in inserts)
+    logged = [q["sql"] for q in captured.captured_queries]
+    assert any("hero_ledger_entry" in sql for sql in logged)
+    assert count_events(backend) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hero_cursors_convert_placeholders_as_django_does(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: room for two conversions only, to see old ones dropped.
+    monkeypatch.setattr(persistence, "_QMARK_LIMIT", 2)
+    datastore = persistence.DjangoDatastore(backend.alias)
+    statements = [
+        ("SELECT %s, '100%%'", ["a"], ("a", "100%")),
+        ("SELECT %s || %s, '%%s'", ["b", "c"], ("bc", "%s")),
+        ("SELECT %s + 1, 'x'", [41], (42, "x")),
+    ]
+
+    # Act: each statement twice (converted, then reused), and a batch.
+    results = []
+    with datastore.cursor() as cursor:
+        for _ in range(2):
+            for sql, params, _expected in statements:
+                cursor.execute(sql, params)
+                results.append(cursor.fetchone())
+        cursor.execute("CREATE TEMPORARY TABLE t_hero_qmark (v text)")
+        cursor.executemany("INSERT INTO t_hero_qmark VALUES (%s)", [["1%"], ["2"]])
+        cursor.execute("SELECT v FROM t_hero_qmark ORDER BY v")
+        batch = cursor.fetchall()
+        cursor.execute("DROP TABLE t_hero_qmark")
+
+    # Assert: the results Django's own cursor gives, literal %% included.
+    expected = [tuple(e) for _sql, _params, e in statements] * 2
+    assert [tuple(r) for r in results] == expected
+    assert [tuple(r) for r in batch] == [("1%",), ("2",)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hero_cursors_still_wrap_database_errors(backend: Backend) -> None:
+    # Arrange: a statement the database refuses.
+    datastore = persistence.DjangoDatastore(backend.alias)
+
+    # Act: run it on a store cursor.
+    with pytest.raises(IntegrityError) as raised, datastore.transaction() as cursor:
+        cursor.execute(
+            "INSERT INTO hero_tracking (application_name, notification_id) "
+            "VALUES (%s, %s), (%s, %s)",
+            ["same", 1, "same", 2],
+        )
+
+    # Assert: the store's error, from Django's wrapped one, as with any cursor.
+    assert isinstance(raised.value.__cause__, db_utils.IntegrityError)
+    assert TrackingPosition.objects.using(backend.alias).count() == 0
