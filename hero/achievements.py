@@ -11,8 +11,6 @@ import logging
 from functools import partial
 from typing import Any, TypeVar
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Model
@@ -43,6 +41,7 @@ from hero.signals import (
     achievement_upgraded,
 )
 from hero.state import model_label, record_state
+from hero.users import user_model
 
 __all__ = [
     "HistoryEntry",
@@ -252,10 +251,10 @@ def _check_user(user: object, function: str = "unlock") -> None:
             f"{function}() was given an anonymous user. Achievements belong to saved "
             f"users: check request.user.is_authenticated before calling {function}()."
         )
-    user_model = _user_model()
-    if not isinstance(user, user_model):
+    model = user_model()
+    if not isinstance(user, model):
         raise InvalidUser(
-            f"{function}() needs a {user_model._meta.label} instance as user, got "
+            f"{function}() needs a {model._meta.label} instance as user, got "
             f"{user!r} ({type(user).__name__})."
         )
     assert isinstance(user, Model)
@@ -264,18 +263,6 @@ def _check_user(user: object, function: str = "unlock") -> None:
             f"{function}() was given a user that is not saved yet (its pk is None): "
             "save the user first."
         )
-
-
-_user_models: dict[str, Any] = {}
-
-
-def _user_model() -> Any:
-    """The user model, looked up once per AUTH_USER_MODEL value."""
-    key = settings.AUTH_USER_MODEL
-    model = _user_models.get(key)
-    if model is None:
-        model = _user_models[key] = get_user_model()
-    return model
 
 
 def _decision_of(achievement: AchievementBase, result: object) -> Decision:

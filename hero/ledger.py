@@ -45,7 +45,7 @@ from hero.events.aggregates import trigger_log_id
 from hero.exceptions import InvalidUser, UnlockConflict
 from hero.mapping import EventMapper, SubclassAwareTranscoder
 from hero.persistence import DjangoDatastore, VersionConflict
-from hero.users import user_pk_adapter
+from hero.users import user_model, user_pk_adapter
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
 Change = Outcome | Progress | Revocation
@@ -292,9 +292,7 @@ class Ledger(Application[UUID]):
     def _require_user(self, user_pk: str, *, lock: bool) -> None:
         """Raise InvalidUser if the user no longer exists; with ``lock`` on
         PostgreSQL, also keep it from being deleted until the transaction ends."""
-        from django.contrib.auth import get_user_model
-
-        model = get_user_model()
+        model = user_model()
         pk = model._meta.pk
         assert pk is not None
         connection = self.datastore.connection
@@ -321,6 +319,8 @@ class Ledger(Application[UUID]):
         SQLite the write lock an IMMEDIATE (or EXCLUSIVE) transaction holds
         from its start. (A DEFERRED SQLite transaction takes it only at its
         first write; there, a collision is decided again like any other.)"""
+        if not any(isinstance(item, TriggerLog) for item in pending):
+            return
         connection: Any = self.datastore.connection
         take_lock = self.datastore.vendor == "postgresql"
         lock_held = self.datastore.vendor == "sqlite" and (

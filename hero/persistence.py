@@ -189,21 +189,19 @@ def _pipelines_supported(raw: Any) -> bool:
 
 
 def open_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
-    """``connection.cursor()``, and on Django's SQLite backend one whose
-    placeholder conversion is done once per statement.
+    """``connection.cursor()``; on Django's SQLite backend, while Django is not
+    logging queries, a cursor that sends hero's statements more directly.
 
     Django's SQLite cursor rewrites the ``%s`` placeholders of every statement
-    it executes with a regular expression, each time. hero's statements are
-    few and fixed, so hero's cursor keeps each conversion (the same function's
-    result) and reuses it. Everything else, query logging and execute wrappers
-    included, is Django's cursor unchanged."""
+    with a regular expression, each time, under several layers of wrappers.
+    hero's statements are few and fixed: its cursor keeps each conversion
+    (Django's own) and executes it on the driver's cursor, inside Django's
+    error wrapping. A logging cursor (``DEBUG``, ``CaptureQueriesContext``) is
+    returned as it is, and with execute wrappers installed hero's cursor goes
+    through them as Django's does."""
     cursor = connection.cursor()
-    if connection.vendor == "sqlite":
-        from django.db.backends.sqlite3.base import SQLiteCursorWrapper
-
-        if type(cursor.cursor) is SQLiteCursorWrapper:
-            cursor.cursor.close()
-            cursor.cursor = connection.connection.cursor(factory=_sqlite_cursor())
+    if connection.vendor == "sqlite" and type(cursor) is CursorWrapper:
+        return _fast_sqlite_cursor()(cursor.cursor, connection)
     return cursor
 
 
@@ -211,21 +209,52 @@ _QMARK_LIMIT = 1024  # distinct statements kept; hero sends far fewer
 
 
 @functools.cache
-def _sqlite_cursor() -> type:
+def _fast_sqlite_cursor() -> type[CursorWrapper]:
+    from collections.abc import Mapping
+    from sqlite3 import Cursor
+
     from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 
     converted: dict[str, str] = {}
+    execute, executemany = Cursor.execute, Cursor.executemany
 
-    class HeroSQLiteCursor(SQLiteCursorWrapper):
-        def convert_query(self, query: str, *, param_names: Any = None) -> str:
-            if param_names is not None:
-                return super().convert_query(query, param_names=param_names)  # type: ignore[no-any-return]
-            result = converted.get(query)
-            if result is None:
-                if len(converted) >= _QMARK_LIMIT:
-                    converted.clear()
-                result = converted[query] = super().convert_query(query)
-            return result
+    def qmark(raw: SQLiteCursorWrapper, sql: str) -> str:
+        result = converted.get(sql)
+        if result is None:
+            if len(converted) >= _QMARK_LIMIT:
+                converted.clear()
+            result = converted[sql] = raw.convert_query(sql)
+        return result
+
+    class HeroSQLiteCursor(CursorWrapper):
+        """Django's cursor wrapper, minus the work that adds nothing for
+        statements in Django's ``format`` style with positional parameters."""
+
+        def execute(self, sql: str, params: Any = None) -> Any:
+            db, raw = self.db, self.cursor
+            if (
+                params is None
+                or isinstance(params, Mapping)
+                or db.execute_wrappers
+                or type(raw) is not SQLiteCursorWrapper
+            ):
+                return super().execute(sql, params)
+            db.validate_no_broken_transaction()
+            with db.wrap_database_errors:
+                return execute(raw, qmark(raw, sql), params)
+
+        def executemany(self, sql: str, param_list: Any) -> Any:
+            db, raw = self.db, self.cursor
+            if (
+                not isinstance(param_list, list)
+                or (param_list and isinstance(param_list[0], Mapping))
+                or db.execute_wrappers
+                or type(raw) is not SQLiteCursorWrapper
+            ):
+                return super().executemany(sql, param_list)
+            db.validate_no_broken_transaction()
+            with db.wrap_database_errors:
+                return executemany(raw, qmark(raw, sql), param_list)
 
     return HeroSQLiteCursor
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 
@@ -13,13 +14,25 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
 
+_user_models: dict[str, Any] = {}
+
+
+def user_model() -> Any:
+    """The user model, looked up once per ``AUTH_USER_MODEL`` value."""
+    key = settings.AUTH_USER_MODEL
+    model = _user_models.get(key)
+    if model is None:
+        model = _user_models[key] = get_user_model()
+    return model
+
+
 def existing_user_pks(alias: str, pks: Iterable[str]) -> set[str]:
     """The pks (as strings) of those users that are still in the database."""
     wanted = set(pks)
     if not wanted:
         return set()
-    user_model = get_user_model()
-    pk_field = user_model._meta.pk
+    model = user_model()
+    pk_field = model._meta.pk
     assert pk_field is not None
     connection = connections[alias]
     qn = connection.ops.quote_name
@@ -32,7 +45,7 @@ def existing_user_pks(alias: str, pks: Iterable[str]) -> set[str]:
         for start in range(0, len(values), CHUNK):
             chunk = values[start : start + CHUNK]
             cursor.execute(
-                f"SELECT {qn(pk_field.column)} FROM {qn(user_model._meta.db_table)} "
+                f"SELECT {qn(pk_field.column)} FROM {qn(model._meta.db_table)} "
                 f"WHERE {qn(pk_field.column)} IN ({', '.join(['%s'] * len(chunk))})",
                 chunk,
             )
@@ -46,7 +59,7 @@ CHUNK = 900
 
 def user_pk_adapter(connection: BaseDatabaseWrapper) -> Callable[[str], Any]:
     """Turn a user pk as events record it (a string) into a column value."""
-    pk_field = get_user_model()._meta.pk
+    pk_field = user_model()._meta.pk
     assert pk_field is not None
     target = pk_field.target_field if pk_field.is_relation else pk_field
     if target.get_internal_type() in INTEGER_PKS:

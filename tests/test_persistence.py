@@ -286,7 +286,7 @@ def test_hero_cursors_send_the_same_statements_to_logs_and_execute_wrappers(
 
     datastore = persistence.DjangoDatastore(backend.alias)
     with datastore.cursor() as cursor:
-        kind = type(cursor.cursor).__name__
+        kind = type(cursor).__name__
 
     # Act: an award with the wrapper installed and Django's query log on.
     db = connections[backend.alias]
