@@ -288,21 +288,24 @@ def test_hero_cursors_send_the_same_statements_to_logs_and_execute_wrappers(
     with datastore.cursor() as cursor:
         kind = type(cursor).__name__
 
-    # Act: an award with the wrapper installed and Django's query log on.
+    # Act: a first award with the wrapper installed (nothing logging), then an
+    # upgrade with Django's query log on.
     db = connections[backend.alias]
-    with db.execute_wrapper(spy), CaptureQueriesContext(db) as captured:
+    with db.execute_wrapper(spy):
         hero.achievements.unlock("score_changed", user=user, points=10)
+    with CaptureQueriesContext(db) as captured:
+        hero.achievements.unlock("score_changed", user=user, points=100)
 
-    # Assert: on SQLite, hero's own cursor; the wrapper and the log saw every
-    # statement hero sent, with Django's placeholders as hero wrote them.
+    # Assert: on SQLite, hero's own cursor; the wrapper and the log each saw
+    # every statement hero sent, with Django's placeholders as hero wrote them.
     assert (kind == "HeroSQLiteCursor") == (backend.name == "sqlite"), kind
-    inserts = [sql for sql in wrapper_saw if "INSERT INTO" in sql]
-    assert any("hero_stored_event" in sql for sql in inserts)
-    assert any("hero_achievement_unlocked" in sql for sql in inserts)
-    assert all("%s" in sql and "?" not in sql for sql in inserts)
-    logged = [q["sql"] for q in captured.captured_queries]
-    assert any("hero_ledger_entry" in sql for sql in logged)
-    assert count_events(backend) == 1
+    for seen in (wrapper_saw, [q["sql"] for q in captured.captured_queries]):
+        writes = [sql for sql in seen if "INSERT" in sql or "UPDATE" in sql]
+        assert any("hero_stored_event" in sql for sql in writes), seen
+        assert any("hero_achievement_unlocked" in sql for sql in writes), seen
+        assert any("hero_ledger_entry" in sql for sql in writes), seen
+    assert all("%s" in sql and "?" not in sql for sql in wrapper_saw if "INSERT" in sql)
+    assert count_events(backend) == 2
 
 
 @pytest.mark.django_db(transaction=True)
