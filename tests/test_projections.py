@@ -12,9 +12,16 @@ from django.core.management.base import CommandError
 from freezegun import freeze_time
 
 import hero
-from hero.models import Achievement, AchievementCount, AchievementUnlocked, LedgerEntry
+from hero.ledger import get_ledger
+from hero.models import (
+    Achievement,
+    AchievementCount,
+    AchievementUnlocked,
+    LedgerEntry,
+    TrackingPosition,
+)
 from hero.projections import views
-from hero.projections.base import UPSTREAM, Change
+from hero.projections.base import UPSTREAM, Change, apply_views
 from hero.projections.rebuild import rebuild
 from tests.conftest import Backend, stored_domain_events
 
@@ -337,6 +344,38 @@ def test_switching_from_async_to_inline_fills_the_gap(
     # The inline write first applied the seven events it had missed.
     assert AchievementUnlocked.objects.using(backend.alias).count() == 5
     assert LedgerEntry.objects.using(backend.alias).count() == 8
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_an_inline_write_catches_up_a_view_behind_the_others(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    # Arrange: events written in async mode; the holdings were brought up to
+    # date (as a worker of the holdings alone would), the ledger was not.
+    settings.HERO_PROJECTIONS = "async"
+    _ann, bob, _cid = activity(make_user)
+    ledger_app = get_ledger()
+    rows = ledger_app.recorder.select_rows(start=None, limit=100)
+    changes = [Change(p, e) for p, e in ledger_app.decode_rows(rows)]
+    apply_views(views(backend.alias, ["holdings"]), changes)
+    assert LedgerEntry.objects.using(backend.alias).count() == 0
+    settings.HERO_PROJECTIONS = "inline"
+
+    # Act: an inline write, whose views are not all one position behind it.
+    hero.achievements.unlock("score_changed", user=bob, points=1_000)
+
+    # Assert: the holdings took the new event once, the ledger all eight, and
+    # both views' positions are the store's last.
+    held = AchievementUnlocked.objects.using(backend.alias)
+    assert held.get(user=bob, achievement_id="points").level == 3
+    assert counts(backend.alias)[("points", 3)] == 1  # bob; ann went on to 4
+    assert LedgerEntry.objects.using(backend.alias).count() == 8
+    positions = TrackingPosition.objects.using(backend.alias).values_list(
+        "application_name", "notification_id"
+    )
+    last = ledger_app.recorder.max_notification_id()
+    assert sorted(positions) == [("holdings@hero", last), ("ledger@hero", last)]
     call_command("hero_verify", stdout=io.StringIO())
 
 

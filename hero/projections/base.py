@@ -286,9 +286,18 @@ def _advance_if_next(
     cursor.execute(
         f"UPDATE {table} SET notification_id = %s "
         f"WHERE application_name IN ({in_keys}) AND notification_id = %s "
-        f"AND (SELECT COUNT(*) FROM {table} WHERE application_name IN ({in_keys}) "
-        f"AND notification_id = %s) = %s "
         f"AND NOT EXISTS (SELECT 1 FROM {table} WHERE application_name IN ({in_markers}))",
-        [last, *keys, first - 1, *keys, first - 1, len(keys), *markers],
+        [last, *keys, first - 1, *markers],
     )
-    return bool(cursor.rowcount == len(keys))
+    moved = cursor.rowcount
+    if moved == len(keys):
+        return True
+    if moved:
+        # Some views were behind or ahead: put back the ones just moved (none
+        # held ``last`` before, the position of an event of this transaction).
+        cursor.execute(
+            f"UPDATE {table} SET notification_id = %s "
+            f"WHERE application_name IN ({in_keys}) AND notification_id = %s",
+            [first - 1, *keys, last],
+        )
+    return False
