@@ -201,7 +201,9 @@ def open_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
     through them as Django's does."""
     cursor = connection.cursor()
     if connection.vendor == "sqlite" and type(cursor) is CursorWrapper:
-        return _fast_sqlite_cursor()(cursor.cursor, connection)
+        fast = _fast_sqlite_cursor()
+        if type(cursor.cursor) is fast.driver_cursor:  # Django's own, not a subclass
+            return fast(cursor.cursor, connection)
     return cursor
 
 
@@ -209,7 +211,7 @@ _QMARK_LIMIT = 1024  # distinct statements kept; hero sends far fewer
 
 
 @functools.cache
-def _fast_sqlite_cursor() -> type[CursorWrapper]:
+def _fast_sqlite_cursor() -> Any:
     from collections.abc import Mapping
     from sqlite3 import Cursor
 
@@ -230,14 +232,11 @@ def _fast_sqlite_cursor() -> type[CursorWrapper]:
         """Django's cursor wrapper, minus the work that adds nothing for
         statements in Django's ``format`` style with positional parameters."""
 
+        driver_cursor = SQLiteCursorWrapper
+
         def execute(self, sql: str, params: Any = None) -> Any:
             db, raw = self.db, self.cursor
-            if (
-                params is None
-                or isinstance(params, Mapping)
-                or db.execute_wrappers
-                or type(raw) is not SQLiteCursorWrapper
-            ):
+            if params is None or isinstance(params, Mapping) or db.execute_wrappers:
                 return super().execute(sql, params)
             db.validate_no_broken_transaction()
             with db.wrap_database_errors:
@@ -249,7 +248,6 @@ def _fast_sqlite_cursor() -> type[CursorWrapper]:
                 not isinstance(param_list, list)
                 or (param_list and isinstance(param_list[0], Mapping))
                 or db.execute_wrappers
-                or type(raw) is not SQLiteCursorWrapper
             ):
                 return super().executemany(sql, param_list)
             db.validate_no_broken_transaction()
