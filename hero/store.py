@@ -27,27 +27,31 @@ class StoreStatus:
 def store_status() -> StoreStatus:
     """Count the store's events and snapshots, and where each follower is."""
     from hero.models import StoredEvent, StoredSnapshot, TrackingPosition
+    from hero.projections.base import CURRENT
 
     alias = conf.HERO_DATABASE
     events = StoredEvent.objects.using(alias)
     head = events.order_by("-id").values_list("chain", flat=True).first()
+    # Read before the positions: a view found current has applied at least this.
+    last_position = events.aggregate(last=Max("id"))["last"]
+    positions = TrackingPosition.objects.using(alias).values_list(
+        "application_name", "notification_id"
+    )
+    tracking: dict[str, int] = {}
+    rebuilding: list[str] = []
+    for name, position in positions:
+        if name.endswith("#rebuild"):
+            rebuilding.append(name.removesuffix("#rebuild"))
+        else:
+            tracking[name] = (last_position or 0) if position == CURRENT else position
     return StoreStatus(
         alias=alias,
         vendor=connections[alias].vendor,
         events=events.count(),
-        last_position=events.aggregate(last=Max("id"))["last"],
+        last_position=last_position,
         snapshots=StoredSnapshot.objects.using(alias).count(),
-        tracking=dict(
-            TrackingPosition.objects.using(alias)
-            .exclude(application_name__endswith="#rebuild")
-            .values_list("application_name", "notification_id")
-        ),
-        rebuilding=sorted(
-            name.removesuffix("#rebuild")
-            for name in TrackingPosition.objects.using(alias)
-            .filter(application_name__endswith="#rebuild")
-            .values_list("application_name", flat=True)
-        ),
+        tracking=tracking,
+        rebuilding=sorted(rebuilding),
         head=bytes(head) if head is not None else None,
     )
 

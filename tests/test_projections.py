@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import threading
 from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 from freezegun import freeze_time
 
 import hero
@@ -21,8 +24,9 @@ from hero.models import (
     TrackingPosition,
 )
 from hero.projections import views
-from hero.projections.base import UPSTREAM, Change, apply_views
-from hero.projections.rebuild import rebuild
+from hero.projections.base import CURRENT, UPSTREAM, Change, apply_views
+from hero.projections.rebuild import rebuild, verify
+from hero.store import store_status
 from tests.conftest import Backend, stored_domain_events
 
 
@@ -234,6 +238,40 @@ def test_a_rebuild_killed_half_way_resumes_to_the_clean_result(
     assert not any(v.is_rebuilding() for v in views(backend.alias))
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_rebuild_starting_during_an_inline_write_waits_for_it(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: views current with the store, then an inline write left open.
+    ann, bob = make_user("ann"), make_user("bob")
+    hero.achievements.unlock("score_changed", user=ann, points=10)
+    outcome: dict[str, Any] = {}
+
+    def rebuild_now() -> None:
+        try:
+            outcome["output"] = io.StringIO()
+            call_command("hero_rebuild", stdout=outcome["output"])
+        except Exception as error:  # reported by the assertions below
+            outcome["error"] = error
+        finally:
+            connections.close_all()
+
+    # Act: a rebuild starts while the write is still open; the write commits.
+    with transaction.atomic(using=backend.alias):
+        hero.achievements.unlock("score_changed", user=bob, points=100)
+        rebuilder = threading.Thread(target=rebuild_now)
+        rebuilder.start()
+        # Time for the rebuild to get as far as it can before the commit.
+        rebuilder.join(timeout=0.5)
+    rebuilder.join(timeout=60)
+
+    # Assert: the rebuild counted bob's award once, as the store says.
+    assert "error" not in outcome, outcome
+    assert "Rebuilt holdings, ledger" in outcome["output"].getvalue()
+    assert counts(backend.alias) == {("points", 1): 1, ("points", 2): 1}
+    call_command("hero_verify", stdout=io.StringIO())
+
+
 @pytest.mark.django_db
 def test_rebuild_picks_up_events_written_while_it_was_stopped(
     backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
@@ -348,6 +386,88 @@ def test_switching_from_async_to_inline_fills_the_gap(
 
 
 @pytest.mark.django_db
+def test_inline_writes_keep_positions_current_without_writing_them(
+    backend: Backend, make_user: Any
+) -> None:
+    ann, bob = make_user("ann"), make_user("bob")
+    hero.achievements.unlock("score_changed", user=ann, points=10)
+    stored = TrackingPosition.objects.using(backend.alias)
+    assert dict(stored.values_list("application_name", "notification_id")) == {
+        "holdings@hero": CURRENT,
+        "ledger@hero": CURRENT,
+    }
+
+    with CaptureQueriesContext(connections[backend.alias]) as queries:
+        hero.achievements.unlock("score_changed", user=bob, points=100)
+
+    touching = [q["sql"] for q in queries if "hero_tracking" in q["sql"]]
+    assert len(touching) == 1 and touching[0].startswith("SELECT"), touching
+    last = get_ledger().recorder.max_notification_id()
+    assert [v.max_tracking_id(UPSTREAM) for v in views(backend.alias)] == [last, last]
+    assert store_status().tracking == {"holdings@hero": last, "ledger@hero": last}
+    out = io.StringIO()
+    call_command("hero_status", stdout=out)
+    assert f"follower holdings@hero: at {last} (0 behind)" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_an_async_write_marks_current_views_behind_until_they_catch_up(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    # Arrange: views current after an inline write.
+    ann, bob = make_user("ann"), make_user("bob")
+    hero.achievements.unlock("score_changed", user=ann, points=10)
+    before = get_ledger().recorder.max_notification_id()
+
+    # Act: an event written without the views.
+    settings.HERO_PROJECTIONS = "async"
+    hero.achievements.unlock("score_changed", user=bob, points=100)
+    settings.HERO_PROJECTIONS = "inline"
+
+    # Assert: the views say where they really are, and are behind, not wrong.
+    stored = TrackingPosition.objects.using(backend.alias)
+    assert set(stored.values_list("notification_id", flat=True)) == {before}
+    assert [v.max_tracking_id(UPSTREAM) for v in views(backend.alias)] == [
+        before,
+        before,
+    ]
+    assert verify(backend.alias).behind == {"holdings": 1, "ledger": 1}
+    assert verify(backend.alias).differences == []
+
+    # A worker applying the event moves the positions to it, as numbers ...
+    last = before + 1
+    ledger_app = get_ledger()
+    rows = ledger_app.recorder.select_rows(start=last, limit=10)
+    changes = [Change(p, e) for p, e in ledger_app.decode_rows(rows)]
+    assert apply_views(views(backend.alias), changes) == 1
+    assert set(stored.values_list("notification_id", flat=True)) == {last}
+
+    # ... and the next inline write makes them current again.
+    hero.achievements.unlock("score_changed", user=ann, points=1_000)
+    assert set(stored.values_list("notification_id", flat=True)) == {CURRENT}
+    assert not verify(backend.alias).behind
+    assert counts(backend.alias) == {("points", 2): 1, ("points", 3): 1}
+
+
+@pytest.mark.django_db
+def test_a_worker_given_events_a_current_view_has_applied_changes_nothing(
+    backend: Backend, make_user: Any
+) -> None:
+    activity(make_user)
+    before = snapshot(backend.alias)
+    ledger_app = get_ledger()
+    rows = ledger_app.recorder.select_rows(start=None, limit=100)
+    changes = [Change(p, e) for p, e in ledger_app.decode_rows(rows)]
+
+    assert apply_views(views(backend.alias), changes) == 0
+    assert apply_views(views(backend.alias), changes[-1:]) == 0
+
+    assert snapshot(backend.alias) == before
+    stored = TrackingPosition.objects.using(backend.alias)
+    assert set(stored.values_list("notification_id", flat=True)) == {CURRENT}
+
+
+@pytest.mark.django_db
 def test_an_inline_write_catches_up_a_view_behind_the_others(
     backend: Backend, make_user: Any, settings: Any
 ) -> None:
@@ -374,8 +494,7 @@ def test_an_inline_write_catches_up_a_view_behind_the_others(
     positions = TrackingPosition.objects.using(backend.alias).values_list(
         "application_name", "notification_id"
     )
-    last = ledger_app.recorder.max_notification_id()
-    assert sorted(positions) == [("holdings@hero", last), ("ledger@hero", last)]
+    assert sorted(positions) == [("holdings@hero", CURRENT), ("ledger@hero", CURRENT)]
     call_command("hero_verify", stdout=io.StringIO())
 
 

@@ -181,6 +181,71 @@ def test_processes_unlocking_at_once_with_a_projection_worker(backend: Backend) 
     call_command("hero_verify", stdout=io.StringIO())
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(TIMEOUT)
+def test_inline_and_async_writers_at_once_with_a_worker_and_rebuilds(
+    backend: Backend,
+) -> None:
+    # Arrange: half the writers project inline (their views' positions stay
+    # "current"), half write events only (and must mark the views behind); a
+    # hero_project worker follows; rebuilds of the holdings run meanwhile.
+    users = users_for(backend.alias, SECONDS)
+    stop = threading.Event()
+    rebuilds: list[str] = []
+
+    def rebuild_now_and_then() -> None:
+        try:
+            while not stop.wait(SECONDS / 4):
+                out = io.StringIO()
+                call_command("hero_rebuild", "holdings", stdout=out)
+                rebuilds.append(out.getvalue())
+        except Exception:
+            rebuilds.append(traceback.format_exc())
+        finally:
+            connections.close_all()
+
+    with children() as started:
+        worker = started.manage(backend.alias, "hero_project", HERO_PROJECTIONS="async")
+        worker.expect("Projecting holdings, ledger", timeout=60)
+        rebuilder = threading.Thread(target=rebuild_now_and_then)
+        rebuilder.start()
+        try:
+            # Act
+            result = run_load(
+                started,
+                backend.alias,
+                users,
+                workers=WORKERS,
+                seconds=SECONDS,
+                settings_of=lambda i: {"HERO_PROJECTIONS": ("inline", "async")[i % 2]},
+                per_window=PER_WINDOW,
+                window=WINDOW,
+            )
+        finally:
+            stop.set()
+            rebuilder.join(timeout=120)
+        wait_until(
+            lambda: not verify(backend.alias).behind,
+            timeout=120 + SECONDS,
+            what="the projection worker to catch up",
+            every=0.2,
+        )
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, worker.output()
+
+    # Assert: the rebuilds ran and finished; the tables are what the store says.
+    assert rebuilds and all("Rebuilt holdings" in r for r in rebuilds), rebuilds
+    print(
+        f"{backend.name}, inline and async: {result.calls} calls, "
+        f"{len(result.outcomes)} awards, {len(rebuilds)} rebuilds"
+    )
+    assert_consistent(backend.alias, result)
+    out = io.StringIO()
+    call_command("hero_verify", stdout=out)
+    assert "The read tables match the event store" in out.getvalue()
+
+
 def call_in_threads(calls: int, threads: int, call: Any) -> list[str]:
     """``call(i)`` ``calls`` times in each of ``threads`` threads released at
     once, each on its own connection; the tracebacks of the calls that failed."""

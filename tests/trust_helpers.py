@@ -307,13 +307,18 @@ def domain_events() -> list[Any]:
 
 
 def tracking(alias: str) -> dict[str, int]:
-    from hero.models import TrackingPosition
+    """Every row of hero_tracking; a view that is current reads as the store's
+    last position (read first, so never more than the view has applied)."""
+    from django.db.models import Max
 
-    return dict(
-        TrackingPosition.objects.using(alias).values_list(
-            "application_name", "notification_id"
-        )
+    from hero.models import StoredEvent, TrackingPosition
+    from hero.projections import CURRENT
+
+    last = StoredEvent.objects.using(alias).aggregate(last=Max("id"))["last"] or 0
+    rows = TrackingPosition.objects.using(alias).values_list(
+        "application_name", "notification_id"
     )
+    return {name: last if value == CURRENT else value for name, value in rows}
 
 
 def wait_until(
@@ -502,9 +507,13 @@ def run_load(
     workers: int,
     seconds: float,
     settings: dict[str, Any] | None = None,
+    settings_of: Callable[[int], dict[str, Any]] | None = None,
     **config: Any,
 ) -> LoadResult:
-    """Run ``workers`` unlock workers at once for ``seconds``; their merged result."""
+    """Run ``workers`` unlock workers at once for ``seconds``; their merged result.
+
+    ``settings`` apply to every worker; ``settings_of(index)`` adds a worker's own.
+    """
     pks = [u.pk for u in users]
     procs = [
         started.start(
@@ -513,6 +522,7 @@ def run_load(
             json.dumps(LoadConfig(users=pks, seed=index, **config).__dict__),
             name=f"worker {index}",
             **(settings or {}),
+            **(settings_of(index) if settings_of else {}),
         )
         for index in range(workers)
     ]

@@ -15,7 +15,14 @@ from eventsourcing.persistence import Recording
 
 from hero.conf import conf
 from hero.persistence import DjangoDatastore
-from hero.projections.base import Change, View, ViewProjection, apply_views
+from hero.projections.base import (
+    CURRENT,
+    Change,
+    View,
+    ViewProjection,
+    apply_views,
+    mark_behind,
+)
 from hero.projections.holdings import HoldingsView
 from hero.projections.ledger import LedgerView
 
@@ -43,17 +50,24 @@ _inline_views: dict[str, list[View]] = {}
 
 def project_inline(recordings: Sequence[Recording[UUID]]) -> None:
     """Save listener: update the read tables in the transaction of the events,
-    when ``HERO_PROJECTIONS`` is ``"inline"`` (the default)."""
-    if conf.HERO_PROJECTIONS != "inline" or not recordings:
+    when ``HERO_PROJECTIONS`` is ``"inline"`` (the default). Otherwise note that
+    the views have not applied these events (they may have been current)."""
+    if not recordings:
         return
     alias = conf.HERO_DATABASE
     if alias not in _inline_views:
         _inline_views[alias] = views(alias)
+    if conf.HERO_PROJECTIONS != "inline":
+        mark_behind(
+            _inline_views[alias], min(r.notification.id for r in recordings) - 1
+        )
+        return
     changes = [Change(r.notification.id, r.domain_event) for r in recordings]
-    apply_views(_inline_views[alias], changes, users_exist=True)
+    apply_views(_inline_views[alias], changes, users_exist=True, recorded=True)
 
 
 __all__ = [
+    "CURRENT",
     "VIEW_CLASSES",
     "Change",
     "View",

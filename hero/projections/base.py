@@ -12,6 +12,13 @@ reads and applies the missing events, in the same transaction.
 While ``hero_rebuild`` runs, a marker row tells every other writer (inline
 projections, ``hero_project``) to leave the view alone; the rebuild applies
 their events before it removes the marker.
+
+Inline, a view's position is kept as :data:`CURRENT` ("every event in the
+store") rather than moved by every write: the writer of events holds the
+store's write lock, so the events before its own are all there, and all
+applied. Whoever writes events without applying them sets the position back to
+a number first (:func:`mark_behind`); readers resolve :data:`CURRENT` to the
+store's last position.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ if TYPE_CHECKING:
 
 #: Name of the application whose events the views follow.
 UPSTREAM = "hero"
+
+#: A view's stored position when it has applied every event in the store. Only
+#: a writer holding the store's write lock (an inline projection) sets it.
+CURRENT = -1
 
 
 class Change(NamedTuple):
@@ -76,7 +87,24 @@ class View(DjangoTrackingRecorder):
     # The tracking recorder's interface, on this view's own keys -------------
 
     def max_tracking_id(self, application_name: str) -> int | None:
-        return super().max_tracking_id(self.tracking_key(application_name))
+        """The view's position, :data:`CURRENT` read as the store's last."""
+        with self.datastore.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {self._position_sql()} FROM {self.tracking_table} "
+                "WHERE application_name = %s",
+                [self.tracking_key(application_name)],
+            )
+            row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def _position_sql(self) -> str:
+        # One statement reads the position and the store's last position, so
+        # both come from one snapshot: CURRENT never reads as more than applied.
+        return (
+            f"CASE WHEN notification_id = {CURRENT} "
+            f"THEN COALESCE((SELECT MAX(id) FROM {self.events_table}), 0) "
+            "ELSE notification_id END"
+        )
 
     def _insert_tracking(self, cursor: CursorWrapper, tracking: Tracking) -> None:
         key = self.tracking_key(tracking.application_name)
@@ -128,6 +156,9 @@ class View(DjangoTrackingRecorder):
         """Empty the view and mark it as being rebuilt; False if a rebuild was
         already under way (it is resumed, not restarted)."""
         with self.datastore.transaction() as cursor:
+            if self.datastore.vendor == "postgresql":
+                # Held off until now, an inline writer sees the marker.
+                cursor.execute(f"LOCK TABLE {self.events_table} IN EXCLUSIVE MODE")
             _, marked = _states(cursor, [self], application_name)[self.name]
             if marked:
                 return False
@@ -165,13 +196,16 @@ def apply_views(
     *,
     rebuilding: bool = False,
     users_exist: bool = False,
+    recorded: bool = False,
 ) -> int:
     """Apply ``changes`` to each view (on one database) in one transaction:
     one read of their positions, their rows, one write of their positions.
 
     ``users_exist`` says the caller knows every user in ``changes`` exists
     (inline, where the user was just given); otherwise rows of users deleted
-    since are left out of views that refer to users. Returns the largest
+    since are left out of views that refer to users. ``recorded`` says that
+    ``changes`` are the events this transaction has just recorded, so the last
+    in the store, written under its write lock (inline). Returns the largest
     number of changes new to a view.
     """
     if not changes or not views:
@@ -179,15 +213,14 @@ def apply_views(
     datastore = views[0].datastore
     applied = 0
     with datastore.transaction() as cursor:
-        if not rebuilding and _advance_if_next(
-            cursor, views, changes, application_name
-        ):
-            # The common inline case: every view was just before these changes.
+        if recorded and _stay_current(cursor, views, changes, application_name):
+            # The common case: every view had applied all events before these.
             with pipelined(cursor):
                 for view in views:
                     view._write(cursor, changes, users_exist)
             return len(changes)
-        states = _states(cursor, views, application_name)
+        before = changes[0].position - 1 if recorded else None
+        states = _states(cursor, views, application_name, current=before)
         positions: list[tuple[str, int]] = []
         for view in views:
             position, marked = states[view.name]
@@ -199,7 +232,9 @@ def apply_views(
             if not rebuilding and fresh[0].position > (position or 0) + 1:
                 fresh = [*view._missed(position or 0, fresh[0].position), *fresh]
             view._write(cursor, fresh, users_exist)
-            positions.append((view.tracking_key(application_name), fresh[-1].position))
+            # A writer of the store's last events leaves the view current.
+            reached = CURRENT if recorded else fresh[-1].position
+            positions.append((view.tracking_key(application_name), reached))
             applied = max(applied, len(fresh))
         if positions:
             cursor.execute(
@@ -213,17 +248,29 @@ def apply_views(
 
 
 def _states(
-    cursor: CursorWrapper, views: Sequence[View], application_name: str
+    cursor: CursorWrapper,
+    views: Sequence[View],
+    application_name: str,
+    *,
+    current: int | None = None,
 ) -> dict[str, tuple[int | None, bool]]:
     """Each view's position and whether it is being rebuilt, in one query (and
-    on PostgreSQL, locked until the transaction ends)."""
+    on PostgreSQL, locked until the transaction ends).
+
+    :data:`CURRENT` reads as ``current`` when given (the position before the
+    events a writer has just recorded), else as the store's last position.
+    """
     keys = {}
     for view in views:
         keys[view.tracking_key(application_name)] = (view.name, False)
         keys[view.rebuild_key(application_name)] = (view.name, True)
-    lock = " FOR UPDATE" if views[0].datastore.vendor == "postgresql" else ""
+    table = views[0].tracking_table
+    lock = (
+        f" FOR UPDATE OF {table}" if views[0].datastore.vendor == "postgresql" else ""
+    )
+    value = "notification_id" if current is not None else views[0]._position_sql()
     cursor.execute(
-        f"SELECT application_name, notification_id FROM {views[0].tracking_table} "
+        f"SELECT application_name, {value} FROM {table} "
         f"WHERE application_name IN ({', '.join(['%s'] * len(keys))}){lock}",
         list(keys),
     )
@@ -233,8 +280,32 @@ def _states(
     for key, value in cursor.fetchall():
         name, is_marker = keys[key]
         position, marked = states[name]
-        states[name] = (position, True) if is_marker else (int(value), marked)
+        if is_marker:
+            states[name] = (position, True)
+        else:
+            number = int(value)
+            if number == CURRENT and current is not None:
+                number = current
+            states[name] = (number, marked)
     return states
+
+
+def mark_behind(
+    views: Sequence[View], position: int, application_name: str = UPSTREAM
+) -> None:
+    """Say that the views have applied events up to ``position`` only, where
+    they were :data:`CURRENT`: called by a writer of events it does not apply
+    (async mode), in its transaction, before it commits."""
+    if not views:
+        return
+    keys = [view.tracking_key(application_name) for view in views]
+    with views[0].datastore.transaction() as cursor:
+        cursor.execute(
+            f"UPDATE {views[0].tracking_table} SET notification_id = %s "
+            f"WHERE application_name IN ({', '.join(['%s'] * len(keys))}) "
+            f"AND notification_id = {CURRENT}",
+            [position, *keys],
+        )
 
 
 def datetime_adapter(connection: BaseDatabaseWrapper) -> Callable[[datetime], Any]:
@@ -266,38 +337,52 @@ class ViewProjection(Projection[View]):
         )
 
 
-def _advance_if_next(
+def _stay_current(
     cursor: CursorWrapper,
     views: Sequence[View],
     changes: Sequence[Change],
     application_name: str,
 ) -> bool:
-    """Move every view's position to the last change, in one statement, if and
-    only if each view is exactly one position before the first change and none
-    is being rebuilt; otherwise change nothing and return False."""
+    """For the events a writer has just recorded: True if every view had applied
+    all events before them and none is being rebuilt, the views' positions then
+    being (or set to) :data:`CURRENT`; otherwise change nothing and return False.
+
+    A view at :data:`CURRENT` stays there without a write: only writers of events
+    change it from there, and they wait for this writer's lock; so does a
+    rebuild starting.
+    """
     table = views[0].tracking_table
     keys = [view.tracking_key(application_name) for view in views]
     markers = [view.rebuild_key(application_name) for view in views]
-    first, last = changes[0].position, changes[-1].position
-    if [c.position for c in changes] != list(range(first, last + 1)):
-        return False
-    in_keys = ", ".join(["%s"] * len(keys))
-    in_markers = ", ".join(["%s"] * len(markers))
     cursor.execute(
-        f"UPDATE {table} SET notification_id = %s "
-        f"WHERE application_name IN ({in_keys}) AND notification_id = %s "
-        f"AND NOT EXISTS (SELECT 1 FROM {table} WHERE application_name IN ({in_markers}))",
-        [last, *keys, first - 1, *markers],
+        f"SELECT application_name, notification_id FROM {table} "
+        f"WHERE application_name IN ({', '.join(['%s'] * (len(keys) + len(markers)))})",
+        [*keys, *markers],
+    )
+    found = {key: int(value) for key, value in cursor.fetchall()}
+    if set(found) != set(keys):
+        return False  # a view never written yet, or one being rebuilt
+    values = set(found.values())
+    if values == {CURRENT}:
+        return True
+    before = changes[0].position - 1
+    if values != {before}:
+        return False
+    # Every view exactly at the position before: make them current, unless one
+    # moved meanwhile (PostgreSQL: a worker holding its row; the UPDATE waits).
+    in_keys = ", ".join(["%s"] * len(keys))
+    cursor.execute(
+        f"UPDATE {table} SET notification_id = {CURRENT} "
+        f"WHERE application_name IN ({in_keys}) AND notification_id = %s",
+        [*keys, before],
     )
     moved = cursor.rowcount
-    if moved == len(keys):
-        return True
-    if moved:
-        # Some views were behind or ahead: put back the ones just moved (none
-        # held ``last`` before, the position of an event of this transaction).
+    if moved and moved != len(keys):
+        # Put back the ones just moved: none was CURRENT (only writers set it,
+        # and they wait for this one).
         cursor.execute(
             f"UPDATE {table} SET notification_id = %s "
-            f"WHERE application_name IN ({in_keys}) AND notification_id = %s",
-            [first - 1, *keys, last],
+            f"WHERE application_name IN ({in_keys}) AND notification_id = {CURRENT}",
+            [before, *keys],
         )
-    return False
+    return moved == len(keys)
