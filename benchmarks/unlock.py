@@ -63,13 +63,16 @@ revision the header prints; ``--show-queries`` lists the exact statements:
     (a) checks the event name and the user, asks each listening achievement;
         none answers with a level: no SQL at all.
     (b) loads the (user, achievement) aggregate -- one SELECT of its events,
-        in autocommit -- lets it decide, then saves the new event inside
-        ``transaction.atomic()``: BEGIN (IMMEDIATE on SQLite), SAVEPOINT (the
-        recorder's own atomic block, nested), on PostgreSQL also LOCK TABLE
-        hero_stored_event IN EXCLUSIVE MODE, INSERT ... RETURNING, RELEASE,
+        in autocommit -- lets it decide, then saves the new event in one
+        transaction: BEGIN (IMMEDIATE on SQLite; on PostgreSQL also LOCK TABLE
+        hero_stored_event IN EXCLUSIVE MODE), INSERT ... RETURNING (the chain
+        link computed in SQL), a SELECT of the views' positions in
+        hero_tracking (current with the store: left as they are), the inline
+        views' writes (catalog row if missing, holding, count, ledger entry),
         COMMIT. A concurrent writer of the same aggregate is refused by the
         unique (originator_id, originator_version) and the call decides again.
-    (c) the same, the SELECT now reading two events.
+    (c) the same, the SELECT now reading two events; the holding is UPDATEd
+        and two counts change.
     (d) the SELECT only: the aggregate already holds the level, nothing is
         saved and the call returns [].
     Signals are sent on commit; no receivers are connected here.
