@@ -370,6 +370,42 @@ def test_async_mode_appends_events_and_the_worker_catches_up(
 
 
 @pytest.mark.django_db
+def test_hero_project_once_inside_a_transaction_says_why_it_cannot_catch_up(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    # The test's transaction is open: the projections' own connections cannot
+    # see the event written in it.
+    settings.HERO_PROJECTIONS = "async"
+    hero.achievements.unlock("score_changed", user=make_user(), points=10)
+
+    with pytest.raises(CommandError) as raised:
+        call_command(
+            "hero_project", "holdings", "--once", "--timeout", "1", stdout=io.StringIO()
+        )
+
+    assert "Not caught up with position" in str(raised.value)
+    assert "called inside a transaction" in str(raised.value)
+    assert "Commit first." in str(raised.value)
+    assert AchievementUnlocked.objects.using(backend.alias).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hero_project_once_runs_one_projection_at_a_time(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    settings.HERO_PROJECTIONS = "async"
+    activity(make_user)
+
+    call_command("hero_project", "holdings", "--once", stdout=io.StringIO())
+    assert AchievementUnlocked.objects.using(backend.alias).count() == 5
+    assert LedgerEntry.objects.using(backend.alias).count() == 0
+    call_command("hero_project", "ledger", "--once", stdout=io.StringIO())
+
+    assert LedgerEntry.objects.using(backend.alias).count() == 7
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
 def test_switching_from_async_to_inline_fills_the_gap(
     backend: Backend, make_user: Any, settings: Any
 ) -> None:

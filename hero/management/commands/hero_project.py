@@ -80,8 +80,17 @@ class Command(BaseCommand):
                     try:
                         runner.wait(target, timeout=timeout)
                     except TimeoutError:
+                        hint = ""
+                        if connections[alias].in_atomic_block:
+                            hint = (
+                                " This command was called inside a transaction on "
+                                f"{alias!r}: the projections read the store on "
+                                "connections of their own, which see only committed "
+                                "events. Commit first."
+                            )
                         raise CommandError(
-                            f"Not caught up with position {target} after {timeout:.0f}s."
+                            f"Not caught up with position {target} after "
+                            f"{timeout:.0f}s.{hint}"
                         ) from None
             else:
                 while not stop.wait(0.5):
@@ -92,7 +101,9 @@ class Command(BaseCommand):
                 runner.__exit__(None, None, None)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            connections.close_all()
+            if not any(c.in_atomic_block for c in connections.all()):
+                # Never a caller's connection while its transaction is open.
+                connections.close_all()
             # The runners' threads have ended; collecting them closes the
             # database connections they opened.
             gc.collect()
