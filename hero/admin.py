@@ -14,10 +14,11 @@ Django's own ``UserAdmin`` (hero must come after ``django.contrib.auth`` in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
@@ -36,6 +37,26 @@ from hero.models import (
     LedgerEntry,
 )
 from hero.visibility import level_name
+
+if TYPE_CHECKING:
+    # The stubs' admin and formset classes take the model as a type argument;
+    # Django's own take none at runtime.
+    _AchievementAdmin = admin.ModelAdmin[Achievement]
+    _AchievementUnlockedAdmin = admin.ModelAdmin[AchievementUnlocked]
+    _AchievementCountAdmin = admin.ModelAdmin[AchievementCount]
+    _AchievementProgressAdmin = admin.ModelAdmin[AchievementProgress]
+    _LedgerEntryAdmin = admin.ModelAdmin[LedgerEntry]
+    # Ledger entries inline on the user's page, whatever the user model.
+    _LedgerEntryFormSet = forms.BaseInlineFormSet[LedgerEntry, Any]
+    _LedgerEntryInline = admin.TabularInline[LedgerEntry, Any]
+    _UserAdmin = UserAdmin[Any]
+else:
+    _AchievementAdmin = _AchievementUnlockedAdmin = admin.ModelAdmin
+    _AchievementCountAdmin = _AchievementProgressAdmin = admin.ModelAdmin
+    _LedgerEntryAdmin = admin.ModelAdmin
+    _LedgerEntryFormSet = forms.BaseInlineFormSet
+    _LedgerEntryInline = admin.TabularInline
+    _UserAdmin = UserAdmin
 
 REVOKE_PERMISSION = "hero.revoke_achievement"
 
@@ -84,7 +105,7 @@ def _level(obj: Any) -> str:
 
 
 @admin.register(Achievement)
-class AchievementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AchievementAdmin(ReadOnlyAdminMixin, _AchievementAdmin):
     list_display = (
         "id",
         "title",
@@ -116,7 +137,7 @@ class RevokeForm(forms.Form):
 
 
 @admin.register(AchievementUnlocked)
-class AchievementUnlockedAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AchievementUnlockedAdmin(ReadOnlyAdminMixin, _AchievementUnlockedAdmin):
     list_display = ("user", "achievement", "level_display", "unlocked_at", "updated_at")
     list_filter = (LevelFilter, ("achievement", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("user", "achievement")
@@ -171,13 +192,13 @@ class AchievementUnlockedAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "opts": self.model._meta,
             "holdings": holdings,
             "form": form,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, self.revoke_template, context)
 
 
 @admin.register(AchievementCount)
-class AchievementCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AchievementCountAdmin(ReadOnlyAdminMixin, _AchievementCountAdmin):
     list_display = ("achievement", "level_display", "holders")
     list_filter = (LevelFilter,)
     list_select_related = ("achievement",)
@@ -189,7 +210,7 @@ class AchievementCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AchievementProgress)
-class AchievementProgressAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AchievementProgressAdmin(ReadOnlyAdminMixin, _AchievementProgressAdmin):
     list_display = (
         "user",
         "achievement",
@@ -210,7 +231,7 @@ class _UserNames:
     """Shows the user of a ledger row by name; the ledger keeps entries of users
     deleted since, so the name is looked up, never joined."""
 
-    def with_usernames(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+    def with_usernames(self, queryset: QuerySet[LedgerEntry]) -> QuerySet[LedgerEntry]:
         users = get_user_model()._default_manager
         name = users.filter(pk=OuterRef("user_id")).values(_username_field())[:1]
         return queryset.annotate(username=Subquery(name))
@@ -222,7 +243,7 @@ class _UserNames:
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, admin.ModelAdmin):
+class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, _LedgerEntryAdmin):
     list_display = (
         "position",
         "occurred_at",
@@ -249,7 +270,7 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, admin.ModelAdmin):
         return _level(obj)
 
 
-class HistoryFormSet(forms.BaseInlineFormSet):
+class HistoryFormSet(_LedgerEntryFormSet):
     """The latest entries only: a busy user's history would fill the page."""
 
     max_entries = 50
@@ -264,7 +285,7 @@ class HistoryFormSet(forms.BaseInlineFormSet):
         return self._latest
 
 
-class AchievementHistoryInline(ReadOnlyAdminMixin, admin.TabularInline):
+class AchievementHistoryInline(ReadOnlyAdminMixin, _LedgerEntryInline):
     """A user's latest ledger entries, newest first (all of them: the ledger's
     admin, searched by the username)."""
 
@@ -308,7 +329,7 @@ class HeroUserAdminMixin:
         return inlines
 
 
-class HeroUserAdmin(HeroUserAdminMixin, UserAdmin):
+class HeroUserAdmin(HeroUserAdminMixin, _UserAdmin):
     """Django's ``UserAdmin`` with hero's history inline."""
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 
@@ -92,13 +92,17 @@ def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candid
         if not batch:
             return
         position = batch[-1].id
-        triggers = [ledger.mapper.to_domain_event(n) for n in batch]
+        # Only Triggered events: theirs is the one topic asked for.
+        triggers = cast(
+            "list[TriggerLog.Triggered]",
+            [ledger.mapper.to_domain_event(n) for n in batch],
+        )
         triggers = [t for t in triggers if t.trigger in events]
         users = user_model._default_manager.db_manager(ledger.alias).in_bulk(
-            {user_model._meta.pk.to_python(t.user_pk) for t in triggers}  # type: ignore[union-attr]
+            {user_model._meta.pk.to_python(t.user_pk) for t in triggers}
         )
         for trigger in triggers:
-            user = users.get(user_model._meta.pk.to_python(trigger.user_pk))  # type: ignore[union-attr]
+            user = users.get(user_model._meta.pk.to_python(trigger.user_pk))
             if user is None:
                 continue
             result = achievement.unlock(user=user, **trigger.state)

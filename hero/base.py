@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 if TYPE_CHECKING:
     from hero.models import AchievementUnlocked
@@ -21,7 +21,9 @@ class AchievementMeta(type):
         if module == "achievements" or module.endswith(".achievements"):
             from hero.registry import registry
 
-            registry.add(cls, explicit=False)
+            # Only AchievementBase and its subclasses have this metaclass, and
+            # AchievementBase itself (no bases) returned above.
+            registry.add(cast("type[AchievementBase]", cls), explicit=False)
 
 
 class AchievementBase(metaclass=AchievementMeta):

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from django.db import IntegrityError as DjangoIntegrityError
@@ -44,11 +44,16 @@ from hero.events import (
 from hero.events.aggregates import trigger_log_id
 from hero.exceptions import InvalidUser, UnlockConflict
 from hero.mapping import EventMapper, SubclassAwareTranscoder
-from hero.persistence import DjangoDatastore, VersionConflict
+from hero.persistence import (
+    DjangoApplicationRecorder,
+    DjangoDatastore,
+    VersionConflict,
+)
 from hero.users import user_model, user_pk_adapter
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
 Change = Outcome | Progress | Revocation
+_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ class Ledger(Application[UUID]):
     """Decides on unlocks through aggregates and records their events."""
 
     name = "hero"
+    # Made by hero.persistence's factory (PERSISTENCE_MODULE below).
+    recorder: DjangoApplicationRecorder
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -225,7 +232,7 @@ class Ledger(Application[UUID]):
         trigger: str,
         state: dict[str, Any],
         awarded_at: datetime | None,
-    ) -> list[Change]:
+    ) -> Sequence[Change]:
         if decision.steps is not None:
             assert decision.total is not None and decision.level is not None
             return aggregate.progress(
@@ -252,10 +259,10 @@ class Ledger(Application[UUID]):
 
     def _retrying(
         self,
-        decide: Callable[[], tuple[list[Change], list[Any]]],
+        decide: Callable[[], tuple[list[_Result], list[Any]]],
         what: str,
         user_pk: str | None = None,
-    ) -> list[Change]:
+    ) -> list[_Result]:
         """Decide and record; after losing a race (another writer changed the same
         aggregate first), wait a little and decide again on the new state."""
         attempts = max(1, conf.HERO_UNLOCK_ATTEMPTS)
@@ -335,7 +342,8 @@ class Ledger(Application[UUID]):
                         cursor.execute(
                             f"LOCK TABLE {self.recorder.events_table} IN EXCLUSIVE MODE"
                         )
-                event = item.pending_events[0]
+                # A TriggerLog's only pending event is the one record() added.
+                event = cast(TriggerLog.Triggered, item.pending_events[0])
                 pending[index] = self._logged_trigger(
                     event.user_pk, event.trigger, event.state
                 )

@@ -114,7 +114,8 @@ class EventMapper(Mapper[UUID]):
         except KeyError:
             cls = resolve_topic(topic)
             class_version = getattr(cls, "class_version", 1)
-            convert_id = find_id_convertor(cls, type(originator_id))
+            # mypy takes a union of classes for unhashable (each alone passes).
+            convert_id = find_id_convertor(cls, type(originator_id))  # type: ignore[arg-type]
             self._topics[(topic, type(originator_id))] = cls, class_version, convert_id
         try:
             event_state: dict[str, Any] = self.transcoder.decode(state)

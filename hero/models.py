@@ -6,15 +6,26 @@ The event store's tables (:class:`StoredEvent`, :class:`StoredSnapshot`,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
 
 from hero.queries import AchievementQuerySet, AchievementUnlockedQuerySet
 
+if TYPE_CHECKING:
+    from django.db.models.expressions import Combinable
 
-class RowIdAutoField(models.BigAutoField):
+    # The stubs' fields take the types they are set from and read as; Django's
+    # own classes take no type arguments at runtime.
+    _BigAutoField = models.BigAutoField[int | str | Combinable, int]
+    _BigIntegerField = models.BigIntegerField[float | int | str | Combinable, int]
+else:
+    _BigAutoField = models.BigAutoField
+    _BigIntegerField = models.BigIntegerField
+
+
+class RowIdAutoField(_BigAutoField):
     """An auto-incrementing id that, on SQLite, is the table's plain rowid.
 
     Django declares SQLite ids ``AUTOINCREMENT``, which keeps a counter in
@@ -27,7 +38,7 @@ class RowIdAutoField(models.BigAutoField):
     def db_type_suffix(self, connection: Any) -> str | None:
         if connection.vendor == "sqlite":
             return None
-        return super().db_type_suffix(connection)  # type: ignore[no-any-return]
+        return super().db_type_suffix(connection)
 
 
 class StoredEventBase(models.Model):
@@ -202,7 +213,7 @@ class AchievementCount(models.Model):
         return f"{self.achievement_id} level {self.level}: {self.holders}"
 
 
-class PositionField(models.BigIntegerField):
+class PositionField(_BigIntegerField):
     """A store position as primary key. On SQLite it is declared ``integer``, so
     that it is the table's own rowid rather than an index beside it."""
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from hashlib import sha256
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
 
 from django.conf import settings
@@ -60,6 +60,8 @@ from hero.conf import conf
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models import Model
+
+_Recorder = TypeVar("_Recorder", bound="DjangoRecorder")
 
 #: Rows per INSERT statement; keeps parameters well under every backend's limit.
 INSERT_CHUNK_SIZE = 500
@@ -203,7 +205,7 @@ def open_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
     if connection.vendor == "sqlite" and type(cursor) is CursorWrapper:
         fast = _fast_sqlite_cursor()
         if type(cursor.cursor) is fast.driver_cursor:  # Django's own, not a subclass
-            return fast(cursor.cursor, connection)
+            return cast(CursorWrapper, fast(cursor.cursor, connection))
     return cursor
 
 
@@ -234,7 +236,9 @@ def _fast_sqlite_cursor() -> Any:
 
         driver_cursor = SQLiteCursorWrapper
 
-        def execute(self, sql: str, params: Any = None) -> Any:
+        # Statements for SQLite are strings; the stubs' base class also takes
+        # psycopg's composed SQL, which never comes here.
+        def execute(self, sql: str, params: Any = None) -> Any:  # type: ignore[override]
             db, raw = self.db, self.cursor
             if params is None or isinstance(params, Mapping) or db.execute_wrappers:
                 return super().execute(sql, params)
@@ -242,7 +246,7 @@ def _fast_sqlite_cursor() -> Any:
             with db.wrap_database_errors:
                 return execute(raw, qmark(raw, sql), params)
 
-        def executemany(self, sql: str, param_list: Any) -> Any:
+        def executemany(self, sql: str, param_list: Any) -> Any:  # type: ignore[override]
             db, raw = self.db, self.cursor
             if (
                 not isinstance(param_list, list)
@@ -791,13 +795,17 @@ class DjangoFactory(InfrastructureFactory[DjangoTrackingRecorder]):
         )
         return cls(self.datastore)
 
-    def _recorder_class(self, topic_key: str, default: type[Any]) -> type[Any]:
+    def _recorder_class(
+        self, topic_key: str, default: type[_Recorder]
+    ) -> type[_Recorder]:
         topic = self.env.get(topic_key)
         cls = resolve_topic(topic) if topic else default
         if not (isinstance(cls, type) and issubclass(cls, DjangoRecorder)):
             msg = f"{topic_key}={topic!r} is not a recorder class of hero.persistence"
             raise InfrastructureFactoryError(msg)
-        return cls
+        # Only checked to be one of hero's recorders: that a topic names one of
+        # the default's kind is the site's setting to get right.
+        return cast("type[_Recorder]", cls)
 
 
 Factory = DjangoFactory

@@ -181,7 +181,9 @@ class JsonView(View):
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponse:
         response = _error(405, f"Method {request.method} is not allowed here.")
-        response["Allow"] = ", ".join(m.upper() for m in self._allowed_methods())
+        # Django's own list, as its 405 response gives it; private, so not stubbed.
+        allowed = self._allowed_methods()  # type: ignore[attr-defined]
+        response["Allow"] = ", ".join(m.upper() for m in allowed)
         return response
 
 

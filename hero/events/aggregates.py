@@ -110,8 +110,11 @@ class UserAchievement(BaseAggregate[UUID]):
     @classmethod
     def _blank(cls, aggregate_id: UUID) -> UserAchievement:
         aggregate = cls.__new__(cls)
+        # No timestamp until the first event; eventsourcing's annotation wants one.
         aggregate.__base_init__(
-            originator_id=aggregate_id, originator_version=0, timestamp=None
+            originator_id=aggregate_id,
+            originator_version=0,
+            timestamp=None,  # type: ignore[arg-type]
         )
         aggregate.level = None
         aggregate.unlocked_at = None
@@ -337,7 +340,7 @@ class TriggerLog(BaseAggregate[UUID]):
         log.__base_init__(
             originator_id=trigger_log_id(user_pk),
             originator_version=version,
-            timestamp=None,
+            timestamp=None,  # type: ignore[arg-type]  # as in _blank() above
         )
         return log
 

@@ -324,14 +324,14 @@ def datetime_adapter(connection: BaseDatabaseWrapper) -> Callable[[datetime], An
             return str(value.astimezone(zone).replace(tzinfo=None))
 
         return to_text
-    return adapt  # type: ignore[no-any-return]
+    return adapt
 
 
 class ViewProjection(Projection[View]):
     """eventsourcing's projection interface over a :class:`View`, one event at a
     time (used by ``hero_project`` through eventsourcing's ProjectionRunner)."""
 
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # type: ignore[override]
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         self.view.apply(
             [Change(tracking.notification_id, domain_event)], tracking.application_name
         )
@@ -376,7 +376,7 @@ def _stay_current(
         f"WHERE application_name IN ({in_keys}) AND notification_id = %s",
         [*keys, before],
     )
-    moved = cursor.rowcount
+    moved: int = cursor.rowcount
     if moved and moved != len(keys):
         # Put back the ones just moved: none was CURRENT (only writers set it,
         # and they wait for this one).

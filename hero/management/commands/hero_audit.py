@@ -146,6 +146,6 @@ class Command(BaseCommand):
         self.stdout.write(f"Holds{when}:")
         if not held:
             self.stdout.write("  nothing")
-        for achievement_id, level in sorted(held.items()):
-            name = names.get(level, f"Level {level}")
-            self.stdout.write(f"  {achievement_id}: level {level} ({name})")
+        for achievement_id, held_level in sorted(held.items()):
+            name = names.get(held_level, f"Level {held_level}")
+            self.stdout.write(f"  {achievement_id}: level {held_level} ({name})")
