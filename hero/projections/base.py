@@ -18,7 +18,8 @@ store") rather than moved by every write: the writer of events holds the
 store's write lock, so the events before its own are all there, and all
 applied. Whoever writes events without applying them sets the position back to
 a number first (:func:`mark_behind`); readers resolve :data:`CURRENT` to the
-store's last position.
+store's last position. (Events a site's own eventsourcing application stores in
+the same table need nothing from the views, so "current" stays true across them.)
 """
 
 from __future__ import annotations
