@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
+from eventsourcing.application import Application
 from freezegun import freeze_time
 
 import hero
@@ -123,9 +124,6 @@ def test_inline_read_your_writes(backend: Backend, make_user: Any) -> None:
 def test_querysets_and_rarity(backend: Backend, make_user: Any) -> None:
     ann, bob, _cid = activity(make_user)
     make_user("dee")  # holds nothing
-
-    from django.db import connections
-    from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connections[backend.alias]) as queries:
         titles = [
@@ -501,6 +499,32 @@ def test_a_worker_given_events_a_current_view_has_applied_changes_nothing(
     assert snapshot(backend.alias) == before
     stored = TrackingPosition.objects.using(backend.alias)
     assert set(stored.values_list("notification_id", flat=True)) == {CURRENT}
+
+
+@pytest.mark.django_db
+def test_events_of_another_application_leave_current_views_right(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: views current; a site's own application shares the store.
+    from tests.test_persistence import Counter
+
+    hero.achievements.unlock("score_changed", user=make_user("ann"), points=10)
+    app = Application[object](env={"PERSISTENCE_MODULE": "hero.persistence"})
+
+    # Act: its events, then hero's.
+    counter = Counter()
+    counter.increment()
+    app.save(counter)
+    hero.achievements.unlock("score_changed", user=make_user("bob"), points=100)
+
+    # Assert: current, and right: a verification and a rebuild agree.
+    stored = TrackingPosition.objects.using(backend.alias)
+    assert set(stored.values_list("notification_id", flat=True)) == {CURRENT}
+    assert not verify(backend.alias).behind
+    before = snapshot(backend.alias)
+    call_command("hero_rebuild", stdout=io.StringIO())
+    assert snapshot(backend.alias) == before
+    call_command("hero_verify", stdout=io.StringIO())
 
 
 @pytest.mark.django_db
