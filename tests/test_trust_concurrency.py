@@ -97,6 +97,18 @@ def assert_consistent(alias: str, result: LoadResult) -> None:
     assert Counter(result.outcomes) == recorded
 
 
+def stop_once_caught_up(worker: Any, alias: str) -> None:
+    """Wait for a hero_project worker to apply every event, then stop it cleanly."""
+    wait_until(
+        lambda: not verify(alias).behind,
+        timeout=120 + SECONDS,
+        what="the projection worker to catch up",
+        every=0.2,
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0, worker.output()
+
+
 def assert_followed_without_gaps(follower: StoreFollower) -> None:
     assert follower.error is None, follower.error
     final = all_notification_ids()
@@ -161,14 +173,7 @@ def test_processes_unlocking_at_once_with_a_projection_worker(backend: Backend) 
             per_window=PER_WINDOW,
             window=WINDOW,
         )
-        wait_until(
-            lambda: not verify(backend.alias).behind,
-            timeout=120 + SECONDS,
-            what="the projection worker to catch up",
-            every=0.2,
-        )
-        worker.signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0, worker.output()
+        stop_once_caught_up(worker, backend.alias)
         assert "Stopped; the next run resumes" in worker.output()
 
     # Assert: as with inline projections, once the worker has caught up.
@@ -225,14 +230,7 @@ def test_inline_and_async_writers_at_once_with_a_worker_and_rebuilds(
         finally:
             stop.set()
             rebuilder.join(timeout=120)
-        wait_until(
-            lambda: not verify(backend.alias).behind,
-            timeout=120 + SECONDS,
-            what="the projection worker to catch up",
-            every=0.2,
-        )
-        worker.signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0, worker.output()
+        stop_once_caught_up(worker, backend.alias)
 
     # Assert: the rebuilds ran and finished; the tables are what the store says.
     assert rebuilds and all("Rebuilt holdings" in r for r in rebuilds), rebuilds
