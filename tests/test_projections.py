@@ -25,7 +25,13 @@ from hero.models import (
     TrackingPosition,
 )
 from hero.projections import views
-from hero.projections.base import CURRENT, UPSTREAM, Change, apply_views
+from hero.projections.base import (
+    CURRENT,
+    UPSTREAM,
+    Change,
+    apply_views,
+    read_changes,
+)
 from hero.projections.rebuild import rebuild, verify
 from hero.store import store_status
 from tests.conftest import Backend, stored_domain_events
@@ -470,9 +476,7 @@ def test_an_async_write_marks_current_views_behind_until_they_catch_up(
 
     # A worker applying the event moves the positions to it, as numbers ...
     last = before + 1
-    ledger_app = get_ledger()
-    rows = ledger_app.recorder.select_rows(start=last, limit=10)
-    changes = [Change(p, e) for p, e in ledger_app.decode_rows(rows)]
+    changes = read_changes(before, 10)
     assert apply_views(views(backend.alias), changes) == 1
     assert set(stored.values_list("notification_id", flat=True)) == {last}
 
@@ -489,9 +493,7 @@ def test_a_worker_given_events_a_current_view_has_applied_changes_nothing(
 ) -> None:
     activity(make_user)
     before = snapshot(backend.alias)
-    ledger_app = get_ledger()
-    rows = ledger_app.recorder.select_rows(start=None, limit=100)
-    changes = [Change(p, e) for p, e in ledger_app.decode_rows(rows)]
+    changes = read_changes(0, 100)
 
     assert apply_views(views(backend.alias), changes) == 0
     assert apply_views(views(backend.alias), changes[-1:]) == 0
@@ -535,10 +537,7 @@ def test_an_inline_write_catches_up_a_view_behind_the_others(
     # date (as a worker of the holdings alone would), the ledger was not.
     settings.HERO_PROJECTIONS = "async"
     _ann, bob, _cid = activity(make_user)
-    ledger_app = get_ledger()
-    rows = ledger_app.recorder.select_rows(start=None, limit=100)
-    changes = [Change(p, e) for p, e in ledger_app.decode_rows(rows)]
-    apply_views(views(backend.alias, ["holdings"]), changes)
+    apply_views(views(backend.alias, ["holdings"]), read_changes(0, 100))
     assert LedgerEntry.objects.using(backend.alias).count() == 0
     settings.HERO_PROJECTIONS = "inline"
 
