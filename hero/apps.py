@@ -23,6 +23,6 @@ class HeroConfig(AppConfig):
 
 
 def _sync_catalog(using: str, **kwargs: Any) -> None:
-    from hero.projections.catalog import sync_catalog
+    from hero.catalog import sync_catalog
 
     sync_catalog(using)

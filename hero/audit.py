@@ -40,7 +40,7 @@ class HistoryEntry:
 def known_achievement_ids(alias: str) -> list[str]:
     """Every achievement that may have events: registered or in the catalog."""
     from hero.models import Achievement
-    from hero.persistence import translate_errors
+    from hero.store.transactions import translate_errors
 
     ids = {a.id for a in registry}
     with translate_errors(alias):

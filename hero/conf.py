@@ -77,6 +77,12 @@ class Settings:
         return int(getattr(settings, "HERO_UNLOCK_ATTEMPTS", 10))
 
     @cached
+    def HERO_LOCK_TIMEOUT(self) -> float:
+        """Seconds a write waits for the store's ordering lock before giving up
+        with :class:`~hero.exceptions.StoreBusy` (PostgreSQL; 0 waits for ever)."""
+        return float(getattr(settings, "HERO_LOCK_TIMEOUT", 30.0))
+
+    @cached
     def HERO_PROJECTIONS(self) -> str:
         """``"inline"``: read tables change in the unlock's transaction;
         ``"async"``: a ``hero_project`` worker updates them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
+from eventsourcing.persistence import OperationalError
 
 
 class HeroError(Exception):
@@ -47,3 +48,7 @@ class DuplicateAchievement(HeroError, ImproperlyConfigured):
 
 class UnlockConflict(HeroError):
     """Concurrent writers kept changing the same achievement; retries ran out."""
+
+
+class StoreBusy(HeroError, OperationalError):
+    """The store's ordering lock was not free within ``HERO_LOCK_TIMEOUT``."""

@@ -44,11 +44,10 @@ from hero.events import (
 from hero.events.aggregates import trigger_log_id
 from hero.exceptions import InvalidUser, UnlockConflict
 from hero.mapping import EventMapper, SubclassAwareTranscoder
-from hero.persistence import (
-    DjangoApplicationRecorder,
-    DjangoDatastore,
-    VersionConflict,
-)
+from hero.store.ordering import hold_ordering_lock
+from hero.store.postgres import pipelined
+from hero.store.recorders import DjangoApplicationRecorder
+from hero.store.transactions import DjangoDatastore, VersionConflict
 from hero.users import user_model, user_pk_adapter
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
@@ -97,14 +96,14 @@ class Ledger(Application[UUID]):
     """Decides on unlocks through aggregates and records their events."""
 
     name = "hero"
-    # Made by hero.persistence's factory (PERSISTENCE_MODULE below).
+    # Made by hero.store's factory (PERSISTENCE_MODULE below).
     recorder: DjangoApplicationRecorder
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self.datastore = DjangoDatastore(alias)
         super().__init__(
-            env={"PERSISTENCE_MODULE": "hero.persistence", "DJANGO_DATABASE": alias}
+            env={"PERSISTENCE_MODULE": "hero.store", "DJANGO_DATABASE": alias}
         )
 
     def construct_transcoder(self) -> Transcoder:
@@ -321,27 +320,19 @@ class Ledger(Application[UUID]):
             )
 
     def _place_triggers(self, pending: list[Any]) -> None:
-        """Give logged triggers their version under the lock that orders writes,
-        so that logging calls never collide: on PostgreSQL the table lock, on
-        SQLite the write lock an IMMEDIATE (or EXCLUSIVE) transaction holds
-        from its start. (A DEFERRED SQLite transaction takes it only at its
-        first write; there, a collision is decided again like any other.)"""
+        """Give logged triggers their version under the store's ordering lock,
+        so that logging calls never collide. (Where the transaction cannot hold
+        it yet, a DEFERRED SQLite transaction, a collision is decided again like
+        any other.)"""
         if not any(isinstance(item, TriggerLog) for item in pending):
             return
-        connection: Any = self.datastore.connection
-        take_lock = self.datastore.vendor == "postgresql"
-        lock_held = self.datastore.vendor == "sqlite" and (
-            connection.transaction_mode in {"IMMEDIATE", "EXCLUSIVE"}
-        )
-        if not (take_lock or lock_held):
+        with self.datastore.cursor() as cursor:
+            with pipelined(cursor):
+                held = hold_ordering_lock(cursor)
+        if not held:
             return
         for index, item in enumerate(pending):
             if isinstance(item, TriggerLog):
-                if take_lock:
-                    with self.datastore.cursor() as cursor:
-                        cursor.execute(
-                            f"LOCK TABLE {self.recorder.events_table} IN EXCLUSIVE MODE"
-                        )
                 # A TriggerLog's only pending event is the one record() added.
                 event = cast(TriggerLog.Triggered, item.pending_events[0])
                 pending[index] = self._logged_trigger(

@@ -1,7 +1,7 @@
 """Tables of hero.
 
 The event store's tables (:class:`StoredEvent`, :class:`StoredSnapshot`,
-:class:`TrackingPosition`) are written only by :mod:`hero.persistence`.
+:class:`TrackingPosition`) are written only by the event store, :mod:`hero.store`.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class StoredEventBase(models.Model):
 class StoredEvent(StoredEventBase):
     """One domain event; ``id`` is its position in the store (notification id).
 
-    ``chain`` links it to the event before it (see ``hero.persistence.link``).
+    ``chain`` links it to the event before it (see ``hero.store.chain.link``).
     """
 
     id = RowIdAutoField(primary_key=True)

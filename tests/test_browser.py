@@ -28,9 +28,9 @@ from django.db.models import F, Q
 
 import hero
 from hero import AchievementBase
+from hero.catalog import sync_catalog
 from hero.conf import conf
 from hero.models import Achievement, AchievementProgress, AchievementUnlocked
-from hero.projections.catalog import sync_catalog
 from tests.conftest import Backend
 
 #: Enough simulated users that some show every state (the demo is seeded).

@@ -130,7 +130,7 @@ def test_links_written_one_at_a_time_and_many_at_once_are_link(
     from eventsourcing.persistence import StoredEvent as Stored
 
     from hero.ledger import get_ledger
-    from hero.persistence import GENESIS, link
+    from hero.store.chain import GENESIS, link
 
     # Arrange: single-event inserts (on PostgreSQL the link is computed in SQL)
     # around a multi-event one (computed in Python there), with a non-ASCII topic.

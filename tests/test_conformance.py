@@ -1,4 +1,4 @@
-"""hero.persistence passes the test cases that ship inside eventsourcing.
+"""hero.store passes the test cases that ship inside eventsourcing.
 
 Each of eventsourcing's abstract recorder test cases is subclassed once per
 backend. They are Django ``TransactionTestCase``s: the shipped tests commit
@@ -31,8 +31,15 @@ from eventsourcing.tests.persistence import (
 )
 from eventsourcing.utils import Environment
 
-from hero import persistence
 from hero.models import StoredEvent, StoredSnapshot
+from hero.store.factory import DjangoFactory
+from hero.store.recorders import (
+    DjangoAggregateRecorder,
+    DjangoApplicationRecorder,
+    DjangoProcessRecorder,
+    DjangoTrackingRecorder,
+)
+from hero.store.transactions import DjangoDatastore
 
 
 def _skip_unless_available(backend: str) -> Any:
@@ -54,17 +61,17 @@ class DjangoRecorderCase(TransactionTestCase):
         gc.collect()
         super().tearDown()
 
-    def datastore(self) -> persistence.DjangoDatastore:
-        return persistence.DjangoDatastore(self.alias())
+    def datastore(self) -> DjangoDatastore:
+        return DjangoDatastore(self.alias())
 
 
 class AggregateRecorderConformance(DjangoRecorderCase, AggregateRecorderTestCase):
     def create_recorder(self) -> AggregateRecorder:
-        return persistence.DjangoAggregateRecorder(self.datastore())
+        return DjangoAggregateRecorder(self.datastore())
 
     def test_snapshots_table(self) -> None:
         # The same contract holds for the recorder of snapshots.
-        self.create_recorder = lambda: persistence.DjangoAggregateRecorder(  # type: ignore[method-assign]
+        self.create_recorder = lambda: DjangoAggregateRecorder(  # type: ignore[method-assign]
             self.datastore(), StoredSnapshot
         )
         self.test_insert_and_select()
@@ -74,7 +81,7 @@ class AggregateRecorderConformance(DjangoRecorderCase, AggregateRecorderTestCase
 
 class ApplicationRecorderConformance(DjangoRecorderCase, ApplicationRecorderTestCase):
     def create_recorder(self) -> ApplicationRecorder:
-        return persistence.DjangoApplicationRecorder(self.datastore())
+        return DjangoApplicationRecorder(self.datastore())
 
     def test_insert_subscribe(self) -> None:
         self.optional_test_insert_subscribe()
@@ -82,27 +89,27 @@ class ApplicationRecorderConformance(DjangoRecorderCase, ApplicationRecorderTest
 
 class TrackingRecorderConformance(DjangoRecorderCase, TrackingRecorderTestCase):
     def create_recorder(self) -> TrackingRecorder:
-        return persistence.DjangoTrackingRecorder(self.datastore())
+        return DjangoTrackingRecorder(self.datastore())
 
 
 class ProcessRecorderConformance(DjangoRecorderCase, ProcessRecorderTestCase):
     def create_recorder(self) -> ProcessRecorder:
-        return persistence.DjangoProcessRecorder(self.datastore())
+        return DjangoProcessRecorder(self.datastore())
 
 
 class NonInterleavingConformance(
     DjangoRecorderCase, NonInterleavingNotificationIDsBaseCase
 ):
     def create_recorder(self) -> ApplicationRecorder:
-        return persistence.DjangoApplicationRecorder(self.datastore())
+        return DjangoApplicationRecorder(self.datastore())
 
 
-class CustomTrackingRecorder(persistence.DjangoTrackingRecorder):
+class CustomTrackingRecorder(DjangoTrackingRecorder):
     pass
 
 
 class InfrastructureFactoryConformance(
-    DjangoRecorderCase, InfrastructureFactoryTestCase[persistence.DjangoFactory]
+    DjangoRecorderCase, InfrastructureFactoryTestCase[DjangoFactory]
 ):
     def setUp(self) -> None:
         self.env = Environment(
@@ -111,23 +118,23 @@ class InfrastructureFactoryConformance(
         )
         super().setUp()
 
-    def expected_factory_class(self) -> type[persistence.DjangoFactory]:
-        return persistence.DjangoFactory
+    def expected_factory_class(self) -> type[DjangoFactory]:
+        return DjangoFactory
 
     def expected_aggregate_recorder_class(self) -> type[AggregateRecorder]:
-        return persistence.DjangoAggregateRecorder
+        return DjangoAggregateRecorder
 
     def expected_application_recorder_class(self) -> type[ApplicationRecorder]:
-        return persistence.DjangoApplicationRecorder
+        return DjangoApplicationRecorder
 
     def expected_tracking_recorder_class(self) -> type[TrackingRecorder]:
-        return persistence.DjangoTrackingRecorder
+        return DjangoTrackingRecorder
 
     def tracking_recorder_subclass(self) -> type[TrackingRecorder]:
         return CustomTrackingRecorder
 
     def expected_process_recorder_class(self) -> type[ProcessRecorder]:
-        return persistence.DjangoProcessRecorder
+        return DjangoProcessRecorder
 
 
 # One concrete class per backend and case; the abstract cases above are removed

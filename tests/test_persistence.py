@@ -1,4 +1,4 @@
-"""hero.persistence beyond eventsourcing's conformance cases: transactions it
+"""hero.store beyond eventsourcing's conformance cases: transactions it
 joins, the errors it raises, how it writes, and how it is selected."""
 
 from __future__ import annotations
@@ -21,9 +21,16 @@ from eventsourcing.persistence import (
 )
 
 import hero
-from hero import persistence
 from hero.models import StoredEvent as StoredEventModel
 from hero.models import TrackingPosition
+from hero.store import sqlite as store_sqlite
+from hero.store.factory import DjangoFactory
+from hero.store.recorders import (
+    INSERT_CHUNK_SIZE,
+    DjangoApplicationRecorder,
+    DjangoProcessRecorder,
+)
+from hero.store.transactions import DjangoDatastore
 from tests.conftest import Backend
 
 
@@ -41,8 +48,8 @@ def stored_events(count: int, originator_id: object = None) -> list[StoredEvent]
 
 
 @pytest.fixture
-def recorder(backend: Backend) -> persistence.DjangoProcessRecorder:
-    return persistence.DjangoProcessRecorder(persistence.DjangoDatastore(backend.alias))
+def recorder(backend: Backend) -> DjangoProcessRecorder:
+    return DjangoProcessRecorder(DjangoDatastore(backend.alias))
 
 
 def count_events(backend: Backend) -> int:
@@ -55,7 +62,7 @@ class Rollback(Exception):
 
 @pytest.mark.django_db(transaction=True)
 def test_events_roll_back_with_the_callers_transaction(
-    backend: Backend, recorder: persistence.DjangoProcessRecorder
+    backend: Backend, recorder: DjangoProcessRecorder
 ) -> None:
     # A caller's transaction records events, then fails.
     with pytest.raises(Rollback), transaction.atomic(using=backend.alias):
@@ -70,7 +77,7 @@ def test_events_roll_back_with_the_callers_transaction(
 
 @pytest.mark.django_db(transaction=True)
 def test_events_commit_with_the_callers_transaction(
-    backend: Backend, recorder: persistence.DjangoProcessRecorder
+    backend: Backend, recorder: DjangoProcessRecorder
 ) -> None:
     with transaction.atomic(using=backend.alias):
         ids = recorder.insert_events(stored_events(2))
@@ -82,7 +89,7 @@ def test_events_commit_with_the_callers_transaction(
 
 @pytest.mark.django_db
 def test_duplicate_version_writes_nothing_and_leaves_callers_transaction_usable(
-    backend: Backend, recorder: persistence.DjangoProcessRecorder
+    backend: Backend, recorder: DjangoProcessRecorder
 ) -> None:
     originator_id = uuid4()
     recorder.insert_events(stored_events(1, originator_id))
@@ -100,7 +107,7 @@ def test_duplicate_version_writes_nothing_and_leaves_callers_transaction_usable(
 
 @pytest.mark.django_db
 def test_many_events_are_written_in_one_statement(
-    backend: Backend, recorder: persistence.DjangoProcessRecorder
+    backend: Backend, recorder: DjangoProcessRecorder
 ) -> None:
     with CaptureQueriesContext(connections[backend.alias]) as queries:
         ids = recorder.insert_events(stored_events(300))
@@ -114,9 +121,9 @@ def test_many_events_are_written_in_one_statement(
 
 @pytest.mark.django_db
 def test_large_batches_are_chunked_and_keep_their_order(
-    backend: Backend, recorder: persistence.DjangoProcessRecorder
+    backend: Backend, recorder: DjangoProcessRecorder
 ) -> None:
-    events = stored_events(persistence.INSERT_CHUNK_SIZE * 2 + 7)
+    events = stored_events(INSERT_CHUNK_SIZE * 2 + 7)
     ids = recorder.insert_events(events)
 
     assert ids is not None and len(ids) == len(events)
@@ -128,7 +135,7 @@ def test_large_batches_are_chunked_and_keep_their_order(
 
 @pytest.mark.django_db
 def test_tracking_is_recorded_atomically_with_events(
-    backend: Backend, recorder: persistence.DjangoProcessRecorder
+    backend: Backend, recorder: DjangoProcessRecorder
 ) -> None:
     from eventsourcing.persistence import Tracking
 
@@ -144,9 +151,7 @@ def test_tracking_is_recorded_atomically_with_events(
 def test_a_database_that_is_down_raises_operational_error_without_hanging(
     down_alias: str, django_db_blocker: pytest.FixtureDef
 ) -> None:
-    recorder = persistence.DjangoApplicationRecorder(
-        persistence.DjangoDatastore(down_alias)
-    )
+    recorder = DjangoApplicationRecorder(DjangoDatastore(down_alias))
     started = time.monotonic()
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         with pytest.raises(OperationalError, match=f"Database '{down_alias}'"):
@@ -173,7 +178,7 @@ def test_an_application_selects_the_store_by_persistence_module(
     backend: Backend,
 ) -> None:
     app = Application[object](env={"PERSISTENCE_MODULE": "hero.persistence"})
-    assert isinstance(app.recorder, persistence.DjangoApplicationRecorder)
+    assert isinstance(app.recorder, DjangoApplicationRecorder)
     assert app.recorder.datastore.alias == backend.alias  # from HERO_DATABASE
 
     counter = Counter()
@@ -191,7 +196,7 @@ def test_an_unknown_database_alias_is_a_clear_error(settings: object) -> None:
 
 
 def test_an_unknown_record_purpose_is_a_clear_error() -> None:
-    factory = persistence.DjangoFactory({})
+    factory = DjangoFactory({})
     with pytest.raises(InfrastructureFactoryError, match="events and snapshots"):
         factory.aggregate_recorder("logs")
 
@@ -199,7 +204,7 @@ def test_an_unknown_record_purpose_is_a_clear_error() -> None:
 def test_migrations_own_the_schema() -> None:
     # CREATE_TABLE is accepted for compatibility; creating tables touches no
     # database (this test has no database access: any query would raise).
-    factory = persistence.DjangoFactory({"CREATE_TABLE": "yes"})
+    factory = DjangoFactory({"CREATE_TABLE": "yes"})
     recorder = factory.application_recorder()
     recorder.create_table()  # type: ignore[attr-defined]
     with pytest.raises(RuntimeError, match="Database access not allowed"):
@@ -208,7 +213,7 @@ def test_migrations_own_the_schema() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_positions_keep_rising_and_sqlite_keeps_no_sequence_table_for_them(
-    backend: Backend, recorder: persistence.DjangoProcessRecorder
+    backend: Backend, recorder: DjangoProcessRecorder
 ) -> None:
     # Arrange: events committed, then a transaction whose events roll back.
     first = recorder.insert_events(stored_events(2))
@@ -284,7 +289,7 @@ def test_hero_cursors_send_the_same_statements_to_logs_and_execute_wrappers(
         wrapper_saw.append(sql)
         return execute(sql, params, many, context)
 
-    datastore = persistence.DjangoDatastore(backend.alias)
+    datastore = DjangoDatastore(backend.alias)
     with datastore.cursor() as cursor:
         kind = type(cursor).__name__
 
@@ -313,8 +318,8 @@ def test_hero_cursors_convert_placeholders_as_django_does(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Arrange: room for two conversions only, to see old ones dropped.
-    monkeypatch.setattr(persistence, "_QMARK_LIMIT", 2)
-    datastore = persistence.DjangoDatastore(backend.alias)
+    monkeypatch.setattr(store_sqlite, "_QMARK_LIMIT", 2)
+    datastore = DjangoDatastore(backend.alias)
     statements = [
         ("SELECT %s, '100%%'", ["a"], ("a", "100%")),
         ("SELECT %s || %s, '%%s'", ["b", "c"], ("bc", "%s")),
@@ -343,7 +348,7 @@ def test_hero_cursors_convert_placeholders_as_django_does(
 @pytest.mark.django_db(transaction=True)
 def test_hero_cursors_still_wrap_database_errors(backend: Backend) -> None:
     # Arrange: a statement the database refuses.
-    datastore = persistence.DjangoDatastore(backend.alias)
+    datastore = DjangoDatastore(backend.alias)
 
     # Act: run it on a store cursor.
     with pytest.raises(IntegrityError) as raised, datastore.transaction() as cursor:

@@ -24,16 +24,12 @@ from hero.models import (
     LedgerEntry,
     TrackingPosition,
 )
-from hero.projections import views
-from hero.projections.base import (
-    CURRENT,
-    UPSTREAM,
-    Change,
-    apply_views,
-    read_changes,
-)
-from hero.projections.rebuild import rebuild, verify
+from hero.projections import read_models
+from hero.projections.base import Change, apply_read_models, read_changes
+from hero.projections.rebuild import rebuild
+from hero.projections.verify import verify
 from hero.store import store_status
+from hero.store.positions import CURRENT, UPSTREAM
 from tests.conftest import Backend, stored_domain_events
 
 
@@ -173,7 +169,7 @@ def test_a_view_applies_an_event_once_and_tracks_events_it_ignores(
     before = snapshot(backend.alias)
     last = stored_domain_events()[-1]
 
-    holdings_view, ledger_view = views(backend.alias)
+    holdings_view, ledger_view = read_models(backend.alias)
     positions = [n.id for n in holdings_view_notifications()]
     # The holdings view ignores Triggered events, yet its position is the last event's.
     assert holdings_view.max_tracking_id(UPSTREAM) == positions[-1]
@@ -216,7 +212,7 @@ def test_a_rebuild_killed_half_way_resumes_to_the_clean_result(
     # Kill the rebuild after its third batch has been committed.
     from hero.projections import rebuild as rebuild_module
 
-    original = rebuild_module.apply_views
+    original = rebuild_module.apply_read_models
     batches: list[int] = []
 
     def dies(*args: Any, **kwargs: Any) -> int:
@@ -225,13 +221,13 @@ def test_a_rebuild_killed_half_way_resumes_to_the_clean_result(
         batches.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(rebuild_module, "apply_views", dies)
+    monkeypatch.setattr(rebuild_module, "apply_read_models", dies)
     with pytest.raises(KeyboardInterrupt):
         rebuild(backend.alias, batch_size=2)
     monkeypatch.undo()
 
     # Half-built: the views are marked, and a write meanwhile leaves them alone.
-    assert all(v.is_rebuilding() for v in views(backend.alias))
+    assert all(v.is_rebuilding() for v in read_models(backend.alias))
     assert len(ledger(backend.alias)) == 6
     assert AchievementUnlocked.objects.using(backend.alias).count() < len(clean[0])
 
@@ -239,7 +235,7 @@ def test_a_rebuild_killed_half_way_resumes_to_the_clean_result(
 
     assert result.resumed == ["holdings", "ledger"]
     assert snapshot(backend.alias) == clean
-    assert not any(v.is_rebuilding() for v in views(backend.alias))
+    assert not any(v.is_rebuilding() for v in read_models(backend.alias))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -286,7 +282,7 @@ def test_rebuild_picks_up_events_written_while_it_was_stopped(
     def dies(*args: Any, **kwargs: Any) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rebuild_module, "apply_views", dies)
+    monkeypatch.setattr(rebuild_module, "apply_read_models", dies)
     with pytest.raises(KeyboardInterrupt):
         rebuild(backend.alias, batch_size=2)
     monkeypatch.undo()
@@ -443,7 +439,10 @@ def test_inline_writes_keep_positions_current_without_writing_them(
     touching = [q["sql"] for q in queries if "hero_tracking" in q["sql"]]
     assert len(touching) == 1 and touching[0].startswith("SELECT"), touching
     last = get_ledger().recorder.max_notification_id()
-    assert [v.max_tracking_id(UPSTREAM) for v in views(backend.alias)] == [last, last]
+    assert [v.max_tracking_id(UPSTREAM) for v in read_models(backend.alias)] == [
+        last,
+        last,
+    ]
     assert store_status().tracking == {"holdings@hero": last, "ledger@hero": last}
     out = io.StringIO()
     call_command("hero_status", stdout=out)
@@ -467,7 +466,7 @@ def test_an_async_write_marks_current_views_behind_until_they_catch_up(
     # Assert: the views say where they really are, and are behind, not wrong.
     stored = TrackingPosition.objects.using(backend.alias)
     assert set(stored.values_list("notification_id", flat=True)) == {before}
-    assert [v.max_tracking_id(UPSTREAM) for v in views(backend.alias)] == [
+    assert [v.max_tracking_id(UPSTREAM) for v in read_models(backend.alias)] == [
         before,
         before,
     ]
@@ -477,7 +476,7 @@ def test_an_async_write_marks_current_views_behind_until_they_catch_up(
     # A worker applying the event moves the positions to it, as numbers ...
     last = before + 1
     changes = read_changes(before, 10)
-    assert apply_views(views(backend.alias), changes) == 1
+    assert apply_read_models(read_models(backend.alias), changes) == 1
     assert set(stored.values_list("notification_id", flat=True)) == {last}
 
     # ... and the next inline write makes them current again.
@@ -495,8 +494,8 @@ def test_a_worker_given_events_a_current_view_has_applied_changes_nothing(
     before = snapshot(backend.alias)
     changes = read_changes(0, 100)
 
-    assert apply_views(views(backend.alias), changes) == 0
-    assert apply_views(views(backend.alias), changes[-1:]) == 0
+    assert apply_read_models(read_models(backend.alias), changes) == 0
+    assert apply_read_models(read_models(backend.alias), changes[-1:]) == 0
 
     assert snapshot(backend.alias) == before
     stored = TrackingPosition.objects.using(backend.alias)
@@ -537,7 +536,7 @@ def test_an_inline_write_catches_up_a_view_behind_the_others(
     # date (as a worker of the holdings alone would), the ledger was not.
     settings.HERO_PROJECTIONS = "async"
     _ann, bob, _cid = activity(make_user)
-    apply_views(views(backend.alias, ["holdings"]), read_changes(0, 100))
+    apply_read_models(read_models(backend.alias, ["holdings"]), read_changes(0, 100))
     assert LedgerEntry.objects.using(backend.alias).count() == 0
     settings.HERO_PROJECTIONS = "inline"
 
@@ -587,7 +586,7 @@ def test_a_failing_view_write_rolls_back_the_whole_call(
 ) -> None:
     from eventsourcing.persistence import PersistenceError
 
-    from hero.projections.ledger import LedgerView
+    from hero.projections.ledger import LedgerEntries
 
     # Arrange: the ledger view's statement fails in the database (after the
     # holdings view wrote its rows: on PostgreSQL, in the same pipeline).
@@ -601,7 +600,7 @@ def test_a_failing_view_write_rolls_back_the_whole_call(
             [(c.position,) for c in changes],
         )
 
-    monkeypatch.setattr(LedgerView, "write", broken_write)
+    monkeypatch.setattr(LedgerEntries, "write", broken_write)
 
     # Act: an upgrade.
     with pytest.raises(PersistenceError, match=f"Database '{backend.alias}'"):

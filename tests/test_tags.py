@@ -186,7 +186,7 @@ def test_level_names(settings: Any) -> None:
 def test_tags_escape_titles(
     backend: Backend, make_user: Any, isolated_registry: Any
 ) -> None:
-    from hero.projections.catalog import sync_catalog
+    from hero.catalog import sync_catalog
 
     @hero.achievements.register
     class Sneaky(hero.AchievementBase):

@@ -28,7 +28,7 @@ from django.db import connections
 import hero
 from hero.events import TriggerLog, UserAchievement
 from hero.models import AchievementUnlocked
-from hero.projections.rebuild import verify
+from hero.projections.verify import verify
 from tests.conftest import Backend
 from tests.trust_helpers import (
     LoadResult,

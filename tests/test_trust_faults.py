@@ -24,7 +24,7 @@ from eventsourcing.persistence import OperationalError, PersistenceError
 import hero
 from hero.events import Outcome
 from hero.models import StoredEvent
-from hero.projections.rebuild import verify
+from hero.projections.verify import verify
 from tests.conftest import Backend
 from tests.trust_helpers import (
     captured_signals,

@@ -27,7 +27,8 @@ import hero
 from hero.events import Outcome, Progress
 from hero.exceptions import NotHeldError
 from hero.models import AchievementCount, AchievementProgress, AchievementUnlocked
-from hero.projections.rebuild import rebuild, verify
+from hero.projections.rebuild import rebuild
+from hero.projections.verify import verify
 from tests.conftest import Backend
 from tests.trust_helpers import POINT_LEVELS, env_number, make_users, read_tables
 

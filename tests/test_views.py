@@ -14,8 +14,8 @@ from django.urls import reverse
 from freezegun import freeze_time
 
 import hero
+from hero.catalog import FIELDS as CATALOG_FIELDS
 from hero.models import Achievement, LedgerEntry, NoticeCursor
-from hero.projections.catalog import FIELDS as CATALOG_FIELDS
 from tests.conftest import Backend
 
 unlock = hero.achievements.unlock
@@ -105,7 +105,7 @@ def test_own_page_shows_unlocked_locked_and_secret_and_hides_invisible(
 @pytest.mark.skipif(
     "steps" not in CATALOG_FIELDS,
     reason="the catalog does not record an achievement's steps yet "
-    "(hero.projections.catalog.FIELDS has no 'steps')",
+    "(hero.catalog.FIELDS has no 'steps')",
 )
 @pytest.mark.django_db
 def test_a_locked_achievement_with_steps_shows_an_empty_bar_before_any_progress(
@@ -501,7 +501,7 @@ def test_default_images_are_shipped_as_static_files() -> None:
 def test_image_overrides_per_achievement_and_by_setting(
     backend: Backend, make_user: Any, isolated_registry: Any, settings: Any
 ) -> None:
-    from hero.projections.catalog import sync_catalog
+    from hero.catalog import sync_catalog
 
     @hero.achievements.register
     class Painted(hero.AchievementBase):
@@ -534,7 +534,7 @@ def test_no_surface_shows_a_hidden_achievements_own_images(
     from django.template import Context, Template
     from django.test import RequestFactory
 
-    from hero.projections.catalog import sync_catalog
+    from hero.catalog import sync_catalog
 
     def images(name: str) -> dict[str, str]:
         return {
@@ -627,7 +627,7 @@ def test_odd_input_is_a_404_or_ignored_never_a_500(
 def test_titles_and_descriptions_are_escaped(
     backend: Backend, make_user: Any, isolated_registry: Any
 ) -> None:
-    from hero.projections.catalog import sync_catalog
+    from hero.catalog import sync_catalog
 
     @hero.achievements.register
     class Sneaky(hero.AchievementBase):

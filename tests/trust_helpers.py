@@ -312,7 +312,7 @@ def tracking(alias: str) -> dict[str, int]:
     from django.db.models import Max
 
     from hero.models import StoredEvent, TrackingPosition
-    from hero.projections import CURRENT
+    from hero.store.positions import CURRENT
 
     last = StoredEvent.objects.using(alias).aggregate(last=Max("id"))["last"] or 0
     rows = TrackingPosition.objects.using(alias).values_list(

@@ -15,7 +15,7 @@ def seal_existing_events(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) ->
     """Chain the events stored before the chain existed, in store order."""
     from eventsourcing.persistence import StoredEvent as Record
 
-    from hero.persistence import GENESIS, link
+    from hero.store.chain import GENESIS, link
 
     events = apps.get_model("hero", "StoredEvent").objects.using(schema_editor.connection.alias)
     previous = GENESIS

@@ -1,9 +1,15 @@
-"""Everything that turns events into the tables views and queries read.
+"""Everything that turns events into the tables pages and queries read.
 
-``holdings`` keeps :class:`~hero.models.AchievementUnlocked` and
-:class:`~hero.models.AchievementCount`; ``ledger`` keeps
-:class:`~hero.models.LedgerEntry`. The catalog (:class:`~hero.models.Achievement`)
-follows the registered classes instead (:mod:`hero.projections.catalog`).
+- :mod:`~hero.projections.base`: :class:`ReadModel`, applying events with positions;
+- :mod:`~hero.projections.holdings`: :class:`~hero.models.AchievementUnlocked`,
+  :class:`~hero.models.AchievementCount` and progress;
+- :mod:`~hero.projections.ledger`: :class:`~hero.models.LedgerEntry`;
+- :mod:`~hero.projections.rebuild` and :mod:`~hero.projections.verify`: the
+  read models rebuilt from, and compared with, the whole store;
+- :mod:`~hero.projections.worker`: following the store (``hero_project``).
+
+This module holds the registry of read models and the inline projection, the
+save listener that the app config plugs into the ledger.
 """
 
 from __future__ import annotations
@@ -14,64 +20,63 @@ from uuid import UUID
 from eventsourcing.persistence import Recording
 
 from hero.conf import conf
-from hero.persistence import DjangoDatastore
 from hero.projections.base import (
-    CURRENT,
     Change,
-    View,
-    ViewProjection,
-    apply_views,
-    mark_behind,
+    ReadModel,
+    ReadModelProjection,
+    apply_read_models,
 )
-from hero.projections.holdings import HoldingsView
-from hero.projections.ledger import LedgerView
+from hero.projections.holdings import Holdings
+from hero.projections.ledger import LedgerEntries
+from hero.store.transactions import DjangoDatastore
 
-VIEW_CLASSES: dict[str, type[View]] = {
-    HoldingsView.name: HoldingsView,
-    LedgerView.name: LedgerView,
+READ_MODELS: dict[str, type[ReadModel]] = {
+    Holdings.name: Holdings,
+    LedgerEntries.name: LedgerEntries,
 }
 
 
-def views(alias: str, names: Iterable[str] | None = None) -> list[View]:
-    """The views on database ``alias`` (all, or the ones named)."""
-    selected = list(names) if names else list(VIEW_CLASSES)
-    unknown = [n for n in selected if n not in VIEW_CLASSES]
+def read_models(alias: str, names: Iterable[str] | None = None) -> list[ReadModel]:
+    """The read models on database ``alias`` (all, or the ones named)."""
+    selected = list(names) if names else list(READ_MODELS)
+    unknown = [n for n in selected if n not in READ_MODELS]
     if unknown:
         raise ValueError(
             f"Unknown projection {', '.join(map(repr, unknown))}; "
-            f"hero's projections are {', '.join(VIEW_CLASSES)}."
+            f"hero's projections are {', '.join(READ_MODELS)}."
         )
     datastore = DjangoDatastore(alias)
-    return [VIEW_CLASSES[name](datastore) for name in selected]
+    return [READ_MODELS[name](datastore) for name in selected]
 
 
-_inline_views: dict[str, list[View]] = {}
+_inline_models: dict[str, list[ReadModel]] = {}
 
 
 def project_inline(recordings: Sequence[Recording[UUID]]) -> None:
     """Save listener: update the read tables in the transaction of the events,
     when ``HERO_PROJECTIONS`` is ``"inline"`` (the default). Otherwise note that
-    the views have not applied these events (they may have been current)."""
+    the read models have not applied these events (they may have been current)."""
     if not recordings:
         return
     alias = conf.HERO_DATABASE
-    if alias not in _inline_views:
-        _inline_views[alias] = views(alias)
+    models = _inline_models.get(alias)
+    if models is None:
+        models = _inline_models[alias] = read_models(alias)
     if conf.HERO_PROJECTIONS != "inline":
-        mark_behind(
-            _inline_views[alias], min(r.notification.id for r in recordings) - 1
+        models[0].positions.mark_behind(
+            [model.name for model in models],
+            min(r.notification.id for r in recordings) - 1,
         )
         return
     changes = [Change(r.notification.id, r.domain_event) for r in recordings]
-    apply_views(_inline_views[alias], changes, users_exist=True, recorded=True)
+    apply_read_models(models, changes, users_exist=True, recorded=True)
 
 
 __all__ = [
-    "CURRENT",
-    "VIEW_CLASSES",
+    "READ_MODELS",
     "Change",
-    "View",
-    "ViewProjection",
+    "ReadModel",
+    "ReadModelProjection",
     "project_inline",
-    "views",
+    "read_models",
 ]

@@ -1,16 +1,17 @@
-"""The holdings view: who holds which achievement at which level, and how many
+"""The holdings read model: who holds which achievement at which level, and how many
 users hold each achievement at each level."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
+from hero.catalog import ensure_catalog_rows
 from hero.events import UserAchievement
-from hero.projections.base import Change, View, datetime_adapter
-from hero.projections.catalog import ensure_catalog_rows
+from hero.projections.base import Change, ReadModel, datetime_adapter
 from hero.users import user_pk_adapter
 
 if TYPE_CHECKING:
@@ -19,7 +20,61 @@ if TYPE_CHECKING:
 Key = tuple[str, str]  # (user pk, achievement id)
 
 
-class HoldingsView(View):
+@dataclass(slots=True)
+class HoldingsDelta:
+    """The net effect of a run of events on the holdings tables: what
+    :meth:`Holdings.write` writes, and (folded from the first event on) what
+    ``hero_verify`` expects the tables to hold."""
+
+    #: Whole rows: (level, unlocked at, updated at).
+    replace: dict[Key, tuple[int, datetime, datetime]] = field(default_factory=dict)
+    #: Level changes of rows from before the run: (level, updated at).
+    update: dict[Key, tuple[int, datetime]] = field(default_factory=dict)
+    delete: set[Key] = field(default_factory=set)
+    #: (steps, total, updated at); a total of 0 removes the row.
+    progress: dict[Key, tuple[int, int, datetime]] = field(default_factory=dict)
+    #: Change in the number of holders per (achievement, level).
+    counts: Counter[tuple[str, int]] = field(default_factory=Counter)
+
+    def add(self, event: UserAchievement.Event) -> None:
+        """Fold one more event into the delta."""
+        key = (event.user_pk, event.achievement_id)
+        replace, update, counts = self.replace, self.update, self.counts
+        if isinstance(event, UserAchievement.Unlocked):
+            self.delete.discard(key)
+            update.pop(key, None)
+            replace[key] = (event.level, event.awarded_at, event.awarded_at)
+            counts[(event.achievement_id, event.level)] += 1
+        elif isinstance(event, UserAchievement.LevelUpgraded):
+            if key in replace:
+                _, unlocked_at, _ = replace[key]
+                replace[key] = (event.level, unlocked_at, event.awarded_at)
+            else:
+                update[key] = (event.level, event.awarded_at)
+            counts[(event.achievement_id, event.previous_level)] -= 1
+            counts[(event.achievement_id, event.level)] += 1
+        elif isinstance(event, UserAchievement.Revoked):
+            replace.pop(key, None)
+            update.pop(key, None)
+            self.delete.add(key)
+            self.progress[key] = (0, 0, event.timestamp)  # progress starts again
+            counts[(event.achievement_id, event.level)] -= 1
+        elif isinstance(event, UserAchievement.Progressed):
+            self.progress[key] = (event.steps, event.total, event.awarded_at)
+
+    def fold(self, changes: Sequence[Change], users: set[str] | None) -> None:
+        """Fold hero's events among ``changes``, leaving out users not in
+        ``users`` (when given)."""
+        for change in changes:
+            event = change.event
+            if not isinstance(event, UserAchievement.Event):
+                continue
+            if users is not None and event.user_pk not in users:
+                continue
+            self.add(event)
+
+
+class Holdings(ReadModel):
     name: ClassVar[str] = "holdings"
     tables: ClassVar[Sequence[str]] = (
         "hero_achievement_count",
@@ -31,39 +86,10 @@ class HoldingsView(View):
         self, cursor: CursorWrapper, changes: Sequence[Change], users: set[str] | None
     ) -> None:
         # Fold the batch into its net effect, then write that in a few statements.
-        replace: dict[Key, tuple[int, datetime, datetime]] = {}  # whole rows
-        update: dict[Key, tuple[int, datetime]] = {}  # level changes of existing rows
-        delete: set[Key] = set()
-        progress: dict[Key, tuple[int, int, datetime]] = {}
-        counts: Counter[tuple[str, int]] = Counter()
-        for change in changes:
-            event = change.event
-            if not isinstance(event, UserAchievement.Event):
-                continue
-            if users is not None and event.user_pk not in users:
-                continue
-            key = (event.user_pk, event.achievement_id)
-            if isinstance(event, UserAchievement.Unlocked):
-                delete.discard(key)
-                update.pop(key, None)
-                replace[key] = (event.level, event.awarded_at, event.awarded_at)
-                counts[(event.achievement_id, event.level)] += 1
-            elif isinstance(event, UserAchievement.LevelUpgraded):
-                if key in replace:
-                    _, unlocked_at, _ = replace[key]
-                    replace[key] = (event.level, unlocked_at, event.awarded_at)
-                else:
-                    update[key] = (event.level, event.awarded_at)
-                counts[(event.achievement_id, event.previous_level)] -= 1
-                counts[(event.achievement_id, event.level)] += 1
-            elif isinstance(event, UserAchievement.Revoked):
-                replace.pop(key, None)
-                update.pop(key, None)
-                delete.add(key)
-                progress[key] = (0, 0, event.timestamp)  # progress starts again
-                counts[(event.achievement_id, event.level)] -= 1
-            elif isinstance(event, UserAchievement.Progressed):
-                progress[key] = (event.steps, event.total, event.awarded_at)
+        delta = HoldingsDelta()
+        delta.fold(changes, users)
+        replace, update, delete = delta.replace, delta.update, delta.delete
+        progress, counts = delta.progress, delta.counts
 
         # Rows are new only for unlocks and progress; others' catalog entries exist.
         ensure_catalog_rows(

@@ -1,4 +1,4 @@
-"""The ledger view: one row per event, for audits and the admin."""
+"""The ledger read model: one row per event, for audits and the admin."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hero.events import TriggerLog, UserAchievement
-from hero.projections.base import Change, View, datetime_adapter
+from hero.projections.base import Change, ReadModel, datetime_adapter
 from hero.users import user_pk_adapter
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ KINDS: dict[type, str] = {
 }
 
 
-class LedgerView(View):
+class LedgerEntries(ReadModel):
     name: ClassVar[str] = "ledger"
     tables: ClassVar[Sequence[str]] = ("hero_ledger_entry",)
     checks_users: ClassVar[bool] = False  # entries of deleted users are kept

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hero.conf import conf
 from hero.management.progress import Progress
-from hero.projections import VIEW_CLASSES
+from hero.projections import READ_MODELS
 from hero.projections.rebuild import rebuild
 
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
             "projections",
             nargs="*",
             metavar="PROJECTION",
-            help=f"Projections to rebuild (default: all of {', '.join(VIEW_CLASSES)}).",
+            help=f"Projections to rebuild (default: all of {', '.join(READ_MODELS)}).",
         )
         parser.add_argument(
             "--batch-size",
@@ -34,11 +34,11 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, projections: list[str], batch_size: int, **options: Any
     ) -> None:
-        unknown = [p for p in projections if p not in VIEW_CLASSES]
+        unknown = [p for p in projections if p not in READ_MODELS]
         if unknown:
             raise CommandError(
                 f"Unknown projection {', '.join(map(repr, unknown))}; "
-                f"choose from {', '.join(VIEW_CLASSES)}."
+                f"choose from {', '.join(READ_MODELS)}."
             )
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
@@ -57,7 +57,7 @@ class Command(BaseCommand):
         how = f"resumed {', '.join(result.resumed)}; " if result.resumed else ""
         self.stdout.write(
             self.style.SUCCESS(
-                f"Rebuilt {', '.join(result.views)}: {how}{result.events} events "
+                f"Rebuilt {', '.join(result.projections)}: {how}{result.events} events "
                 f"in {elapsed:.1f}s ({rate:,.0f} events/s)."
             )
         )

@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from hero.catalog import sync_catalog
 from hero.conf import conf
-from hero.projections.catalog import sync_catalog
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from hero.conf import conf
-from hero.projections.rebuild import verify
+from hero.projections.verify import verify
 from hero.store import verify_chain
 
 

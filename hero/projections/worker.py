@@ -1,0 +1,141 @@
+"""Following the store: run read models' projections until told to stop.
+
+``hero_project`` parses its arguments and calls :func:`run_projections`, which
+owns the runners (eventsourcing's ``ProjectionRunner``, one thread each), the
+signal handlers that stop them and the clean-up of their connections.
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connections
+from eventsourcing.projection import ProjectionRunner
+
+from hero.exceptions import HeroError
+from hero.ledger import Ledger
+from hero.projections import READ_MODELS
+from hero.projections.base import ReadModel, ReadModelProjection
+
+
+class NotCaughtUp(HeroError, TimeoutError):
+    """``once`` mode ran out of time before reaching the store's last position."""
+
+
+def run_projections(
+    alias: str,
+    names: Sequence[str],
+    *,
+    once: bool = False,
+    timeout: float = 600.0,
+    on_start: Callable[[], None] = lambda: None,
+) -> None:
+    """Run the named projections on database ``alias``: until SIGTERM or SIGINT
+    (or ``stop`` from another thread), or with ``once`` until they have caught
+    up with the store as it is now (:class:`NotCaughtUp` after ``timeout``
+    seconds)."""
+    env = {"PERSISTENCE_MODULE": "hero.store", "DJANGO_DATABASE": alias}
+    runners = [
+        ProjectionRunner(
+            application_class=_ledger_class(alias),
+            projection_class=_projection_class(READ_MODELS[name]),
+            view_class=READ_MODELS[name],
+            env=env,
+        )
+        for name in names
+    ]
+    with _stopped_by_signals() as stop:
+        on_start()
+        with _cleaned_up(runners):
+            _follow(runners, alias, stop, once=once, timeout=timeout)
+
+
+def _follow(
+    runners: Sequence[ProjectionRunner[Any, Any]],
+    alias: str,
+    stop: threading.Event,
+    *,
+    once: bool,
+    timeout: float,
+) -> None:
+    if once:
+        target = runners[0].app.recorder.max_notification_id()
+        for runner in runners:
+            try:
+                runner.wait(target, timeout=timeout)
+            except TimeoutError:
+                raise NotCaughtUp(_not_caught_up(alias, target, timeout)) from None
+        return
+    while not stop.wait(0.5):
+        for runner in runners:
+            runner.run_forever(timeout=0)  # re-raises a runner's error
+
+
+def _not_caught_up(alias: str, target: int | None, timeout: float) -> str:
+    hint = ""
+    if connections[alias].in_atomic_block:
+        hint = (
+            " This command was called inside a transaction on "
+            f"{alias!r}: the projections read the store on connections of their "
+            "own, which see only committed events. Commit first."
+        )
+    return f"Not caught up with position {target} after {timeout:.0f}s.{hint}"
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs (signals can be
+    handled in the main thread only; elsewhere, nothing is installed)."""
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+        if threading.current_thread() is threading.main_thread()
+    }
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _cleaned_up(runners: Sequence[ProjectionRunner[Any, Any]]) -> Iterator[None]:
+    """Start the runners; on the way out stop them and close the database
+    connections they and this thread opened."""
+    try:
+        for runner in runners:
+            runner.__enter__()
+        yield
+    finally:
+        for runner in runners:
+            runner.__exit__(None, None, None)
+        if not any(c.in_atomic_block for c in connections.all()):
+            # Never a caller's connection while its transaction is open.
+            connections.close_all()
+        # The runners' threads have ended; collecting them closes the
+        # database connections they opened.
+        gc.collect()
+
+
+def _ledger_class(alias: str) -> type[Ledger]:
+    class FollowedLedger(Ledger):
+        name = Ledger.name  # eventsourcing names subclasses after the class
+
+        def __init__(self, env: Any = None) -> None:
+            super().__init__(alias)
+
+    return FollowedLedger
+
+
+def _projection_class(model_class: type[ReadModel]) -> type[ReadModelProjection]:
+    return type(
+        f"{model_class.__name__}Projection",
+        (ReadModelProjection,),
+        {"name": model_class.name},
+    )

@@ -1,0 +1,80 @@
+"""The order in which events become visible: one writer at a time appends to the log.
+
+A follower of the store (``hero_project``, ``subscribe()``, ``hero_rebuild``)
+reads positions in increasing order and never looks back, so a position must
+never be committed after a higher one. hero guarantees it by letting one
+transaction at a time append: :func:`hold_ordering_lock` is the only place that
+takes the lock, and everything that must not interleave with appends (inserting
+events, placing logged triggers, starting and finishing a rebuild) calls it.
+
+- **PostgreSQL**: ``LOCK TABLE hero_stored_event IN EXCLUSIVE MODE``, held until
+  the transaction ends (readers are not blocked). A writer waits at most
+  ``HERO_LOCK_TIMEOUT`` seconds for it, then gets
+  :class:`~hero.exceptions.StoreBusy`; the caller's own ``lock_timeout`` is put
+  back right after, so the rest of its transaction is unaffected.
+- **SQLite** has one writer at a time anyway: a transaction that began
+  ``IMMEDIATE`` (hero's recommended ``transaction_mode``) or ``EXCLUSIVE``
+  already holds the write lock; a ``DEFERRED`` one takes it at its first write,
+  waiting up to the connection's ``timeout`` option.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.backends.utils import CursorWrapper
+
+from hero.conf import conf
+
+
+def hold_ordering_lock(cursor: CursorWrapper) -> bool:
+    """Hold the store's ordering lock until the cursor's transaction ends.
+
+    Returns whether the transaction holds it now: always on PostgreSQL, and on
+    SQLite when the transaction began ``IMMEDIATE`` or ``EXCLUSIVE``. Inside a
+    pipeline (:func:`hero.store.postgres.pipelined`) the statements join the
+    pipeline's round trip.
+    """
+    connection: Any = cursor.db
+    if connection.vendor == "sqlite":
+        return connection.transaction_mode in {"IMMEDIATE", "EXCLUSIVE"}
+    table = _events_table(connection)
+    timeout_ms = max(0, round(conf.HERO_LOCK_TIMEOUT * 1000))
+    # SET LOCAL would last until the caller's transaction ends: keep the
+    # caller's value in a setting of hero's own and put it back after the lock.
+    cursor.execute(
+        "SELECT set_config('hero.caller_lock_timeout', "
+        "current_setting('lock_timeout'), true), "
+        "set_config('lock_timeout', %s, true)",
+        [f"{timeout_ms}ms"],
+    )
+    cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    cursor.execute(
+        "SELECT set_config('lock_timeout', "
+        "current_setting('hero.caller_lock_timeout'), true)"
+    )
+    return True
+
+
+def is_lock_timeout(error: BaseException) -> bool:
+    """Whether a database error says the ordering lock (or SQLite's write
+    lock) was not free in time."""
+    cause = error.__cause__
+    if getattr(cause, "sqlstate", None) == "55P03":  # PostgreSQL: lock_not_available
+        return True
+    return type(cause).__module__ == "sqlite3" and str(cause) == "database is locked"
+
+
+_quoted_tables: dict[str, str] = {}
+
+
+def _events_table(connection: Any) -> str:
+    """The events table's name, quoted for the connection's backend."""
+    table = _quoted_tables.get(connection.vendor)
+    if table is None:
+        # Lazy: the store's modules load before Django's app registry is ready.
+        from hero.models import StoredEvent
+
+        table = connection.ops.quote_name(StoredEvent._meta.db_table)
+        _quoted_tables[connection.vendor] = table
+    return str(table)

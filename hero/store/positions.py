@@ -1,0 +1,280 @@
+"""Followers' positions: how far each read model (or other follower) has applied
+the store, one row per follower in ``hero_tracking``.
+
+Everything that reads or writes a position goes through :class:`Positions`:
+
+- A follower's row is keyed ``"<name>@<application>"`` and holds the position of
+  the last event it applied, or :data:`CURRENT`.
+- :data:`CURRENT` means "every event in the store": an inline writer of events
+  holds the store's ordering lock (:mod:`hero.store.ordering`), so the events
+  before its own are all there and all applied, and a follower that was current
+  stays current without a write (:meth:`Positions.stay_current`). Whoever writes
+  events without applying them sets it back to a number first
+  (:meth:`Positions.mark_behind`); every reader resolves it to the store's last
+  position in the same statement (:meth:`Positions.value_sql`), so it never
+  reads as more than was applied. Events a site's own eventsourcing application
+  stores in the same table need nothing from hero's followers, so "current"
+  stays true across them.
+- While a follower is being rebuilt, a marker row ``"<name>@<application>#rebuild"``
+  tells every other writer to leave it alone (:meth:`Positions.mark_rebuilding`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from eventsourcing.persistence import IntegrityError
+
+from hero.store.transactions import DjangoDatastore
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
+
+#: Name of the application whose events hero's read models follow.
+UPSTREAM = "hero"
+
+#: A follower's stored position when it has applied every event in the store.
+#: Only a writer holding the store's ordering lock (an inline projection) sets it.
+CURRENT = -1
+
+_REBUILD_SUFFIX = "#rebuild"
+
+
+def tracking_key(name: str, application_name: str = UPSTREAM) -> str:
+    """The row that holds follower ``name``'s position."""
+    return f"{name}@{application_name}"
+
+
+def rebuild_key(name: str, application_name: str = UPSTREAM) -> str:
+    """The marker row that says follower ``name`` is being rebuilt."""
+    return f"{name}@{application_name}{_REBUILD_SUFFIX}"
+
+
+class Positions:
+    """The followers' positions on one database."""
+
+    def __init__(self, datastore: DjangoDatastore) -> None:
+        # Lazy: made after Django's app registry is ready, imported before.
+        from hero.models import StoredEvent, TrackingPosition
+
+        self.datastore = datastore
+        quote = datastore.connection.ops.quote_name
+        self.table = quote(TrackingPosition._meta.db_table)
+        self.events_table = quote(StoredEvent._meta.db_table)
+
+    def value_sql(self) -> str:
+        """SQL for a row's position, :data:`CURRENT` read as the store's last.
+
+        One statement reads the position and the store's last position, so both
+        come from one snapshot: CURRENT never reads as more than applied.
+        """
+        return (
+            f"CASE WHEN notification_id = {CURRENT} "
+            f"THEN COALESCE((SELECT MAX(id) FROM {self.events_table}), 0) "
+            "ELSE notification_id END"
+        )
+
+    def read(self, key: str) -> int | None:
+        """The position stored under ``key``, :data:`CURRENT` resolved."""
+        with self.datastore.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {self.value_sql()} FROM {self.table} "
+                "WHERE application_name = %s",
+                [key],
+            )
+            row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def states(
+        self,
+        cursor: CursorWrapper,
+        names: Sequence[str],
+        application_name: str = UPSTREAM,
+        *,
+        current: int | None = None,
+    ) -> dict[str, tuple[int | None, bool]]:
+        """Each follower's position and whether it is being rebuilt, in one
+        query (and on PostgreSQL, locked until the transaction ends).
+
+        :data:`CURRENT` reads as ``current`` when given (the position before the
+        events a writer has just recorded), else as the store's last position.
+        """
+        keys = {}
+        for name in names:
+            keys[tracking_key(name, application_name)] = (name, False)
+            keys[rebuild_key(name, application_name)] = (name, True)
+        lock = (
+            f" FOR UPDATE OF {self.table}"
+            if self.datastore.vendor == "postgresql"
+            else ""
+        )
+        value = "notification_id" if current is not None else self.value_sql()
+        cursor.execute(
+            f"SELECT application_name, {value} FROM {self.table} "
+            f"WHERE application_name IN ({', '.join(['%s'] * len(keys))}){lock}",
+            list(keys),
+        )
+        states: dict[str, tuple[int | None, bool]] = {
+            name: (None, False) for name in names
+        }
+        for key, stored in cursor.fetchall():
+            name, is_marker = keys[key]
+            position, marked = states[name]
+            if is_marker:
+                states[name] = (position, True)
+            else:
+                number = int(stored)
+                if number == CURRENT and current is not None:
+                    number = current
+                states[name] = (number, marked)
+        return states
+
+    def stay_current(
+        self,
+        cursor: CursorWrapper,
+        names: Sequence[str],
+        before: int,
+        application_name: str = UPSTREAM,
+    ) -> bool:
+        """For events a writer has just recorded after position ``before``: True
+        if every follower had applied all events before them and none is being
+        rebuilt, their positions then being (or set to) :data:`CURRENT`;
+        otherwise change nothing and return False.
+
+        A follower at :data:`CURRENT` stays there without a write: only writers
+        of events change it from there, and they wait for this writer's ordering
+        lock; so does a rebuild starting.
+        """
+        keys = [tracking_key(name, application_name) for name in names]
+        markers = [rebuild_key(name, application_name) for name in names]
+        cursor.execute(
+            f"SELECT application_name, notification_id FROM {self.table} "
+            f"WHERE application_name IN ({', '.join(['%s'] * (len(keys) + len(markers)))})",
+            [*keys, *markers],
+        )
+        found = {key: int(value) for key, value in cursor.fetchall()}
+        if set(found) != set(keys):
+            return False  # a follower never written yet, or one being rebuilt
+        values = set(found.values())
+        if values == {CURRENT}:
+            return True
+        if values != {before}:
+            return False
+        # Every follower exactly at the position before: make them current,
+        # unless one moved meanwhile (PostgreSQL: a worker holding its row; the
+        # UPDATE waits).
+        in_keys = ", ".join(["%s"] * len(keys))
+        cursor.execute(
+            f"UPDATE {self.table} SET notification_id = {CURRENT} "
+            f"WHERE application_name IN ({in_keys}) AND notification_id = %s",
+            [*keys, before],
+        )
+        moved: int = cursor.rowcount
+        if moved and moved != len(keys):
+            # Put back the ones just moved: none was CURRENT (only writers set
+            # it, and they wait for this one).
+            cursor.execute(
+                f"UPDATE {self.table} SET notification_id = %s "
+                f"WHERE application_name IN ({in_keys}) "
+                f"AND notification_id = {CURRENT}",
+                [before, *keys],
+            )
+        return moved == len(keys)
+
+    def write(
+        self, cursor: CursorWrapper, positions: Sequence[tuple[str, int]]
+    ) -> None:
+        """Store each (tracking key, position) given, whatever was there."""
+        if not positions:
+            return
+        cursor.execute(
+            f"INSERT INTO {self.table} (application_name, notification_id) "
+            f"VALUES {', '.join(['(%s, %s)'] * len(positions))} "
+            "ON CONFLICT (application_name) DO UPDATE "
+            "SET notification_id = EXCLUDED.notification_id",
+            [value for pair in positions for value in pair],
+        )
+
+    def advance(self, cursor: CursorWrapper, key: str, position: int) -> None:
+        """Move the position under ``key`` forward to ``position``; a position at
+        or behind the stored one is refused with ``IntegrityError``."""
+        cursor.execute(
+            f"INSERT INTO {self.table} (application_name, notification_id) "
+            "VALUES (%s, %s) ON CONFLICT (application_name) DO UPDATE "
+            "SET notification_id = EXCLUDED.notification_id "
+            f"WHERE {self.table}.notification_id < EXCLUDED.notification_id "
+            "RETURNING notification_id",
+            [key, position],
+        )
+        if cursor.fetchone() is None:
+            msg = f"Tracking of {key!r} is already at or past notification {position}"
+            raise IntegrityError(msg)
+
+    def mark_behind(
+        self, names: Sequence[str], position: int, application_name: str = UPSTREAM
+    ) -> None:
+        """Say that the followers have applied events up to ``position`` only,
+        where they were :data:`CURRENT`: called by a writer of events it does not
+        apply (async mode), in its transaction, before it commits."""
+        if not names:
+            return
+        keys = [tracking_key(name, application_name) for name in names]
+        with self.datastore.transaction() as cursor:
+            cursor.execute(
+                f"UPDATE {self.table} SET notification_id = %s "
+                f"WHERE application_name IN ({', '.join(['%s'] * len(keys))}) "
+                f"AND notification_id = {CURRENT}",
+                [position, *keys],
+            )
+
+    def mark_rebuilding(
+        self, cursor: CursorWrapper, name: str, application_name: str = UPSTREAM
+    ) -> None:
+        """Forget the follower's position and mark it as being rebuilt."""
+        cursor.execute(
+            f"DELETE FROM {self.table} WHERE application_name = %s",
+            [tracking_key(name, application_name)],
+        )
+        cursor.execute(
+            f"INSERT INTO {self.table} (application_name, notification_id) "
+            "VALUES (%s, 0)",
+            [rebuild_key(name, application_name)],
+        )
+
+    def unmark_rebuilding(
+        self, cursor: CursorWrapper, name: str, application_name: str = UPSTREAM
+    ) -> None:
+        """Hand a rebuilt follower back to the other writers."""
+        cursor.execute(
+            f"DELETE FROM {self.table} WHERE application_name = %s",
+            [rebuild_key(name, application_name)],
+        )
+
+    def report(self, last_position: int | None) -> FollowerReport:
+        """Every follower's position (:data:`CURRENT` read as ``last_position``,
+        which the caller read first) and those being rebuilt."""
+        with self.datastore.cursor() as cursor:
+            cursor.execute(
+                f"SELECT application_name, notification_id FROM {self.table}"
+            )
+            rows = cursor.fetchall()
+        report = FollowerReport()
+        for key, position in rows:
+            if key.endswith(_REBUILD_SUFFIX):
+                report.rebuilding.append(key.removesuffix(_REBUILD_SUFFIX))
+            elif position == CURRENT:
+                report.tracking[key] = last_position or 0
+            else:
+                report.tracking[key] = int(position)
+        report.rebuilding.sort()
+        return report
+
+
+@dataclass
+class FollowerReport:
+    """Where each follower is, for :func:`hero.store.status.store_status`."""
+
+    tracking: dict[str, int] = field(default_factory=dict)
+    rebuilding: list[str] = field(default_factory=list)

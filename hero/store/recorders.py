@@ -1,0 +1,437 @@
+"""eventsourcing's recorders on Django's database, and a subscription to the log.
+
+Select them the library's way, with ``PERSISTENCE_MODULE="hero.store"`` in an
+application's environment (:mod:`hero.store.factory`). The tables are declared
+as Django models in :mod:`hero.models` and created by migrations, never by the
+recorders. Every write goes through :class:`~hero.store.transactions.DjangoDatastore`,
+so it joins the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from django.db import utils as db_utils
+from django.db.backends.utils import CursorWrapper
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InternalError,
+    Notification,
+    ProcessRecorder,
+    Recorder,
+    StoredEvent,
+    Subscription,
+    Tracking,
+    TrackingRecorder,
+)
+
+from hero.conf import conf
+from hero.store.chain import (
+    GENESIS,
+    SQLITE_NEXT_ROW_SQL,
+    link,
+    postgres_link_params,
+    postgres_link_sql,
+    register_sqlite_functions,
+    sqlite_first_row_sql,
+)
+from hero.store.ordering import hold_ordering_lock
+from hero.store.positions import Positions
+from hero.store.postgres import pipelined
+from hero.store.transactions import DjangoDatastore, VersionConflict
+
+if TYPE_CHECKING:
+    from django.db.models import Model
+
+#: Rows per INSERT statement; keeps parameters well under every backend's limit.
+INSERT_CHUNK_SIZE = 500
+
+
+class DjangoRecorder(Recorder):
+    """Base of hero's recorders: SQL on the tables declared in :mod:`hero.models`."""
+
+    def __init__(
+        self, datastore: DjangoDatastore, events_model: type[Model] | None = None
+    ) -> None:
+        # Lazy: recorders are made after Django's app registry is ready, but
+        # this module is imported before (the settings name it).
+        from hero.models import StoredEvent as StoredEventModel
+
+        self.datastore = datastore
+        self.events_model = events_model or StoredEventModel
+        # Inserts into the notification log are ordered (hero.store.ordering);
+        # snapshots have no notification ids to keep in order.
+        self.serialise_inserts = self.events_model is StoredEventModel
+        ops = datastore.connection.ops
+        self.events_table = ops.quote_name(self.events_model._meta.db_table)
+
+    def create_table(self) -> None:
+        """Do nothing: hero's tables are created by Django migrations."""
+
+    def _db_uuid(self, value: UUID | str) -> UUID | str:
+        uuid = value if isinstance(value, UUID) else UUID(str(value))
+        return uuid if self.datastore.native_uuid else uuid.hex
+
+    @staticmethod
+    def _py_uuid(value: UUID | str) -> UUID:
+        return value if isinstance(value, UUID) else UUID(value)
+
+    @staticmethod
+    def _bytes(value: bytes | memoryview) -> bytes:
+        return value if isinstance(value, bytes) else bytes(value)
+
+
+class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
+    """Records and selects the events of aggregates."""
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self.datastore.transaction() as cursor:
+            self._insert_events(cursor, stored_events, **kwargs)
+        return None
+
+    def _insert_events(
+        self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent], **_: Any
+    ) -> list[int]:
+        """Insert in multi-row statements; return the new rows' ids in order."""
+        try:
+            return self._insert_rows(cursor, stored_events)
+        except db_utils.IntegrityError as error:
+            # The only constraint an event can break: its version is taken.
+            raise VersionConflict(
+                f"Database {self.datastore.alias!r}: {error}"
+            ) from error
+
+    def _insert_rows(
+        self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent]
+    ) -> list[int]:
+        if not stored_events:
+            return []
+        # The notification log is hash-chained (hero.store.chain) and ordered
+        # (hero.store.ordering): on PostgreSQL the last link is read under the
+        # ordering lock; on SQLite the INSERT itself computes the links.
+        chained = self.serialise_inserts
+        if (
+            chained
+            and len(stored_events) == 1
+            and self.datastore.vendor == "postgresql"
+        ):
+            return [self._insert_one_on_postgresql(cursor, stored_events[0])]
+        in_sql = chained and self.datastore.vendor == "sqlite"
+        previous = GENESIS
+        if in_sql:
+            register_sqlite_functions(cursor.db)
+        elif chained:
+            # Taking the lock and reading the last link: one round trip.
+            with pipelined(cursor):
+                hold_ordering_lock(cursor)
+                cursor.execute(
+                    f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1"
+                )
+                row = cursor.fetchone()
+            previous = self._bytes(row[0]) if row and row[0] is not None else GENESIS
+        columns = "originator_id, originator_version, topic, state"
+        if chained:
+            columns += ", chain"
+        first_row = sqlite_first_row_sql(self.events_table)
+        next_row = SQLITE_NEXT_ROW_SQL
+        plain_row = "(%s, %s, %s, %s, %s)" if chained else "(%s, %s, %s, %s)"
+        ids: dict[tuple[UUID, int], int] = {}
+        for start in range(0, len(stored_events), INSERT_CHUNK_SIZE):
+            chunk = stored_events[start : start + INSERT_CHUNK_SIZE]
+            params: list[Any] = []
+            rows: list[str] = []
+            for s in chunk:
+                fields = [
+                    self._db_uuid(s.originator_id),
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                ]
+                params += fields
+                if in_sql:
+                    rows.append(first_row if start == 0 and not rows else next_row)
+                    params += fields
+                else:
+                    rows.append(plain_row)
+                    if chained:
+                        previous = link(previous, s)
+                        params.append(previous)
+            cursor.execute(
+                f"INSERT INTO {self.events_table} ({columns}) "
+                f"VALUES {', '.join(rows)} "
+                "RETURNING id, originator_id, originator_version",
+                params,
+            )
+            # RETURNING promises no order: match ids to events by their key.
+            for row_id, originator_id, version in cursor.fetchall():
+                ids[(self._py_uuid(originator_id), version)] = row_id
+        result = [
+            ids[(self._py_uuid(s.originator_id), s.originator_version)]
+            for s in stored_events
+        ]
+        if chained and result != sorted(result):  # pragma: no cover - never seen
+            raise InternalError(
+                "The database assigned positions out of insertion order"
+            )
+        return result
+
+    def _insert_one_on_postgresql(
+        self, cursor: CursorWrapper, event: StoredEvent
+    ) -> int:
+        """One event on PostgreSQL: the ordering lock, and an INSERT that computes
+        the event's link from the last one in SQL, sent together in one round trip."""
+        table = self.events_table
+        uuid = self._db_uuid(event.originator_id)
+        with pipelined(cursor):
+            hold_ordering_lock(cursor)
+            cursor.execute(
+                f"INSERT INTO {table} "
+                "(originator_id, originator_version, topic, state, chain) "
+                f"VALUES (%s, %s, %s, %s, {postgres_link_sql(table)}) RETURNING id",
+                [
+                    uuid,
+                    event.originator_version,
+                    event.topic,
+                    event.state,
+                    *postgres_link_params(uuid, event),
+                ],
+            )
+            (row_id,) = cursor.fetchone()
+        return int(row_id)
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        statement = (
+            "SELECT originator_id, originator_version, topic, state "
+            f"FROM {self.events_table} WHERE originator_id = %s"
+        )
+        params: list[Any] = [self._db_uuid(originator_id)]
+        if gt is not None:
+            statement += " AND originator_version > %s"
+            params.append(gt)
+        if lte is not None:
+            statement += " AND originator_version <= %s"
+            params.append(lte)
+        statement += " ORDER BY originator_version " + ("DESC" if desc else "ASC")
+        if limit is not None:
+            statement += " LIMIT %s"
+            params.append(limit)
+        with self.datastore.cursor() as cursor:
+            cursor.execute(statement, params)
+            rows = cursor.fetchall()
+        return [
+            StoredEvent(
+                originator_id=self._py_uuid(row[0]),
+                originator_version=row[1],
+                topic=row[2],
+                state=self._bytes(row[3]),
+            )
+            for row in rows
+        ]
+
+
+class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
+    """Records events in aggregate sequences and in one ordered notification log."""
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self.datastore.transaction() as cursor:
+            return self._insert_events(cursor, stored_events, **kwargs)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        rows = self.select_rows(
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+        )
+        return [self._notification(row) for row in rows]
+
+    def _notification(self, row: tuple[int, Any, int, str, Any]) -> Notification:
+        return Notification(
+            id=row[0],
+            originator_id=self._py_uuid(row[1]),
+            originator_version=row[2],
+            topic=row[3],
+            state=self._bytes(row[4]),
+        )
+
+    def select_rows(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[tuple[int, Any, int, str, Any]]:
+        """What :meth:`select_notifications` selects, as the database's rows:
+        (id, originator_id, originator_version, topic, state), the originator
+        id and state in the driver's types. For readers that decode every event
+        (``EventMapper.decode`` takes the columns as they are)."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        if start is not None:
+            conditions.append("id >= %s" if inclusive_of_start else "id > %s")
+            params.append(start)
+        if stop is not None:
+            conditions.append("id <= %s")
+            params.append(stop)
+        if topics:
+            conditions.append(f"topic IN ({', '.join(['%s'] * len(topics))})")
+            params.extend(topics)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        params.append(limit)
+        with self.datastore.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, originator_id, originator_version, topic, state "
+                f"FROM {self.events_table}{where} ORDER BY id LIMIT %s",
+                params,
+            )
+            return cursor.fetchall()  # type: ignore[no-any-return]
+
+    def select_notifications_of(
+        self, originator_ids: Sequence[UUID | str], *, stop: int | None = None
+    ) -> list[Notification]:
+        """The events of the given aggregates, in the order of the store
+        (an indexed read per aggregate: the cost follows their own events)."""
+        if not originator_ids:
+            return []
+        notifications: list[Notification] = []
+        for start in range(0, len(originator_ids), INSERT_CHUNK_SIZE):
+            chunk = originator_ids[start : start + INSERT_CHUNK_SIZE]
+            params: list[Any] = [self._db_uuid(i) for i in chunk]
+            until = ""
+            if stop is not None:
+                until = " AND id <= %s"
+                params.append(stop)
+            with self.datastore.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id, originator_id, originator_version, topic, state "
+                    f"FROM {self.events_table} "
+                    f"WHERE originator_id IN ({', '.join(['%s'] * len(chunk))}){until}",
+                    params,
+                )
+                rows = cursor.fetchall()
+            notifications.extend(self._notification(row) for row in rows)
+        notifications.sort(key=lambda n: n.id)
+        return notifications
+
+    def max_notification_id(self) -> int | None:
+        with self.datastore.cursor() as cursor:
+            cursor.execute(f"SELECT MAX(id) FROM {self.events_table}")
+            (max_id,) = cursor.fetchone()
+        return None if max_id is None else int(max_id)
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        return PollingSubscription(self, gt=gt, topics=topics)
+
+
+class PollingSubscription(Subscription[DjangoApplicationRecorder]):
+    """Iterates over the notification log, polling for new events when it is
+    exhausted, until :meth:`stop` is called (from any thread).
+
+    Polling suits both backends: inserts are committed in id order
+    (:mod:`hero.store.ordering`), so reading past the last id seen never skips
+    an event.
+    """
+
+    def __init__(
+        self,
+        recorder: DjangoApplicationRecorder,
+        gt: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        batch_size: int = 500,
+        poll_interval: float | None = None,
+    ) -> None:
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        self._batch_size = batch_size
+        self._poll_interval = (
+            conf.HERO_SUBSCRIPTION_POLL_INTERVAL
+            if poll_interval is None
+            else poll_interval
+        )
+        self._buffer: deque[Notification] = deque()
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        super().stop()
+        self._stopped.set()
+
+    def __next__(self) -> Notification:
+        while not self._buffer and not self._has_been_stopped:
+            batch = self._recorder.select_notifications(
+                start=self._last_notification_id or 0,
+                limit=self._batch_size,
+                topics=self._topics,
+                inclusive_of_start=False,
+            )
+            if batch:
+                self._buffer.extend(batch)
+                self._last_notification_id = batch[-1].id
+            else:
+                self._stopped.wait(self._poll_interval)
+        if self._has_been_stopped:
+            raise StopIteration
+        return self._buffer.popleft()
+
+
+class DjangoTrackingRecorder(DjangoRecorder, TrackingRecorder):
+    """Records how far each follower of the store has got, one row per follower
+    (:mod:`hero.store.positions`)."""
+
+    def __init__(
+        self, datastore: DjangoDatastore, events_model: type[Model] | None = None
+    ) -> None:
+        super().__init__(datastore, events_model)
+        self.positions = Positions(datastore)
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self.datastore.transaction() as cursor:
+            self._insert_tracking(cursor, tracking)
+
+    def _insert_tracking(self, cursor: CursorWrapper, tracking: Tracking) -> None:
+        self.positions.advance(
+            cursor, tracking.application_name, tracking.notification_id
+        )
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        return self.positions.read(application_name)
+
+
+class DjangoProcessRecorder(
+    DjangoTrackingRecorder, DjangoApplicationRecorder, ProcessRecorder
+):
+    """Records events and a tracking position in one transaction."""
+
+    def _insert_events(
+        self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> list[int]:
+        ids = super()._insert_events(cursor, stored_events, **kwargs)
+        tracking: Tracking | None = kwargs.get("tracking")
+        if tracking is not None:
+            self._insert_tracking(cursor, tracking)
+        return ids

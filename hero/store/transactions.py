@@ -1,0 +1,161 @@
+"""Transactions that join the caller's, and the store's errors in eventsourcing's terms.
+
+hero writes through ``django.db.connections`` inside ``transaction.atomic()``, so
+its events join the caller's transaction: when a view's transaction rolls back,
+the events it recorded roll back with it. Django's database errors leave the
+store as eventsourcing's persistence errors, which callers of a recorder expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections, transaction
+from django.db import utils as db_utils
+from django.db.backends.utils import CursorWrapper
+from eventsourcing.persistence import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+)
+
+from hero.conf import conf
+from hero.exceptions import HeroError, StoreBusy
+from hero.store.ordering import is_lock_timeout
+from hero.store.sqlite import open_cursor
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+
+# Django's wrappers of DB-API errors, most specific first, and the eventsourcing
+# errors that callers of a recorder expect instead.
+_ERROR_TRANSLATIONS: tuple[tuple[type[Exception], type[PersistenceError]], ...] = (
+    (db_utils.IntegrityError, IntegrityError),
+    (db_utils.DataError, DataError),
+    (db_utils.OperationalError, OperationalError),
+    (db_utils.InternalError, InternalError),
+    (db_utils.ProgrammingError, ProgrammingError),
+    (db_utils.NotSupportedError, NotSupportedError),
+    (db_utils.DatabaseError, DatabaseError),
+    (db_utils.InterfaceError, InterfaceError),
+    (db_utils.Error, PersistenceError),
+)
+
+
+class VersionConflict(HeroError, IntegrityError):
+    """An event was refused because its aggregate already has an event at that
+    version: another writer recorded a change of the same aggregate first.
+
+    hero's own calls decide again on the new state; a site's application that
+    records through hero's store gets it as eventsourcing's ``IntegrityError``."""
+
+
+class translate_errors:
+    """Re-raise Django's database errors as eventsourcing's persistence errors
+    (with ``lock_timeouts_only``, only a lock not free in time, as
+    :class:`~hero.exceptions.StoreBusy`)."""
+
+    __slots__ = ("alias", "lock_timeouts_only")
+
+    def __init__(self, alias: str, *, lock_timeouts_only: bool = False) -> None:
+        self.alias = alias
+        self.lock_timeouts_only = lock_timeouts_only
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if not isinstance(error, db_utils.Error):
+            return
+        if is_lock_timeout(error):
+            raise _store_busy(self.alias, error) from error
+        if self.lock_timeouts_only:
+            return
+        for django_error, eventsourcing_error in _ERROR_TRANSLATIONS:
+            if isinstance(error, django_error):
+                raise eventsourcing_error(
+                    f"Database {self.alias!r}: {error}".strip()
+                ) from error
+
+
+def _store_busy(alias: str, error: BaseException) -> StoreBusy:
+    setting = (
+        "the 'timeout' database option"
+        if type(error.__cause__).__module__ == "sqlite3"
+        else f"HERO_LOCK_TIMEOUT ({conf.HERO_LOCK_TIMEOUT:g}s)"
+    )
+    return StoreBusy(
+        f"Database {alias!r}: another transaction held the event store's "
+        f"ordering lock for longer than {setting}; nothing was recorded. Keep "
+        "transactions that record achievements short, or raise the timeout."
+    )
+
+
+# The database alias, and the cursor, of the atomic block hero itself opened.
+_owned_atomic: ContextVar[tuple[str, CursorWrapper] | None] = ContextVar(
+    "hero_owned_atomic", default=None
+)
+
+
+class DjangoDatastore:
+    """One Django database alias, and transactions that join the caller's."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        # Facts of the backend, fixed per alias (the connection is per thread).
+        wrapper = connections[alias]
+        self.vendor: str = wrapper.vendor
+        self.native_uuid: bool = wrapper.features.has_native_uuid_field
+
+    @contextmanager
+    def owned_transaction(self) -> Iterator[None]:
+        """An atomic block (a savepoint in the caller's transaction, if any)
+        inside which hero's own writes share one cursor and need no atomic
+        blocks of their own: a failure anywhere in it rolls all of it back."""
+        with (
+            # Other errors keep Django's types here: callers tell them apart.
+            translate_errors(self.alias, lock_timeouts_only=True),
+            transaction.atomic(using=self.alias),
+            open_cursor(self.connection) as cursor,
+        ):
+            token = _owned_atomic.set((self.alias, cursor))
+            try:
+                yield
+            finally:
+                _owned_atomic.reset(token)
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connections[self.alias]
+
+    @contextmanager
+    def transaction(self) -> Iterator[CursorWrapper]:
+        """A cursor in an atomic block: a new transaction, or a savepoint in the
+        caller's, rolled back (and nothing written) if anything inside fails."""
+        owned = _owned_atomic.get()
+        if owned is not None and owned[0] == self.alias:
+            with translate_errors(self.alias):
+                yield owned[1]
+            return
+        with (
+            translate_errors(self.alias),
+            transaction.atomic(using=self.alias),
+            open_cursor(self.connection) as cursor,
+        ):
+            yield cursor
+
+    @contextmanager
+    def cursor(self) -> Iterator[CursorWrapper]:
+        """A cursor for reads, in the caller's transaction if there is one."""
+        with translate_errors(self.alias), open_cursor(self.connection) as cursor:
+            yield cursor
