@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hero.models import Achievement
 from hero.registry import registry
 
 if TYPE_CHECKING:
@@ -96,7 +97,6 @@ class SyncResult:
 def sync_catalog(alias: str) -> SyncResult:
     """Write every registered achievement into the catalog, and mark the ones no
     longer registered as retired."""
-    from hero.models import Achievement
 
     manager = Achievement.objects.db_manager(alias)
     rows = [Achievement(**catalog_values(a)) for a in registry]

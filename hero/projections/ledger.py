@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hero.events import TriggerLog, UserAchievement
+from hero.models import LedgerEntry
 from hero.projections.base import Change, ReadModel, datetime_adapter
 from hero.users import user_pk_adapter
 
@@ -29,7 +30,6 @@ class LedgerEntries(ReadModel):
     def write(
         self, cursor: CursorWrapper, changes: Sequence[Change], users: set[str] | None
     ) -> None:
-        from hero.models import LedgerEntry
 
         connection = cursor.db
         state_field = LedgerEntry._meta.get_field("state")

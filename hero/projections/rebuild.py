@@ -6,6 +6,7 @@ import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from hero.models import StoredEvent
 from hero.projections import read_models
 from hero.projections.base import apply_read_models, store_changes
 from hero.store.ordering import hold_ordering_lock
@@ -70,9 +71,6 @@ def rebuild(
 
 
 def _count_events(alias: str, until: int | None = None) -> int:
-    # Lazy: hero.projections is imported by the app config before models load.
-    from hero.models import StoredEvent
-
     events = StoredEvent.objects.using(alias)
     if until is not None:
         events = events.filter(id__lte=until)

@@ -131,7 +131,7 @@ def verify_chain(batch_size: int = 5000) -> ChainCheck:
     """Recompute the chain over every stored event, in store order, and report
     the first position whose stored link does not match (the event there, or
     one before it, was edited, deleted or moved)."""
-    # Lazy: the store's modules load before Django's app registry is ready.
+    # Lazy: the store is importable before Django has loaded the models.
     from hero.models import StoredEvent as StoredEventModel
 
     events = StoredEventModel.objects.using(conf.HERO_DATABASE).order_by("id")

@@ -58,7 +58,7 @@ class DjangoFactory(InfrastructureFactory[DjangoTrackingRecorder]):
         self.datastore = DjangoDatastore(alias)
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
-        # Lazy: the factory module is imported before Django's app registry is ready.
+        # Lazy: the store is importable before Django has loaded the models.
         from hero.models import StoredEvent as StoredEventModel
         from hero.models import StoredSnapshot
 

@@ -72,7 +72,7 @@ def _events_table(connection: Any) -> str:
     """The events table's name, quoted for the connection's backend."""
     table = _quoted_tables.get(connection.vendor)
     if table is None:
-        # Lazy: the store's modules load before Django's app registry is ready.
+        # Lazy: the store is importable before Django has loaded the models.
         from hero.models import StoredEvent
 
         table = connection.ops.quote_name(StoredEvent._meta.db_table)

@@ -56,7 +56,7 @@ class Positions:
     """The followers' positions on one database."""
 
     def __init__(self, datastore: DjangoDatastore) -> None:
-        # Lazy: made after Django's app registry is ready, imported before.
+        # Lazy: the store is importable before Django has loaded the models.
         from hero.models import StoredEvent, TrackingPosition
 
         self.datastore = datastore

@@ -58,8 +58,7 @@ class DjangoRecorder(Recorder):
     def __init__(
         self, datastore: DjangoDatastore, events_model: type[Model] | None = None
     ) -> None:
-        # Lazy: recorders are made after Django's app registry is ready, but
-        # this module is imported before (the settings name it).
+        # Lazy: the store is importable before Django has loaded the models.
         from hero.models import StoredEvent as StoredEventModel
 
         self.datastore = datastore

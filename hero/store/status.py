@@ -27,7 +27,7 @@ class StoreStatus:
 
 def store_status() -> StoreStatus:
     """Count the store's events and snapshots, and where each follower is."""
-    # Lazy: the store's modules load before Django's app registry is ready.
+    # Lazy: the store is importable before Django has loaded the models.
     from hero.models import StoredEvent, StoredSnapshot
 
     alias = conf.HERO_DATABASE
