@@ -83,6 +83,14 @@ class Settings:
         return float(getattr(settings, "HERO_LOCK_TIMEOUT", 30.0))
 
     @cached
+    def HERO_STORE_OPTIONS(self) -> dict[str, str]:
+        """eventsourcing's options for hero's ledger (``MAPPER_TOPIC``,
+        ``CIPHER_TOPIC``, ``COMPRESSOR_TOPIC``, ...). The process environment,
+        where eventsourcing looks by default, is never read."""
+        options = getattr(settings, "HERO_STORE_OPTIONS", None) or {}
+        return {str(key): str(value) for key, value in dict(options).items()}
+
+    @cached
     def HERO_PROJECTIONS(self) -> str:
         """``"inline"``: read tables change in the unlock's transaction;
         ``"async"``: a ``hero_project`` worker updates them."""

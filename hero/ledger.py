@@ -31,6 +31,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Transcoder,
 )
+from eventsourcing.utils import Environment, EnvType
 
 from hero.conf import conf
 from hero.events import (
@@ -105,6 +106,15 @@ class Ledger(Application[UUID]):
         super().__init__(
             env={"PERSISTENCE_MODULE": "hero.store", "DJANGO_DATABASE": alias}
         )
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """hero's options from Django settings only (``HERO_STORE_OPTIONS``).
+
+        eventsourcing reads the process environment too, where variables such as
+        ``COMPRESSOR_TOPIC`` may be meant for another application in the same
+        process: they must never change how hero reads or writes its events.
+        """
+        return Environment(name, {**conf.HERO_STORE_OPTIONS, **(env or {})})
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = SubclassAwareTranscoder()

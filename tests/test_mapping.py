@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 from uuid import UUID
@@ -110,10 +111,8 @@ def test_with_a_cipher_eventsourcings_mapper_does_the_work() -> None:
     assert as_compared(mapper.to_domain_event(stored)) == as_compared(event)
 
 
-def test_a_mapper_of_the_sites_own_is_used_as_configured(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(os.environ, "MAPPER_TOPIC", "eventsourcing.persistence:Mapper")
+def test_a_mapper_of_the_sites_own_is_used_as_configured(settings: Any) -> None:
+    settings.HERO_STORE_OPTIONS = {"MAPPER_TOPIC": "eventsourcing.persistence:Mapper"}
     ledger = Ledger("default")
     aggregate = UserAchievement.start("5", "points")
     aggregate.award(1, trigger="score_changed", state={"points": 10})
@@ -125,3 +124,55 @@ def test_a_mapper_of_the_sites_own_is_used_as_configured(
 
     assert type(ledger.mapper) is Mapper
     assert position == 7 and as_compared(decoded) == as_compared(event)
+
+
+ENVIRONMENT_MEANT_FOR_OTHERS = {
+    "PERSISTENCE_MODULE": "eventsourcing.popo",
+    "MAPPER_TOPIC": "eventsourcing.persistence:Mapper",
+    "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+    "HERO_COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+    "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher",
+    "HERO_CIPHER_TOPIC": "eventsourcing.cipher:AESCipher",
+    "CIPHER_KEY": AESCipher.create_key(16),
+    "APPLICATION_RECORDER_TOPIC": "eventsourcing.popo:POPOApplicationRecorder",
+    "HERO_APPLICATION_RECORDER_TOPIC": "eventsourcing.popo:POPOApplicationRecorder",
+    "TRACKING_RECORDER_TOPIC": "eventsourcing.popo:POPOTrackingRecorder",
+    "IS_SNAPSHOTTING_ENABLED": "y",
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_process_environment_never_configures_the_store(
+    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: an award written before, and the environment of a process that
+    # runs other eventsourcing applications too.
+    from django.core.management import call_command
+
+    from hero import ledger as ledger_module
+    from hero.models import StoredEvent as StoredEventModel
+
+    user = make_user()
+    achievements.unlock("score_changed", user=user, points=100)
+    for key, value in ENVIRONMENT_MEANT_FOR_OTHERS.items():
+        monkeypatch.setitem(os.environ, key, value)
+    monkeypatch.setattr(
+        ledger_module, "_ledgers", {}
+    )  # made afresh, as in a new process
+
+    # Act: another award, its history read, and a worker run.
+    achievements.unlock("score_changed", user=user, points=5000)
+    history = achievements.history(user)
+    call_command("hero_project", "--once", "--timeout", "30", stdout=io.StringIO())
+
+    # Assert: hero's own mapper and store, and plain JSON in the store.
+    ledger = get_ledger()
+    assert type(ledger.mapper) is EventMapper
+    assert ledger.mapper.compressor is None and ledger.mapper.cipher is None
+    assert ledger.snapshots is None
+    assert type(ledger.recorder).__module__ == "hero.store.recorders"
+    assert [entry.level for entry in history] == [2, 3]
+    states = StoredEventModel.objects.using(backend.alias).values_list(
+        "state", flat=True
+    )
+    assert all(bytes(state).startswith(b"{") for state in states)

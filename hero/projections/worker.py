@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import connections
 from eventsourcing.projection import ProjectionRunner
+from eventsourcing.utils import Environment, EnvType
 
 from hero.exceptions import HeroError
 from hero.ledger import Ledger
@@ -41,7 +42,7 @@ def run_projections(
     seconds)."""
     env = {"PERSISTENCE_MODULE": "hero.store", "DJANGO_DATABASE": alias}
     runners = [
-        ProjectionRunner(
+        _Runner(
             application_class=_ledger_class(alias),
             projection_class=_projection_class(READ_MODELS[name]),
             view_class=READ_MODELS[name],
@@ -74,6 +75,15 @@ def _follow(
     while not stop.wait(0.5):
         for runner in runners:
             runner.run_forever(timeout=0)  # re-raises a runner's error
+
+
+class _Runner(ProjectionRunner[Any, Any]):
+    """eventsourcing's runner, configured from hero's arguments alone (the
+    read model's factory would read the process environment otherwise)."""
+
+    @staticmethod
+    def _construct_env(name: str, env: EnvType | None = None) -> Environment:
+        return Environment(name, dict(env or {}))
 
 
 def _not_caught_up(alias: str, target: int | None, timeout: float) -> str:
