@@ -31,6 +31,7 @@ from hero.events import Outcome, Progress, TriggerLog
 from hero.ledger import Decision, get_ledger
 from hero.state import record_state
 from hero.users import existing_user_pks
+from hero.validation import decision_of, level_of
 
 TRIGGER = "backfill"
 
@@ -66,14 +67,12 @@ def source_of(achievement: AchievementBase) -> str:
 
 def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candidate]:
     """What the achievement would award, user by user, in order."""
-    from hero.achievements import _decision_of
-
     if callable(getattr(achievement, "backfill", None)):
         for item in achievement.backfill():  # type: ignore[attr-defined]
             user_pk, level, *rest = item
             yield Candidate(
                 str(user_pk),
-                Decision(achievement.id, level=_level(achievement, level)),
+                Decision(achievement.id, level=level_of(achievement, level)),
                 rest[0] if rest else None,
             )
         return
@@ -109,15 +108,9 @@ def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candid
             if result is not None:
                 yield Candidate(
                     trigger.user_pk,
-                    _decision_of(achievement, result),
+                    decision_of(achievement, result),
                     trigger.timestamp,
                 )
-
-
-def _level(achievement: AchievementBase, level: Any) -> int:
-    from hero.achievements import _level_of
-
-    return _level_of(achievement, level)
 
 
 def backfill(
