@@ -1,4 +1,4 @@
-"""Progress reporting of hero's long-running commands."""
+"""How hero's long-running commands report their progress to the operator."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 
-class Progress:
+class ProgressReporter:
     """A progress bar in a terminal (tqdm), plain lines otherwise."""
 
     def __init__(
