@@ -23,7 +23,7 @@ from hero.conf import conf
 from hero.events import NotHeld, Outcome, Progress, Revocation
 from hero.events import user_achievement_id as _aggregate_id
 from hero.exceptions import InvalidRevocation, NotHeldError
-from hero.ledger import Decision, get_ledger
+from hero.ledger import Decision, Effect, get_ledger
 from hero.registry import registry
 from hero.signals import (
     achievement_progressed,
@@ -108,18 +108,18 @@ def unlock(
         return []
 
     ledger = get_ledger()
-    changes = ledger.record_awards(
+    effects = ledger.record_awards(
         str(user.pk),
         decisions,
         trigger=event,
         state=record_state(state, conf.HERO_MAX_STATE_BYTES),
         log_trigger=log_trigger,
     )
-    if changes:
+    if effects:
         transaction.on_commit(
-            partial(_send_signals, user, changes), using=ledger.alias, robust=True
+            partial(_send_signals, user, effects), using=ledger.alias, robust=True
         )
-    return [c for c in changes if not isinstance(c, Revocation)]
+    return [e for e in effects if not isinstance(e, Revocation)]
 
 
 def revoke(
@@ -187,39 +187,39 @@ def levels(user: Any, at: Any = None) -> dict[str, int]:
     return _levels(str(user.pk), at)
 
 
-def _send_signals(user: Any, changes: list[Outcome | Progress | Revocation]) -> None:
-    """Send the signals of committed changes. A receiver that raises is logged
+def _send_signals(user: Any, effects: list[Effect]) -> None:
+    """Send the signals of committed effects. A receiver that raises is logged
     (logger ``hero``) and does not keep the other receivers from running: the
-    change is recorded whatever a receiver does."""
-    for change in changes:
+    effect is recorded whatever a receiver does."""
+    for effect in effects:
         achievement = (
-            registry.get(change.achievement_id)
-            if change.achievement_id in registry
+            registry.get(effect.achievement_id)
+            if effect.achievement_id in registry
             else None
         )
         sender = type(achievement) if achievement is not None else AchievementBase
-        if isinstance(change, Outcome):
-            signal = achievement_upgraded if change.upgraded else achievement_unlocked
+        if isinstance(effect, Outcome):
+            signal = achievement_upgraded if effect.upgraded else achievement_unlocked
             _log_failures(
                 signal,
                 signal.send_robust(
                     sender=sender,
                     user=user,
                     achievement=achievement,
-                    level=change.level,
-                    previous_level=change.previous_level,
+                    level=effect.level,
+                    previous_level=effect.previous_level,
                 ),
             )
-        elif isinstance(change, Progress):
+        elif isinstance(effect, Progress):
             _log_failures(
                 achievement_progressed,
                 achievement_progressed.send_robust(
                     sender=sender,
                     user=user,
                     achievement=achievement,
-                    steps=change.steps,
-                    previous_steps=change.previous_steps,
-                    total=change.total,
+                    steps=effect.steps,
+                    previous_steps=effect.previous_steps,
+                    total=effect.total,
                 ),
             )
         else:
@@ -229,9 +229,9 @@ def _send_signals(user: Any, changes: list[Outcome | Progress | Revocation]) -> 
                     sender=sender,
                     user=user,
                     achievement=achievement,
-                    level=change.level,
-                    reason=change.reason,
-                    actor=change.actor,
+                    level=effect.level,
+                    reason=effect.reason,
+                    actor=effect.actor,
                 ),
             )
 

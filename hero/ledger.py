@@ -52,7 +52,8 @@ from hero.persistence import (
 from hero.users import user_model, user_pk_adapter
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
-Change = Outcome | Progress | Revocation
+#: What one decision did: an unlock or upgrade, progress, or a revocation.
+Effect = Outcome | Progress | Revocation
 _Result = TypeVar("_Result")
 
 
@@ -180,7 +181,7 @@ class Ledger(Application[UUID]):
         state: dict[str, Any],
         log_trigger: bool = False,
         awarded_at: datetime | None = None,
-    ) -> list[Change]:
+    ) -> list[Effect]:
         """Let each achievement's aggregate decide, and save what changed.
 
         All events of the call are saved in one transaction. Losing a race to a
@@ -192,8 +193,8 @@ class Ledger(Application[UUID]):
             for d in decisions
         ]
 
-        def decide() -> tuple[list[Change], list[Any]]:
-            changes: list[Change] = []
+        def decide() -> tuple[list[Effect], list[Any]]:
+            changes: list[Effect] = []
             pending: list[Any] = []
             for decision in wanted:
                 aggregate = self.user_achievement(user_pk, decision.achievement_id)
@@ -215,7 +216,7 @@ class Ledger(Application[UUID]):
     ) -> Revocation:
         """Revoke an achievement the user holds (``NotHeld`` if not)."""
 
-        def decide() -> tuple[list[Change], list[Any]]:
+        def decide() -> tuple[list[Effect], list[Any]]:
             aggregate = self.user_achievement(user_pk, achievement_id)
             return [aggregate.revoke(reason=reason, actor=actor)], [aggregate]
 
@@ -232,7 +233,7 @@ class Ledger(Application[UUID]):
         trigger: str,
         state: dict[str, Any],
         awarded_at: datetime | None,
-    ) -> Sequence[Change]:
+    ) -> Sequence[Effect]:
         if decision.steps is not None:
             assert decision.total is not None and decision.level is not None
             return aggregate.progress(
