@@ -20,9 +20,9 @@ from hero.audit import history as _history
 from hero.audit import levels as _levels
 from hero.base import AchievementBase
 from hero.conf import conf
-from hero.events import NotHeld, Outcome, Progress, Revocation
+from hero.events import Outcome, Progress, Revocation
 from hero.events import user_achievement_id as _aggregate_id
-from hero.exceptions import InvalidRevocation, NotHeldError
+from hero.exceptions import InvalidRevocation
 from hero.ledger import Decision, Effect, get_ledger
 from hero.registry import registry
 from hero.signals import (
@@ -155,12 +155,9 @@ def revoke(
             "revoke()'s actor must be a model instance or a label of at most 255 "
             "characters with no NUL character."
         )
-    try:
-        revocation = ledger.revoke(
-            str(user.pk), achievement_id, reason=reason.strip(), actor=actor_label
-        )
-    except NotHeld as error:
-        raise NotHeldError(f"{error} Nothing was written.") from None
+    revocation = ledger.revoke(
+        str(user.pk), achievement_id, reason=reason.strip(), actor=actor_label
+    )
     transaction.on_commit(
         partial(_send_signals, user, [revocation]), using=ledger.alias, robust=True
     )

@@ -28,6 +28,7 @@ from django.contrib.auth import get_user_model
 
 from hero.base import AchievementBase
 from hero.events import Outcome, Progress, TriggerLog
+from hero.exceptions import NothingToBackfill
 from hero.ledger import Decision, Effect, get_ledger
 from hero.state import record_state
 from hero.users import existing_user_pks
@@ -53,10 +54,6 @@ class BackfillResult:
     skipped_users: int = 0
     skipped_revoked: int = 0
     examined: int = 0
-
-
-class NothingToBackfill(Exception):
-    pass
 
 
 def source_of(achievement: AchievementBase) -> str:

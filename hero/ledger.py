@@ -214,7 +214,7 @@ class Ledger(Application[UUID]):
     def revoke(
         self, user_pk: str, achievement_id: str, *, reason: str, actor: str | None
     ) -> Revocation:
-        """Revoke an achievement the user holds (``NotHeld`` if not)."""
+        """Revoke an achievement the user holds (``NotHeldError`` if not)."""
 
         def decide() -> tuple[list[Effect], list[Any]]:
             aggregate = self.user_achievement(user_pk, achievement_id)

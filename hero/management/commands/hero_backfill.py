@@ -4,9 +4,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from hero.backfill import NothingToBackfill, backfill, source_of
+from hero.backfill import backfill, source_of
 from hero.conf import conf
-from hero.exceptions import UnknownAchievement
+from hero.exceptions import NothingToBackfill, UnknownAchievement
 from hero.management.progress import ProgressReporter
 from hero.registry import registry
 
