@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tqdm import tqdm
+
 
 class ProgressReporter:
     """A progress bar in a terminal (tqdm), plain lines otherwise."""
@@ -32,8 +34,6 @@ class ProgressReporter:
         """Begin; ``total`` is None when it is not known ahead (a count only)."""
         self.total, self.done = total, done
         if self.interactive:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, initial=done, unit=self.unit, unit_scale=True)
         else:
             if total is not None:
