@@ -5,6 +5,9 @@ from typing import Any
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
+from hero import autodiscover
+from hero.ledger import add_save_listener
+
 
 class HeroConfig(AppConfig):
     name = "hero"
@@ -12,8 +15,10 @@ class HeroConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from hero import autodiscover, checks  # noqa: F401  (registers the checks)
-        from hero.ledger import add_save_listener
+        # Imported once the app registry is ready, not when Django imports this
+        # module: importing hero.checks registers the system checks, and the
+        # projections import hero.models.
+        from hero import checks  # noqa: F401
         from hero.projections import project_inline
 
         autodiscover()
@@ -23,6 +28,7 @@ class HeroConfig(AppConfig):
 
 
 def _sync_catalog(using: str, **kwargs: Any) -> None:
+    # Not at the top: it imports hero.models, and Django imports this module first.
     from hero.catalog import sync_catalog
 
     sync_catalog(using)

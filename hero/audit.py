@@ -10,6 +10,7 @@ from typing import Any
 from hero.events import TriggerLog, UserAchievement, trigger_log_id, user_achievement_id
 from hero.ledger import get_ledger
 from hero.registry import registry
+from hero.store.transactions import translate_errors
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,9 @@ class HistoryEntry:
 
 def known_achievement_ids(alias: str) -> list[str]:
     """Every achievement that may have events: registered or in the catalog."""
+    # hero.models needs the app registry ready, and hero.achievements imports
+    # this module, which a site may import before then (from its apps.py).
     from hero.models import Achievement
-    from hero.store.transactions import translate_errors
 
     ids = {a.id for a in registry}
     with translate_errors(alias):

@@ -28,9 +28,11 @@ from django.contrib.auth import get_user_model
 
 from hero.base import AchievementBase
 from hero.events import Outcome, Progress, TriggerLog
-from hero.ledger import Decision, get_ledger
+from hero.exceptions import NothingToBackfill
+from hero.ledger import Decision, Effect, get_ledger
 from hero.state import record_state
 from hero.users import existing_user_pks
+from hero.validation import decision_of, level_of
 
 TRIGGER = "backfill"
 
@@ -54,10 +56,6 @@ class BackfillResult:
     examined: int = 0
 
 
-class NothingToBackfill(Exception):
-    pass
-
-
 def source_of(achievement: AchievementBase) -> str:
     if callable(getattr(achievement, "backfill", None)):
         return "backfill()"
@@ -66,14 +64,12 @@ def source_of(achievement: AchievementBase) -> str:
 
 def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candidate]:
     """What the achievement would award, user by user, in order."""
-    from hero.achievements import _decision_of
-
     if callable(getattr(achievement, "backfill", None)):
         for item in achievement.backfill():  # type: ignore[attr-defined]
             user_pk, level, *rest = item
             yield Candidate(
                 str(user_pk),
-                Decision(achievement.id, level=_level(achievement, level)),
+                Decision(achievement.id, level=level_of(achievement, level)),
                 rest[0] if rest else None,
             )
         return
@@ -109,15 +105,9 @@ def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candid
             if result is not None:
                 yield Candidate(
                     trigger.user_pk,
-                    _decision_of(achievement, result),
+                    decision_of(achievement, result),
                     trigger.timestamp,
                 )
-
-
-def _level(achievement: AchievementBase, level: Any) -> int:
-    from hero.achievements import _level_of
-
-    return _level_of(achievement, level)
 
 
 def backfill(
@@ -145,9 +135,12 @@ def backfill(
         result.skipped_users += sum(1 for c in batch if c.user_pk not in existing)
         batch = [c for c in batch if c.user_pk in existing]
 
-        def decide(batch: list[Candidate] = batch) -> tuple[list[Any], list[Any]]:
+        def decide(
+            batch: list[Candidate] = batch,
+        ) -> tuple[list[tuple[str, Effect | None]], list[Any]]:
             aggregates: dict[str, Any] = decided if dry_run else {}
-            changes: list[Any] = []
+            # (user, what the decision did), or (user, None): revoked before.
+            effects: list[tuple[str, Effect | None]] = []
             for candidate in batch:
                 aggregate = aggregates.get(candidate.user_pk)
                 if aggregate is None:
@@ -156,26 +149,26 @@ def backfill(
                     )
                     aggregates[candidate.user_pk] = aggregate
                 if aggregate.revocations:
-                    changes.append((candidate.user_pk, None))
+                    effects.append((candidate.user_pk, None))
                     continue
-                for change in ledger._decide(
+                for effect in ledger._decide(
                     aggregate, candidate.decision, TRIGGER, state, candidate.awarded_at
                 ):
-                    changes.append((candidate.user_pk, change))
+                    effects.append((candidate.user_pk, effect))
             pending = [a for a in aggregates.values() if a.pending_events]
-            return changes, ([] if dry_run else pending)
+            return effects, ([] if dry_run else pending)
 
-        for user_pk, change in ledger._retrying(
+        for user_pk, effect in ledger._retrying(
             decide, f"backfilling {achievement.id!r}"
         ):
-            if change is None:
+            if effect is None:
                 result.skipped_revoked += 1
-            elif isinstance(change, Outcome):
-                result.levels[change.level] += 1
+            elif isinstance(effect, Outcome):
+                result.levels[effect.level] += 1
                 result.users.add(user_pk)
                 if len(result.sample) < 10:
-                    result.sample.append((user_pk, change.level))
-            elif isinstance(change, Progress) and change.steps >= change.total:
+                    result.sample.append((user_pk, effect.level))
+            elif isinstance(effect, Progress) and effect.steps >= effect.total:
                 result.completed_progress += 1
         on_batch(len(batch))
     if not found and result.source == "trigger log" and not _any_triggers():

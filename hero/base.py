@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from hero.registry import registry
+
 if TYPE_CHECKING:
     from hero.models import AchievementUnlocked
 
@@ -19,8 +21,6 @@ class AchievementMeta(type):
             return
         module = attrs.get("__module__", "")
         if module == "achievements" or module.endswith(".achievements"):
-            from hero.registry import registry
-
             # Only AchievementBase and its subclasses have this metaclass, and
             # AchievementBase itself (no bases) returned above.
             registry.add(cast("type[AchievementBase]", cls), explicit=False)

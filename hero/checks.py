@@ -15,6 +15,12 @@ from django.core.checks import CheckMessage, Error, Tags, register
 from hero.base import AchievementBase
 from hero.conf import conf
 from hero.registry import registry
+from hero.validation import (
+    is_achievement_id,
+    is_event_name,
+    is_step_count,
+    valid_levels,
+)
 
 VENDORS = {"sqlite", "postgresql"}
 
@@ -46,11 +52,7 @@ def check_achievements(
 def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     achievement_id = getattr(cls, "id", None)
-    if (
-        not isinstance(achievement_id, str)
-        or not achievement_id
-        or len(achievement_id) > 255
-    ):
+    if not is_achievement_id(achievement_id):
         errors.append(
             Error(
                 f"{_name(cls)} has no valid 'id' (got {achievement_id!r}).",
@@ -83,9 +85,7 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
             )
         )
     events = getattr(cls, "events", None)
-    if not isinstance(events, (list, tuple)) or not all(
-        isinstance(e, str) and e for e in events
-    ):
+    if not isinstance(events, (list, tuple)) or not all(map(is_event_name, events)):
         errors.append(
             Error(
                 f"{_name(cls)}.events must be a list of event names, got {events!r}.",
@@ -95,9 +95,7 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
             )
         )
     steps = getattr(cls, "steps", None)
-    if steps is not None and (
-        isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
-    ):
+    if steps is not None and not is_step_count(steps):
         errors.append(
             Error(
                 f"{_name(cls)}.steps must be a whole number of at least 1, or None; "
@@ -128,7 +126,7 @@ def check_settings(
 ) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     levels = conf.ACHIEVEMENT_LEVELS
-    if not _valid_levels(levels):
+    if not valid_levels(levels):
         errors.append(
             Error(
                 f"ACHIEVEMENT_LEVELS is malformed: {levels!r}.",
@@ -182,23 +180,3 @@ def check_settings(
             )
         )
     return errors
-
-
-def _valid_levels(levels: Any) -> bool:
-    if (
-        isinstance(levels, (str, bytes))
-        or not isinstance(levels, (list, tuple))
-        or not levels
-    ):
-        return False
-    numbers = []
-    for pair in levels:
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            return False
-        number, name = pair
-        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            return False
-        if not isinstance(name, str) or not name:
-            return False
-        numbers.append(number)
-    return len(set(numbers)) == len(numbers)

@@ -35,7 +35,8 @@ class InvalidRevocation(HeroError, ValueError):
 
 
 class NotHeldError(HeroError, LookupError):
-    """The user does not hold the achievement that was to be revoked."""
+    """The user does not hold the achievement that was to be revoked (raised by
+    the user's aggregate, so by revoke() and the ledger alike)."""
 
 
 class UnknownAchievement(HeroError, LookupError):
@@ -44,6 +45,11 @@ class UnknownAchievement(HeroError, LookupError):
 
 class DuplicateAchievement(HeroError, ImproperlyConfigured):
     """Two different classes claim the same achievement id."""
+
+
+class NothingToBackfill(HeroError):
+    """A backfill has no source: the achievement defines no backfill() and the
+    trigger log is empty."""
 
 
 class UnlockConflict(HeroError):

@@ -52,7 +52,8 @@ from hero.store.transactions import DjangoDatastore, VersionConflict
 from hero.users import user_model, user_pk_adapter
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
-Change = Outcome | Progress | Revocation
+#: What one decision did: an unlock or upgrade, progress, or a revocation.
+Effect = Outcome | Progress | Revocation
 _Result = TypeVar("_Result")
 
 
@@ -189,7 +190,7 @@ class Ledger(Application[UUID]):
         state: dict[str, Any],
         log_trigger: bool = False,
         awarded_at: datetime | None = None,
-    ) -> list[Change]:
+    ) -> list[Effect]:
         """Let each achievement's aggregate decide, and save what changed.
 
         All events of the call are saved in one transaction. Losing a race to a
@@ -201,8 +202,8 @@ class Ledger(Application[UUID]):
             for d in decisions
         ]
 
-        def decide() -> tuple[list[Change], list[Any]]:
-            changes: list[Change] = []
+        def decide() -> tuple[list[Effect], list[Any]]:
+            changes: list[Effect] = []
             pending: list[Any] = []
             for decision in wanted:
                 aggregate = self.user_achievement(user_pk, decision.achievement_id)
@@ -222,9 +223,9 @@ class Ledger(Application[UUID]):
     def revoke(
         self, user_pk: str, achievement_id: str, *, reason: str, actor: str | None
     ) -> Revocation:
-        """Revoke an achievement the user holds (``NotHeld`` if not)."""
+        """Revoke an achievement the user holds (``NotHeldError`` if not)."""
 
-        def decide() -> tuple[list[Change], list[Any]]:
+        def decide() -> tuple[list[Effect], list[Any]]:
             aggregate = self.user_achievement(user_pk, achievement_id)
             return [aggregate.revoke(reason=reason, actor=actor)], [aggregate]
 
@@ -241,7 +242,7 @@ class Ledger(Application[UUID]):
         trigger: str,
         state: dict[str, Any],
         awarded_at: datetime | None,
-    ) -> Sequence[Change]:
+    ) -> Sequence[Effect]:
         if decision.steps is not None:
             assert decision.total is not None and decision.level is not None
             return aggregate.progress(

@@ -47,6 +47,7 @@ class AchievementQuerySet(models.QuerySet[Any]):
     def rarity(self, achievement_id: str, level: int = 1) -> Rarity:
         """The share of users holding the achievement at ``level`` or above,
         read from the per-level counts (a few rows), not from the holdings."""
+        # An import cycle: hero.models imports this module for its managers.
         from hero.models import AchievementCount
 
         holders = (

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hero.base import AchievementBase
 from hero.exceptions import DuplicateAchievement, UnknownAchievement
+
+if TYPE_CHECKING:
+    # Only named in annotations: hero.base imports this module to register
+    # each achievement class as it is defined.
+    from hero.base import AchievementBase
 
 
 def _label(cls: type) -> str:

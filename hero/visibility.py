@@ -100,8 +100,9 @@ def is_revealed(achievement: Achievement, viewer_holds: bool) -> bool:
 
 
 @dataclass(frozen=True)
-class Progress:
-    """How far a user is toward an achievement that has steps."""
+class ProgressDisplay:
+    """How far a user is toward an achievement that has steps, as a page shows it
+    (read from the progress table; an unlock's result is :class:`hero.events.Progress`)."""
 
     steps: int
     total: int
@@ -133,7 +134,7 @@ class Card:
     image: str
     level: int | None = None
     unlocked_at: datetime | None = None
-    progress: Progress | None = None
+    progress: ProgressDisplay | None = None
 
     @property
     def unlocked(self) -> bool:
@@ -231,11 +232,11 @@ def _card(
 
 def _progress(
     achievement: Achievement, progress: AchievementProgress | None
-) -> Progress | None:
+) -> ProgressDisplay | None:
     if progress is not None:
-        return Progress(progress.steps, progress.total)
+        return ProgressDisplay(progress.steps, progress.total)
     if achievement.steps:
-        return Progress(0, achievement.steps)
+        return ProgressDisplay(0, achievement.steps)
     return None
 
 
@@ -306,7 +307,7 @@ class Detail:
     achievement: Achievement
     level: int | None  # the viewer's
     unlocked_at: datetime | None
-    progress: Progress | None
+    progress: ProgressDisplay | None
     ladder: list[Rung]
     users: int
 
@@ -423,7 +424,7 @@ def image_for(achievement_id: str | Achievement, subject: Any, viewer: Any) -> s
 
 def progress_for(
     achievement_id: str | Achievement, subject: Any, viewer: Any
-) -> Progress | None:
+) -> ProgressDisplay | None:
     """The subject's progress toward an achievement they have not unlocked yet,
     or None (no steps, already unlocked, or not revealed to the viewer)."""
     achievement = _achievement(achievement_id)

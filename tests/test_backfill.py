@@ -13,6 +13,8 @@ from freezegun import freeze_time
 
 import hero
 from hero import AchievementBase, AchievementUnlocked
+from hero.backfill import backfill as backfill_achievement
+from hero.exceptions import HeroError, NothingToBackfill
 from hero.models import AchievementUnlocked as Holding
 from tests.conftest import Backend, stored_domain_events
 
@@ -100,3 +102,16 @@ def test_backfill_errors(backend: Backend, make_user: Any) -> None:
         backfill("nope")
     with pytest.raises(CommandError, match="the trigger log is empty"):
         backfill("points")
+
+
+@pytest.mark.django_db
+def test_backfill_without_a_source_raises_a_hero_error(backend: Backend) -> None:
+    # "points" defines no backfill(), and no unlock call was ever logged.
+    achievement = hero.achievements.get("points")
+
+    # Called from Python rather than through hero_backfill.
+    with pytest.raises(NothingToBackfill, match="the trigger log is empty") as raised:
+        backfill_achievement(achievement)
+
+    assert isinstance(raised.value, HeroError)
+    assert stored_domain_events() == []

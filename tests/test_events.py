@@ -11,6 +11,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
 from hero.events import TriggerLog, UserAchievement, user_achievement_id
+from hero.exceptions import HeroError, NotHeldError
 from hero.ledger import get_ledger
 from tests.conftest import Backend
 
@@ -90,3 +91,18 @@ def test_awarded_at_can_differ_from_when_the_event_was_recorded() -> None:
     (event,) = aggregate.collect_events()
     assert event.awarded_at == earlier and event.timestamp > earlier
     assert aggregate.unlocked_at == earlier
+
+
+def test_revoking_what_the_aggregate_does_not_hold_raises_hero_s_not_held_error() -> (
+    None
+):
+    # A user's aggregate with no events: nothing is held.
+    aggregate = UserAchievement.start("7", "points")
+
+    # The domain refuses with the public error, the one revoke() documents.
+    with pytest.raises(NotHeldError, match="does not hold 'points'") as raised:
+        aggregate.revoke(reason="cheating", actor=None)
+
+    assert isinstance(raised.value, HeroError)
+    assert isinstance(raised.value, LookupError)
+    assert aggregate.collect_events() == []

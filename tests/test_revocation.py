@@ -9,7 +9,13 @@ from django.db import transaction
 
 import hero
 from hero.events import Outcome, Revocation
-from hero.exceptions import InvalidRevocation, NotHeldError, UnknownAchievement
+from hero.exceptions import (
+    HeroError,
+    InvalidRevocation,
+    NotHeldError,
+    UnknownAchievement,
+)
+from hero.ledger import get_ledger
 from hero.models import AchievementCount, AchievementUnlocked, LedgerEntry
 from hero.signals import achievement_revoked
 from tests.conftest import Backend, stored_domain_events
@@ -82,6 +88,23 @@ def test_revoking_what_is_not_held_is_an_error_and_writes_nothing(
     with pytest.raises(NotHeldError):
         hero.achievements.revoke(user, "points", reason="again")
     assert [type(e).__name__ for e in stored_domain_events()] == ["Unlocked", "Revoked"]
+
+
+@pytest.mark.django_db
+def test_the_ledger_refuses_to_revoke_what_is_not_held_with_a_hero_error(
+    backend: Backend, make_user: Any
+) -> None:
+    # A user who holds nothing.
+    user = make_user()
+
+    # Revoking through the ledger itself, below hero.achievements.revoke().
+    with pytest.raises(HeroError) as raised:
+        get_ledger().revoke(str(user.pk), "points", reason="x", actor=None)
+
+    # The same error revoke() raises, and nothing was stored.
+    assert isinstance(raised.value, NotHeldError)
+    assert "Nothing was written" in str(raised.value)
+    assert stored_domain_events() == []
 
 
 @pytest.mark.django_db

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from hero.events.aggregates import (
     NAMESPACE,
-    NotHeld,
     Outcome,
     Progress,
     Revocation,
@@ -16,7 +15,6 @@ from hero.events.aggregates import (
 
 __all__ = [
     "NAMESPACE",
-    "NotHeld",
     "Outcome",
     "Progress",
     "Revocation",

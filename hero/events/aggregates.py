@@ -9,7 +9,8 @@ a revoked achievement can be unlocked again), so there is no separate
 
 Topics are explicit strings (``TOPIC``), registered with eventsourcing when the
 classes are defined, so moving or renaming this module never breaks the replay of
-stored events. Nothing here imports Django.
+stored events. Nothing here imports Django's ORM: the one error a decision
+raises, :class:`~hero.exceptions.NotHeldError`, is hero's public one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, ClassVar
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import BaseAggregate, CanMutateAggregate, DomainEvent
+
+from hero.exceptions import NotHeldError
 
 #: Namespace of hero's deterministic aggregate ids (never change it).
 NAMESPACE = UUID("6f1f5b0e-94a9-4c39-9f3e-6e6c2a1d8b7a")
@@ -78,10 +81,6 @@ class Revocation:
     level: int
     reason: str
     actor: str | None
-
-
-class NotHeld(Exception):
-    """The user does not hold the achievement."""
 
 
 class UserAchievement(BaseAggregate[UUID]):
@@ -212,9 +211,9 @@ class UserAchievement(BaseAggregate[UUID]):
     def revoke(self, *, reason: str, actor: str | None) -> Revocation:
         """Take the achievement away; the user may unlock it again later."""
         if self.level is None:
-            raise NotHeld(
+            raise NotHeldError(
                 f"User {self.user_pk} does not hold {self.achievement_id!r}, so it "
-                "cannot be revoked."
+                "cannot be revoked. Nothing was written."
             )
         level = self.level
         self.trigger_event(

@@ -1,12 +1,14 @@
-"""Progress reporting of hero's long-running commands."""
+"""How hero's long-running commands report their progress to the operator."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from tqdm import tqdm
 
-class Progress:
+
+class ProgressReporter:
     """A progress bar in a terminal (tqdm), plain lines otherwise."""
 
     def __init__(
@@ -32,8 +34,6 @@ class Progress:
         """Begin; ``total`` is None when it is not known ahead (a count only)."""
         self.total, self.done = total, done
         if self.interactive:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, initial=done, unit=self.unit, unit_scale=True)
         else:
             if total is not None:

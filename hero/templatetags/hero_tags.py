@@ -14,7 +14,7 @@ from django import template
 
 from hero import visibility
 from hero.models import Achievement
-from hero.visibility import Listing, Notice, Progress
+from hero.visibility import Listing, Notice, ProgressDisplay
 
 register = template.Library()
 
@@ -57,7 +57,7 @@ def hero_image(
 @register.simple_tag(takes_context=True)
 def hero_progress(
     context: template.Context, achievement: str | Achievement, user: Any
-) -> Progress | None:
+) -> ProgressDisplay | None:
     """The user's progress toward an achievement with steps, None once it is
     unlocked: ``{% hero_progress "reader" user as progress %}`` then
     ``progress.steps``, ``progress.total``, ``progress.percent``."""

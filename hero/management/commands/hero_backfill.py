@@ -4,10 +4,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from hero.backfill import NothingToBackfill, backfill, source_of
+from hero.backfill import backfill, source_of
 from hero.conf import conf
-from hero.exceptions import UnknownAchievement
-from hero.management.progress import Progress
+from hero.exceptions import NothingToBackfill, UnknownAchievement
+from hero.management.progress import ProgressReporter
 from hero.registry import registry
 
 
@@ -47,7 +47,7 @@ class Command(BaseCommand):
         except UnknownAchievement as error:
             raise CommandError(str(error)) from None
         levels = dict(conf.ACHIEVEMENT_LEVELS)
-        progress = Progress(
+        progress = ProgressReporter(
             self.stdout,
             interactive=self.stdout.isatty(),
             label="Backfilling",

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hero.conf import conf
-from hero.management.progress import Progress
+from hero.management.progress import ProgressReporter
 from hero.projections import READ_MODELS
 from hero.projections.rebuild import rebuild
 
@@ -42,7 +42,7 @@ class Command(BaseCommand):
             )
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
-        progress = Progress(self.stdout, interactive=self.stdout.isatty())
+        progress = ProgressReporter(self.stdout, interactive=self.stdout.isatty())
         started = time.monotonic()
         result = rebuild(
             conf.HERO_DATABASE,
