@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from django.utils.module_loading import autodiscover_modules
+
 from hero.base import AchievementBase, AchievementMeta
 
 __version__ = "0.1.0.dev0"
@@ -29,8 +31,6 @@ def autodiscover() -> None:
 
     hero does this when Django starts; calling it again is harmless.
     """
-    from django.utils.module_loading import autodiscover_modules
-
     autodiscover_modules("achievements")
 
 

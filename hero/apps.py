@@ -19,7 +19,7 @@ class HeroConfig(AppConfig):
         # module: importing hero.checks registers the system checks, and the
         # projections import hero.models.
         from hero import checks  # noqa: F401
-        from hero.projections import project_inline
+        from hero.projections.inline import project_inline
 
         autodiscover()
         # The write side knows nothing of the read side: plug projections in here.

@@ -24,8 +24,8 @@ from hero.models import (
     LedgerEntry,
     TrackingPosition,
 )
-from hero.projections import read_models
 from hero.projections.base import Change, apply_read_models, read_changes
+from hero.projections.inline import read_models
 from hero.projections.rebuild import rebuild
 from hero.projections.verify import verify
 from hero.store import store_status

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hero.models import StoredEvent
-from hero.projections import read_models
 from hero.projections.base import apply_read_models, store_changes
+from hero.projections.inline import read_models
 from hero.store.ordering import hold_ordering_lock
 from hero.store.positions import UPSTREAM
 from hero.store.postgres import pipelined

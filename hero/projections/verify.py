@@ -16,9 +16,9 @@ from hero.models import (
     AchievementUnlocked,
     LedgerEntry,
 )
-from hero.projections import read_models
 from hero.projections.base import ReadModel, store_changes
 from hero.projections.holdings import Holdings, HoldingsDelta
+from hero.projections.inline import read_models
 from hero.projections.ledger import KINDS, LedgerEntries
 from hero.store.positions import UPSTREAM
 

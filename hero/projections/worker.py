@@ -20,8 +20,8 @@ from eventsourcing.utils import Environment, EnvType
 
 from hero.exceptions import HeroError
 from hero.ledger import Ledger
-from hero.projections import READ_MODELS
 from hero.projections.base import ReadModel, ReadModelProjection
+from hero.projections.inline import READ_MODELS
 
 
 class NotCaughtUp(HeroError, TimeoutError):

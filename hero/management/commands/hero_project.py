@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hero.conf import conf
-from hero.projections import READ_MODELS
+from hero.projections.inline import READ_MODELS
 from hero.projections.worker import NotCaughtUp, run_projections
 
 

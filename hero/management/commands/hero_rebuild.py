@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hero.conf import conf
 from hero.management.progress import ProgressReporter
-from hero.projections import READ_MODELS
+from hero.projections.inline import READ_MODELS
 from hero.projections.rebuild import rebuild
 
 

@@ -1,0 +1,55 @@
+"""The read models hero keeps, and keeping them in the transaction of the events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from uuid import UUID
+
+from eventsourcing.persistence import Recording
+
+from hero.conf import conf
+from hero.projections.base import Change, ReadModel, apply_read_models
+from hero.projections.holdings import Holdings
+from hero.projections.ledger import LedgerEntries
+from hero.store.transactions import DjangoDatastore
+
+READ_MODELS: dict[str, type[ReadModel]] = {
+    Holdings.name: Holdings,
+    LedgerEntries.name: LedgerEntries,
+}
+
+
+def read_models(alias: str, names: Iterable[str] | None = None) -> list[ReadModel]:
+    """The read models on database ``alias`` (all, or the ones named)."""
+    selected = list(names) if names else list(READ_MODELS)
+    unknown = [n for n in selected if n not in READ_MODELS]
+    if unknown:
+        raise ValueError(
+            f"Unknown projection {', '.join(map(repr, unknown))}; "
+            f"hero's projections are {', '.join(READ_MODELS)}."
+        )
+    datastore = DjangoDatastore(alias)
+    return [READ_MODELS[name](datastore) for name in selected]
+
+
+_inline_models: dict[str, list[ReadModel]] = {}
+
+
+def project_inline(recordings: Sequence[Recording[UUID]]) -> None:
+    """Save listener: update the read tables in the transaction of the events,
+    when ``HERO_PROJECTIONS`` is ``"inline"`` (the default). Otherwise note that
+    the read models have not applied these events (they may have been current)."""
+    if not recordings:
+        return
+    alias = conf.HERO_DATABASE
+    models = _inline_models.get(alias)
+    if models is None:
+        models = _inline_models[alias] = read_models(alias)
+    if conf.HERO_PROJECTIONS != "inline":
+        models[0].positions.mark_behind(
+            [model.name for model in models],
+            min(r.notification.id for r in recordings) - 1,
+        )
+        return
+    changes = [Change(r.notification.id, r.domain_event) for r in recordings]
+    apply_read_models(models, changes, users_exist=True, recorded=True)
