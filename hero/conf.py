@@ -91,6 +91,17 @@ class Settings:
         return {str(key): str(value) for key, value in dict(options).items()}
 
     @cached
+    def HERO_CHAIN_KEY(self) -> str | None:
+        """The secret that keys the store's chain; None: derived from SECRET_KEY."""
+        value = getattr(settings, "HERO_CHAIN_KEY", None)
+        return None if value is None else str(value)
+
+    @cached
+    def HERO_CHAIN_KEY_FALLBACKS(self) -> list[str]:
+        """Old chain keys that still verify what they linked (with HERO_CHAIN_KEY)."""
+        return [str(key) for key in getattr(settings, "HERO_CHAIN_KEY_FALLBACKS", ())]
+
+    @cached
     def HERO_PROJECTIONS(self) -> str:
         """``"inline"``: read tables change in the unlock's transaction;
         ``"async"``: a ``hero_project`` worker updates them."""

@@ -58,3 +58,7 @@ class UnlockConflict(HeroError):
 
 class StoreBusy(HeroError, OperationalError):
     """The store's ordering lock was not free within ``HERO_LOCK_TIMEOUT``."""
+
+
+class ChainBroken(HeroError):
+    """The store's chain does not verify, so it cannot be linked again."""

@@ -65,7 +65,9 @@ class StoredEvent(StoredEventBase):
 
     id = RowIdAutoField(primary_key=True)
     chain = models.BinaryField(
-        null=True, help_text="SHA-256 over the previous event's chain and this event."
+        null=True,
+        help_text="HMAC-SHA-256, keyed with the site's chain key, over the "
+        "previous event's chain and this event.",
     )
 
     class Meta:

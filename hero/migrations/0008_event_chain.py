@@ -15,7 +15,7 @@ def seal_existing_events(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) ->
     """Chain the events stored before the chain existed, in store order."""
     from eventsourcing.persistence import StoredEvent as Record
 
-    from hero.store.chain import GENESIS, link
+    from hero.store.chain import GENESIS, unkeyed_link
 
     events = apps.get_model("hero", "StoredEvent").objects.using(schema_editor.connection.alias)
     previous = GENESIS
@@ -25,7 +25,7 @@ def seal_existing_events(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) ->
         if not batch:
             return
         for event in batch:
-            previous = link(
+            previous = unkeyed_link(
                 previous,
                 Record(event.originator_id, event.originator_version, event.topic, bytes(event.state)),
             )

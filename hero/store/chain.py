@@ -1,67 +1,146 @@
-"""The hash chain: each event's link covers the link before it, so that editing,
-deleting or reordering any stored event breaks every link after it.
+"""The chain: each event's link is a MAC, keyed with a secret the database does
+not hold, over the link before it and the event, so that nobody without the key
+can edit, delete, reorder, insert or append an event and still have the chain
+verify.
 
-The link is computed where the event is inserted, in the INSERT itself: on
-SQLite by the SQL functions this module registers on the connection, on
-PostgreSQL by the SQL expression :func:`postgres_link_sql` builds (the same
-bytes :func:`link` hashes), and in Python for multi-row inserts there.
-:func:`verify_chain` recomputes it over the whole store.
+Where the key lives at each step:
+
+- **Derived** in the process from Django's settings: ``HERO_CHAIN_KEY`` if set,
+  otherwise from ``SECRET_KEY`` with a salt of hero's own (as
+  ``django.core.signing`` derives its keys), so that it works with no set-up.
+  Old keys (``HERO_CHAIN_KEY_FALLBACKS``, or those derived from
+  ``SECRET_KEY_FALLBACKS``) still verify what they linked.
+- **Linking**: in Python, in the writing process. On SQLite, the INSERT calls
+  the SQL functions this module registers on the connection, which run in the
+  process; on PostgreSQL the last link is read under the ordering lock and the
+  new links are sent as values. The key is never sent to the database, stored
+  in it, or written to its logs.
+- **Verifying** (:func:`verify_chain`, ``hero_verify``): in the verifying
+  process, which must have the same settings.
 """
 
 from __future__ import annotations
 
+import hmac
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
+from django.utils.crypto import salted_hmac
 from eventsourcing.persistence import StoredEvent
 
 from hero.conf import conf
+from hero.exceptions import ChainBroken
 
 #: The link before the first event of the store.
 GENESIS = bytes(32)
 
+_KEY_SALT = "hero.store.chain"
 
-def link(previous: bytes | None, event: StoredEvent) -> bytes:
-    """The chain value of ``event``: SHA-256 over the previous event's chain
-    value and this event's aggregate, version, topic and state, so that editing,
-    deleting or reordering any stored event breaks every link after it."""
+
+@dataclass(frozen=True)
+class ChainKey:
+    """A key that links events, and the name hero_verify reports it by."""
+
+    secret: bytes = field(repr=False)
+    #: Which setting it comes from: "current" or "fallback N".
+    label: str = "current"
+
+    @property
+    def fingerprint(self) -> str:
+        """A short public name of the key (a MAC of a constant, not the key)."""
+        return hmac.new(self.secret, b"hero key fingerprint", sha256).hexdigest()[:12]
+
+
+def derive_key(secret: str | bytes) -> bytes:
+    """The chain key derived from a secret such as ``SECRET_KEY``."""
+    return salted_hmac(_KEY_SALT, b"chain key", secret=secret).digest()
+
+
+_keys_cache: dict[tuple[Any, ...], tuple[ChainKey, ...]] = {}
+
+
+def chain_keys() -> tuple[ChainKey, ...]:
+    """The key that links new events, then the old keys that still verify."""
+    explicit = conf.HERO_CHAIN_KEY
+    if explicit is not None:
+        sources = (explicit, *conf.HERO_CHAIN_KEY_FALLBACKS)
+    else:
+        sources = (
+            settings.SECRET_KEY,
+            *getattr(settings, "SECRET_KEY_FALLBACKS", ()),
+        )
+    keys = _keys_cache.get(sources)
+    if keys is None:
+        keys = tuple(
+            ChainKey(derive_key(source), "current" if n == 0 else f"fallback {n}")
+            for n, source in enumerate(sources)
+        )
+        _keys_cache.clear()  # one set of settings at a time
+        _keys_cache[sources] = keys
+    return keys
+
+
+def link(previous: bytes | None, event: StoredEvent, key: bytes | None = None) -> bytes:
+    """The link of ``event``: HMAC-SHA-256, with the current key unless ``key``
+    is given, over the previous event's link and this event's aggregate,
+    version, topic and state."""
     originator = event.originator_id
     uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
-    return _link(
-        previous, uuid.bytes, event.originator_version, event.topic, event.state
-    )
+    mac = hmac.new(key or chain_keys()[0].secret, previous or GENESIS, sha256)
+    _update(mac, uuid.bytes, event.originator_version, event.topic, event.state)
+    return mac.digest()
 
 
-def _link(
-    previous: bytes | None, uuid: bytes, version: int, topic: str, state: bytes
-) -> bytes:
-    encoded = topic.encode()
+def unkeyed_link(previous: bytes | None, event: StoredEvent) -> bytes:
+    """The link as stores written before the chain was keyed hold it (plain
+    SHA-256): read only to re-key such a store, never accepted by verify."""
+    originator = event.originator_id
+    uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
     digest = sha256(previous or GENESIS)
-    digest.update(uuid)
-    digest.update(version.to_bytes(8, "big", signed=True))
-    digest.update(len(encoded).to_bytes(4, "big"))
-    digest.update(encoded)
-    digest.update(state)
+    _update(digest, uuid.bytes, event.originator_version, event.topic, event.state)
     return digest.digest()
+
+
+def _update(target: Any, uuid: bytes, version: int, topic: str, state: bytes) -> None:
+    encoded = topic.encode()
+    target.update(uuid)
+    target.update(version.to_bytes(8, "big", signed=True))
+    target.update(len(encoded).to_bytes(4, "big"))
+    target.update(encoded)
+    target.update(state)
+
+
+def links(previous: bytes | None, events: Sequence[StoredEvent]) -> list[bytes]:
+    """The links of ``events``, stored in this order after ``previous``."""
+    key = chain_keys()[0].secret
+    result = []
+    for event in events:
+        previous = link(previous, event, key)
+        result.append(previous)
+    return result
 
 
 class _SQLiteChain(threading.local):
     """SQL functions that compute the chain inside SQLite's INSERT statement, so
     that reading the last link and writing the next take one statement (and the
-    write lock is taken before anything is read)."""
+    write lock is taken before anything is read). They run in this process."""
 
     previous: bytes = GENESIS
+    key: bytes = b""
 
     def start(self, previous: bytes | None, *fields: Any) -> bytes:
         self.previous = previous or GENESIS
+        self.key = chain_keys()[0].secret
         return self.next(*fields)
 
     def next(self, originator: str, version: int, topic: str, state: bytes) -> bytes:
         self.previous = link(
-            self.previous, StoredEvent(originator, version, topic, state)
+            self.previous, StoredEvent(originator, version, topic, state), self.key
         )
         return self.previous
 
@@ -91,64 +170,150 @@ def sqlite_first_row_sql(events_table: str) -> str:
 SQLITE_NEXT_ROW_SQL = "(%s, %s, %s, %s, hero_chain_next(%s, %s, %s, %s))"
 
 
-def postgres_link_sql(events_table: str) -> str:
-    """SQL for the link of a new event on PostgreSQL, from the last stored link
-    (read under the ordering lock). Its parameters: :func:`postgres_link_params`."""
-    return (
-        f"sha256(COALESCE((SELECT chain FROM {events_table} ORDER BY id DESC LIMIT 1), "
-        "%s::bytea) || uuid_send(%s::uuid) || int8send(%s::bigint) "
-        "|| int4send(octet_length(convert_to(%s::text, 'UTF8'))) "
-        "|| convert_to(%s::text, 'UTF8') || %s::bytea)"
-    )
+@dataclass(frozen=True)
+class Stretch:
+    """Consecutive events linked with one key."""
 
-
-def postgres_link_params(uuid: Any, event: StoredEvent) -> list[Any]:
-    """The parameters of :func:`postgres_link_sql` for ``event``."""
-    return [
-        GENESIS,
-        uuid,
-        event.originator_version,
-        event.topic,
-        event.topic,
-        event.state,
-    ]
+    first: int
+    last: int
+    key: ChainKey
 
 
 @dataclass(frozen=True)
 class ChainCheck:
-    """The result of checking the store's hash chain."""
+    """The result of checking the store's chain."""
 
     checked: int
     broken_at: int | None = None
     head: bytes | None = None
+    #: The position of the last event checked (the head's position).
+    head_position: int | None = None
+    #: Which key verified which events, in store order.
+    stretches: list[Stretch] = field(default_factory=list)
+    #: With an anchor to check: whether the chain holds that link at that position.
+    anchored: bool | None = None
 
     @property
     def intact(self) -> bool:
-        return self.broken_at is None
+        return self.broken_at is None and self.anchored is not False
 
 
-def verify_chain(batch_size: int = 5000) -> ChainCheck:
-    """Recompute the chain over every stored event, in store order, and report
-    the first position whose stored link does not match (the event there, or
-    one before it, was edited, deleted or moved)."""
+def stored_rows(batch_size: int, alias: str | None = None) -> Any:
+    """Every stored event as (position, originator, version, topic, state,
+    link), in store order and in batches: all positions, 0 and below included."""
     # Lazy: the store is importable before Django has loaded the models.
     from hero.models import StoredEvent as StoredEventModel
 
-    events = StoredEventModel.objects.using(conf.HERO_DATABASE).order_by("id")
-    previous, last, checked = GENESIS, 0, 0
+    events = StoredEventModel.objects.using(alias or conf.HERO_DATABASE)
+    events = events.order_by("id")
+    fields = ("id", "originator_id", "originator_version", "topic", "state", "chain")
+    last = None
     while True:
-        rows = list(
-            events.filter(id__gt=last).values_list(
-                "id", "originator_id", "originator_version", "topic", "state", "chain"
-            )[:batch_size]
-        )
+        selected = events if last is None else events.filter(id__gt=last)
+        rows = list(selected.values_list(*fields)[:batch_size])
         if not rows:
-            return ChainCheck(checked, head=previous if checked else None)
-        for position, originator, version, topic, state, stored in rows:
-            previous = link(
-                previous, StoredEvent(originator, version, topic, bytes(state))
-            )
-            if stored is None or bytes(stored) != previous:
-                return ChainCheck(checked, broken_at=position)
-            checked += 1
+            return
+        yield rows
         last = rows[-1][0]
+
+
+def verify_chain(
+    batch_size: int = 5000, *, anchor: tuple[int, bytes] | None = None
+) -> ChainCheck:
+    """Recompute the chain over every stored event, in store order, with the
+    current key and the fallbacks, and report the first position whose stored
+    link none of them gives (the event there, or one before it, was edited,
+    deleted, moved or forged).
+
+    ``anchor`` is a (position, link) kept elsewhere, such as an earlier head:
+    the chain must hold that link at that position, which also catches events
+    removed from the end of the store and a rewrite by someone with the key.
+    """
+    keys = chain_keys()
+    key = keys[0]
+    previous, checked = GENESIS, 0
+    stretches: list[Stretch] = []
+    position = None
+    anchored = False
+    for rows in stored_rows(batch_size):
+        for position, originator, version, topic, state, stored in rows:
+            event = StoredEvent(originator, version, topic, bytes(state))
+            stored_link = None if stored is None else bytes(stored)
+            expected = link(previous, event, key.secret)
+            if stored_link != expected:
+                matching = [
+                    k for k in keys if link(previous, event, k.secret) == stored_link
+                ]
+                if not matching or stored_link is None:
+                    return ChainCheck(checked, broken_at=position, stretches=stretches)
+                key, expected = matching[0], stored_link
+            if stretches and stretches[-1].key == key:
+                stretches[-1] = Stretch(stretches[-1].first, position, key)
+            else:
+                stretches.append(Stretch(position, position, key))
+            previous = expected
+            checked += 1
+            if anchor is not None and position == anchor[0]:
+                anchored = expected == anchor[1]
+    return ChainCheck(
+        checked,
+        head=previous if checked else None,
+        head_position=position if checked else None,
+        stretches=stretches,
+        anchored=None if anchor is None else anchored,
+    )
+
+
+def rekey(
+    alias: str | None = None, *, unkeyed: bool = False, batch_size: int = 1000
+) -> int:
+    """Link every stored event again with the current key; return how many.
+
+    Each stored link is first checked against the keys that may have made it
+    (the current key and the fallbacks; with ``unkeyed``, also the plain
+    SHA-256 of stores written before the chain was keyed), so that re-keying
+    never launders an edit: a link none of them gives raises :class:`ChainBroken`
+    and changes nothing. Runs in one transaction that holds the store's ordering
+    lock, so no event is written meanwhile.
+    """
+    # Lazy: the store is importable before Django has loaded the models.
+    from django.db import connections, transaction
+
+    from hero.models import StoredEvent as StoredEventModel
+    from hero.store.ordering import hold_ordering_lock
+    from hero.store.postgres import pipelined
+
+    alias = alias or conf.HERO_DATABASE
+    keys = [k.secret for k in chain_keys()]
+    current = keys[0]
+    table = StoredEventModel._meta.db_table
+    count = 0
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        with pipelined(cursor):
+            hold_ordering_lock(cursor)
+        old_previous, new_previous = GENESIS, GENESIS
+        for rows in stored_rows(batch_size, alias):
+            updates = []
+            for position, originator, version, topic, state, stored in rows:
+                event = StoredEvent(originator, version, topic, bytes(state))
+                stored_link = None if stored is None else bytes(stored)
+                made = [link(old_previous, event, key) for key in keys]
+                if unkeyed:
+                    made.append(unkeyed_link(old_previous, event))
+                if stored_link is None or stored_link not in made:
+                    raise ChainBroken(
+                        f"The chain is broken at position {position}: the event "
+                        "there, or one before it, was edited, deleted, moved or "
+                        "forged. Nothing was re-linked; find out what changed "
+                        "(hero_verify) before linking the store again."
+                    )
+                old_previous = stored_link
+                new_previous = link(new_previous, event, current)
+                updates.append((new_previous, position))
+            cursor.executemany(
+                f"UPDATE {connections[alias].ops.quote_name(table)} "
+                "SET chain = %s WHERE id = %s",
+                updates,
+            )
+            count += len(updates)
+    return count

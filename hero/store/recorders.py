@@ -32,11 +32,8 @@ from eventsourcing.persistence import (
 
 from hero.conf import conf
 from hero.store.chain import (
-    GENESIS,
     SQLITE_NEXT_ROW_SQL,
-    link,
-    postgres_link_params,
-    postgres_link_sql,
+    links,
     register_sqlite_functions,
     sqlite_first_row_sql,
 )
@@ -112,18 +109,13 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
     ) -> list[int]:
         if not stored_events:
             return []
-        # The notification log is hash-chained (hero.store.chain) and ordered
+        # The notification log is chained (hero.store.chain) and ordered
         # (hero.store.ordering): on PostgreSQL the last link is read under the
-        # ordering lock; on SQLite the INSERT itself computes the links.
+        # ordering lock; on SQLite the INSERT itself computes the links. Either
+        # way they are computed in this process, with a key the database never sees.
         chained = self.serialise_inserts
-        if (
-            chained
-            and len(stored_events) == 1
-            and self.datastore.vendor == "postgresql"
-        ):
-            return [self._insert_one_on_postgresql(cursor, stored_events[0])]
         in_sql = chained and self.datastore.vendor == "sqlite"
-        previous = GENESIS
+        chain: list[bytes] = []
         if in_sql:
             register_sqlite_functions(cursor.db)
         elif chained:
@@ -134,7 +126,8 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                     f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1"
                 )
                 row = cursor.fetchone()
-            previous = self._bytes(row[0]) if row and row[0] is not None else GENESIS
+            previous = self._bytes(row[0]) if row and row[0] is not None else None
+            chain = links(previous, stored_events)
         columns = "originator_id, originator_version, topic, state"
         if chained:
             columns += ", chain"
@@ -160,8 +153,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                 else:
                     rows.append(plain_row)
                     if chained:
-                        previous = link(previous, s)
-                        params.append(previous)
+                        params.append(chain[start + len(rows) - 1])
             cursor.execute(
                 f"INSERT INTO {self.events_table} ({columns}) "
                 f"VALUES {', '.join(rows)} "
@@ -180,30 +172,6 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                 "The database assigned positions out of insertion order"
             )
         return result
-
-    def _insert_one_on_postgresql(
-        self, cursor: CursorWrapper, event: StoredEvent
-    ) -> int:
-        """One event on PostgreSQL: the ordering lock, and an INSERT that computes
-        the event's link from the last one in SQL, sent together in one round trip."""
-        table = self.events_table
-        uuid = self._db_uuid(event.originator_id)
-        with pipelined(cursor):
-            hold_ordering_lock(cursor)
-            cursor.execute(
-                f"INSERT INTO {table} "
-                "(originator_id, originator_version, topic, state, chain) "
-                f"VALUES (%s, %s, %s, %s, {postgres_link_sql(table)}) RETURNING id",
-                [
-                    uuid,
-                    event.originator_version,
-                    event.topic,
-                    event.state,
-                    *postgres_link_params(uuid, event),
-                ],
-            )
-            (row_id,) = cursor.fetchone()
-        return int(row_id)
 
     def select_events(
         self,

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from hero.conf import conf
+from hero.exceptions import ChainBroken
+from hero.store.chain import chain_keys, rekey, verify_chain
+
+
+class Command(BaseCommand):
+    help = (
+        "Link every event of hero's store again with the current chain key, after "
+        "checking each link with the keys that may have made it (the current one "
+        "and the fallbacks). Run it after rotating the key, before dropping the old "
+        "one from the fallbacks. Writers wait while it runs."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            count = rekey(conf.HERO_DATABASE)
+        except ChainBroken as error:
+            raise CommandError(str(error)) from None
+        chain = verify_chain()
+        key = chain_keys()[0]
+        self.stdout.write(
+            f"Linked {count} events with the current key ({key.fingerprint})."
+        )
+        if chain.head is not None:
+            self.stdout.write(
+                f"chain head: {chain.head_position}:{chain.head.hex()} "
+                "(heads kept from before no longer apply: keep this one instead)"
+            )
