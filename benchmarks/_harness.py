@@ -1,13 +1,7 @@
 """What every benchmark shares, so that each script keeps only what it measures:
-its options; Django on the run's own database (a SQLite file, WAL and
-``BEGIN IMMEDIATE`` as hero recommends, or a schema of its own, dropped at the
-end, in the PostgreSQL database of ``HERO_BENCH_POSTGRES_URL``, default
-``postgres://postgres@127.0.0.1:5432/hero_bench``); the header (machine,
-versions, database); tables; time and memory measured alike; measurements in a
-child process; and :class:`Report`: the checks (a failed one makes the exit
-status 1), the headline figures and goals, and the JSON summary for
-``run_all.py``. Memory comes from ``/proc/self/status`` (Linux): ``VmRSS`` now,
-``VmHWM`` the peak since ``/proc/self/clear_refs`` was last written ``5``.
+options, Django on the run's own database (:func:`run_database`), the header,
+tables, time and memory measured alike (``/proc/self/status`` on Linux), child
+processes, and :class:`Report`: checks, headline figures and the JSON summary.
 """
 
 from __future__ import annotations
@@ -173,6 +167,11 @@ def database_line() -> str:
             return str(cursor.fetchone()[0])
 
     name = connection.settings_dict["NAME"]
+    if connection.vendor == "mysql":
+        query = (
+            "SELECT CONCAT_WS(' ', @@innodb_flush_log_at_trx_commit, @@tx_isolation)"
+        )
+        return f"MariaDB/MySQL {show('SELECT VERSION()')} ({name}): {show(query)}"
     if connection.vendor == "postgresql":
         return (
             f"PostgreSQL {show('SHOW server_version')} "
@@ -190,8 +189,8 @@ def database_line() -> str:
 
 def print_header(*lines: str, versions: Sequence[str] = ()) -> None:
     """Start the output: the machine, the versions, the database, then ``lines``."""
-    print(machine_line(), versions_line(*versions), database_line(), *lines, sep="\n")
-    print()
+    header = (machine_line(), versions_line(*versions), database_line(), *lines)
+    print(*header, sep="\n", end="\n\n")
 
 
 def table_lines(
@@ -282,33 +281,35 @@ class Options(argparse.ArgumentParser):
 
 def sqlite_database(path: str) -> dict[str, Any]:
     """Django's settings for a SQLite file: WAL, synchronous=NORMAL, BEGIN IMMEDIATE."""
-    return {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": path,
-        "OPTIONS": {
-            "timeout": 30,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
-    }
+    pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    options = {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": pragmas}
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": options}
 
 
-def postgres_database(schema: str) -> dict[str, Any]:
-    """Django's settings for ``schema`` of ``HERO_BENCH_POSTGRES_URL``'s database."""
-    default = "postgres://postgres@127.0.0.1:5432/hero_bench"
-    parts = urlsplit(address := os.environ.get("HERO_BENCH_POSTGRES_URL", default))
-    if parts.scheme not in {"postgres", "postgresql"}:
+def server_database(kind: str, name: str = "", **options: Any) -> dict[str, Any]:
+    """Django's settings for database ``name`` (default: the URL's) on the server
+    of ``HERO_BENCH_POSTGRES_URL`` or ``HERO_BENCH_MYSQL_URL``."""
+    variable, default, engine = {
+        "postgres": (
+            "POSTGRES",
+            "postgres://postgres@127.0.0.1:5432/hero_bench",
+            "postgresql",
+        ),
+        "mysql": ("MYSQL", "mysql://root@127.0.0.1:3306/", "mysql"),
+    }[kind]
+    parts = urlsplit(address := os.environ.get(f"HERO_BENCH_{variable}_URL", default))
+    if parts.scheme.removesuffix("ql") != kind:
         raise SystemExit(
-            f"HERO_BENCH_POSTGRES_URL must be a postgres:// URL, not {address!r}"
+            f"HERO_BENCH_{variable}_URL must be a {kind}:// URL, not {address!r}"
         )
     return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(parts.path.lstrip("/")) or "hero_bench",
+        "ENGINE": f"django.db.backends.{engine}",
+        "NAME": name or unquote(parts.path.lstrip("/")) or "hero_bench",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        "OPTIONS": {"connect_timeout": 5, "options": f"-c search_path={schema}"},
+        "OPTIONS": {"connect_timeout": 5, **options},
     }
 
 
@@ -322,7 +323,19 @@ def postgres_connect(config: dict[str, Any], dbname: str) -> Any:
 
 
 def reset_schema(config: dict[str, Any], schema: str, *, create: bool) -> None:
-    """Drop the run's schema, and with ``create`` create it (and its database)."""
+    """Drop the run's schema (on MariaDB/MySQL: its database), and with ``create``
+    create it (on PostgreSQL, and its database)."""
+    if config["ENGINE"].endswith("mysql"):
+        import MySQLdb
+
+        server = {key.lower(): config[key] for key in ("HOST", "USER", "PASSWORD")}
+        with MySQLdb.connect(**server, port=int(config["PORT"] or 3306)) as connection:
+            connection.cursor().execute(f"DROP DATABASE IF EXISTS `{schema}`")
+            if create:
+                connection.cursor().execute(
+                    f"CREATE DATABASE `{schema}` CHARSET utf8mb4"
+                )
+        return
     from psycopg import sql
 
     if create:
@@ -353,10 +366,16 @@ def close_connections() -> None:
 def run_database(
     kind: str, name: str, *, keep: str | None = None, schema: str | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Settings of the run's empty database: a SQLite file, or a PostgreSQL schema."""
-    if kind == "postgres":
+    """Settings of the run's empty database, dropped at the end: a SQLite file
+    (WAL, ``BEGIN IMMEDIATE``), a schema in ``HERO_BENCH_POSTGRES_URL``'s database,
+    or a database on ``HERO_BENCH_MYSQL_URL``'s server."""
+    if kind in {"postgres", "mysql"}:
         schema = schema or f"hero_{name}_bench"
-        config = postgres_database(schema)
+        config = (
+            server_database("mysql", schema, charset="utf8mb4")
+            if kind == "mysql"
+            else server_database("postgres", options=f"-c search_path={schema}")
+        )
         reset_schema(config, schema, create=True)
         try:
             yield config
@@ -373,7 +392,9 @@ def run_database(
         yield sqlite_database(str(path))
     finally:
         close_connections()
-        if not keep:
+        if keep:
+            print(f"\nDatabase kept in {directory}")
+        else:
             shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -473,10 +494,6 @@ class Report:
         self.failed.extend(problems)
         self.checked.extend([] if problems else [done])
 
-    @property
-    def passed(self) -> bool:
-        return not self.failed
-
     def figure(
         self, figure: str, value: str, goal: str = "", met: bool | None = None
     ) -> None:
@@ -500,10 +517,10 @@ class Report:
             print(f"Checked: {line}")
         if summary:
             figures = {"benchmark": self.benchmark, **self.figures}
-            figures.update(headline=self.headline, checks_passed=self.passed)
+            figures.update(headline=self.headline, checks_passed=not self.failed)
             Path(summary).write_text(json.dumps(figures, indent=2) + "\n")
         print(
             f"\nWhole run {time.perf_counter() - self.started:.0f} s; "
             f"load average at the end {load_average()}"
         )
-        return 0 if self.passed else 1
+        return 1 if self.failed else 0

@@ -3,10 +3,7 @@
 Times ``history()`` and ``hero_audit`` for a few users of the store of
 ``_store.py`` at a hundredth, a tenth and all of ``--events`` events, each size
 in a fresh child process, with the memory of a call, and checks every audited
-user's entries. The goal: flat medians. ``README.md`` has the method::
-
-    .venv/bin/python benchmarks/audit.py [--events 1000000] [--repeat 200]
-        [--passes 3] [--keep DIR] [--summary FILE.json]
+user's entries. The goal: flat medians. ``README.md`` has the method.
 """
 
 from __future__ import annotations
@@ -337,8 +334,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_results(results)
         headline(results, report)
         check(results, report)
-        if options.keep:
-            print(f"\nDatabases kept in {Path(path).parent}")
         return report.finish(options.summary)
 
 

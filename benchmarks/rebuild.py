@@ -278,8 +278,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print_results(results)
         headline(results, report)
-        if options.keep:
-            print(f"\nDatabase kept: {path}")
         return report.finish(options.summary)
 
 

@@ -3,9 +3,7 @@
 Runs each of :data:`BENCHMARKS` in turn (``--quick``: at small sizes), echoing
 its output, then sets every benchmark's headline figures and goals side by
 side, from the JSON each wrote (``--summary``); a failed one makes the exit
-status 1, and the others still run::
-
-    .venv/bin/python benchmarks/run_all.py [--quick] [--only NAME,...] [--markdown FILE.md]
+status 1, and the others still run.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ BENCHMARKS = [
     for line in """
 unlock-sqlite   | unlock.py      | --repeat 7                     | --users 50 --repeat 1                     | Unlock paths, hero against pinax-badges, SQLite
 unlock-postgres | unlock.py      | --database postgres --repeat 5 | --database postgres --users 50 --repeat 1 | Unlock paths, hero against pinax-badges, PostgreSQL
+unlock-mysql    | unlock.py      | --database mysql --repeat 5    | --database mysql --users 50 --repeat 1    | Unlock paths, hero against pinax-badges, MariaDB
 rebuild         | rebuild.py     |                                | --events 10000                            | Rebuild: hero_rebuild against a plain-sqlite3 baseline
 audit           | audit.py       |                                | --events 10000 --repeat 20 --passes 1     | Audit of one user as the store grows
 concurrency     | concurrency.py |                                | --users 30 --repeat 1                     | Concurrent unlocks on PostgreSQL
@@ -131,7 +130,7 @@ def summary_rows(outcomes: Sequence[Outcome], *, every_name: bool) -> list[list[
 def machine_description() -> list[str]:
     """The machine and the versions, with the PostgreSQL server's."""
     try:
-        config = _harness.postgres_database("public")
+        config = _harness.server_database("postgres", options="-c search_path=public")
         with _harness.postgres_connect(config, "postgres") as connection:
             postgres = connection.execute("SHOW server_version").fetchone()[0]
     except Exception as error:  # no server: say so, the run still stands

@@ -3,11 +3,7 @@
 Both libraries get the same "points" achievement (``_points.py``), users and
 database, timed in one process, interleaved, on four paths (:data:`PATHS`); also
 SQL per call, memory per call, and checks of what each returned or wrote.
-``README.md`` has the method. Needs ``pip install --no-deps pinax-badges==3.0.0``::
-
-    .venv/bin/python benchmarks/unlock.py [--users N] [--repeat K]
-        [--database sqlite|postgres] [--only hero|pinax] [--show-queries]
-        [--summary FILE.json]
+``README.md`` has the method. Needs ``pip install --no-deps pinax-badges==3.0.0``.
 """
 
 from __future__ import annotations
@@ -72,7 +68,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "Time hero's and pinax-badges' unlock paths side by side.",
         repeat=(5, "rounds; the best is kept"),
     )
-    parser.add("--database", "sqlite", "the database", choices=("sqlite", "postgres"))
+    parser.add(
+        "--database", "sqlite", "the database", choices=("sqlite", "postgres", "mysql")
+    )
     parser.add("--users", 1000, "users per round")
     parser.add("--only", None, "measure one library only", choices=LIBRARIES)
     text = "print the SQL each library sends on each path (from the sample)"
@@ -224,13 +222,11 @@ def print_results(results: Results, show_queries: bool) -> None:
         )
     _harness.print_table(headers, rows, left=1)
     print(
-        "\nSQL/call: statements in Django's query log per call (sample average);\n"
-        "'(n tx)': how many were BEGIN, SAVEPOINT, RELEASE, COMMIT or ROLLBACK.\n"
-        "peak: Python allocations during one call above those before it (tracemalloc,\n"
-        f"the largest over {MEMORY_USERS} users, untimed, after the timed rounds; not\n"
-        "what the database driver or SQLite allocate in C).\n"
-        f"Peak RSS of this process (both libraries, the whole run): "
-        f"{_harness.mb(_harness.lifetime_peak_rss())}"
+        "\nSQL/call: statements in Django's query log per call (sample average); "
+        "'(n tx)': of them BEGIN, SAVEPOINT, RELEASE, COMMIT or ROLLBACK.\npeak: "
+        f"Python allocations of one call (tracemalloc, the largest over {MEMORY_USERS} "
+        "users, after the timed rounds; not the driver's or SQLite's in C). Peak "
+        f"RSS of the process, both libraries: {_harness.mb(_harness.lifetime_peak_rss())}"
     )
     for (library, path), sample in results.samples.items() if show_queries else ():
         print(f"\n{library} {path.label}: returned {sample.returned[0]!r}")

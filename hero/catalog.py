@@ -6,8 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.db import connections
+
 from hero.models import Achievement
 from hero.registry import registry
+from hero.store.sql import insert_missing
 
 if TYPE_CHECKING:
     from django.db.backends.utils import CursorWrapper
@@ -82,9 +85,7 @@ def ensure_catalog_rows(cursor: CursorWrapper, alias: str, ids: Iterable[str]) -
     rows = [_row_for(i) for i in sorted(set(ids))]
     if rows:
         cursor.executemany(
-            f"INSERT INTO hero_achievement ({', '.join(FIELDS)}) "
-            f"VALUES ({', '.join(['%s'] * len(FIELDS))}) ON CONFLICT (id) DO NOTHING",
-            rows,
+            insert_missing(cursor.db.vendor, "hero_achievement", FIELDS, ("id",)), rows
         )
 
 
@@ -100,10 +101,12 @@ def sync_catalog(alias: str) -> SyncResult:
 
     manager = Achievement.objects.db_manager(alias)
     rows = [Achievement(**catalog_values(a)) for a in registry]
+    # MySQL updates on any unique key and takes no conflict target.
+    target = connections[alias].features.supports_update_conflicts_with_target
     manager.bulk_create(
         rows,
         update_conflicts=True,
-        unique_fields=["id"],
+        unique_fields=["id"] if target else None,
         update_fields=[f for f in FIELDS if f != "id"],
     )
     current = [row.id for row in rows]

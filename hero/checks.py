@@ -10,7 +10,10 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.checks import CheckMessage, Error, Tags, register
+from django.db import connections, router
+from django.utils.connection import ConnectionDoesNotExist
 
 from hero.base import AchievementBase
 from hero.conf import conf
@@ -22,7 +25,46 @@ from hero.validation import (
     valid_levels,
 )
 
-VENDORS = {"sqlite", "postgresql"}
+#: The backends hero's store runs on, by Django's vendor name.
+VENDORS = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MariaDB or MySQL"}
+
+
+def _check_store_database(alias: str) -> list[CheckMessage]:
+    """The store's database: a backend hero supports, and the one users live in
+    (hero's tables refer to the user model, and check that a user exists)."""
+    engine = str(settings.DATABASES[alias].get("ENGINE", ""))
+    if _vendor(alias, engine) not in VENDORS:
+        return [
+            Error(
+                f"hero's event store runs on {', '.join(VENDORS.values())}; "
+                f"database {alias!r} uses {engine!r}.",
+                hint="Point HERO_DATABASE at a SQLite, PostgreSQL, MariaDB or "
+                "MySQL database that also holds your users.",
+                id="hero.E010",
+            )
+        ]
+    users_alias = router.db_for_write(get_user_model())
+    if users_alias != alias:
+        return [
+            Error(
+                f"HERO_DATABASE is {alias!r}, but users are written to {users_alias!r}.",
+                hint="hero's tables refer to your user model, so its store must be "
+                "in the database your users live in: set HERO_DATABASE to "
+                f"{users_alias!r}.",
+                id="hero.E012",
+            )
+        ]
+    return []
+
+
+def _vendor(alias: str, engine: str) -> str:
+    """The backend's vendor name, from its connection when Django has one for
+    the alias (third-party engines say theirs), else from the engine's path."""
+    try:
+        return str(connections[alias].vendor)
+    except ConnectionDoesNotExist:
+        module = engine.rsplit(".", 1)[-1]
+        return {"sqlite3": "sqlite", "postgis": "postgresql"}.get(module, module)
 
 
 def _name(cls: type) -> str:
@@ -159,18 +201,7 @@ def check_settings(
             )
         )
     else:
-        engine = settings.DATABASES[alias].get("ENGINE", "")
-        if not any(
-            engine.endswith(f".{vendor}") or vendor in engine for vendor in VENDORS
-        ):
-            errors.append(
-                Error(
-                    f"hero's event store needs SQLite or PostgreSQL; database {alias!r} "
-                    f"uses {engine!r}.",
-                    hint="Point HERO_DATABASE at a SQLite or PostgreSQL database.",
-                    id="hero.E010",
-                )
-            )
+        errors += _check_store_database(alias)
     if conf.HERO_PROJECTIONS not in {"inline", "async"}:
         errors.append(
             Error(

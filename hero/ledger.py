@@ -26,6 +26,7 @@ from eventsourcing.application import (
     ProcessingEvent,
 )
 from eventsourcing.persistence import (
+    IntegrityError,
     Mapper,
     Recording,
     StoredEvent,
@@ -297,8 +298,10 @@ class Ledger(Application[UUID]):
                     ) from error
                 # Others made progress; let them finish before deciding again.
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
-            except DjangoIntegrityError:
-                # A deferred foreign key failed at commit: the user is gone.
+            except (DjangoIntegrityError, IntegrityError):
+                # A foreign key failed: at commit where they are deferred
+                # (PostgreSQL, SQLite), at the row on MariaDB and MySQL. Is the
+                # user gone?
                 if user_pk is not None:
                     self._require_user(user_pk, lock=False)
                 raise

@@ -1,7 +1,8 @@
 """Tables of hero.
 
 The event store's tables (:class:`StoredEvent`, :class:`StoredSnapshot`,
-:class:`TrackingPosition`) are written only by the event store, :mod:`hero.store`.
+:class:`TrackingPosition`, :class:`OrderingLock`) are written only by the event
+store, :mod:`hero.store`.
 """
 
 from __future__ import annotations
@@ -101,6 +102,19 @@ class StoredSnapshot(StoredEventBase):
 
     def __str__(self) -> str:
         return f"snapshot of {self.originator_id} at v{self.originator_version}"
+
+
+class OrderingLock(models.Model):
+    """The row MariaDB and MySQL writers lock to append events one transaction
+    at a time (:mod:`hero.store.ordering`); unused elsewhere."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True)
+
+    class Meta:
+        db_table = "hero_ordering_lock"
+
+    def __str__(self) -> str:
+        return f"ordering lock {self.id}"
 
 
 class TrackingPosition(models.Model):

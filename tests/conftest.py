@@ -18,7 +18,7 @@ from django.test import override_settings
 
 from tests import routers
 
-BACKENDS = ("sqlite", "postgres")
+BACKENDS = ("sqlite", "postgres", "mysql")
 
 
 @dataclass(frozen=True)

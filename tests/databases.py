@@ -1,13 +1,14 @@
 """Which databases a test run uses.
 
 ``HERO_TEST_DATABASE_URL`` picks them: one URL, or several separated by spaces.
-By default a run uses a SQLite file and the local PostgreSQL server
-(``sqlite:// postgres://postgres@127.0.0.1:5432/hero``). The first becomes
-Django's ``default`` alias; each other is named after its backend.
+By default a run uses a SQLite file, the local PostgreSQL server and the local
+MariaDB (or MySQL) server (``sqlite:// postgres://postgres@127.0.0.1:5432/hero
+mysql://root@127.0.0.1:3306/hero``). The first becomes Django's ``default``
+alias; each other is named after its backend (``postgres``, ``mysql``).
 
-A PostgreSQL server that cannot be reached is left out of the run (its tests are
-skipped, and the report header says why), except under CI (``CI=true``), where
-it is an error: CI must run the PostgreSQL tests.
+A server that cannot be reached, or whose driver is not installed, is left out
+of the run (its tests are skipped, and the report header says why), except
+under CI (``CI=true``), where it is an error: CI must run every backend's tests.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from typing import Any
 
 import dj_database_url
 
-DEFAULT_URLS = "sqlite:// postgres://postgres@127.0.0.1:5432/hero"
+DEFAULT_URLS = (
+    "sqlite:// postgres://postgres@127.0.0.1:5432/hero mysql://root@127.0.0.1:3306/hero"
+)
 VENDORS = {
     "django.db.backends.sqlite3": "sqlite",
     "django.db.backends.postgresql": "postgres",
+    "django.db.backends.mysql": "mysql",
 }
+SERVERS = {"postgres": "PostgreSQL", "mysql": "MariaDB/MySQL"}
 
 
 def _sqlite(config: dict[str, Any]) -> dict[str, Any]:
@@ -49,20 +54,46 @@ def _postgres(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _unreachable(config: dict[str, Any]) -> str | None:
-    """Why a PostgreSQL server cannot be used, or None when it can."""
-    import psycopg
+def _mysql(config: dict[str, Any]) -> dict[str, Any]:
+    config["TEST"] = {
+        "NAME": f"test_{config['NAME']}_{os.getpid()}",
+        "DEPENDENCIES": [],
+        "CHARSET": "utf8mb4",
+        "COLLATION": "utf8mb4_unicode_ci",
+    }
+    config.setdefault("OPTIONS", {}).update(
+        {"connect_timeout": 5, "charset": "utf8mb4"}
+    )
+    return config
 
+
+def _unreachable(vendor: str, config: dict[str, Any]) -> str | None:
+    """Why a database server cannot be used, or None when it can."""
     try:
-        psycopg.connect(
-            host=config.get("HOST") or None,
-            port=config.get("PORT") or None,
-            user=config.get("USER") or None,
-            password=config.get("PASSWORD") or None,
-            dbname="postgres",
-            connect_timeout=3,
-        ).close()
-    except psycopg.Error as error:
+        if vendor == "postgres":
+            import psycopg
+
+            psycopg.connect(
+                host=config.get("HOST") or None,
+                port=config.get("PORT") or None,
+                user=config.get("USER") or None,
+                password=config.get("PASSWORD") or None,
+                dbname="postgres",
+                connect_timeout=3,
+            ).close()
+        else:
+            import MySQLdb
+
+            MySQLdb.connect(
+                host=config.get("HOST") or "127.0.0.1",
+                port=int(config.get("PORT") or 3306),
+                user=config.get("USER") or "root",
+                password=config.get("PASSWORD") or "",
+                connect_timeout=3,
+            ).close()
+    except ImportError as error:
+        return f"its driver is not installed ({error})"
+    except Exception as error:  # each driver's own error classes
         return str(error).strip().splitlines()[0]
     return None
 
@@ -78,21 +109,23 @@ def configure() -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, st
         vendor = VENDORS.get(config["ENGINE"])
         if vendor is None:
             raise ValueError(
-                f"HERO_TEST_DATABASE_URL: hero is tested on SQLite and PostgreSQL, not {url!r}"
+                f"HERO_TEST_DATABASE_URL: hero is tested on SQLite, PostgreSQL and "
+                f"MariaDB/MySQL, not {url!r}"
             )
-        if vendor == "postgres":
-            reason = _unreachable(config)
+        if vendor in SERVERS:
+            reason = _unreachable(vendor, config)
             if reason:
+                server = SERVERS[vendor]
                 where = f"{config.get('HOST')}:{config.get('PORT')}"
                 if os.environ.get("CI") == "true":
                     raise RuntimeError(
-                        f"CI must run the PostgreSQL tests, but PostgreSQL at {where} is unreachable: {reason}"
+                        f"CI must run the {server} tests, but {server} at {where} is unreachable: {reason}"
                     )
                 skipped[vendor] = (
-                    f"PostgreSQL at {where} is unreachable ({reason}); its tests are skipped"
+                    f"{server} at {where} is unreachable ({reason}); its tests are skipped"
                 )
                 continue
-            config = _postgres(config)
+            config = _postgres(config) if vendor == "postgres" else _mysql(config)
         else:
             config = _sqlite(config)
         alias = "default" if not databases else vendor

@@ -146,13 +146,32 @@ def test_hero_database_must_exist(settings: Any) -> None:
 @pytest.mark.filterwarnings(
     "ignore:Overriding setting DATABASES"
 )  # checks only read it
-def test_hero_database_must_be_sqlite_or_postgres(settings: Any) -> None:
+def test_hero_database_must_be_a_supported_backend(settings: Any) -> None:
     settings.DATABASES = {
         **settings.DATABASES,
-        "mysql": {"ENGINE": "django.db.backends.mysql", "NAME": "x"},
+        "other": {"ENGINE": "django.db.backends.dummy", "NAME": "x"},
     }
-    settings.HERO_DATABASE = "mysql"
+    settings.HERO_DATABASE = "other"
     assert ids() == {"hero.E010"}
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "django.db.backends.mysql",
+        "django.db.backends.postgresql",
+        "django.db.backends.sqlite3",
+    ],
+)
+def test_hero_database_must_hold_the_users(settings: Any, engine: str) -> None:
+    # The test router writes users to "default"; the store is elsewhere.
+    settings.DATABASES = {
+        **settings.DATABASES,
+        "other": {"ENGINE": engine, "NAME": "x"},
+    }
+    settings.HERO_DATABASE = "other"
+    assert ids() == {"hero.E012"}
 
 
 def test_projection_mode(settings: Any) -> None:

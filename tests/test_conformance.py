@@ -148,7 +148,11 @@ _CASES = (
     InfrastructureFactoryConformance,
 )
 for _case in _CASES:
-    for _backend, _prefix in (("sqlite", "SQLite"), ("postgres", "Postgres")):
+    for _backend, _prefix in (
+        ("sqlite", "SQLite"),
+        ("postgres", "Postgres"),
+        ("mysql", "MySQL"),
+    ):
         _name = _prefix + _case.__name__
         _attrs = {"backend": _backend, "__module__": __name__}
         if _backend in settings.BACKEND_ALIASES:

@@ -4,52 +4,89 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='TrackingPosition',
+            name="TrackingPosition",
             fields=[
-                ('application_name', models.CharField(max_length=255, primary_key=True, serialize=False)),
-                ('notification_id', models.BigIntegerField()),
+                (
+                    "application_name",
+                    models.CharField(max_length=255, primary_key=True, serialize=False),
+                ),
+                ("notification_id", models.BigIntegerField()),
             ],
             options={
-                'verbose_name': 'tracking position',
-                'db_table': 'hero_tracking',
+                "verbose_name": "tracking position",
+                "db_table": "hero_tracking",
             },
         ),
         migrations.CreateModel(
-            name='StoredEvent',
+            name="StoredEvent",
             fields=[
-                ('originator_id', models.UUIDField(help_text='Id of the aggregate the event belongs to.')),
-                ('originator_version', models.BigIntegerField(help_text="Position of the event in its aggregate's sequence.")),
-                ('topic', models.TextField(help_text="Topic of the event's class.")),
-                ('state', models.BinaryField(help_text="The event's serialised state.")),
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "originator_id",
+                    models.UUIDField(
+                        help_text="Id of the aggregate the event belongs to."
+                    ),
+                ),
+                (
+                    "originator_version",
+                    models.BigIntegerField(
+                        help_text="Position of the event in its aggregate's sequence."
+                    ),
+                ),
+                ("topic", models.TextField(help_text="Topic of the event's class.")),
+                (
+                    "state",
+                    models.BinaryField(help_text="The event's serialised state."),
+                ),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
             ],
             options={
-                'verbose_name': 'stored event',
-                'db_table': 'hero_stored_event',
-                'constraints': [models.UniqueConstraint(fields=('originator_id', 'originator_version'), name='hero_stored_event_unique_version')],
+                "verbose_name": "stored event",
+                "db_table": "hero_stored_event",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("originator_id", "originator_version"),
+                        name="hero_stored_event_unique_version",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='StoredSnapshot',
+            name="StoredSnapshot",
             fields=[
-                ('originator_id', models.UUIDField(help_text='Id of the aggregate the event belongs to.')),
-                ('originator_version', models.BigIntegerField(help_text="Position of the event in its aggregate's sequence.")),
-                ('topic', models.TextField(help_text="Topic of the event's class.")),
-                ('state', models.BinaryField(help_text="The event's serialised state.")),
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "originator_id",
+                    models.UUIDField(
+                        help_text="Id of the aggregate the event belongs to."
+                    ),
+                ),
+                (
+                    "originator_version",
+                    models.BigIntegerField(
+                        help_text="Position of the event in its aggregate's sequence."
+                    ),
+                ),
+                ("topic", models.TextField(help_text="Topic of the event's class.")),
+                (
+                    "state",
+                    models.BinaryField(help_text="The event's serialised state."),
+                ),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
             ],
             options={
-                'verbose_name': 'stored snapshot',
-                'db_table': 'hero_stored_snapshot',
-                'constraints': [models.UniqueConstraint(fields=('originator_id', 'originator_version'), name='hero_stored_snapshot_unique_version')],
+                "verbose_name": "stored snapshot",
+                "db_table": "hero_stored_snapshot",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("originator_id", "originator_version"),
+                        name="hero_stored_snapshot_unique_version",
+                    )
+                ],
             },
         ),
     ]

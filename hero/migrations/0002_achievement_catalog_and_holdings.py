@@ -6,46 +6,91 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('hero', '0001_initial'),
+        ("hero", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Achievement',
+            name="Achievement",
             fields=[
-                ('id', models.CharField(max_length=255, primary_key=True, serialize=False)),
-                ('title', models.CharField(max_length=255)),
-                ('description', models.TextField(blank=True)),
-                ('secret', models.BooleanField(default=False)),
-                ('invisible', models.BooleanField(default=False)),
-                ('image_locked', models.CharField(blank=True, max_length=255)),
-                ('image_unlocked', models.CharField(blank=True, max_length=255)),
-                ('image_secret', models.CharField(blank=True, max_length=255)),
-                ('retired', models.BooleanField(default=False, help_text='No longer defined in the code.')),
+                (
+                    "id",
+                    models.CharField(max_length=255, primary_key=True, serialize=False),
+                ),
+                ("title", models.CharField(max_length=255)),
+                ("description", models.TextField(blank=True)),
+                ("secret", models.BooleanField(default=False)),
+                ("invisible", models.BooleanField(default=False)),
+                ("image_locked", models.CharField(blank=True, max_length=255)),
+                ("image_unlocked", models.CharField(blank=True, max_length=255)),
+                ("image_secret", models.CharField(blank=True, max_length=255)),
+                (
+                    "retired",
+                    models.BooleanField(
+                        default=False, help_text="No longer defined in the code."
+                    ),
+                ),
             ],
             options={
-                'db_table': 'hero_achievement',
-                'ordering': ['id'],
+                "db_table": "hero_achievement",
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='AchievementUnlocked',
+            name="AchievementUnlocked",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('level', models.PositiveSmallIntegerField()),
-                ('unlocked_at', models.DateTimeField(help_text='When the user first unlocked it.')),
-                ('updated_at', models.DateTimeField(help_text='When its level last changed.')),
-                ('achievement', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='holdings', to='hero.achievement')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='achievements_unlocked', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("level", models.PositiveSmallIntegerField()),
+                (
+                    "unlocked_at",
+                    models.DateTimeField(help_text="When the user first unlocked it."),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(help_text="When its level last changed."),
+                ),
+                (
+                    "achievement",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="holdings",
+                        to="hero.achievement",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="achievements_unlocked",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'unlocked achievement',
-                'db_table': 'hero_achievement_unlocked',
-                'indexes': [models.Index(fields=['achievement', 'level'], name='hero_achiev_achieve_ab3058_idx')],
-                'constraints': [models.UniqueConstraint(fields=('user', 'achievement'), name='hero_unlocked_once_per_user')],
+                "verbose_name": "unlocked achievement",
+                "db_table": "hero_achievement_unlocked",
+                "indexes": [
+                    models.Index(
+                        fields=["achievement", "level"],
+                        name="hero_achiev_achieve_ab3058_idx",
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("user", "achievement"),
+                        name="hero_unlocked_once_per_user",
+                    )
+                ],
             },
         ),
     ]

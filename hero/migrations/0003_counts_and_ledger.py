@@ -6,46 +6,117 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('hero', '0002_achievement_catalog_and_holdings'),
+        ("hero", "0002_achievement_catalog_and_holdings"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AchievementCount',
+            name="AchievementCount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('level', models.PositiveSmallIntegerField()),
-                ('holders', models.BigIntegerField(default=0)),
-                ('achievement', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='counts', to='hero.achievement')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("level", models.PositiveSmallIntegerField()),
+                ("holders", models.BigIntegerField(default=0)),
+                (
+                    "achievement",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="counts",
+                        to="hero.achievement",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'hero_achievement_count',
-                'constraints': [models.UniqueConstraint(fields=('achievement', 'level'), name='hero_count_per_level')],
+                "db_table": "hero_achievement_count",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("achievement", "level"), name="hero_count_per_level"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('position', models.BigIntegerField(help_text="The event's position (id) in the store.", primary_key=True, serialize=False)),
-                ('kind', models.CharField(choices=[('unlocked', 'Unlocked'), ('upgraded', 'Upgraded'), ('revoked', 'Revoked'), ('progressed', 'Progressed'), ('triggered', 'Triggered')], max_length=16)),
-                ('level', models.PositiveSmallIntegerField(null=True)),
-                ('previous_level', models.PositiveSmallIntegerField(null=True)),
-                ('trigger', models.CharField(blank=True, max_length=255)),
-                ('state', models.JSONField(default=dict)),
-                ('occurred_at', models.DateTimeField(help_text='When it took effect (for a backfilled award, the original time).')),
-                ('recorded_at', models.DateTimeField(help_text='When the event was recorded.')),
-                ('achievement', models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='hero.achievement')),
-                ('user', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "position",
+                    models.BigIntegerField(
+                        help_text="The event's position (id) in the store.",
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("unlocked", "Unlocked"),
+                            ("upgraded", "Upgraded"),
+                            ("revoked", "Revoked"),
+                            ("progressed", "Progressed"),
+                            ("triggered", "Triggered"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("level", models.PositiveSmallIntegerField(null=True)),
+                ("previous_level", models.PositiveSmallIntegerField(null=True)),
+                ("trigger", models.CharField(blank=True, max_length=255)),
+                ("state", models.JSONField(default=dict)),
+                (
+                    "occurred_at",
+                    models.DateTimeField(
+                        help_text="When it took effect (for a backfilled award, the original time)."
+                    ),
+                ),
+                (
+                    "recorded_at",
+                    models.DateTimeField(help_text="When the event was recorded."),
+                ),
+                (
+                    "achievement",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="hero.achievement",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'ledger entry',
-                'verbose_name_plural': 'ledger',
-                'db_table': 'hero_ledger_entry',
-                'ordering': ['position'],
-                'indexes': [models.Index(fields=['user', 'position'], name='hero_ledger_user_id_351d7c_idx'), models.Index(fields=['achievement', 'position'], name='hero_ledger_achieve_3f5917_idx')],
+                "verbose_name": "ledger entry",
+                "verbose_name_plural": "ledger",
+                "db_table": "hero_ledger_entry",
+                "ordering": ["position"],
+                "indexes": [
+                    models.Index(
+                        fields=["user", "position"],
+                        name="hero_ledger_user_id_351d7c_idx",
+                    ),
+                    models.Index(
+                        fields=["achievement", "position"],
+                        name="hero_ledger_achieve_3f5917_idx",
+                    ),
+                ],
             },
         ),
     ]

@@ -5,19 +5,22 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('hero', '0004_drop_redundant_indexes'),
+        ("hero", "0004_drop_redundant_indexes"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='ledgerentry',
-            name='hero_ledger_achieve_3f5917_idx',
+            model_name="ledgerentry",
+            name="hero_ledger_achieve_3f5917_idx",
         ),
         migrations.AlterField(
-            model_name='ledgerentry',
-            name='position',
-            field=hero.models.PositionField(help_text="The event's position (id) in the store.", primary_key=True, serialize=False),
+            model_name="ledgerentry",
+            name="position",
+            field=hero.models.PositionField(
+                help_text="The event's position (id) in the store.",
+                primary_key=True,
+                serialize=False,
+            ),
         ),
     ]

@@ -6,59 +6,103 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('hero', '0005_ledger_position_as_rowid'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("hero", "0005_ledger_position_as_rowid"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='NoticeCursor',
+            name="NoticeCursor",
             fields=[
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='hero_notice_cursor', serialize=False, to=settings.AUTH_USER_MODEL)),
-                ('seen_position', models.BigIntegerField(default=0)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="hero_notice_cursor",
+                        serialize=False,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                ("seen_position", models.BigIntegerField(default=0)),
             ],
             options={
-                'db_table': 'hero_notice_cursor',
+                "db_table": "hero_notice_cursor",
             },
         ),
         migrations.AddField(
-            model_name='achievement',
-            name='steps',
-            field=models.PositiveIntegerField(blank=True, help_text='Steps to complete it, if it counts progress.', null=True),
+            model_name="achievement",
+            name="steps",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Steps to complete it, if it counts progress.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='ledgerentry',
-            name='actor',
-            field=models.CharField(blank=True, help_text='Who revoked it.', max_length=255),
+            model_name="ledgerentry",
+            name="actor",
+            field=models.CharField(
+                blank=True, help_text="Who revoked it.", max_length=255
+            ),
         ),
         migrations.AddField(
-            model_name='ledgerentry',
-            name='reason',
-            field=models.TextField(blank=True, help_text='Why it was revoked.'),
+            model_name="ledgerentry",
+            name="reason",
+            field=models.TextField(blank=True, help_text="Why it was revoked."),
         ),
         migrations.AddField(
-            model_name='ledgerentry',
-            name='steps',
-            field=models.PositiveIntegerField(help_text='Progress: steps reached.', null=True),
+            model_name="ledgerentry",
+            name="steps",
+            field=models.PositiveIntegerField(
+                help_text="Progress: steps reached.", null=True
+            ),
         ),
         migrations.CreateModel(
-            name='AchievementProgress',
+            name="AchievementProgress",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('steps', models.PositiveIntegerField()),
-                ('total', models.PositiveIntegerField()),
-                ('updated_at', models.DateTimeField()),
-                ('achievement', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='progress', to='hero.achievement')),
-                ('user', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='achievements_progress', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("steps", models.PositiveIntegerField()),
+                ("total", models.PositiveIntegerField()),
+                ("updated_at", models.DateTimeField()),
+                (
+                    "achievement",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="progress",
+                        to="hero.achievement",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="achievements_progress",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'achievement progress',
-                'verbose_name_plural': 'achievement progress',
-                'db_table': 'hero_achievement_progress',
-                'constraints': [models.UniqueConstraint(fields=('user', 'achievement'), name='hero_progress_once_per_user')],
+                "verbose_name": "achievement progress",
+                "verbose_name_plural": "achievement progress",
+                "db_table": "hero_achievement_progress",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("user", "achievement"),
+                        name="hero_progress_once_per_user",
+                    )
+                ],
             },
         ),
     ]

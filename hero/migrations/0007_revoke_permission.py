@@ -4,14 +4,16 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('hero', '0006_progress_notices_revocations'),
+        ("hero", "0006_progress_notices_revocations"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='achievementunlocked',
-            options={'permissions': [('revoke_achievement', 'Can revoke achievements')], 'verbose_name': 'unlocked achievement'},
+            name="achievementunlocked",
+            options={
+                "permissions": [("revoke_achievement", "Can revoke achievements")],
+                "verbose_name": "unlocked achievement",
+            },
         ),
     ]

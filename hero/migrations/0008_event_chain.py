@@ -17,7 +17,9 @@ def seal_existing_events(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) ->
 
     from hero.store.chain import GENESIS, unkeyed_link
 
-    events = apps.get_model("hero", "StoredEvent").objects.using(schema_editor.connection.alias)
+    events = apps.get_model("hero", "StoredEvent").objects.using(
+        schema_editor.connection.alias
+    )
     previous = GENESIS
     last = 0
     while True:
@@ -27,7 +29,12 @@ def seal_existing_events(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) ->
         for event in batch:
             previous = unkeyed_link(
                 previous,
-                Record(event.originator_id, event.originator_version, event.topic, bytes(event.state)),
+                Record(
+                    event.originator_id,
+                    event.originator_version,
+                    event.topic,
+                    bytes(event.state),
+                ),
             )
             event.chain = previous
         events.bulk_update(batch, ["chain"])
@@ -35,16 +42,18 @@ def seal_existing_events(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) ->
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('hero', '0007_revoke_permission'),
+        ("hero", "0007_revoke_permission"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='storedevent',
-            name='chain',
-            field=models.BinaryField(help_text="SHA-256 over the previous event's chain and this event.", null=True),
+            model_name="storedevent",
+            name="chain",
+            field=models.BinaryField(
+                help_text="SHA-256 over the previous event's chain and this event.",
+                null=True,
+            ),
         ),
         migrations.RunPython(seal_existing_events, migrations.RunPython.noop),
     ]

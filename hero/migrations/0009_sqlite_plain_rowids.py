@@ -5,30 +5,29 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('hero', '0008_event_chain'),
+        ("hero", "0008_event_chain"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='achievementcount',
-            name='id',
+            model_name="achievementcount",
+            name="id",
             field=hero.models.RowIdAutoField(primary_key=True, serialize=False),
         ),
         migrations.AlterField(
-            model_name='achievementprogress',
-            name='id',
+            model_name="achievementprogress",
+            name="id",
             field=hero.models.RowIdAutoField(primary_key=True, serialize=False),
         ),
         migrations.AlterField(
-            model_name='achievementunlocked',
-            name='id',
+            model_name="achievementunlocked",
+            name="id",
             field=hero.models.RowIdAutoField(primary_key=True, serialize=False),
         ),
         migrations.AlterField(
-            model_name='storedevent',
-            name='id',
+            model_name="storedevent",
+            name="id",
             field=hero.models.RowIdAutoField(primary_key=True, serialize=False),
         ),
     ]

@@ -3,6 +3,7 @@ users hold each achievement at each level."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,12 +13,41 @@ from typing import TYPE_CHECKING, ClassVar
 from hero.catalog import ensure_catalog_rows
 from hero.events import UserAchievement
 from hero.projections.base import Change, ReadModel, datetime_adapter
+from hero.store.sql import upsert
 from hero.users import user_pk_adapter
 
 if TYPE_CHECKING:
     from django.db.backends.utils import CursorWrapper
 
 Key = tuple[str, str]  # (user pk, achievement id)
+
+
+@functools.cache
+def _upserts(vendor: str) -> dict[str, str]:
+    """The holdings tables' upserts in the backend's SQL."""
+    return {
+        "unlocked": upsert(
+            vendor,
+            "hero_achievement_unlocked",
+            ("user_id", "achievement_id", "level", "unlocked_at", "updated_at"),
+            ("user_id", "achievement_id"),
+            replace=("level", "unlocked_at", "updated_at"),
+        ),
+        "progress": upsert(
+            vendor,
+            "hero_achievement_progress",
+            ("user_id", "achievement_id", "steps", "total", "updated_at"),
+            ("user_id", "achievement_id"),
+            replace=("steps", "total", "updated_at"),
+        ),
+        "count": upsert(
+            vendor,
+            "hero_achievement_count",
+            ("achievement_id", "level", "holders"),
+            ("achievement_id", "level"),
+            add=("holders",),
+        ),
+    }
 
 
 @dataclass(slots=True)
@@ -99,6 +129,7 @@ class Holdings(ReadModel):
         )
         user_pk = user_pk_adapter(cursor.db)
         when = datetime_adapter(cursor.db)
+        sql = _upserts(cursor.db.vendor)
 
         if delete:
             cursor.executemany(
@@ -107,11 +138,7 @@ class Holdings(ReadModel):
             )
         if replace:
             cursor.executemany(
-                "INSERT INTO hero_achievement_unlocked "
-                "(user_id, achievement_id, level, unlocked_at, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id, achievement_id) "
-                "DO UPDATE SET level = EXCLUDED.level, unlocked_at = EXCLUDED.unlocked_at, "
-                "updated_at = EXCLUDED.updated_at",
+                sql["unlocked"],
                 [
                     (user_pk(u), a, level, when(unlocked_at), when(updated_at))
                     for (u, a), (level, unlocked_at, updated_at) in replace.items()
@@ -135,11 +162,7 @@ class Holdings(ReadModel):
         progress = {k: v for k, v in progress.items() if v[1]}
         if progress:
             cursor.executemany(
-                "INSERT INTO hero_achievement_progress "
-                "(user_id, achievement_id, steps, total, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id, achievement_id) "
-                "DO UPDATE SET steps = EXCLUDED.steps, total = EXCLUDED.total, "
-                "updated_at = EXCLUDED.updated_at",
+                sql["progress"],
                 [
                     (user_pk(u), a, steps, total, when(at))
                     for (u, a), (steps, total, at) in progress.items()
@@ -147,9 +170,4 @@ class Holdings(ReadModel):
             )
         deltas = [(a, level, n) for (a, level), n in counts.items() if n]
         if deltas:
-            cursor.executemany(
-                "INSERT INTO hero_achievement_count (achievement_id, level, holders) "
-                "VALUES (%s, %s, %s) ON CONFLICT (achievement_id, level) "
-                "DO UPDATE SET holders = hero_achievement_count.holders + EXCLUDED.holders",
-                deltas,
-            )
+            cursor.executemany(sql["count"], deltas)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hero.events import TriggerLog, UserAchievement
 from hero.models import LedgerEntry
 from hero.projections.base import Change, ReadModel, datetime_adapter
+from hero.store.sql import insert_missing
 from hero.users import user_pk_adapter
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ class LedgerEntries(ReadModel):
     def write(
         self, cursor: CursorWrapper, changes: Sequence[Change], users: set[str] | None
     ) -> None:
-
         connection = cursor.db
         state_field = LedgerEntry._meta.get_field("state")
         user_pk = user_pk_adapter(connection)
@@ -69,11 +69,22 @@ class LedgerEntries(ReadModel):
                 )
             )
         if rows:
-            cursor.executemany(
-                "INSERT INTO hero_ledger_entry (position, user_id, achievement_id, kind, "
-                f"level, previous_level, {ops.quote_name('trigger')}, state, steps, actor, "
-                "reason, occurred_at, recorded_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (position) DO NOTHING",
-                rows,
-            )
+            cursor.executemany(_insert_sql(connection.vendor, ops.quote_name), rows)
+
+
+_insert_statements: dict[str, str] = {}
+
+
+def _insert_sql(vendor: str, quote: Callable[[str], str]) -> str:
+    """The ledger entries' insert in the backend's SQL (an entry already there,
+    from an earlier apply of the same event, is left as it is)."""
+    statement = _insert_statements.get(vendor)
+    if statement is None:
+        columns = (
+            "position", "user_id", "achievement_id", "kind", "level",
+            "previous_level", quote("trigger"), "state", "steps", "actor",
+            "reason", "occurred_at", "recorded_at",
+        )  # fmt: skip
+        statement = insert_missing(vendor, "hero_ledger_entry", columns, ("position",))
+        _insert_statements[vendor] = statement
+    return statement

@@ -12,6 +12,9 @@ events, placing logged triggers, starting and finishing a rebuild) calls it.
   ``HERO_LOCK_TIMEOUT`` seconds for it, then gets
   :class:`~hero.exceptions.StoreBusy`; the caller's own ``lock_timeout`` is put
   back right after, so the rest of its transaction is unaffected.
+- **MariaDB and MySQL**: an exclusive lock on the one row of
+  ``hero_ordering_lock``, held until the transaction ends, waiting at most
+  ``HERO_LOCK_TIMEOUT`` seconds (rounded up to whole seconds).
 - **SQLite** has one writer at a time anyway: a transaction that began
   ``IMMEDIATE`` (hero's recommended ``transaction_mode``) or ``EXCLUSIVE``
   already holds the write lock; a ``DEFERRED`` one takes it at its first write,
@@ -20,6 +23,7 @@ events, placing logged triggers, starting and finishing a rebuild) calls it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.db.backends.utils import CursorWrapper
@@ -38,6 +42,9 @@ def hold_ordering_lock(cursor: CursorWrapper) -> bool:
     connection: Any = cursor.db
     if connection.vendor == "sqlite":
         return connection.transaction_mode in {"IMMEDIATE", "EXCLUSIVE"}
+    if connection.vendor == "mysql":
+        _hold_on_mysql(cursor)
+        return True
     table = _events_table(connection)
     timeout_ms = max(0, round(conf.HERO_LOCK_TIMEOUT * 1000))
     # SET LOCAL would last until the caller's transaction ends: keep the
@@ -56,12 +63,42 @@ def hold_ordering_lock(cursor: CursorWrapper) -> bool:
     return True
 
 
+#: innodb_lock_wait_timeout's largest value: "wait for ever".
+_MYSQL_FOREVER = 1073741824
+
+
+def _hold_on_mysql(cursor: CursorWrapper) -> None:
+    """On MariaDB and MySQL, an exclusive lock on the one row of
+    ``hero_ordering_lock`` (made if missing): ``LOCK TABLES`` would commit the
+    caller's transaction. The wait is the session's ``innodb_lock_wait_timeout``
+    (whole seconds), set for the lock and put back after, also when it fails."""
+    timeout = conf.HERO_LOCK_TIMEOUT
+    seconds = _MYSQL_FOREVER if timeout <= 0 else max(1, math.ceil(timeout))
+    cursor.execute(
+        "SET @hero_caller_lock_wait = @@innodb_lock_wait_timeout, "
+        "SESSION innodb_lock_wait_timeout = %s",
+        [seconds],
+    )
+    try:
+        cursor.execute(
+            "INSERT INTO hero_ordering_lock (id) VALUES (%s) "
+            "ON DUPLICATE KEY UPDATE id = id",
+            [1],
+        )
+    finally:
+        cursor.execute("SET SESSION innodb_lock_wait_timeout = @hero_caller_lock_wait")
+
+
 def is_lock_timeout(error: BaseException) -> bool:
     """Whether a database error says the ordering lock (or SQLite's write
     lock) was not free in time."""
     cause = error.__cause__
     if getattr(cause, "sqlstate", None) == "55P03":  # PostgreSQL: lock_not_available
         return True
+    if type(cause).__module__.startswith("MySQLdb") and getattr(cause, "args", ())[
+        :1
+    ] == (1205,):
+        return True  # ER_LOCK_WAIT_TIMEOUT
     return type(cause).__module__ == "sqlite3" and str(cause) == "database is locked"
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import IntegrityError
 
+from hero.store.sql import upsert
 from hero.store.transactions import DjangoDatastore
 
 if TYPE_CHECKING:
@@ -105,11 +106,10 @@ class Positions:
         for name in names:
             keys[tracking_key(name, application_name)] = (name, False)
             keys[rebuild_key(name, application_name)] = (name, True)
-        lock = (
-            f" FOR UPDATE OF {self.table}"
-            if self.datastore.vendor == "postgresql"
-            else ""
-        )
+        lock = {
+            "postgresql": f" FOR UPDATE OF {self.table}",
+            "mysql": " FOR UPDATE",
+        }.get(self.datastore.vendor, "")
         value = "notification_id" if current is not None else self.value_sql()
         cursor.execute(
             f"SELECT application_name, {value} FROM {self.table} "
@@ -190,16 +190,23 @@ class Positions:
         if not positions:
             return
         cursor.execute(
-            f"INSERT INTO {self.table} (application_name, notification_id) "
-            f"VALUES {', '.join(['(%s, %s)'] * len(positions))} "
-            "ON CONFLICT (application_name) DO UPDATE "
-            "SET notification_id = EXCLUDED.notification_id",
+            upsert(
+                self.datastore.vendor,
+                self.table,
+                ("application_name", "notification_id"),
+                ("application_name",),
+                replace=("notification_id",),
+                rows=len(positions),
+            ),
             [value for pair in positions for value in pair],
         )
 
     def advance(self, cursor: CursorWrapper, key: str, position: int) -> None:
         """Move the position under ``key`` forward to ``position``; a position at
         or behind the stored one is refused with ``IntegrityError``."""
+        if self.datastore.vendor == "mysql":
+            self._advance_on_mysql(cursor, key, position)
+            return
         cursor.execute(
             f"INSERT INTO {self.table} (application_name, notification_id) "
             "VALUES (%s, %s) ON CONFLICT (application_name) DO UPDATE "
@@ -209,6 +216,31 @@ class Positions:
             [key, position],
         )
         if cursor.fetchone() is None:
+            msg = f"Tracking of {key!r} is already at or past notification {position}"
+            raise IntegrityError(msg)
+
+    def _advance_on_mysql(self, cursor: CursorWrapper, key: str, position: int) -> None:
+        # No RETURNING with ON DUPLICATE KEY UPDATE: lock the row and compare;
+        # two first inserts at once meet the primary key, which refuses one.
+        cursor.execute(
+            f"SELECT notification_id FROM {self.table} "
+            "WHERE application_name = %s FOR UPDATE",
+            [key],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(
+                f"INSERT INTO {self.table} (application_name, notification_id) "
+                "VALUES (%s, %s)",
+                [key, position],
+            )
+        elif int(row[0]) < position:
+            cursor.execute(
+                f"UPDATE {self.table} SET notification_id = %s "
+                "WHERE application_name = %s",
+                [position, key],
+            )
+        else:
             msg = f"Tracking of {key!r} is already at or past notification {position}"
             raise IntegrityError(msg)
 

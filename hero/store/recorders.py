@@ -63,8 +63,10 @@ class DjangoRecorder(Recorder):
         # Inserts into the notification log are ordered (hero.store.ordering);
         # snapshots have no notification ids to keep in order.
         self.serialise_inserts = self.events_model is StoredEventModel
-        ops = datastore.connection.ops
-        self.events_table = ops.quote_name(self.events_model._meta.db_table)
+        connection = datastore.connection
+        self.events_table = connection.ops.quote_name(self.events_model._meta.db_table)
+        # MySQL cannot return the rows an INSERT made (MariaDB 10.5+ can).
+        self.returns_rows: bool = connection.features.can_return_rows_from_bulk_insert
 
     def create_table(self) -> None:
         """Do nothing: hero's tables are created by Django migrations."""
@@ -154,11 +156,16 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                     rows.append(plain_row)
                     if chained:
                         params.append(chain[start + len(rows) - 1])
+            insert = (
+                f"INSERT INTO {self.events_table} ({columns}) VALUES {', '.join(rows)}"
+            )
+            if not self.returns_rows:
+                ids.update(
+                    self._insert_without_returning(cursor, insert, params, chunk)
+                )
+                continue
             cursor.execute(
-                f"INSERT INTO {self.events_table} ({columns}) "
-                f"VALUES {', '.join(rows)} "
-                "RETURNING id, originator_id, originator_version",
-                params,
+                f"{insert} RETURNING id, originator_id, originator_version", params
             )
             # RETURNING promises no order: match ids to events by their key.
             for row_id, originator_id, version in cursor.fetchall():
@@ -172,6 +179,27 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                 "The database assigned positions out of insertion order"
             )
         return result
+
+    def _insert_without_returning(
+        self,
+        cursor: CursorWrapper,
+        insert: str,
+        params: list[Any],
+        chunk: Sequence[StoredEvent],
+    ) -> dict[tuple[UUID, int], int]:
+        """MySQL, which has no RETURNING: the ids of one multi-row INSERT are
+        consecutive from LAST_INSERT_ID(), since the ordering lock lets no other
+        insert into the table run meanwhile."""
+        if not self.serialise_inserts:
+            # Snapshots: their ids are consecutive only with no insert between.
+            hold_ordering_lock(cursor)
+        cursor.execute(insert, params)
+        cursor.execute("SELECT LAST_INSERT_ID()")
+        (first,) = cursor.fetchone()
+        return {
+            (self._py_uuid(s.originator_id), s.originator_version): int(first) + n
+            for n, s in enumerate(chunk)
+        }
 
     def select_events(
         self,

@@ -18,9 +18,8 @@ def key_the_chain(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ("hero", "0009_sqlite_plain_rowids"),
+        ("hero", "0010_ordering_lock"),
     ]
 
     operations = [
