@@ -294,25 +294,43 @@ def test_unlock_with_the_database_down_raises_a_clear_error_and_reports_nothing(
     assert received == []
 
 
+def end_the_connection(backend: Backend, connection: Any) -> None:
+    """Have the server end ``connection`` from another session."""
+    config = django_settings.DATABASES[backend.alias]
+    if backend.name == "postgres":
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=config.get("PORT") or 5432,
+            user="postgres",
+            dbname="postgres",
+            autocommit=True,
+        ) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        return
+    import MySQLdb
+
+    thread_id = connection.connection.thread_id()
+    admin = MySQLdb.connect(
+        host="127.0.0.1", port=int(config.get("PORT") or 3306), user=config["USER"]
+    )
+    try:
+        admin.cursor().execute(f"KILL {int(thread_id)}")
+    finally:
+        admin.close()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_connection_lost_between_calls_fails_one_call_clearly_then_recovers(
     backend: Backend, make_user: Any, received: list[Any]
 ) -> None:
-    if backend.name != "postgres":
-        pytest.skip("needs a server that can end the connection (PostgreSQL)")
+    if backend.name == "sqlite":
+        pytest.skip("needs a server that can end the connection")
     # Arrange: hero's connection is open; the server then ends it.
     user = make_user()
     connection = connections[backend.alias]
     connection.ensure_connection()
-    pid = connection.connection.info.backend_pid
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=django_settings.DATABASES[backend.alias].get("PORT") or 5432,
-        user="postgres",
-        dbname="postgres",
-        autocommit=True,
-    ) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    end_the_connection(backend, connection)
 
     # Act: the next unlock uses the dead connection.
     with pytest.raises(PersistenceError) as error:
