@@ -3,6 +3,7 @@ joins, the errors it raises, how it writes, and how it is selected."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 from uuid import uuid4
@@ -29,6 +30,7 @@ from hero.store.recorders import (
     INSERT_CHUNK_SIZE,
     DjangoApplicationRecorder,
     DjangoProcessRecorder,
+    PollingSubscription,
 )
 from hero.store.transactions import DjangoDatastore
 from tests.conftest import Backend
@@ -365,3 +367,37 @@ def test_hero_cursors_still_wrap_database_errors(backend: Backend) -> None:
     # Assert: the store's error, from Django's wrapped one, as with any cursor.
     assert isinstance(raised.value.__cause__, db_utils.IntegrityError)
     assert TrackingPosition.objects.using(backend.alias).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_subscription_wakes_when_events_are_committed(backend: Backend) -> None:
+    # Arrange: a follower that has read everything, polling once a minute.
+    recorder = DjangoApplicationRecorder(DjangoDatastore(backend.alias))
+    recorder.insert_events(stored_events(1))
+    subscription = PollingSubscription(recorder, gt=None, poll_interval=60.0)
+    first = next(subscription)
+    received: list[float] = []
+
+    def follow() -> None:
+        for _notification in subscription:  # ends when stopped
+            received.append(time.monotonic())
+            return
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    time.sleep(0.3)  # it has found nothing new and waits
+
+    # Act: another event is committed.
+    committed = time.monotonic()
+    recorder.insert_events(stored_events(1))
+    follower.join(timeout=5 if backend.name == "postgres" else 0.5)
+    subscription.stop()
+    follower.join(timeout=65)
+
+    # Assert: on PostgreSQL the announcement woke it at once; elsewhere it only
+    # polls, and the minute had not passed.
+    assert first.id >= 1
+    if backend.name == "postgres":
+        assert received and received[0] - committed < 1.0
+    else:
+        assert received == []

@@ -34,3 +34,41 @@ def _pipelines_supported(raw: Any) -> bool:
     from psycopg import Pipeline
 
     return bool(Pipeline.is_supported())
+
+
+#: The channel on which writers announce new events, delivered at their commit.
+CHANNEL = "hero_stored_event"
+
+# The keys of Django's connection parameters that name the server and the login
+# (Django adds its cursor class and adapters, which a bare connection does without).
+_SERVER_PARAMETERS = ("dbname", "user", "password", "host", "port", "sslmode")
+
+
+def announce(cursor: CursorWrapper) -> None:
+    """Tell listeners that this transaction wrote events: ``NOTIFY``, which
+    PostgreSQL delivers when (and only if) the transaction commits."""
+    cursor.execute(f"NOTIFY {CHANNEL}")
+
+
+class Listener:
+    """A connection of its own that ``LISTEN``\\ s on the store's channel, so a
+    follower wakes when events are committed instead of at its next poll."""
+
+    def __init__(self, connection: Any) -> None:
+        # Lazy: psycopg is an optional dependency, present only with PostgreSQL.
+        import psycopg
+
+        params = connection.get_connection_params()
+        server = {key: params[key] for key in _SERVER_PARAMETERS if key in params}
+        self.connection = psycopg.connect(**server, connect_timeout=5, autocommit=True)
+        self.connection.execute(f"LISTEN {CHANNEL}")
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for events; whether some were announced
+        (announcements received meanwhile count at once)."""
+        return any(
+            True for _ in self.connection.notifies(timeout=timeout, stop_after=1)
+        )
+
+    def close(self) -> None:
+        self.connection.close()

@@ -10,6 +10,7 @@ so it joins the caller's transaction.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ from hero.store.chain import (
 )
 from hero.store.ordering import hold_ordering_lock
 from hero.store.positions import Positions
-from hero.store.postgres import pipelined
+from hero.store.postgres import Listener, announce, pipelined
 from hero.store.transactions import DjangoDatastore, VersionConflict
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             # Taking the lock and reading the last link: one round trip.
             with pipelined(cursor):
                 hold_ordering_lock(cursor)
+                if self.datastore.vendor == "postgresql":
+                    announce(cursor)
                 cursor.execute(
                     f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1"
                 )
@@ -344,13 +347,19 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
         return PollingSubscription(self, gt=gt, topics=topics)
 
 
+#: Longest a listening subscription waits before it looks whether it was stopped.
+_STOP_CHECK_INTERVAL = 0.25
+
+
 class PollingSubscription(Subscription[DjangoApplicationRecorder]):
     """Iterates over the notification log, polling for new events when it is
     exhausted, until :meth:`stop` is called (from any thread).
 
-    Polling suits both backends: inserts are committed in id order
-    (:mod:`hero.store.ordering`), so reading past the last id seen never skips
-    an event.
+    Inserts are committed in id order (:mod:`hero.store.ordering`), so reading
+    past the last id seen never skips an event. On PostgreSQL it also listens
+    for the writers' announcements (:class:`~hero.store.postgres.Listener`) and
+    reads as soon as events are committed; the poll interval stays as the
+    fallback, and is the only wake-up elsewhere.
     """
 
     def __init__(
@@ -371,10 +380,28 @@ class PollingSubscription(Subscription[DjangoApplicationRecorder]):
         )
         self._buffer: deque[Notification] = deque()
         self._stopped = threading.Event()
+        # On PostgreSQL, listening before the first read: no announcement is
+        # missed, and polling stays as the fallback (as on the other backends).
+        self._listener = None
+        if recorder.datastore.vendor == "postgresql":
+            self._listener = Listener(recorder.datastore.connection)
 
     def stop(self) -> None:
         super().stop()
         self._stopped.set()
+
+    def _wait(self) -> None:
+        """Until events are announced (PostgreSQL), the poll interval passes or
+        the subscription is stopped, whichever comes first."""
+        if self._listener is None:
+            self._stopped.wait(self._poll_interval)
+            return
+        # In short waits, so that stop() from another thread is seen soon.
+        deadline = time.monotonic() + self._poll_interval
+        while not self._stopped.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._listener.wait(min(left, _STOP_CHECK_INTERVAL)):
+                return
 
     def __next__(self) -> Notification:
         while not self._buffer and not self._has_been_stopped:
@@ -388,8 +415,11 @@ class PollingSubscription(Subscription[DjangoApplicationRecorder]):
                 self._buffer.extend(batch)
                 self._last_notification_id = batch[-1].id
             else:
-                self._stopped.wait(self._poll_interval)
+                self._wait()
         if self._has_been_stopped:
+            if self._listener is not None:
+                self._listener.close()  # in the thread that uses it
+                self._listener = None
             raise StopIteration
         return self._buffer.popleft()
 
