@@ -16,6 +16,7 @@ from hero.base import AchievementBase
 from hero.conf import conf
 from hero.registry import registry
 from hero.validation import (
+    MAX_EVENT_NAME,
     is_achievement_id,
     is_event_name,
     is_step_count,
@@ -56,8 +57,9 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
         errors.append(
             Error(
                 f"{_name(cls)} has no valid 'id' (got {achievement_id!r}).",
-                hint="Set id to a non-empty string of at most 255 characters, "
-                "e.g. id = 'comments_50'. It must never change.",
+                hint="Set id to a non-empty string of at most 255 characters, with "
+                "no NUL character or lone surrogate, e.g. id = 'comments_50'. It "
+                "must never change.",
                 obj=cls,
                 id="hero.E001",
             )
@@ -89,7 +91,9 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
         errors.append(
             Error(
                 f"{_name(cls)}.events must be a list of event names, got {events!r}.",
-                hint="For example: events = ['comment_posted'].",
+                hint="For example: events = ['comment_posted']. Each name is a "
+                f"non-empty string of at most {MAX_EVENT_NAME} characters, with no "
+                "NUL character or lone surrogate.",
                 obj=cls,
                 id="hero.E004",
             )

@@ -31,7 +31,7 @@ class InvalidState(HeroError, ValueError):
 
 
 class InvalidRevocation(HeroError, ValueError):
-    """revoke() was called without a reason."""
+    """revoke() was given no reason, or a reason or actor it cannot record."""
 
 
 class NotHeldError(HeroError, LookupError):

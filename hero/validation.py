@@ -1,12 +1,18 @@
 """What hero accepts, judged in one place: event names, achievement ids, users,
-levels, step counts, and an achievement's answer to ``unlock()``.
+levels, step counts, an achievement's answer to ``unlock()``, revocations and
+commands' arguments.
 
-The public API (:mod:`hero.achievements`), backfills (:mod:`hero.backfill`) and
-the system checks (:mod:`hero.checks`) all ask this module, so that a value is
-accepted or refused the same way wherever it comes from. The checks report
-what is wrong at start-up; the functions named ``check_*`` and those that turn
-an answer into a :class:`~hero.ledger.Decision` raise hero's named errors
-before anything is written.
+The public API (:mod:`hero.achievements`), backfills (:mod:`hero.backfill`),
+the management commands and the system checks (:mod:`hero.checks`) all ask
+this module, so that a value is accepted or refused the same way wherever it
+comes from, and on every database. The checks report what is wrong at
+start-up; the functions named ``check_*`` and those that turn a value into what
+hero records (``*_of``) raise hero's named errors before anything is
+written.
+
+Text that is recorded or looked up is refused when it holds a NUL character
+(PostgreSQL refuses it) or a lone surrogate (it is not UTF-8, so no database
+driver sends it).
 
 Nothing here is cached: levels are read through :data:`hero.conf.conf` on every
 call, so ``override_settings`` is always seen.
@@ -17,6 +23,7 @@ from __future__ import annotations
 from typing import Any, TypeGuard
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
 from django.db.models import Model
 
 from hero.base import AchievementBase
@@ -24,11 +31,13 @@ from hero.conf import conf
 from hero.exceptions import (
     InvalidEventName,
     InvalidLevel,
+    InvalidRevocation,
     InvalidUnlockResult,
     InvalidUser,
     UnknownAchievement,
 )
 from hero.ledger import Decision
+from hero.state import model_label
 from hero.users import user_model
 
 #: Default of ``unlock()``'s ``user``, to tell a forgotten user from ``None``.
@@ -39,6 +48,36 @@ MAX_EVENT_NAME = 255
 
 #: Longest achievement id the catalog keeps (Achievement.id).
 MAX_ACHIEVEMENT_ID = 255
+
+#: Longest reason revoke() records (as long as the admin's revoke form takes).
+MAX_REASON = 2000
+
+#: Longest actor label revoke() records (LedgerEntry.actor).
+MAX_ACTOR = 255
+
+
+def describe(value: object, limit: int = 60) -> str:
+    """A caller's value as an error message shows it: its ``repr()``, cut to
+    ``limit`` characters, and never an error of its own (a ``repr()`` may raise)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object whose repr() raised>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def text_problem(text: str) -> str | None:
+    """What keeps ``text`` from being recorded or looked up on every database: a
+    NUL character (PostgreSQL refuses it) or a lone surrogate (not UTF-8, so
+    drivers refuse to send it); None when there is nothing."""
+    if "\x00" in text:
+        return "a NUL character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate (not valid UTF-8)"
+    return None
 
 
 def _is_text(value: object) -> TypeGuard[str]:
@@ -54,24 +93,32 @@ def is_whole(value: object, at_least: int) -> TypeGuard[int]:
 
 
 def is_event_name(value: object) -> TypeGuard[str]:
-    """What an achievement may list in ``events`` (system check hero.E004)."""
-    return _is_text(value)
+    """What an achievement may list in ``events`` (system check hero.E004): a
+    name that ``unlock()`` accepts."""
+    return (
+        _is_text(value) and len(value) <= MAX_EVENT_NAME and text_problem(value) is None
+    )
 
 
 def check_event(event: object) -> None:
     """Refuse an event name that ``unlock()`` cannot record, with InvalidEventName."""
     # is_event_name(), spelled out: every unlock() call runs this, and a call
-    # that awards nothing must not pay for two more function calls.
+    # that awards nothing must not pay for two more function calls (an ASCII
+    # name, the usual one, costs one isascii() more than a NUL check).
     if not isinstance(event, str) or not event:
         raise InvalidEventName(
             "unlock() takes the name of what happened as a non-empty string, e.g. "
-            f"unlock('points_awarded', user=request.user); got {event!r} "
+            f"unlock('points_awarded', user=request.user); got {describe(event)} "
             f"({type(event).__name__})."
         )
-    if len(event) > MAX_EVENT_NAME or "\x00" in event:
+    if (
+        len(event) > MAX_EVENT_NAME
+        or "\x00" in event
+        or (not event.isascii() and text_problem(event))
+    ):
         raise InvalidEventName(
             f"unlock()'s event name must be at most {MAX_EVENT_NAME} characters with no "
-            f"NUL character; got {event[:40]!r}{'...' if len(event) > 40 else ''} "
+            f"NUL character or lone surrogate; got {describe(event, 40)} "
             f"({len(event)} characters)."
         )
 
@@ -81,15 +128,20 @@ def check_event(event: object) -> None:
 
 def is_achievement_id(value: object) -> TypeGuard[str]:
     """What an achievement class may declare as its ``id`` (system check hero.E001)."""
-    return _is_text(value) and len(value) <= MAX_ACHIEVEMENT_ID
+    return (
+        _is_text(value)
+        and len(value) <= MAX_ACHIEVEMENT_ID
+        and text_problem(value) is None
+    )
 
 
 def check_achievement_id(achievement_id: object) -> None:
     """Refuse what cannot name any achievement, with UnknownAchievement."""
-    if not _is_text(achievement_id):
+    if not is_achievement_id(achievement_id):
         raise UnknownAchievement(
-            f"No achievement has id {achievement_id!r}: ids are non-empty strings, "
-            "e.g. 'comments_50'."
+            f"No achievement has id {describe(achievement_id)}: ids are non-empty "
+            f"strings of at most {MAX_ACHIEVEMENT_ID} characters, with no NUL "
+            "character or lone surrogate, e.g. 'comments_50'."
         )
 
 
@@ -115,7 +167,7 @@ def check_user(user: object, function: str = "unlock") -> None:
     if not isinstance(user, model):
         raise InvalidUser(
             f"{function}() needs a {model._meta.label} instance as user, got "
-            f"{user!r} ({type(user).__name__})."
+            f"{describe(user)} ({type(user).__name__})."
         )
     assert isinstance(user, Model)
     if user.pk is None:
@@ -176,7 +228,7 @@ def level_of(achievement: AchievementBase, level: object) -> int:
     if isinstance(level, bool) or not isinstance(level, int) or level not in allowed:
         names = ", ".join(f"{n} ({name})" for n, name in levels)
         raise InvalidLevel(
-            f"Achievement {achievement.id!r} answered with level {level!r}, which is "
+            f"Achievement {achievement.id!r} answered with level {describe(level)}, which is "
             f"not in ACHIEVEMENT_LEVELS. Allowed levels: {names}."
         )
     return level
@@ -196,19 +248,77 @@ def decision_of(achievement: AchievementBase, result: object) -> Decision:
         if not is_step_count(total):
             raise InvalidUnlockResult(
                 f"{type(achievement).__qualname__}.unlock() reported progress, but the "
-                f"achievement declares no steps (steps = {total!r}). Set steps = N, "
-                "the number of steps that completes it."
+                f"achievement declares no steps (steps = {describe(total)}). Set "
+                "steps = N, the number of steps that completes it."
             )
         steps = result.steps
         if not is_whole(steps, 0):
             raise InvalidUnlockResult(
-                f"{type(achievement).__qualname__}.unlock() reported steps={steps!r}; "
-                "steps must be a whole number of at least 0."
+                f"{type(achievement).__qualname__}.unlock() reported steps="
+                f"{describe(steps)}; steps must be a whole number of at least 0."
             )
         lowest = min(number for number, _ in configured_levels())
         return Decision(achievement.id, level=lowest, steps=steps, total=total)
     raise InvalidUnlockResult(
-        f"{type(achievement).__qualname__}.unlock() returned {result!r}; it must "
+        f"{type(achievement).__qualname__}.unlock() returned {describe(result)}; it must "
         "return AchievementUnlocked(level=N) to award level N, "
         "AchievementProgress(steps=k) to report progress, or None."
     )
+
+
+# Revocations -----------------------------------------------------------------
+
+
+def reason_of(reason: object) -> str:
+    """The reason ``revoke()`` records (stripped of surrounding whitespace), or
+    InvalidRevocation saying what a reason must be."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidRevocation(
+            "revoke() needs a reason, e.g. revoke(user, 'points', reason='cheating')."
+        )
+    reason = reason.strip()
+    problem = text_problem(reason)
+    if len(reason) > MAX_REASON or problem:
+        raise InvalidRevocation(
+            f"revoke()'s reason must be at most {MAX_REASON} characters with no NUL "
+            f"character or lone surrogate; got {len(reason)} characters"
+            f"{f' with {problem}' if problem else ''}. Shorten or clean it."
+        )
+    return reason
+
+
+def actor_of(actor: object) -> str | None:
+    """The label ``revoke()`` records for ``actor`` (``"app.model:pk"`` for a
+    model instance, the text of anything else), or InvalidRevocation."""
+    if actor is None:
+        return None
+    try:
+        label = model_label(actor) if isinstance(actor, Model) else str(actor)
+    except Exception:
+        raise InvalidRevocation(
+            f"revoke()'s actor {describe(actor)} cannot be turned into text (its "
+            "str() raised). Pass a model instance or a string."
+        ) from None
+    problem = text_problem(label)
+    if len(label) > MAX_ACTOR or problem:
+        raise InvalidRevocation(
+            "revoke()'s actor must be a model instance or a label of at most "
+            f"{MAX_ACTOR} characters with no NUL character or lone surrogate; got "
+            f"{describe(label, 40)} ({len(label)} characters). Pass a shorter label."
+        )
+    return label
+
+
+# Commands' arguments -----------------------------------------------------------
+
+
+def check_argument(name: str, value: str) -> None:
+    """Refuse a command's argument holding text no database stores, with a
+    CommandError naming the argument."""
+    problem = text_problem(value)
+    if problem:
+        raise CommandError(
+            f"{name} {describe(value)} contains {problem}. Type it again without "
+            "it (bytes that are not UTF-8 on the command line arrive as lone "
+            "surrogates)."
+        )

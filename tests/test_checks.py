@@ -36,6 +36,8 @@ def ok_unlock(self: Any, **state: Any) -> AchievementUnlocked | None:
         ({"title": "No id", "unlock": ok_unlock}, "hero.E001"),
         ({"id": "", "title": "Empty id", "unlock": ok_unlock}, "hero.E001"),
         ({"id": "x" * 256, "title": "Long id", "unlock": ok_unlock}, "hero.E001"),
+        ({"id": "a\x00b", "title": "NUL in id", "unlock": ok_unlock}, "hero.E001"),
+        ({"id": "a\ud800", "title": "Surrogate", "unlock": ok_unlock}, "hero.E001"),
         ({"id": "no_title", "unlock": ok_unlock}, "hero.E002"),
         ({"id": "no_unlock", "title": "No unlock"}, "hero.E003"),
         (
@@ -44,6 +46,14 @@ def ok_unlock(self: Any, **state: Any) -> AchievementUnlocked | None:
         ),
         (
             {"id": "bad_events2", "title": "t", "unlock": ok_unlock, "events": [1]},
+            "hero.E004",
+        ),
+        (
+            {"id": "e3", "title": "t", "unlock": ok_unlock, "events": ["a\x00"]},
+            "hero.E004",
+        ),
+        (
+            {"id": "e4", "title": "t", "unlock": ok_unlock, "events": ["e" * 256]},
             "hero.E004",
         ),
         (

@@ -21,6 +21,7 @@ import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils.translation import gettext_lazy
 
@@ -31,6 +32,7 @@ from hero.exceptions import (
     HeroError,
     InvalidEventName,
     InvalidLevel,
+    InvalidRevocation,
     InvalidState,
     InvalidUser,
     UnknownAchievement,
@@ -508,3 +510,138 @@ def test_after_a_duplicate_id_the_first_class_keeps_it(
     assert asked == []
     assert type(hero.achievements.get("points")).__qualname__ == "Points"
     assert [m.id for m in run_checks() if m.id.startswith("hero.")] == ["hero.E005"]
+
+
+# Text that no database stores --------------------------------------------------
+
+#: Each entry point that records or looks up text, called with ``text`` in one
+#: argument: (call, the error it raises).
+TEXT_ENTRY_POINTS: dict[str, tuple[Any, type[Exception]]] = {
+    "revoke-reason": (
+        lambda user, text: hero.achievements.revoke(user, "awards_first", reason=text),
+        InvalidRevocation,
+    ),
+    "revoke-actor": (
+        lambda user, text: hero.achievements.revoke(
+            user, "awards_first", reason="cheating", actor=text
+        ),
+        InvalidRevocation,
+    ),
+    "revoke-achievement-id": (
+        lambda user, text: hero.achievements.revoke(user, text, reason="cheating"),
+        UnknownAchievement,
+    ),
+    "history-achievement-id": (
+        lambda user, text: hero.achievements.history(user, text),
+        UnknownAchievement,
+    ),
+    "unlock-event-logged": (
+        lambda user, text: hero.achievements.unlock(text, user=user),
+        InvalidEventName,
+    ),
+    "hero_audit-user": (
+        lambda user, text: call_command("hero_audit", text, stdout=io.StringIO()),
+        CommandError,
+    ),
+    "hero_audit-achievement": (
+        lambda user, text: call_command(
+            "hero_audit", user.username, "--achievement", text, stdout=io.StringIO()
+        ),
+        CommandError,
+    ),
+    "hero_audit-as-of": (
+        lambda user, text: call_command(
+            "hero_audit", user.username, "--as-of", text, stdout=io.StringIO()
+        ),
+        CommandError,
+    ),
+    "hero_backfill-achievement-id": (
+        lambda user, text: call_command("hero_backfill", text, stdout=io.StringIO()),
+        CommandError,
+    ),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", sorted(TEXT_ENTRY_POINTS))
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("a\ud800b", "lone surrogate"), ("a\x00b", "NUL character")],
+    ids=["lone-surrogate", "nul"],
+)
+def test_text_no_database_stores_is_refused_at_every_entry_point(
+    backend: Backend,
+    make_user: Any,
+    settings: Any,
+    where: str,
+    text: str,
+    problem: str,
+) -> None:
+    # Arrange: a user who holds an achievement (so that revoke() would write);
+    # the trigger log is on (so that unlock() would write, whatever listens).
+    settings.HERO_RECORD_TRIGGERS = True
+    user = make_user()
+    hero.achievements.unlock("reports", user=user, level=1)
+    call, error = TEXT_ENTRY_POINTS[where]
+    before = table_snapshot(backend.alias)
+
+    # Act / assert: hero's error (a CommandError from a command) naming the
+    # problem, on both databases alike; nothing is written.
+    with captured_signals() as sent, pytest.raises(error, match=problem):
+        call(user, text)
+    assert table_snapshot(backend.alias) == before
+    assert sent == []
+
+
+# Revocations --------------------------------------------------------------------
+
+
+class Nameless:
+    """An actor whose str() raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str() failed")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ({"reason": "x" * 2001}, "at most 2000 characters.*got 2001 characters"),
+        (
+            {"reason": "x" * 5_000_000},
+            "at most 2000 characters.*got 5000000 characters",
+        ),
+        ({"reason": "ok", "actor": "a" * 256}, "label of at most 255 characters"),
+        ({"reason": "ok", "actor": Nameless()}, "its str\\(\\) raised"),
+    ],
+    ids=["reason-2001", "reason-5MB", "actor-256", "actor-str-raises"],
+)
+def test_revoke_refuses_a_reason_or_actor_it_cannot_record(
+    backend: Backend, make_user: Any, arguments: dict[str, Any], problem: str
+) -> None:
+    # Arrange: a user who holds the achievement.
+    user = make_user()
+    hero.achievements.unlock("reports", user=user, level=1)
+    before = table_snapshot(backend.alias)
+
+    # Act / assert: refused, naming the limit; nothing written.
+    with pytest.raises(InvalidRevocation, match=problem):
+        hero.achievements.revoke(user, "awards_first", **arguments)
+    assert table_snapshot(backend.alias) == before
+
+
+@pytest.mark.django_db
+def test_revoke_records_a_reason_and_actor_of_the_longest_lengths(
+    backend: Backend, make_user: Any
+) -> None:
+    user = make_user()
+    hero.achievements.unlock("reports", user=user, level=1)
+
+    # Surrounding whitespace is stripped before the length is counted.
+    hero.achievements.revoke(
+        user, "awards_first", reason=f"  {'r' * 2000}\n", actor="a" * 255
+    )
+
+    entry = LedgerEntry.objects.using(backend.alias).get(kind="revoked")
+    assert (len(entry.reason), len(entry.actor)) == (2000, 255)

@@ -11,6 +11,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from hero.audit import HistoryEntry, history, known_achievement_ids, levels
 from hero.conf import conf
+from hero.exceptions import UnknownAchievement
+from hero.validation import check_achievement_id, check_argument
 
 
 class Command(BaseCommand):
@@ -41,6 +43,14 @@ class Command(BaseCommand):
         format: str,
         **options: Any,
     ) -> None:
+        check_argument("USER", user)
+        if achievement is not None:
+            try:
+                check_achievement_id(achievement)
+            except UnknownAchievement as error:
+                raise CommandError(f"--achievement: {error}") from None
+        if as_of is not None:
+            check_argument("--as-of", as_of)
         found = self._user(user)
         if achievement and achievement not in known_achievement_ids(conf.HERO_DATABASE):
             raise CommandError(f"No achievement has id {achievement!r}.")

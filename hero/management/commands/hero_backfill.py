@@ -9,6 +9,7 @@ from hero.conf import conf
 from hero.exceptions import NothingToBackfill, UnknownAchievement
 from hero.management.progress import ProgressReporter
 from hero.registry import registry
+from hero.validation import check_achievement_id
 
 
 class Command(BaseCommand):
@@ -43,6 +44,7 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         try:
+            check_achievement_id(achievement_id)
             achievement = registry.get(achievement_id)
         except UnknownAchievement as error:
             raise CommandError(str(error)) from None
