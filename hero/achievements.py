@@ -29,7 +29,6 @@ from hero.signals import (
     achievement_unlocked,
     achievement_upgraded,
 )
-from hero.state import record_state
 from hero.validation import (
     MISSING,
     actor_of,
@@ -38,6 +37,7 @@ from hero.validation import (
     check_user,
     decision_of,
     reason_of,
+    recorded_state,
 )
 
 __all__ = [
@@ -112,7 +112,7 @@ def unlock(
         str(user.pk),
         decisions,
         trigger=event,
-        state=record_state(state, conf.HERO_MAX_STATE_BYTES),
+        state=recorded_state(state, conf.HERO_MAX_STATE_BYTES),
         log_trigger=log_trigger,
     )
     if effects:

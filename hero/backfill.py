@@ -30,9 +30,8 @@ from hero.base import AchievementBase
 from hero.events import Outcome, Progress, TriggerLog
 from hero.exceptions import NothingToBackfill
 from hero.ledger import Decision, Effect, get_ledger
-from hero.state import record_state
 from hero.users import existing_user_pks
-from hero.validation import decision_of, level_of
+from hero.validation import decision_of, level_of, recorded_state
 
 TRIGGER = "backfill"
 
@@ -122,7 +121,7 @@ def backfill(
         raise ValueError("batch_size must be at least 1")
     ledger = get_ledger()
     result = BackfillResult(source=source_of(achievement))
-    state = record_state({"source": result.source}, 1024)
+    state = recorded_state({"source": result.source}, 1024)
     found = False
     iterator = candidates(achievement, batch_size)
     # A dry run saves nothing, so it keeps the aggregates it decided on, for a

@@ -1,14 +1,14 @@
 """What hero accepts, judged in one place: event names, achievement ids, users,
-levels, step counts, an achievement's answer to ``unlock()``, revocations and
-commands' arguments.
+levels, step counts, an achievement's answer to ``unlock()``, the state to
+record, revocations and commands' arguments.
 
 The public API (:mod:`hero.achievements`), backfills (:mod:`hero.backfill`),
 the management commands and the system checks (:mod:`hero.checks`) all ask
 this module, so that a value is accepted or refused the same way wherever it
 comes from, and on every database. The checks report what is wrong at
 start-up; the functions named ``check_*`` and those that turn a value into what
-hero records (``*_of``) raise hero's named errors before anything is
-written.
+hero records (``*_of``, :func:`recorded_state`) raise hero's named errors
+before anything is written.
 
 Text that is recorded or looked up is refused when it holds a NUL character
 (PostgreSQL refuses it) or a lone surrogate (it is not UTF-8, so no database
@@ -20,6 +20,7 @@ call, so ``override_settings`` is always seen.
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeGuard
 
 from django.core.exceptions import ImproperlyConfigured
@@ -32,12 +33,13 @@ from hero.exceptions import (
     InvalidEventName,
     InvalidLevel,
     InvalidRevocation,
+    InvalidState,
     InvalidUnlockResult,
     InvalidUser,
     UnknownAchievement,
 )
 from hero.ledger import Decision
-from hero.state import model_label
+from hero.state import DuplicateKey, json_safe, model_label
 from hero.users import user_model
 
 #: Default of ``unlock()``'s ``user``, to tell a forgotten user from ``None``.
@@ -264,6 +266,92 @@ def decision_of(achievement: AchievementBase, result: object) -> Decision:
         "return AchievementUnlocked(level=N) to award level N, "
         "AchievementProgress(steps=k) to report progress, or None."
     )
+
+
+# The state to record ---------------------------------------------------------
+
+
+def recorded_state(state: dict[str, Any], limit: int) -> dict[str, Any]:
+    """The JSON record of ``state`` to store with an event, or InvalidState when
+    it cannot be recorded faithfully: larger than ``limit`` bytes, holding text
+    no database stores, keys that JSON would merge, or a value that cannot be
+    converted at all (a ``repr()`` that raises, nesting too deep for it)."""
+    safe: dict[str, Any] = {}
+    for key, value in state.items():
+        if key == "user":
+            continue
+        where = f"state[{describe(key)}]"
+        try:
+            safe[key] = json_safe(value)
+        except DuplicateKey as error:
+            _refuse_state(
+                f"{where} has the keys {describe(error.first)} and "
+                f"{describe(error.second)}, which are one key, {describe(error.key)}, "
+                "once recorded (JSON keys are text)",
+                "Give them keys that differ as text",
+            )
+        except RecursionError:
+            _refuse_state(
+                f"{where} is nested too deeply to convert",
+                "Pass a flat value or an identifier instead",
+            )
+        except Exception as error:
+            _refuse_state(
+                f"converting {where} to JSON raised {type(error).__name__} (its "
+                "repr() or str() failed)",
+                "Pass plain values (numbers, text, lists, dicts) or identifiers",
+            )
+        problem = _unstorable(key, "a state key") or _unstorable(safe[key], where)
+        if problem:
+            _refuse_state(
+                problem, "Clean the value first, e.g. value.replace('\\x00', '')"
+            )
+    sizes = {}
+    for key, value in safe.items():
+        try:
+            sizes[key] = len(json.dumps(value))
+        except ValueError as error:  # an int of more digits than Python prints
+            _refuse_state(
+                f"state[{describe(key)}] cannot be written as JSON ({error})",
+                "Pass it as text or as a smaller number",
+            )
+    size = len(json.dumps(safe, separators=(",", ":")).encode())
+    if size > limit:
+        biggest = max(sizes, key=sizes.__getitem__)
+        raise InvalidState(
+            f"The state passed to unlock() takes {size} bytes as JSON, more than "
+            f"HERO_MAX_STATE_BYTES ({limit}); the largest value is {biggest!r}. "
+            "Pass identifiers (a model instance is recorded as 'app.model:pk') "
+            "instead of large values, or raise HERO_MAX_STATE_BYTES."
+        )
+    return safe
+
+
+def _refuse_state(problem: str, fix: str) -> None:
+    raise InvalidState(
+        f"The state passed to unlock() cannot be recorded: {problem}. {fix}; "
+        "nothing was written."
+    )
+
+
+def _unstorable(value: Any, path: str) -> str | None:
+    """Where the JSON record ``value`` holds text that no database stores, or None."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return f"{path} contains {problem}" if problem else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unstorable(key, f"a key in {path}") or _unstorable(
+                item, f"{path}[{describe(key)}]"
+            )
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unstorable(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 # Revocations -----------------------------------------------------------------

@@ -40,9 +40,11 @@ from hero.exceptions import (
 from hero.models import LedgerEntry
 from tests.conftest import Backend
 from tests.trust_helpers import (
+    Unprintable,
     captured_signals,
     children,
     domain_events,
+    nested,
     table_snapshot,
 )
 
@@ -305,6 +307,43 @@ def test_a_nul_character_in_state_is_recorded_or_refused_clearly(
     assert outcomes == [Outcome("awards_first", 1, None)]
     projected_and_verified(backend, mode)
     assert LedgerEntry.objects.using(backend.alias).filter(user=user).count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (nested(10_000), "is nested too deeply"),
+        (Unprintable(), "raised RuntimeError"),
+        ({Unprintable(): 1}, "raised RuntimeError"),
+        (10**5000, "cannot be written as JSON"),
+    ],
+    ids=["10000-levels-deep", "repr-raises", "key-str-raises", "int-of-5000-digits"],
+)
+def test_state_that_cannot_be_converted_is_refused_naming_the_key(
+    backend: Backend, make_user: Any, unchanged: list[Any], value: Any, problem: str
+) -> None:
+    # Act / assert: a hero error naming the key and the problem; nothing written.
+    with pytest.raises(InvalidState, match=rf"state\['odd'\] .*{problem}"):
+        hero.achievements.unlock("reports", user=make_user(), level=1, odd=value)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("value", "keys"),
+    [
+        ({1: "int-key", "1": "str-key"}, "1 and '1'"),
+        ({"True": "str-key", True: "bool-key"}, "'True' and True"),
+        ({None: "none", "x": {"None": 1}, "None": 2}, "None and 'None'"),
+    ],
+    ids=["int-and-str", "str-and-bool", "none-and-str"],
+)
+def test_state_keys_that_json_would_merge_are_refused(
+    backend: Backend, make_user: Any, unchanged: list[Any], value: Any, keys: str
+) -> None:
+    # Act / assert: refused rather than recording one value and dropping the other.
+    with pytest.raises(InvalidState, match=f"has the keys {keys}"):
+        hero.achievements.unlock("reports", user=make_user(), level=1, tags=value)
 
 
 # Huge state -------------------------------------------------------------------
