@@ -12,7 +12,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 from django.db import transaction
-from django.utils import timezone
 
 from hero.audit import HistoryEntry
 from hero.audit import history as _history
@@ -36,6 +35,7 @@ from hero.validation import (
     check_event,
     check_user,
     decision_of,
+    moment_of,
     reason_of,
     recorded_state,
 )
@@ -165,9 +165,7 @@ def levels(user: Any, at: Any = None) -> dict[str, int]:
     replaying only what took effect by then. A naive ``at`` is taken to be in
     the current time zone."""
     check_user(user, "levels")
-    if at is not None and timezone.is_naive(at):
-        at = timezone.make_aware(at)
-    return _levels(str(user.pk), at)
+    return _levels(str(user.pk), moment_of(at))
 
 
 def _send_signals(user: Any, effects: list[Effect]) -> None:

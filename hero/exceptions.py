@@ -34,6 +34,10 @@ class InvalidRevocation(HeroError, ValueError):
     """revoke() was given no reason, or a reason or actor it cannot record."""
 
 
+class InvalidMoment(HeroError, TypeError):
+    """levels() was given a moment that is not a datetime."""
+
+
 class NotHeldError(HeroError, LookupError):
     """The user does not hold the achievement that was to be revoked (raised by
     the user's aggregate, so by revoke() and the ledger alike)."""

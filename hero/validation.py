@@ -1,6 +1,6 @@
 """What hero accepts, judged in one place: event names, achievement ids, users,
-levels, step counts, an achievement's answer to ``unlock()``, the state to
-record, revocations and commands' arguments.
+moments, levels, step counts, an achievement's answer to ``unlock()``, the
+state to record, revocations and commands' arguments.
 
 The public API (:mod:`hero.achievements`), backfills (:mod:`hero.backfill`),
 the management commands and the system checks (:mod:`hero.checks`) all ask
@@ -21,17 +21,20 @@ call, so ``override_settings`` is always seen.
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 from typing import Any, TypeGuard
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 from django.db.models import Model
+from django.utils import timezone
 
 from hero.base import AchievementBase
 from hero.conf import conf
 from hero.exceptions import (
     InvalidEventName,
     InvalidLevel,
+    InvalidMoment,
     InvalidRevocation,
     InvalidState,
     InvalidUnlockResult,
@@ -177,6 +180,33 @@ def check_user(user: object, function: str = "unlock") -> None:
             f"{function}() was given a user that is not saved yet (its pk is None): "
             "save the user first."
         )
+
+
+# Moments ---------------------------------------------------------------------
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment``, taken to be in the current time zone if it is naive."""
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+def moment_of(at: object, function: str = "levels") -> datetime | None:
+    """The moment ``at`` names (None for now), or InvalidMoment saying how to
+    pass one: a datetime, naive ones in the current time zone."""
+    if at is None:
+        return None
+    if isinstance(at, datetime):
+        return aware(at)
+    if isinstance(at, date):
+        hint = " For the end of a day, pass datetime.combine(day, time.max)."
+    elif isinstance(at, str):
+        hint = " Parse text first, e.g. django.utils.dateparse.parse_datetime(text)."
+    else:
+        hint = ""
+    raise InvalidMoment(
+        f"{function}() takes at= as a datetime, e.g. {function}(user, "
+        f"at=timezone.now()); got {describe(at)} ({type(at).__name__}).{hint}"
+    )
 
 
 # Levels and steps ------------------------------------------------------------

@@ -32,6 +32,7 @@ from hero.exceptions import (
     HeroError,
     InvalidEventName,
     InvalidLevel,
+    InvalidMoment,
     InvalidRevocation,
     InvalidState,
     InvalidUser,
@@ -630,6 +631,26 @@ def test_text_no_database_stores_is_refused_at_every_entry_point(
         call(user, text)
     assert table_snapshot(backend.alias) == before
     assert sent == []
+
+
+# Moments ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("at", "hint"),
+    [
+        ("2024-01-01", "parse_datetime"),
+        (20240101, "got 20240101 \\(int\\)"),
+        (dt.date(2024, 1, 1), "datetime.combine"),
+    ],
+    ids=["text", "int", "date"],
+)
+def test_levels_at_a_moment_that_is_not_a_datetime_is_refused(
+    backend: Backend, make_user: Any, unchanged: list[Any], at: Any, hint: str
+) -> None:
+    with pytest.raises(InvalidMoment, match=f"takes at= as a datetime.*{hint}"):
+        hero.achievements.levels(make_user(), at=at)
 
 
 # Revocations --------------------------------------------------------------------

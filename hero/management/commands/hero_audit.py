@@ -6,13 +6,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from hero.audit import HistoryEntry, history, known_achievement_ids, levels
 from hero.conf import conf
 from hero.exceptions import UnknownAchievement
-from hero.validation import check_achievement_id, check_argument
+from hero.validation import aware, check_achievement_id, check_argument
 
 
 class Command(BaseCommand):
@@ -106,9 +105,7 @@ class Command(BaseCommand):
                 f"--as-of {value!r} is not a date or datetime; use ISO 8601, "
                 "e.g. 2026-03-01 or 2026-03-01T12:00:00+00:00."
             )
-        if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment)
-        return moment
+        return aware(moment)
 
     def _table(
         self,
