@@ -17,6 +17,8 @@ from hero.conf import conf
 from hero.registry import registry
 from hero.validation import (
     MAX_EVENT_NAME,
+    MAX_LEVEL,
+    MAX_STEPS,
     is_achievement_id,
     is_event_name,
     is_step_count,
@@ -104,7 +106,8 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
             Error(
                 f"{_name(cls)}.steps must be a whole number of at least 1, or None; "
                 f"got {steps!r}.",
-                hint="For example: steps = 10 (ten steps complete it).",
+                hint="For example: steps = 10 (ten steps complete it); at most "
+                f"{MAX_STEPS}.",
                 obj=cls,
                 id="hero.E012",
             )
@@ -135,7 +138,8 @@ def check_settings(
             Error(
                 f"ACHIEVEMENT_LEVELS is malformed: {levels!r}.",
                 hint="It must be a non-empty sequence of (number, name) pairs with "
-                "distinct positive whole numbers, e.g. ((1, 'Bronze'), (2, 'Silver')).",
+                f"distinct whole numbers from 1 to {MAX_LEVEL}, e.g. "
+                "((1, 'Bronze'), (2, 'Silver')).",
                 id="hero.E006",
             )
         )

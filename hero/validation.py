@@ -12,7 +12,8 @@ before anything is written.
 
 Text that is recorded or looked up is refused when it holds a NUL character
 (PostgreSQL refuses it) or a lone surrogate (it is not UTF-8, so no database
-driver sends it).
+driver sends it); numbers that are recorded are bounded by PostgreSQL's column
+types, the narrower of the two backends, so that SQLite refuses the same.
 
 Nothing here is cached: levels are read through :data:`hero.conf.conf` on every
 call, so ``override_settings`` is always seen.
@@ -26,6 +27,7 @@ from typing import Any, TypeGuard
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Model
 from django.utils import timezone
 
@@ -59,6 +61,17 @@ MAX_REASON = 2000
 
 #: Longest actor label revoke() records (LedgerEntry.actor).
 MAX_ACTOR = 255
+
+#: (lowest, highest) value of each integer column type on PostgreSQL; SQLite
+#: holds more, and is held to the same.
+_INTEGER_RANGES = BaseDatabaseOperations.integer_field_ranges
+
+#: Most steps progress may report or an achievement may declare (the
+#: PositiveIntegerField columns that hold them).
+MAX_STEPS = _INTEGER_RANGES["PositiveIntegerField"][1]
+
+#: Highest level ACHIEVEMENT_LEVELS may have (PositiveSmallIntegerField).
+MAX_LEVEL = _INTEGER_RANGES["PositiveSmallIntegerField"][1]
 
 
 def describe(value: object, limit: int = 60) -> str:
@@ -214,7 +227,7 @@ def moment_of(at: object, function: str = "levels") -> datetime | None:
 
 def valid_levels(levels: object) -> bool:
     """Whether ``levels`` is a non-empty sequence of (number, name) pairs with
-    distinct whole numbers of at least 1 (system check hero.E006)."""
+    distinct whole numbers from 1 to MAX_LEVEL (system check hero.E006)."""
     if (
         isinstance(levels, (str, bytes))
         or not isinstance(levels, (list, tuple))
@@ -226,7 +239,7 @@ def valid_levels(levels: object) -> bool:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             return False
         number, name = pair
-        if not is_whole(number, 1) or not _is_text(name):
+        if not is_whole(number, 1) or number > MAX_LEVEL or not _is_text(name):
             return False
         numbers.append(number)
     return len(set(numbers)) == len(numbers)
@@ -239,14 +252,15 @@ def configured_levels() -> list[tuple[int, str]]:
     if not valid_levels(levels):
         raise ImproperlyConfigured(
             f"ACHIEVEMENT_LEVELS is malformed: {levels!r} (system check hero.E006). "
-            "It must be a sequence of (number, name) pairs, e.g. ((1, 'Bronze'),)."
+            f"It must be a sequence of (number, name) pairs, numbers from 1 to "
+            f"{MAX_LEVEL}, e.g. ((1, 'Bronze'),)."
         )
     return [(number, name) for number, name in levels]
 
 
 def is_step_count(value: object) -> TypeGuard[int]:
     """What an achievement may declare as ``steps`` (system check hero.E012)."""
-    return is_whole(value, 1)
+    return is_whole(value, 1) and value <= MAX_STEPS
 
 
 # An achievement's answer -----------------------------------------------------
@@ -280,14 +294,16 @@ def decision_of(achievement: AchievementBase, result: object) -> Decision:
         if not is_step_count(total):
             raise InvalidUnlockResult(
                 f"{type(achievement).__qualname__}.unlock() reported progress, but the "
-                f"achievement declares no steps (steps = {describe(total)}). Set "
-                "steps = N, the number of steps that completes it."
+                f"achievement declares no steps (steps = {describe(total)}; system "
+                "check hero.E012). Set steps = N, the number of steps that completes "
+                f"it, from 1 to {MAX_STEPS}."
             )
         steps = result.steps
-        if not is_whole(steps, 0):
+        if not is_whole(steps, 0) or steps > MAX_STEPS:
             raise InvalidUnlockResult(
                 f"{type(achievement).__qualname__}.unlock() reported steps="
-                f"{describe(steps)}; steps must be a whole number of at least 0."
+                f"{describe(steps)}; steps must be a whole number from 0 to "
+                f"{MAX_STEPS}."
             )
         lowest = min(number for number, _ in configured_levels())
         return Decision(achievement.id, level=lowest, steps=steps, total=total)

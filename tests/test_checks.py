@@ -68,6 +68,11 @@ def ok_unlock(self: Any, **state: Any) -> AchievementUnlocked | None:
             {"id": "bad_steps2", "title": "t", "unlock": ok_unlock, "steps": "5"},
             "hero.E012",
         ),
+        (
+            # More than PostgreSQL's integer columns hold.
+            {"id": "bad_steps3", "title": "t", "unlock": ok_unlock, "steps": 2**31},
+            "hero.E012",
+        ),
     ],
 )
 def test_achievement_class_mistakes(
@@ -128,6 +133,7 @@ def test_abstract_bases_are_not_registered(isolated_registry: Any) -> None:
         (("1", "Bronze"),),
         ((1, ""),),
         ((True, "Bool"),),
+        ((1, "Bronze"), (2**15, "More than PostgreSQL's smallint holds")),
     ],
 )
 def test_malformed_achievement_levels(settings: Any, levels: Any) -> None:
@@ -168,3 +174,14 @@ def test_hero_database_must_be_sqlite_or_postgres(settings: Any) -> None:
 def test_projection_mode(settings: Any) -> None:
     settings.HERO_PROJECTIONS = "sometimes"
     assert ids() == {"hero.E011"}
+
+
+def test_the_largest_steps_and_level_both_databases_hold_are_accepted(
+    isolated_registry: Any, settings: Any
+) -> None:
+    # PostgreSQL's integer (steps) and smallint (levels) columns hold these.
+    settings.ACHIEVEMENT_LEVELS = ((1, "Bronze"), (2**15 - 1, "Highest"))
+    define_in_achievements_module(
+        "Long", id="long", title="Long", unlock=ok_unlock, steps=2**31 - 1
+    )
+    assert ids() == set()

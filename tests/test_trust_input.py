@@ -35,10 +35,11 @@ from hero.exceptions import (
     InvalidMoment,
     InvalidRevocation,
     InvalidState,
+    InvalidUnlockResult,
     InvalidUser,
     UnknownAchievement,
 )
-from hero.models import LedgerEntry
+from hero.models import AchievementProgress, LedgerEntry
 from tests.conftest import Backend
 from tests.trust_helpers import (
     Unprintable,
@@ -651,6 +652,34 @@ def test_levels_at_a_moment_that_is_not_a_datetime_is_refused(
 ) -> None:
     with pytest.raises(InvalidMoment, match=f"takes at= as a datetime.*{hint}"):
         hero.achievements.levels(make_user(), at=at)
+
+
+# Step counts --------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("steps", [2**31, 2**40, 2**70])
+def test_progress_beyond_what_both_databases_hold_is_refused(
+    backend: Backend, make_user: Any, unchanged: list[Any], steps: int
+) -> None:
+    # PostgreSQL's integer columns hold up to 2**31 - 1; SQLite is held to it.
+    with pytest.raises(InvalidUnlockResult, match="from 0 to 2147483647"):
+        hero.achievements.unlock("chapter_read", user=make_user(), chapters=steps)
+
+
+@pytest.mark.django_db
+def test_the_most_steps_both_databases_hold_are_recorded(
+    backend: Backend, make_user: Any
+) -> None:
+    # Act: the largest step count, on an achievement of five steps.
+    user = make_user()
+    hero.achievements.unlock("chapter_read", user=user, chapters=2**31 - 1)
+
+    # Assert: recorded and projected on both databases.
+    progress = AchievementProgress.objects.using(backend.alias).get(user=user)
+    assert progress.steps == 2**31 - 1
+    assert hero.achievements.levels(user) == {"bookworm": 1}
+    call_command("hero_verify", stdout=io.StringIO())
 
 
 # Revocations --------------------------------------------------------------------
