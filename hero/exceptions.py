@@ -38,6 +38,11 @@ class InvalidMoment(HeroError, TypeError):
     """levels() was given a moment that is not a datetime."""
 
 
+class InvalidBackfill(HeroError, ValueError):
+    """A backfill was given a batch size out of range, or an achievement's
+    backfill() yielded something that is not an award."""
+
+
 class NotHeldError(HeroError, LookupError):
     """The user does not hold the achievement that was to be revoked (raised by
     the user's aggregate, so by revoke() and the ledger alike)."""

@@ -1,6 +1,6 @@
 """What hero accepts, judged in one place: event names, achievement ids, users,
 moments, levels, step counts, an achievement's answer to ``unlock()``, the
-state to record, revocations and commands' arguments.
+state to record, revocations, backfilled awards and commands' arguments.
 
 The public API (:mod:`hero.achievements`), backfills (:mod:`hero.backfill`),
 the management commands and the system checks (:mod:`hero.checks`) all ask
@@ -22,11 +22,12 @@ call, so ``override_settings`` is always seen.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeGuard
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management.base import CommandError
+from django.db import connections
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Model
 from django.utils import timezone
@@ -34,6 +35,7 @@ from django.utils import timezone
 from hero.base import AchievementBase
 from hero.conf import conf
 from hero.exceptions import (
+    InvalidBackfill,
     InvalidEventName,
     InvalidLevel,
     InvalidMoment,
@@ -45,7 +47,7 @@ from hero.exceptions import (
 )
 from hero.ledger import Decision
 from hero.state import DuplicateKey, json_safe, model_label
-from hero.users import user_model
+from hero.users import user_model, user_pk_adapter
 
 #: Default of ``unlock()``'s ``user``, to tell a forgotten user from ``None``.
 MISSING: Any = object()
@@ -72,6 +74,9 @@ MAX_STEPS = _INTEGER_RANGES["PositiveIntegerField"][1]
 
 #: Highest level ACHIEVEMENT_LEVELS may have (PositiveSmallIntegerField).
 MAX_LEVEL = _INTEGER_RANGES["PositiveSmallIntegerField"][1]
+
+#: Most candidates a backfill writes in one transaction.
+MAX_BATCH_SIZE = 1_000_000
 
 
 def describe(value: object, limit: int = 60) -> str:
@@ -441,6 +446,77 @@ def actor_of(actor: object) -> str | None:
             f"{describe(label, 40)} ({len(label)} characters). Pass a shorter label."
         )
     return label
+
+
+# Backfills -------------------------------------------------------------------
+
+
+def check_batch_size(batch_size: object) -> None:
+    """Refuse a backfill's batch size out of range, with InvalidBackfill."""
+    if not is_whole(batch_size, 1) or batch_size > MAX_BATCH_SIZE:
+        raise InvalidBackfill(
+            f"A backfill's batch size must be a whole number from 1 to "
+            f"{MAX_BATCH_SIZE}; got {describe(batch_size)}."
+        )
+
+
+def backfilled_award_of(
+    achievement: AchievementBase, item: object
+) -> tuple[str | None, int, datetime | None]:
+    """(user pk as events record it, level, when it took effect) of an item that
+    ``achievement.backfill()`` yielded; the pk is None when it can be no user's,
+    and InvalidBackfill (or InvalidLevel) says what an item must be."""
+    name = f"{type(achievement).__qualname__}.backfill()"
+    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+        raise InvalidBackfill(
+            f"{name} yielded {describe(item)}; it must yield (user_pk, level) or "
+            "(user_pk, level, awarded_at) tuples."
+        )
+    user_pk, level, *rest = item
+    level = level_of(achievement, level)
+    awarded_at = rest[0] if rest else None
+    if awarded_at is not None:
+        if not isinstance(awarded_at, datetime):
+            raise InvalidBackfill(
+                f"{name} yielded awarded_at={describe(awarded_at)} "
+                f"({type(awarded_at).__name__}); it must be a datetime (when the "
+                "award took effect) or None (now)."
+            )
+        awarded_at = aware(awarded_at)
+        try:
+            in_utc = awarded_at.astimezone(UTC)
+        except OverflowError:  # before year 1 or after 9999 in UTC
+            in_utc = None
+        if in_utc is None or in_utc > timezone.now():
+            raise InvalidBackfill(
+                f"{name} yielded awarded_at={awarded_at.isoformat()}, which is not "
+                "in the past (from the year 1 in UTC); a backfill awards what users "
+                "earned before now."
+            )
+    return user_pk_of(user_pk), level, awarded_at
+
+
+def user_pk_of(value: object) -> str | None:
+    """``value`` as events record a user's pk (its text), or None when it can be
+    no user's pk: text no database stores, or no value of the user model's pk
+    column (not a number, or out of the column's range, for an integer pk)."""
+    try:
+        text = str(value)
+    except Exception:
+        return None
+    if text_problem(text):
+        return None
+    pk = user_model()._meta.pk
+    assert pk is not None
+    target = pk.target_field if pk.is_relation else pk
+    try:
+        column_value = user_pk_adapter(connections[conf.HERO_DATABASE])(text)
+    except (ValueError, TypeError, ValidationError):
+        return None
+    bounds = _INTEGER_RANGES.get(target.get_internal_type())
+    if bounds and not bounds[0] <= column_value <= bounds[1]:
+        return None
+    return text
 
 
 # Commands' arguments -----------------------------------------------------------

@@ -27,9 +27,11 @@ from django.utils.translation import gettext_lazy
 
 import hero
 from hero import AchievementBase, AchievementMeta, AchievementUnlocked
+from hero.backfill import backfill
 from hero.events import Outcome, UserAchievement
 from hero.exceptions import (
     HeroError,
+    InvalidBackfill,
     InvalidEventName,
     InvalidLevel,
     InvalidMoment,
@@ -480,31 +482,6 @@ def test_history_of_an_unknown_achievement_is_empty_and_writes_nothing(
     assert hero.achievements.history(make_user(), "no_such_achievement") == []
 
 
-@pytest.mark.django_db
-def test_hero_backfill_refuses_levels_outside_achievement_levels_and_writes_nothing(
-    backend: Backend, make_user: Any, isolated_registry: Any, unchanged: list[Any]
-) -> None:
-    make_user("early1")
-
-    @hero.achievements.register
-    class BadBackfill(AchievementBase):
-        id = "bad_backfill"
-        title = "Bad backfill"
-        events = ["never_sent"]
-
-        def unlock(self, **state: Any) -> None:
-            return None
-
-        def backfill(self) -> Any:
-            from django.contrib.auth import get_user_model
-
-            for user in get_user_model().objects.all():
-                yield user.pk, 9
-
-    with pytest.raises(InvalidLevel, match="'bad_backfill' answered with level 9"):
-        call_command("hero_backfill", "bad_backfill", stdout=io.StringIO())
-
-
 # Duplicate achievement ids -------------------------------------------------------
 
 
@@ -734,3 +711,143 @@ def test_revoke_records_a_reason_and_actor_of_the_longest_lengths(
 
     entry = LedgerEntry.objects.using(backend.alias).get(kind="revoked")
     assert (len(entry.reason), len(entry.actor)) == (2000, 255)
+
+
+# Backfills ----------------------------------------------------------------------
+
+
+def backfilling(*items: Any) -> AchievementBase:
+    """A registered achievement whose backfill() yields ``items``."""
+
+    @hero.achievements.register
+    class Yields(AchievementBase):
+        id = "yields"
+        title = "Yields what it is given"
+        events = ["never_sent"]
+
+        def unlock(self, **state: Any) -> None:
+            return None
+
+        def backfill(self) -> Any:
+            yield from items
+
+    return hero.achievements.get("yields")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("item", "error", "problem"),
+    [
+        ("user", InvalidBackfill, "must yield \\(user_pk, level\\)"),
+        ((1,), InvalidBackfill, "must yield \\(user_pk, level\\)"),
+        ((1, 1, dt.datetime.now(), 4), InvalidBackfill, "must yield"),
+        ((1, 1, "2024-01-01"), InvalidBackfill, "must be a datetime"),
+        ((1, 1, dt.date(2024, 1, 1)), InvalidBackfill, "must be a datetime"),
+        ((1, 1, dt.datetime(2999, 1, 1, tzinfo=dt.UTC)), InvalidBackfill, "past"),
+        (
+            (1, 1, dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5)))),
+            InvalidBackfill,
+            "from the year 1 in UTC",
+        ),
+        ((1, 9), InvalidLevel, "answered with level 9"),
+    ],
+    ids=[
+        "not-a-tuple",
+        "no-level",
+        "four-items",
+        "time-as-text",
+        "date",
+        "future",
+        "before-year-1-in-utc",
+        "unknown-level",
+    ],
+)
+def test_a_backfill_yielding_what_is_not_an_award_is_refused_and_writes_nothing(
+    backend: Backend,
+    make_user: Any,
+    isolated_registry: Any,
+    item: Any,
+    error: type[Exception],
+    problem: str,
+) -> None:
+    # Arrange: a valid award, then the faulty item, in one batch.
+    user = make_user()
+    achievement = backfilling((user.pk, 1), item)
+    before = table_snapshot(backend.alias)
+
+    # Act / assert: backfill() raises hero's error; hero_backfill reports it as
+    # a command error; nothing of the batch is written by either.
+    with pytest.raises(error, match=problem):
+        backfill(achievement)
+    with pytest.raises(CommandError, match=problem):
+        call_command("hero_backfill", "yields", stdout=io.StringIO())
+    assert table_snapshot(backend.alias) == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "pk",
+    ["a\x00", "a\ud800", "abc", "1.5", 2**31, 2**63, Unprintable()],
+    ids=[
+        "nul",
+        "lone-surrogate",
+        "text",
+        "decimal-text",
+        "beyond-integer",
+        "beyond-bigint",
+        "str-raises",
+    ],
+)
+def test_a_backfill_skips_pks_that_can_be_no_users(
+    backend: Backend, make_user: Any, isolated_registry: Any, pk: Any
+) -> None:
+    # Arrange: a pk that no user can have (the user model's pk is an integer
+    # column), then a user's.
+    user = make_user()
+    achievement = backfilling((pk, 1), (user.pk, 2))
+
+    # Act
+    result = backfill(achievement)
+
+    # Assert: skipped as a missing user is, on both databases alike.
+    assert result.skipped_users == 1
+    assert result.users == {str(user.pk)}
+    assert hero.achievements.levels(user) == {"yields": 2}
+
+
+@pytest.mark.django_db
+def test_a_naive_backfilled_time_is_taken_in_the_current_time_zone(
+    backend: Backend, make_user: Any, isolated_registry: Any, settings: Any
+) -> None:
+    # Arrange: a site in Paris (UTC+1 in January); a naive time of noon.
+    settings.TIME_ZONE = "Europe/Paris"
+    user = make_user()
+    achievement = backfilling((user.pk, 1, dt.datetime(2024, 1, 1, 12)))
+
+    # Act
+    backfill(achievement)
+
+    # Assert: recorded as noon in Paris, so comparable with any moment.
+    (entry,) = hero.achievements.history(user, "yields")
+    assert entry.occurred_at == dt.datetime(2024, 1, 1, 11, tzinfo=dt.UTC)
+    at = dt.datetime(2024, 1, 1, 11, 30, tzinfo=dt.UTC)
+    assert hero.achievements.levels(user, at=at) == {"yields": 1}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("batch_size", [0, -1, 1_000_001, 10**30])
+def test_a_backfill_batch_size_out_of_range_is_refused(
+    backend: Backend, make_user: Any, unchanged: list[Any], batch_size: int
+) -> None:
+    make_user("early1")
+    early_bird = hero.achievements.get("early_bird")
+    with pytest.raises(InvalidBackfill, match="from 1 to 1000000"):
+        backfill(early_bird, batch_size=batch_size)
+    with pytest.raises(CommandError, match=r"--batch-size: .*from 1 to 1000000"):
+        call_command(
+            "hero_backfill",
+            "early_bird",
+            "--batch-size",
+            str(batch_size),
+            stdout=io.StringIO(),
+        )
