@@ -21,7 +21,9 @@ call, so ``override_settings`` is always seen.
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 from datetime import UTC, date, datetime
 from typing import Any, TypeGuard
 
@@ -532,3 +534,17 @@ def check_argument(name: str, value: str) -> None:
             "it (bytes that are not UTF-8 on the command line arrive as lone "
             "surrogates)."
         )
+
+
+def positive_seconds(text: str) -> float:
+    """A command's number of seconds (argparse's ``type``): a positive, finite
+    number, or an error that argparse reports with the argument's name."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of seconds, e.g. 600; got {text!r}"
+        )
+    return seconds

@@ -851,3 +851,20 @@ def test_a_backfill_batch_size_out_of_range_is_refused(
             str(batch_size),
             stdout=io.StringIO(),
         )
+
+
+# hero_project -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "-inf", "soon"])
+def test_hero_project_refuses_a_timeout_that_is_not_a_positive_finite_number(
+    timeout: str,
+) -> None:
+    # A timeout of -1 or nan was accepted, and --once then exited at once
+    # without catching up.
+    with pytest.raises(
+        CommandError,
+        match=f"--timeout: must be a positive number of seconds, e.g. 600; "
+        f"got '{timeout}'",
+    ):
+        call_command("hero_project", "--once", f"--timeout={timeout}")
