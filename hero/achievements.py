@@ -12,8 +12,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 from django.db import transaction
-from django.db.models import Model
-from django.utils import timezone
 
 from hero.audit import HistoryEntry
 from hero.audit import history as _history
@@ -22,7 +20,6 @@ from hero.base import AchievementBase
 from hero.conf import conf
 from hero.events import Outcome, Progress, Revocation
 from hero.events import user_achievement_id as _aggregate_id
-from hero.exceptions import InvalidRevocation
 from hero.ledger import Decision, Effect, get_ledger
 from hero.registry import registry
 from hero.signals import (
@@ -31,13 +28,16 @@ from hero.signals import (
     achievement_unlocked,
     achievement_upgraded,
 )
-from hero.state import model_label, record_state
 from hero.validation import (
     MISSING,
+    actor_of,
     check_achievement_id,
     check_event,
     check_user,
     decision_of,
+    moment_of,
+    reason_of,
+    recorded_state,
 )
 
 __all__ = [
@@ -112,7 +112,7 @@ def unlock(
         str(user.pk),
         decisions,
         trigger=event,
-        state=record_state(state, conf.HERO_MAX_STATE_BYTES),
+        state=recorded_state(state, conf.HERO_MAX_STATE_BYTES),
         log_trigger=log_trigger,
     )
     if effects:
@@ -134,29 +134,15 @@ def revoke(
     """
     check_user(user, "revoke")
     check_achievement_id(achievement_id)
-    if not isinstance(reason, str) or not reason.strip():
-        raise InvalidRevocation(
-            "revoke() needs a reason, e.g. revoke(user, 'points', reason='cheating')."
-        )
-    if "\x00" in reason:
-        raise InvalidRevocation("revoke()'s reason must not contain a NUL character.")
+    reason = reason_of(reason)
+    actor_label = actor_of(actor)
     ledger = get_ledger()
     if achievement_id not in registry and not ledger.recorder.select_events(
         _aggregate_id(str(user.pk), achievement_id), limit=1
     ):
         registry.get(achievement_id)  # raises UnknownAchievement, naming the known ids
-    actor_label = (
-        None
-        if actor is None
-        else (model_label(actor) if isinstance(actor, Model) else str(actor))
-    )
-    if actor_label is not None and (len(actor_label) > 255 or "\x00" in actor_label):
-        raise InvalidRevocation(
-            "revoke()'s actor must be a model instance or a label of at most 255 "
-            "characters with no NUL character."
-        )
     revocation = ledger.revoke(
-        str(user.pk), achievement_id, reason=reason.strip(), actor=actor_label
+        str(user.pk), achievement_id, reason=reason, actor=actor_label
     )
     transaction.on_commit(
         partial(_send_signals, user, [revocation]), using=ledger.alias, robust=True
@@ -179,9 +165,7 @@ def levels(user: Any, at: Any = None) -> dict[str, int]:
     replaying only what took effect by then. A naive ``at`` is taken to be in
     the current time zone."""
     check_user(user, "levels")
-    if at is not None and timezone.is_naive(at):
-        at = timezone.make_aware(at)
-    return _levels(str(user.pk), at)
+    return _levels(str(user.pk), moment_of(at))
 
 
 def _send_signals(user: Any, effects: list[Effect]) -> None:

@@ -126,17 +126,22 @@ def _entries(events: Iterable[tuple[int, Any]]) -> Iterable[HistoryEntry]:
 
 
 def levels(user_pk: str, at: datetime | None = None) -> dict[str, int]:
-    """{achievement id: level} the user holds now, or held at the moment ``at``."""
+    """{achievement id: level} the user holds now, or held at the moment ``at``:
+    each achievement's events replayed in order up to the first that took
+    effect after ``at``."""
     held: dict[str, int] = {}
+    # Achievements whose history reached ``at``. Their later events take effect
+    # later still (the aggregate keeps time from running backwards; this keeps
+    # events recorded before it did from counting an upgrade before its unlock).
+    ended: set[str] = set()
     for entry in history(user_pk, include_triggers=False):
-        if at is not None and entry.occurred_at is not None and entry.occurred_at > at:
+        achievement_id = entry.achievement_id
+        if not achievement_id or achievement_id in ended:
             continue
-        if (
-            entry.kind in ("unlocked", "upgraded")
-            and entry.achievement_id
-            and entry.level
-        ):
-            held[entry.achievement_id] = entry.level
-        elif entry.kind == "revoked" and entry.achievement_id:
-            held.pop(entry.achievement_id, None)
+        if at is not None and entry.occurred_at is not None and entry.occurred_at > at:
+            ended.add(achievement_id)
+        elif entry.kind in ("unlocked", "upgraded") and entry.level:
+            held[achievement_id] = entry.level
+        elif entry.kind == "revoked":
+            held.pop(achievement_id, None)
     return held

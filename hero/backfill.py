@@ -30,16 +30,21 @@ from hero.base import AchievementBase
 from hero.events import Outcome, Progress, TriggerLog
 from hero.exceptions import NothingToBackfill
 from hero.ledger import Decision, Effect, get_ledger
-from hero.state import record_state
 from hero.users import existing_user_pks
-from hero.validation import decision_of, level_of
+from hero.validation import (
+    backfilled_award_of,
+    check_batch_size,
+    decision_of,
+    recorded_state,
+)
 
 TRIGGER = "backfill"
 
 
 @dataclass(frozen=True)
 class Candidate:
-    user_pk: str
+    #: None for a pk that can be no user's (it is skipped, as a missing user is).
+    user_pk: str | None
     decision: Decision
     awarded_at: datetime | None
 
@@ -66,12 +71,8 @@ def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candid
     """What the achievement would award, user by user, in order."""
     if callable(getattr(achievement, "backfill", None)):
         for item in achievement.backfill():  # type: ignore[attr-defined]
-            user_pk, level, *rest = item
-            yield Candidate(
-                str(user_pk),
-                Decision(achievement.id, level=level_of(achievement, level)),
-                rest[0] if rest else None,
-            )
+            user_pk, level, awarded_at = backfilled_award_of(achievement, item)
+            yield Candidate(user_pk, Decision(achievement.id, level=level), awarded_at)
         return
 
     ledger = get_ledger()
@@ -118,11 +119,10 @@ def backfill(
     on_batch: Callable[[int], None] = lambda count: None,
 ) -> BackfillResult:
     """Award ``achievement`` retroactively (or, with ``dry_run``, only count)."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+    check_batch_size(batch_size)
     ledger = get_ledger()
     result = BackfillResult(source=source_of(achievement))
-    state = record_state({"source": result.source}, 1024)
+    state = recorded_state({"source": result.source}, 1024)
     found = False
     iterator = candidates(achievement, batch_size)
     # A dry run saves nothing, so it keeps the aggregates it decided on, for a
@@ -131,7 +131,9 @@ def backfill(
     while batch := list(islice(iterator, batch_size)):
         found = True
         result.examined += len(batch)
-        existing = existing_user_pks(ledger.alias, (c.user_pk for c in batch))
+        existing = existing_user_pks(
+            ledger.alias, (c.user_pk for c in batch if c.user_pk is not None)
+        )
         result.skipped_users += sum(1 for c in batch if c.user_pk not in existing)
         batch = [c for c in batch if c.user_pk in existing]
 
@@ -142,19 +144,19 @@ def backfill(
             # (user, what the decision did), or (user, None): revoked before.
             effects: list[tuple[str, Effect | None]] = []
             for candidate in batch:
-                aggregate = aggregates.get(candidate.user_pk)
+                user_pk = candidate.user_pk
+                assert user_pk is not None  # the batch holds users that exist
+                aggregate = aggregates.get(user_pk)
                 if aggregate is None:
-                    aggregate = ledger.user_achievement(
-                        candidate.user_pk, achievement.id
-                    )
-                    aggregates[candidate.user_pk] = aggregate
+                    aggregate = ledger.user_achievement(user_pk, achievement.id)
+                    aggregates[user_pk] = aggregate
                 if aggregate.revocations:
-                    effects.append((candidate.user_pk, None))
+                    effects.append((user_pk, None))
                     continue
                 for effect in ledger._decide(
                     aggregate, candidate.decision, TRIGGER, state, candidate.awarded_at
                 ):
-                    effects.append((candidate.user_pk, effect))
+                    effects.append((user_pk, effect))
             pending = [a for a in aggregates.values() if a.pending_events]
             return effects, ([] if dry_run else pending)
 

@@ -19,6 +19,9 @@ from hero.base import AchievementBase
 from hero.conf import conf
 from hero.registry import registry
 from hero.validation import (
+    MAX_EVENT_NAME,
+    MAX_LEVEL,
+    MAX_STEPS,
     is_achievement_id,
     is_event_name,
     is_step_count,
@@ -51,7 +54,7 @@ def _check_store_database(alias: str) -> list[CheckMessage]:
                 hint="hero's tables refer to your user model, so its store must be "
                 "in the database your users live in: set HERO_DATABASE to "
                 f"{users_alias!r}.",
-                id="hero.E012",
+                id="hero.E013",
             )
         ]
     return []
@@ -98,8 +101,9 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
         errors.append(
             Error(
                 f"{_name(cls)} has no valid 'id' (got {achievement_id!r}).",
-                hint="Set id to a non-empty string of at most 255 characters, "
-                "e.g. id = 'comments_50'. It must never change.",
+                hint="Set id to a non-empty string of at most 255 characters, with "
+                "no NUL character or lone surrogate, e.g. id = 'comments_50'. It "
+                "must never change.",
                 obj=cls,
                 id="hero.E001",
             )
@@ -131,7 +135,9 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
         errors.append(
             Error(
                 f"{_name(cls)}.events must be a list of event names, got {events!r}.",
-                hint="For example: events = ['comment_posted'].",
+                hint="For example: events = ['comment_posted']. Each name is a "
+                f"non-empty string of at most {MAX_EVENT_NAME} characters, with no "
+                "NUL character or lone surrogate.",
                 obj=cls,
                 id="hero.E004",
             )
@@ -142,7 +148,8 @@ def _check_achievement(cls: type[AchievementBase]) -> list[CheckMessage]:
             Error(
                 f"{_name(cls)}.steps must be a whole number of at least 1, or None; "
                 f"got {steps!r}.",
-                hint="For example: steps = 10 (ten steps complete it).",
+                hint="For example: steps = 10 (ten steps complete it); at most "
+                f"{MAX_STEPS}.",
                 obj=cls,
                 id="hero.E012",
             )
@@ -173,7 +180,8 @@ def check_settings(
             Error(
                 f"ACHIEVEMENT_LEVELS is malformed: {levels!r}.",
                 hint="It must be a non-empty sequence of (number, name) pairs with "
-                "distinct positive whole numbers, e.g. ((1, 'Bronze'), (2, 'Silver')).",
+                f"distinct whole numbers from 1 to {MAX_LEVEL}, e.g. "
+                "((1, 'Bronze'), (2, 'Silver')).",
                 id="hero.E006",
             )
         )

@@ -31,7 +31,16 @@ class InvalidState(HeroError, ValueError):
 
 
 class InvalidRevocation(HeroError, ValueError):
-    """revoke() was called without a reason."""
+    """revoke() was given no reason, or a reason or actor it cannot record."""
+
+
+class InvalidMoment(HeroError, TypeError):
+    """levels() was given a moment that is not a datetime."""
+
+
+class InvalidBackfill(HeroError, ValueError):
+    """A backfill was given a batch size out of range, or an achievement's
+    backfill() yielded something that is not an award."""
 
 
 class NotHeldError(HeroError, LookupError):

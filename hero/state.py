@@ -1,8 +1,12 @@
-"""The JSON-safe record of the state passed to ``unlock()``."""
+"""The JSON-safe record of the state passed to ``unlock()``.
+
+What the record may not hold (text no database stores, more than
+``HERO_MAX_STATE_BYTES``) is judged by :func:`hero.validation.recorded_state`,
+which calls :func:`json_safe` here.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -11,7 +15,14 @@ from uuid import UUID
 
 from django.db.models import Model
 
-from hero.exceptions import InvalidState
+
+class DuplicateKey(ValueError):
+    """Two keys of one dict become one key in JSON, where keys are text (``1``
+    and ``"1"``): recording both would silently drop one of the values."""
+
+    def __init__(self, first: Any, second: Any, key: str) -> None:
+        super().__init__(f"two keys are both {key!r} in JSON")
+        self.first, self.second, self.key = first, second, key
 
 
 def model_label(instance: Model) -> str:
@@ -21,7 +32,11 @@ def model_label(instance: Model) -> str:
 
 def json_safe(value: Any, _depth: int = 0) -> Any:
     """A JSON-safe copy of ``value``: model instances become ``"app.model:pk"``,
-    dates become ISO strings, and other values JSON cannot hold their ``repr``."""
+    dates become ISO strings, and other values JSON cannot hold their ``repr``.
+
+    Raises :class:`DuplicateKey` for a dict whose keys JSON would merge, and
+    whatever a value's own ``repr()`` or ``str()`` raises.
+    """
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -31,7 +46,15 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, Model):
         return model_label(value)
     if isinstance(value, dict):
-        return {str(k): json_safe(v, _depth + 1) for k, v in value.items()}
+        safe: dict[str, Any] = {}
+        originals: dict[str, Any] = {}
+        for key, item in value.items():
+            text = str(key)
+            if text in safe:
+                raise DuplicateKey(originals[text], key, text)
+            originals[text] = key
+            safe[text] = json_safe(item, _depth + 1)
+        return safe
     if isinstance(value, (list, tuple, set, frozenset)):
         return [json_safe(v, _depth + 1) for v in value]
     if isinstance(value, (datetime, date, time)):
@@ -39,54 +62,3 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, (Decimal, UUID)):
         return str(value)
     return repr(value)
-
-
-def _unstorable(value: Any, path: str) -> str | None:
-    """Where ``value`` holds text a database cannot store (a NUL character, which
-    PostgreSQL refuses, or a lone surrogate, which is not UTF-8), or None."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return f"{path} contains a NUL character"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"{path} contains a lone surrogate (not valid UTF-8)"
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = _unstorable(key, f"a key in {path}") or _unstorable(
-                item, f"{path}[{key!r}]"
-            )
-            if problem:
-                return problem
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            problem = _unstorable(item, f"{path}[{index}]")
-            if problem:
-                return problem
-    return None
-
-
-def record_state(state: dict[str, Any], limit: int) -> dict[str, Any]:
-    """The state to store with an event, refused when larger than ``limit`` bytes
-    or when it holds text that cannot be stored."""
-    safe = {key: json_safe(value) for key, value in state.items() if key != "user"}
-    for key, value in safe.items():
-        problem = _unstorable(key, "a state key") or _unstorable(
-            value, f"state[{key!r}]"
-        )
-        if problem:
-            raise InvalidState(
-                f"The state passed to unlock() cannot be recorded: {problem}. "
-                "Clean the value before passing it (e.g. value.replace('\\x00', ''))."
-            )
-    size = len(json.dumps(safe, separators=(",", ":")).encode())
-    if size > limit:
-        biggest = max(safe, key=lambda k: len(json.dumps(safe[k])))
-        raise InvalidState(
-            f"The state passed to unlock() takes {size} bytes as JSON, more than "
-            f"HERO_MAX_STATE_BYTES ({limit}); the largest value is {biggest!r}. "
-            "Pass identifiers (a model instance is recorded as 'app.model:pk') "
-            "instead of large values, or raise HERO_MAX_STATE_BYTES."
-        )
-    return safe

@@ -1,12 +1,19 @@
 """What hero accepts, judged in one place: event names, achievement ids, users,
-levels, step counts, and an achievement's answer to ``unlock()``.
+moments, levels, step counts, an achievement's answer to ``unlock()``, the
+state to record, revocations, backfilled awards and commands' arguments.
 
-The public API (:mod:`hero.achievements`), backfills (:mod:`hero.backfill`) and
-the system checks (:mod:`hero.checks`) all ask this module, so that a value is
-accepted or refused the same way wherever it comes from. The checks report
-what is wrong at start-up; the functions named ``check_*`` and those that turn
-an answer into a :class:`~hero.ledger.Decision` raise hero's named errors
+The public API (:mod:`hero.achievements`), backfills (:mod:`hero.backfill`),
+the management commands and the system checks (:mod:`hero.checks`) all ask
+this module, so that a value is accepted or refused the same way wherever it
+comes from, and on every database. The checks report what is wrong at
+start-up; the functions named ``check_*`` and those that turn a value into what
+hero records (``*_of``, :func:`recorded_state`) raise hero's named errors
 before anything is written.
+
+Text that is recorded or looked up is refused when it holds a NUL character
+(PostgreSQL refuses it) or a lone surrogate (it is not UTF-8, so no database
+driver sends it); numbers that are recorded are bounded by PostgreSQL's column
+types, the narrower of the two backends, so that SQLite refuses the same.
 
 Nothing here is cached: levels are read through :data:`hero.conf.conf` on every
 call, so ``override_settings`` is always seen.
@@ -14,22 +21,35 @@ call, so ``override_settings`` is always seen.
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
+from datetime import UTC, date, datetime
 from typing import Any, TypeGuard
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.management.base import CommandError
+from django.db import connections
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Model
+from django.utils import timezone
 
 from hero.base import AchievementBase
 from hero.conf import conf
 from hero.exceptions import (
+    InvalidBackfill,
     InvalidEventName,
     InvalidLevel,
+    InvalidMoment,
+    InvalidRevocation,
+    InvalidState,
     InvalidUnlockResult,
     InvalidUser,
     UnknownAchievement,
 )
 from hero.ledger import Decision
-from hero.users import user_model
+from hero.state import DuplicateKey, json_safe, model_label
+from hero.users import user_model, user_pk_adapter
 
 #: Default of ``unlock()``'s ``user``, to tell a forgotten user from ``None``.
 MISSING: Any = object()
@@ -39,6 +59,50 @@ MAX_EVENT_NAME = 255
 
 #: Longest achievement id the catalog keeps (Achievement.id).
 MAX_ACHIEVEMENT_ID = 255
+
+#: Longest reason revoke() records (as long as the admin's revoke form takes).
+MAX_REASON = 2000
+
+#: Longest actor label revoke() records (LedgerEntry.actor).
+MAX_ACTOR = 255
+
+#: (lowest, highest) value of each integer column type on PostgreSQL; SQLite
+#: holds more, and is held to the same.
+_INTEGER_RANGES = BaseDatabaseOperations.integer_field_ranges
+
+#: Most steps progress may report or an achievement may declare (the
+#: PositiveIntegerField columns that hold them).
+MAX_STEPS = _INTEGER_RANGES["PositiveIntegerField"][1]
+
+#: Highest level ACHIEVEMENT_LEVELS may have (PositiveSmallIntegerField).
+MAX_LEVEL = _INTEGER_RANGES["PositiveSmallIntegerField"][1]
+
+#: Most candidates a backfill writes in one transaction.
+MAX_BATCH_SIZE = 1_000_000
+
+
+def describe(value: object, limit: int = 60) -> str:
+    """A caller's value as an error message shows it: its ``repr()``, cut to
+    ``limit`` characters, and never an error of its own (a ``repr()`` may raise)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object whose repr() raised>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def text_problem(text: str) -> str | None:
+    """What keeps ``text`` from being recorded or looked up on every database: a
+    NUL character (PostgreSQL refuses it) or a lone surrogate (not UTF-8, so
+    drivers refuse to send it); None when there is nothing."""
+    if "\x00" in text:
+        return "a NUL character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate (not valid UTF-8)"
+    return None
 
 
 def _is_text(value: object) -> TypeGuard[str]:
@@ -54,24 +118,32 @@ def is_whole(value: object, at_least: int) -> TypeGuard[int]:
 
 
 def is_event_name(value: object) -> TypeGuard[str]:
-    """What an achievement may list in ``events`` (system check hero.E004)."""
-    return _is_text(value)
+    """What an achievement may list in ``events`` (system check hero.E004): a
+    name that ``unlock()`` accepts."""
+    return (
+        _is_text(value) and len(value) <= MAX_EVENT_NAME and text_problem(value) is None
+    )
 
 
 def check_event(event: object) -> None:
     """Refuse an event name that ``unlock()`` cannot record, with InvalidEventName."""
     # is_event_name(), spelled out: every unlock() call runs this, and a call
-    # that awards nothing must not pay for two more function calls.
+    # that awards nothing must not pay for two more function calls (an ASCII
+    # name, the usual one, costs one isascii() more than a NUL check).
     if not isinstance(event, str) or not event:
         raise InvalidEventName(
             "unlock() takes the name of what happened as a non-empty string, e.g. "
-            f"unlock('points_awarded', user=request.user); got {event!r} "
+            f"unlock('points_awarded', user=request.user); got {describe(event)} "
             f"({type(event).__name__})."
         )
-    if len(event) > MAX_EVENT_NAME or "\x00" in event:
+    if (
+        len(event) > MAX_EVENT_NAME
+        or "\x00" in event
+        or (not event.isascii() and text_problem(event))
+    ):
         raise InvalidEventName(
             f"unlock()'s event name must be at most {MAX_EVENT_NAME} characters with no "
-            f"NUL character; got {event[:40]!r}{'...' if len(event) > 40 else ''} "
+            f"NUL character or lone surrogate; got {describe(event, 40)} "
             f"({len(event)} characters)."
         )
 
@@ -81,15 +153,20 @@ def check_event(event: object) -> None:
 
 def is_achievement_id(value: object) -> TypeGuard[str]:
     """What an achievement class may declare as its ``id`` (system check hero.E001)."""
-    return _is_text(value) and len(value) <= MAX_ACHIEVEMENT_ID
+    return (
+        _is_text(value)
+        and len(value) <= MAX_ACHIEVEMENT_ID
+        and text_problem(value) is None
+    )
 
 
 def check_achievement_id(achievement_id: object) -> None:
     """Refuse what cannot name any achievement, with UnknownAchievement."""
-    if not _is_text(achievement_id):
+    if not is_achievement_id(achievement_id):
         raise UnknownAchievement(
-            f"No achievement has id {achievement_id!r}: ids are non-empty strings, "
-            "e.g. 'comments_50'."
+            f"No achievement has id {describe(achievement_id)}: ids are non-empty "
+            f"strings of at most {MAX_ACHIEVEMENT_ID} characters, with no NUL "
+            "character or lone surrogate, e.g. 'comments_50'."
         )
 
 
@@ -115,7 +192,7 @@ def check_user(user: object, function: str = "unlock") -> None:
     if not isinstance(user, model):
         raise InvalidUser(
             f"{function}() needs a {model._meta.label} instance as user, got "
-            f"{user!r} ({type(user).__name__})."
+            f"{describe(user)} ({type(user).__name__})."
         )
     assert isinstance(user, Model)
     if user.pk is None:
@@ -125,12 +202,39 @@ def check_user(user: object, function: str = "unlock") -> None:
         )
 
 
+# Moments ---------------------------------------------------------------------
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment``, taken to be in the current time zone if it is naive."""
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+def moment_of(at: object, function: str = "levels") -> datetime | None:
+    """The moment ``at`` names (None for now), or InvalidMoment saying how to
+    pass one: a datetime, naive ones in the current time zone."""
+    if at is None:
+        return None
+    if isinstance(at, datetime):
+        return aware(at)
+    if isinstance(at, date):
+        hint = " For the end of a day, pass datetime.combine(day, time.max)."
+    elif isinstance(at, str):
+        hint = " Parse text first, e.g. django.utils.dateparse.parse_datetime(text)."
+    else:
+        hint = ""
+    raise InvalidMoment(
+        f"{function}() takes at= as a datetime, e.g. {function}(user, "
+        f"at=timezone.now()); got {describe(at)} ({type(at).__name__}).{hint}"
+    )
+
+
 # Levels and steps ------------------------------------------------------------
 
 
 def valid_levels(levels: object) -> bool:
     """Whether ``levels`` is a non-empty sequence of (number, name) pairs with
-    distinct whole numbers of at least 1 (system check hero.E006)."""
+    distinct whole numbers from 1 to MAX_LEVEL (system check hero.E006)."""
     if (
         isinstance(levels, (str, bytes))
         or not isinstance(levels, (list, tuple))
@@ -142,7 +246,7 @@ def valid_levels(levels: object) -> bool:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             return False
         number, name = pair
-        if not is_whole(number, 1) or not _is_text(name):
+        if not is_whole(number, 1) or number > MAX_LEVEL or not _is_text(name):
             return False
         numbers.append(number)
     return len(set(numbers)) == len(numbers)
@@ -155,14 +259,15 @@ def configured_levels() -> list[tuple[int, str]]:
     if not valid_levels(levels):
         raise ImproperlyConfigured(
             f"ACHIEVEMENT_LEVELS is malformed: {levels!r} (system check hero.E006). "
-            "It must be a sequence of (number, name) pairs, e.g. ((1, 'Bronze'),)."
+            f"It must be a sequence of (number, name) pairs, numbers from 1 to "
+            f"{MAX_LEVEL}, e.g. ((1, 'Bronze'),)."
         )
     return [(number, name) for number, name in levels]
 
 
 def is_step_count(value: object) -> TypeGuard[int]:
     """What an achievement may declare as ``steps`` (system check hero.E012)."""
-    return is_whole(value, 1)
+    return is_whole(value, 1) and value <= MAX_STEPS
 
 
 # An achievement's answer -----------------------------------------------------
@@ -176,7 +281,7 @@ def level_of(achievement: AchievementBase, level: object) -> int:
     if isinstance(level, bool) or not isinstance(level, int) or level not in allowed:
         names = ", ".join(f"{n} ({name})" for n, name in levels)
         raise InvalidLevel(
-            f"Achievement {achievement.id!r} answered with level {level!r}, which is "
+            f"Achievement {achievement.id!r} answered with level {describe(level)}, which is "
             f"not in ACHIEVEMENT_LEVELS. Allowed levels: {names}."
         )
     return level
@@ -196,19 +301,250 @@ def decision_of(achievement: AchievementBase, result: object) -> Decision:
         if not is_step_count(total):
             raise InvalidUnlockResult(
                 f"{type(achievement).__qualname__}.unlock() reported progress, but the "
-                f"achievement declares no steps (steps = {total!r}). Set steps = N, "
-                "the number of steps that completes it."
+                f"achievement declares no steps (steps = {describe(total)}; system "
+                "check hero.E012). Set steps = N, the number of steps that completes "
+                f"it, from 1 to {MAX_STEPS}."
             )
         steps = result.steps
-        if not is_whole(steps, 0):
+        if not is_whole(steps, 0) or steps > MAX_STEPS:
             raise InvalidUnlockResult(
-                f"{type(achievement).__qualname__}.unlock() reported steps={steps!r}; "
-                "steps must be a whole number of at least 0."
+                f"{type(achievement).__qualname__}.unlock() reported steps="
+                f"{describe(steps)}; steps must be a whole number from 0 to "
+                f"{MAX_STEPS}."
             )
         lowest = min(number for number, _ in configured_levels())
         return Decision(achievement.id, level=lowest, steps=steps, total=total)
     raise InvalidUnlockResult(
-        f"{type(achievement).__qualname__}.unlock() returned {result!r}; it must "
+        f"{type(achievement).__qualname__}.unlock() returned {describe(result)}; it must "
         "return AchievementUnlocked(level=N) to award level N, "
         "AchievementProgress(steps=k) to report progress, or None."
     )
+
+
+# The state to record ---------------------------------------------------------
+
+
+def recorded_state(state: dict[str, Any], limit: int) -> dict[str, Any]:
+    """The JSON record of ``state`` to store with an event, or InvalidState when
+    it cannot be recorded faithfully: larger than ``limit`` bytes, holding text
+    no database stores, keys that JSON would merge, or a value that cannot be
+    converted at all (a ``repr()`` that raises, nesting too deep for it)."""
+    safe: dict[str, Any] = {}
+    for key, value in state.items():
+        if key == "user":
+            continue
+        where = f"state[{describe(key)}]"
+        try:
+            safe[key] = json_safe(value)
+        except DuplicateKey as error:
+            _refuse_state(
+                f"{where} has the keys {describe(error.first)} and "
+                f"{describe(error.second)}, which are one key, {describe(error.key)}, "
+                "once recorded (JSON keys are text)",
+                "Give them keys that differ as text",
+            )
+        except RecursionError:
+            _refuse_state(
+                f"{where} is nested too deeply to convert",
+                "Pass a flat value or an identifier instead",
+            )
+        except Exception as error:
+            _refuse_state(
+                f"converting {where} to JSON raised {type(error).__name__} (its "
+                "repr() or str() failed)",
+                "Pass plain values (numbers, text, lists, dicts) or identifiers",
+            )
+        problem = _unstorable(key, "a state key") or _unstorable(safe[key], where)
+        if problem:
+            _refuse_state(
+                problem, "Clean the value first, e.g. value.replace('\\x00', '')"
+            )
+    sizes = {}
+    for key, value in safe.items():
+        try:
+            sizes[key] = len(json.dumps(value))
+        except ValueError as error:  # an int of more digits than Python prints
+            _refuse_state(
+                f"state[{describe(key)}] cannot be written as JSON ({error})",
+                "Pass it as text or as a smaller number",
+            )
+    size = len(json.dumps(safe, separators=(",", ":")).encode())
+    if size > limit:
+        biggest = max(sizes, key=sizes.__getitem__)
+        raise InvalidState(
+            f"The state passed to unlock() takes {size} bytes as JSON, more than "
+            f"HERO_MAX_STATE_BYTES ({limit}); the largest value is {biggest!r}. "
+            "Pass identifiers (a model instance is recorded as 'app.model:pk') "
+            "instead of large values, or raise HERO_MAX_STATE_BYTES."
+        )
+    return safe
+
+
+def _refuse_state(problem: str, fix: str) -> None:
+    raise InvalidState(
+        f"The state passed to unlock() cannot be recorded: {problem}. {fix}; "
+        "nothing was written."
+    )
+
+
+def _unstorable(value: Any, path: str) -> str | None:
+    """Where the JSON record ``value`` holds text that no database stores, or None."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return f"{path} contains {problem}" if problem else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unstorable(key, f"a key in {path}") or _unstorable(
+                item, f"{path}[{describe(key)}]"
+            )
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unstorable(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+# Revocations -----------------------------------------------------------------
+
+
+def reason_of(reason: object) -> str:
+    """The reason ``revoke()`` records (stripped of surrounding whitespace), or
+    InvalidRevocation saying what a reason must be."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidRevocation(
+            "revoke() needs a reason, e.g. revoke(user, 'points', reason='cheating')."
+        )
+    reason = reason.strip()
+    problem = text_problem(reason)
+    if len(reason) > MAX_REASON or problem:
+        raise InvalidRevocation(
+            f"revoke()'s reason must be at most {MAX_REASON} characters with no NUL "
+            f"character or lone surrogate; got {len(reason)} characters"
+            f"{f' with {problem}' if problem else ''}. Shorten or clean it."
+        )
+    return reason
+
+
+def actor_of(actor: object) -> str | None:
+    """The label ``revoke()`` records for ``actor`` (``"app.model:pk"`` for a
+    model instance, the text of anything else), or InvalidRevocation."""
+    if actor is None:
+        return None
+    try:
+        label = model_label(actor) if isinstance(actor, Model) else str(actor)
+    except Exception:
+        raise InvalidRevocation(
+            f"revoke()'s actor {describe(actor)} cannot be turned into text (its "
+            "str() raised). Pass a model instance or a string."
+        ) from None
+    problem = text_problem(label)
+    if len(label) > MAX_ACTOR or problem:
+        raise InvalidRevocation(
+            "revoke()'s actor must be a model instance or a label of at most "
+            f"{MAX_ACTOR} characters with no NUL character or lone surrogate; got "
+            f"{describe(label, 40)} ({len(label)} characters). Pass a shorter label."
+        )
+    return label
+
+
+# Backfills -------------------------------------------------------------------
+
+
+def check_batch_size(batch_size: object) -> None:
+    """Refuse a backfill's batch size out of range, with InvalidBackfill."""
+    if not is_whole(batch_size, 1) or batch_size > MAX_BATCH_SIZE:
+        raise InvalidBackfill(
+            f"A backfill's batch size must be a whole number from 1 to "
+            f"{MAX_BATCH_SIZE}; got {describe(batch_size)}."
+        )
+
+
+def backfilled_award_of(
+    achievement: AchievementBase, item: object
+) -> tuple[str | None, int, datetime | None]:
+    """(user pk as events record it, level, when it took effect) of an item that
+    ``achievement.backfill()`` yielded; the pk is None when it can be no user's,
+    and InvalidBackfill (or InvalidLevel) says what an item must be."""
+    name = f"{type(achievement).__qualname__}.backfill()"
+    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+        raise InvalidBackfill(
+            f"{name} yielded {describe(item)}; it must yield (user_pk, level) or "
+            "(user_pk, level, awarded_at) tuples."
+        )
+    user_pk, level, *rest = item
+    level = level_of(achievement, level)
+    awarded_at = rest[0] if rest else None
+    if awarded_at is not None:
+        if not isinstance(awarded_at, datetime):
+            raise InvalidBackfill(
+                f"{name} yielded awarded_at={describe(awarded_at)} "
+                f"({type(awarded_at).__name__}); it must be a datetime (when the "
+                "award took effect) or None (now)."
+            )
+        awarded_at = aware(awarded_at)
+        try:
+            in_utc = awarded_at.astimezone(UTC)
+        except OverflowError:  # before year 1 or after 9999 in UTC
+            in_utc = None
+        if in_utc is None or in_utc > timezone.now():
+            raise InvalidBackfill(
+                f"{name} yielded awarded_at={awarded_at.isoformat()}, which is not "
+                "in the past (from the year 1 in UTC); a backfill awards what users "
+                "earned before now."
+            )
+    return user_pk_of(user_pk), level, awarded_at
+
+
+def user_pk_of(value: object) -> str | None:
+    """``value`` as events record a user's pk (its text), or None when it can be
+    no user's pk: text no database stores, or no value of the user model's pk
+    column (not a number, or out of the column's range, for an integer pk)."""
+    try:
+        text = str(value)
+    except Exception:
+        return None
+    if text_problem(text):
+        return None
+    pk = user_model()._meta.pk
+    assert pk is not None
+    target = pk.target_field if pk.is_relation else pk
+    try:
+        column_value = user_pk_adapter(connections[conf.HERO_DATABASE])(text)
+    except (ValueError, TypeError, ValidationError):
+        return None
+    bounds = _INTEGER_RANGES.get(target.get_internal_type())
+    if bounds and not bounds[0] <= column_value <= bounds[1]:
+        return None
+    return text
+
+
+# Commands' arguments -----------------------------------------------------------
+
+
+def check_argument(name: str, value: str) -> None:
+    """Refuse a command's argument holding text no database stores, with a
+    CommandError naming the argument."""
+    problem = text_problem(value)
+    if problem:
+        raise CommandError(
+            f"{name} {describe(value)} contains {problem}. Type it again without "
+            "it (bytes that are not UTF-8 on the command line arrive as lone "
+            "surrogates)."
+        )
+
+
+def positive_seconds(text: str) -> float:
+    """A command's number of seconds (argparse's ``type``): a positive, finite
+    number, or an error that argparse reports with the argument's name."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of seconds, e.g. 600; got {text!r}"
+        )
+    return seconds

@@ -15,6 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from freezegun import freeze_time
 
 import hero
+from hero.events import UserAchievement
+from hero.ledger import get_ledger
+from hero.models import AchievementUnlocked
 from tests.conftest import Backend
 
 UTC = dt.UTC
@@ -94,6 +97,69 @@ def test_levels_now_and_at_moments_in_the_past(
     assert levels(user, at=day(2, 23)) == {"points": 2, "night_owl": 1}
     assert levels(user, at=day(3, 23)) == {"night_owl": 1}
     assert levels(user, at=day(30)) == {"points": 3, "night_owl": 1}
+
+
+@pytest.mark.django_db
+def test_a_clock_set_back_never_shows_an_upgrade_before_its_unlock(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: points unlocked at noon; then the clock is set back an hour, and
+    # the user reaches the next level.
+    user = make_user()
+    with freeze_time(day(1, 12)):
+        hero.achievements.unlock("score_changed", user=user, points=10)
+
+    # Act
+    with freeze_time(day(1, 11)):
+        hero.achievements.unlock("score_changed", user=user, points=100)
+
+    # Assert: the upgrade took effect at noon, with the unlock (it was recorded
+    # at 11, by the clock), so at 11:30 the user held nothing, from noon level 2.
+    history = hero.achievements.history(user)
+    assert [(e.kind, e.occurred_at, e.recorded_at) for e in history] == [
+        ("unlocked", day(1, 12), day(1, 12)),
+        ("upgraded", day(1, 12), day(1, 11)),
+    ]
+    levels = hero.achievements.levels
+    assert levels(user, at=day(1, 11).replace(minute=30)) == {}
+    assert levels(user, at=day(1, 12)) == {"points": 2}
+    holding = AchievementUnlocked.objects.using(backend.alias).get(user=user)
+    assert (holding.unlocked_at, holding.updated_at) == (day(1, 12), day(1, 12))
+
+
+@pytest.mark.django_db
+def test_levels_replays_a_history_up_to_its_first_event_after_the_moment(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: events as a release without the time rule could store them, an
+    # upgrade that says it took effect a day before its unlock.
+    user = make_user()
+    aggregate = UserAchievement.start(str(user.pk), "points")
+    common = {"user_pk": str(user.pk), "achievement_id": "points", "state": {}}
+    aggregate.trigger_event(
+        UserAchievement.Unlocked,
+        timestamp=day(2),
+        awarded_at=day(2),
+        level=1,
+        previous_level=None,
+        trigger="score_changed",
+        **common,
+    )
+    aggregate.trigger_event(
+        UserAchievement.LevelUpgraded,
+        timestamp=day(3),
+        awarded_at=day(1),
+        level=2,
+        previous_level=1,
+        trigger="backfill",
+        **common,
+    )
+    get_ledger().save(aggregate)
+
+    # Act / assert: before the unlock, nothing is held (not the upgrade alone);
+    # from the unlock on, both count.
+    assert hero.achievements.levels(user, at=day(1, 18)) == {}
+    assert hero.achievements.levels(user, at=day(2)) == {"points": 2}
 
 
 @pytest.mark.django_db

@@ -36,6 +36,8 @@ def ok_unlock(self: Any, **state: Any) -> AchievementUnlocked | None:
         ({"title": "No id", "unlock": ok_unlock}, "hero.E001"),
         ({"id": "", "title": "Empty id", "unlock": ok_unlock}, "hero.E001"),
         ({"id": "x" * 256, "title": "Long id", "unlock": ok_unlock}, "hero.E001"),
+        ({"id": "a\x00b", "title": "NUL in id", "unlock": ok_unlock}, "hero.E001"),
+        ({"id": "a\ud800", "title": "Surrogate", "unlock": ok_unlock}, "hero.E001"),
         ({"id": "no_title", "unlock": ok_unlock}, "hero.E002"),
         ({"id": "no_unlock", "title": "No unlock"}, "hero.E003"),
         (
@@ -44,6 +46,14 @@ def ok_unlock(self: Any, **state: Any) -> AchievementUnlocked | None:
         ),
         (
             {"id": "bad_events2", "title": "t", "unlock": ok_unlock, "events": [1]},
+            "hero.E004",
+        ),
+        (
+            {"id": "e3", "title": "t", "unlock": ok_unlock, "events": ["a\x00"]},
+            "hero.E004",
+        ),
+        (
+            {"id": "e4", "title": "t", "unlock": ok_unlock, "events": ["e" * 256]},
             "hero.E004",
         ),
         (
@@ -56,6 +66,11 @@ def ok_unlock(self: Any, **state: Any) -> AchievementUnlocked | None:
         ),
         (
             {"id": "bad_steps2", "title": "t", "unlock": ok_unlock, "steps": "5"},
+            "hero.E012",
+        ),
+        (
+            # More than PostgreSQL's integer columns hold.
+            {"id": "bad_steps3", "title": "t", "unlock": ok_unlock, "steps": 2**31},
             "hero.E012",
         ),
     ],
@@ -118,6 +133,7 @@ def test_abstract_bases_are_not_registered(isolated_registry: Any) -> None:
         (("1", "Bronze"),),
         ((1, ""),),
         ((True, "Bool"),),
+        ((1, "Bronze"), (2**15, "More than PostgreSQL's smallint holds")),
     ],
 )
 def test_malformed_achievement_levels(settings: Any, levels: Any) -> None:
@@ -171,9 +187,20 @@ def test_hero_database_must_hold_the_users(settings: Any, engine: str) -> None:
         "other": {"ENGINE": engine, "NAME": "x"},
     }
     settings.HERO_DATABASE = "other"
-    assert ids() == {"hero.E012"}
+    assert ids() == {"hero.E013"}
 
 
 def test_projection_mode(settings: Any) -> None:
     settings.HERO_PROJECTIONS = "sometimes"
     assert ids() == {"hero.E011"}
+
+
+def test_the_largest_steps_and_level_both_databases_hold_are_accepted(
+    isolated_registry: Any, settings: Any
+) -> None:
+    # PostgreSQL's integer (steps) and smallint (levels) columns hold these.
+    settings.ACHIEVEMENT_LEVELS = ((1, "Bronze"), (2**15 - 1, "Highest"))
+    define_in_achievements_module(
+        "Long", id="long", title="Long", unlock=ok_unlock, steps=2**31 - 1
+    )
+    assert ids() == set()

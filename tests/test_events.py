@@ -9,6 +9,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
+from freezegun import freeze_time
 
 from hero.events import TriggerLog, UserAchievement, user_achievement_id
 from hero.exceptions import HeroError, NotHeldError
@@ -91,6 +92,63 @@ def test_awarded_at_can_differ_from_when_the_event_was_recorded() -> None:
     (event,) = aggregate.collect_events()
     assert event.awarded_at == earlier and event.timestamp > earlier
     assert aggregate.unlocked_at == earlier
+
+
+def at(hour: int, day: int = 1) -> dt.datetime:
+    return dt.datetime(2026, 3, day, hour, tzinfo=dt.UTC)
+
+
+def effective_times(aggregate: UserAchievement) -> list[tuple[str, dt.datetime]]:
+    """(event class, when it took effect) of the aggregate's new events."""
+    return [
+        (type(e).__name__, getattr(e, "awarded_at", e.timestamp))
+        for e in aggregate.collect_events()
+    ]
+
+
+def test_an_event_never_takes_effect_before_the_one_before_it() -> None:
+    # Arrange: unlocked at noon.
+    aggregate = UserAchievement.start("7", "points")
+    with freeze_time(at(12)):
+        aggregate.award(1, trigger="score_changed", state={})
+
+    # Act: the clock is set back an hour, then each kind of event follows.
+    with freeze_time(at(11)):
+        aggregate.award(2, trigger="score_changed", state={})
+        aggregate.progress(3, 5, completion_level=1, trigger="read", state={})
+        aggregate.revoke(reason="cheating", actor=None)
+        aggregate.award(1, trigger="score_changed", state={})
+
+    # Assert: each takes effect at noon, when the unlock did, not at 11.
+    assert effective_times(aggregate) == [
+        ("Unlocked", at(12)),
+        ("LevelUpgraded", at(12)),
+        ("Progressed", at(12)),
+        ("Revoked", at(12)),
+        ("Unlocked", at(12)),
+    ]
+    # Only when it was recorded says 11 (the clock as it was).
+    assert aggregate.unlocked_at == at(12)
+
+
+def test_a_backfilled_time_before_the_last_event_takes_effect_at_that_event() -> None:
+    # Arrange: unlocked on day 2.
+    aggregate = UserAchievement.start("7", "points")
+    with freeze_time(at(12, day=2)):
+        aggregate.award(1, trigger="score_changed", state={})
+
+    # Act: a backfill says level 2 was earned on day 1, before the unlock.
+    with freeze_time(at(12, day=5)):
+        aggregate.award(2, trigger="backfill", state={}, awarded_at=at(12, day=1))
+        # ... and level 3 on day 3, after it: kept as given.
+        aggregate.award(3, trigger="backfill", state={}, awarded_at=at(12, day=3))
+
+    # Assert: the upgrade to 2 takes effect with the unlock, never before it.
+    assert effective_times(aggregate) == [
+        ("Unlocked", at(12, day=2)),
+        ("LevelUpgraded", at(12, day=2)),
+        ("LevelUpgraded", at(12, day=3)),
+    ]
 
 
 def test_revoking_what_the_aggregate_does_not_hold_raises_hero_s_not_held_error() -> (

@@ -21,26 +21,34 @@ import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils.translation import gettext_lazy
 
 import hero
 from hero import AchievementBase, AchievementMeta, AchievementUnlocked
+from hero.backfill import backfill
 from hero.events import Outcome, UserAchievement
 from hero.exceptions import (
     HeroError,
+    InvalidBackfill,
     InvalidEventName,
     InvalidLevel,
+    InvalidMoment,
+    InvalidRevocation,
     InvalidState,
+    InvalidUnlockResult,
     InvalidUser,
     UnknownAchievement,
 )
-from hero.models import LedgerEntry
+from hero.models import AchievementProgress, LedgerEntry
 from tests.conftest import Backend
 from tests.trust_helpers import (
+    Unprintable,
     captured_signals,
     children,
     domain_events,
+    nested,
     table_snapshot,
 )
 
@@ -305,6 +313,43 @@ def test_a_nul_character_in_state_is_recorded_or_refused_clearly(
     assert LedgerEntry.objects.using(backend.alias).filter(user=user).count() == 1
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (nested(10_000), "is nested too deeply"),
+        (Unprintable(), "raised RuntimeError"),
+        ({Unprintable(): 1}, "raised RuntimeError"),
+        (10**5000, "cannot be written as JSON"),
+    ],
+    ids=["10000-levels-deep", "repr-raises", "key-str-raises", "int-of-5000-digits"],
+)
+def test_state_that_cannot_be_converted_is_refused_naming_the_key(
+    backend: Backend, make_user: Any, unchanged: list[Any], value: Any, problem: str
+) -> None:
+    # Act / assert: a hero error naming the key and the problem; nothing written.
+    with pytest.raises(InvalidState, match=rf"state\['odd'\] .*{problem}"):
+        hero.achievements.unlock("reports", user=make_user(), level=1, odd=value)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("value", "keys"),
+    [
+        ({1: "int-key", "1": "str-key"}, "1 and '1'"),
+        ({"True": "str-key", True: "bool-key"}, "'True' and True"),
+        ({None: "none", "x": {"None": 1}, "None": 2}, "None and 'None'"),
+    ],
+    ids=["int-and-str", "str-and-bool", "none-and-str"],
+)
+def test_state_keys_that_json_would_merge_are_refused(
+    backend: Backend, make_user: Any, unchanged: list[Any], value: Any, keys: str
+) -> None:
+    # Act / assert: refused rather than recording one value and dropping the other.
+    with pytest.raises(InvalidState, match=f"has the keys {keys}"):
+        hero.achievements.unlock("reports", user=make_user(), level=1, tags=value)
+
+
 # Huge state -------------------------------------------------------------------
 
 
@@ -437,31 +482,6 @@ def test_history_of_an_unknown_achievement_is_empty_and_writes_nothing(
     assert hero.achievements.history(make_user(), "no_such_achievement") == []
 
 
-@pytest.mark.django_db
-def test_hero_backfill_refuses_levels_outside_achievement_levels_and_writes_nothing(
-    backend: Backend, make_user: Any, isolated_registry: Any, unchanged: list[Any]
-) -> None:
-    make_user("early1")
-
-    @hero.achievements.register
-    class BadBackfill(AchievementBase):
-        id = "bad_backfill"
-        title = "Bad backfill"
-        events = ["never_sent"]
-
-        def unlock(self, **state: Any) -> None:
-            return None
-
-        def backfill(self) -> Any:
-            from django.contrib.auth import get_user_model
-
-            for user in get_user_model().objects.all():
-                yield user.pk, 9
-
-    with pytest.raises(InvalidLevel, match="'bad_backfill' answered with level 9"):
-        call_command("hero_backfill", "bad_backfill", stdout=io.StringIO())
-
-
 # Duplicate achievement ids -------------------------------------------------------
 
 
@@ -508,3 +528,343 @@ def test_after_a_duplicate_id_the_first_class_keeps_it(
     assert asked == []
     assert type(hero.achievements.get("points")).__qualname__ == "Points"
     assert [m.id for m in run_checks() if m.id.startswith("hero.")] == ["hero.E005"]
+
+
+# Text that no database stores --------------------------------------------------
+
+#: Each entry point that records or looks up text, called with ``text`` in one
+#: argument: (call, the error it raises).
+TEXT_ENTRY_POINTS: dict[str, tuple[Any, type[Exception]]] = {
+    "revoke-reason": (
+        lambda user, text: hero.achievements.revoke(user, "awards_first", reason=text),
+        InvalidRevocation,
+    ),
+    "revoke-actor": (
+        lambda user, text: hero.achievements.revoke(
+            user, "awards_first", reason="cheating", actor=text
+        ),
+        InvalidRevocation,
+    ),
+    "revoke-achievement-id": (
+        lambda user, text: hero.achievements.revoke(user, text, reason="cheating"),
+        UnknownAchievement,
+    ),
+    "history-achievement-id": (
+        lambda user, text: hero.achievements.history(user, text),
+        UnknownAchievement,
+    ),
+    "unlock-event-logged": (
+        lambda user, text: hero.achievements.unlock(text, user=user),
+        InvalidEventName,
+    ),
+    "hero_audit-user": (
+        lambda user, text: call_command("hero_audit", text, stdout=io.StringIO()),
+        CommandError,
+    ),
+    "hero_audit-achievement": (
+        lambda user, text: call_command(
+            "hero_audit", user.username, "--achievement", text, stdout=io.StringIO()
+        ),
+        CommandError,
+    ),
+    "hero_audit-as-of": (
+        lambda user, text: call_command(
+            "hero_audit", user.username, "--as-of", text, stdout=io.StringIO()
+        ),
+        CommandError,
+    ),
+    "hero_backfill-achievement-id": (
+        lambda user, text: call_command("hero_backfill", text, stdout=io.StringIO()),
+        CommandError,
+    ),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", sorted(TEXT_ENTRY_POINTS))
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("a\ud800b", "lone surrogate"), ("a\x00b", "NUL character")],
+    ids=["lone-surrogate", "nul"],
+)
+def test_text_no_database_stores_is_refused_at_every_entry_point(
+    backend: Backend,
+    make_user: Any,
+    settings: Any,
+    where: str,
+    text: str,
+    problem: str,
+) -> None:
+    # Arrange: a user who holds an achievement (so that revoke() would write);
+    # the trigger log is on (so that unlock() would write, whatever listens).
+    settings.HERO_RECORD_TRIGGERS = True
+    user = make_user()
+    hero.achievements.unlock("reports", user=user, level=1)
+    call, error = TEXT_ENTRY_POINTS[where]
+    before = table_snapshot(backend.alias)
+
+    # Act / assert: hero's error (a CommandError from a command) naming the
+    # problem, on both databases alike; nothing is written.
+    with captured_signals() as sent, pytest.raises(error, match=problem):
+        call(user, text)
+    assert table_snapshot(backend.alias) == before
+    assert sent == []
+
+
+# Moments ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("at", "hint"),
+    [
+        ("2024-01-01", "parse_datetime"),
+        (20240101, "got 20240101 \\(int\\)"),
+        (dt.date(2024, 1, 1), "datetime.combine"),
+    ],
+    ids=["text", "int", "date"],
+)
+def test_levels_at_a_moment_that_is_not_a_datetime_is_refused(
+    backend: Backend, make_user: Any, unchanged: list[Any], at: Any, hint: str
+) -> None:
+    with pytest.raises(InvalidMoment, match=f"takes at= as a datetime.*{hint}"):
+        hero.achievements.levels(make_user(), at=at)
+
+
+# Step counts --------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("steps", [2**31, 2**40, 2**70])
+def test_progress_beyond_what_both_databases_hold_is_refused(
+    backend: Backend, make_user: Any, unchanged: list[Any], steps: int
+) -> None:
+    # PostgreSQL's integer columns hold up to 2**31 - 1; SQLite is held to it.
+    with pytest.raises(InvalidUnlockResult, match="from 0 to 2147483647"):
+        hero.achievements.unlock("chapter_read", user=make_user(), chapters=steps)
+
+
+@pytest.mark.django_db
+def test_the_most_steps_both_databases_hold_are_recorded(
+    backend: Backend, make_user: Any
+) -> None:
+    # Act: the largest step count, on an achievement of five steps.
+    user = make_user()
+    hero.achievements.unlock("chapter_read", user=user, chapters=2**31 - 1)
+
+    # Assert: recorded and projected on both databases.
+    progress = AchievementProgress.objects.using(backend.alias).get(user=user)
+    assert progress.steps == 2**31 - 1
+    assert hero.achievements.levels(user) == {"bookworm": 1}
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+# Revocations --------------------------------------------------------------------
+
+
+class Nameless:
+    """An actor whose str() raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str() failed")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ({"reason": "x" * 2001}, "at most 2000 characters.*got 2001 characters"),
+        (
+            {"reason": "x" * 5_000_000},
+            "at most 2000 characters.*got 5000000 characters",
+        ),
+        ({"reason": "ok", "actor": "a" * 256}, "label of at most 255 characters"),
+        ({"reason": "ok", "actor": Nameless()}, "its str\\(\\) raised"),
+    ],
+    ids=["reason-2001", "reason-5MB", "actor-256", "actor-str-raises"],
+)
+def test_revoke_refuses_a_reason_or_actor_it_cannot_record(
+    backend: Backend, make_user: Any, arguments: dict[str, Any], problem: str
+) -> None:
+    # Arrange: a user who holds the achievement.
+    user = make_user()
+    hero.achievements.unlock("reports", user=user, level=1)
+    before = table_snapshot(backend.alias)
+
+    # Act / assert: refused, naming the limit; nothing written.
+    with pytest.raises(InvalidRevocation, match=problem):
+        hero.achievements.revoke(user, "awards_first", **arguments)
+    assert table_snapshot(backend.alias) == before
+
+
+@pytest.mark.django_db
+def test_revoke_records_a_reason_and_actor_of_the_longest_lengths(
+    backend: Backend, make_user: Any
+) -> None:
+    user = make_user()
+    hero.achievements.unlock("reports", user=user, level=1)
+
+    # Surrounding whitespace is stripped before the length is counted.
+    hero.achievements.revoke(
+        user, "awards_first", reason=f"  {'r' * 2000}\n", actor="a" * 255
+    )
+
+    entry = LedgerEntry.objects.using(backend.alias).get(kind="revoked")
+    assert (len(entry.reason), len(entry.actor)) == (2000, 255)
+
+
+# Backfills ----------------------------------------------------------------------
+
+
+def backfilling(*items: Any) -> AchievementBase:
+    """A registered achievement whose backfill() yields ``items``."""
+
+    @hero.achievements.register
+    class Yields(AchievementBase):
+        id = "yields"
+        title = "Yields what it is given"
+        events = ["never_sent"]
+
+        def unlock(self, **state: Any) -> None:
+            return None
+
+        def backfill(self) -> Any:
+            yield from items
+
+    return hero.achievements.get("yields")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("item", "error", "problem"),
+    [
+        ("user", InvalidBackfill, "must yield \\(user_pk, level\\)"),
+        ((1,), InvalidBackfill, "must yield \\(user_pk, level\\)"),
+        ((1, 1, dt.datetime.now(), 4), InvalidBackfill, "must yield"),
+        ((1, 1, "2024-01-01"), InvalidBackfill, "must be a datetime"),
+        ((1, 1, dt.date(2024, 1, 1)), InvalidBackfill, "must be a datetime"),
+        ((1, 1, dt.datetime(2999, 1, 1, tzinfo=dt.UTC)), InvalidBackfill, "past"),
+        (
+            (1, 1, dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5)))),
+            InvalidBackfill,
+            "from the year 1 in UTC",
+        ),
+        ((1, 9), InvalidLevel, "answered with level 9"),
+    ],
+    ids=[
+        "not-a-tuple",
+        "no-level",
+        "four-items",
+        "time-as-text",
+        "date",
+        "future",
+        "before-year-1-in-utc",
+        "unknown-level",
+    ],
+)
+def test_a_backfill_yielding_what_is_not_an_award_is_refused_and_writes_nothing(
+    backend: Backend,
+    make_user: Any,
+    isolated_registry: Any,
+    item: Any,
+    error: type[Exception],
+    problem: str,
+) -> None:
+    # Arrange: a valid award, then the faulty item, in one batch.
+    user = make_user()
+    achievement = backfilling((user.pk, 1), item)
+    before = table_snapshot(backend.alias)
+
+    # Act / assert: backfill() raises hero's error; hero_backfill reports it as
+    # a command error; nothing of the batch is written by either.
+    with pytest.raises(error, match=problem):
+        backfill(achievement)
+    with pytest.raises(CommandError, match=problem):
+        call_command("hero_backfill", "yields", stdout=io.StringIO())
+    assert table_snapshot(backend.alias) == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "pk",
+    ["a\x00", "a\ud800", "abc", "1.5", 2**31, 2**63, Unprintable()],
+    ids=[
+        "nul",
+        "lone-surrogate",
+        "text",
+        "decimal-text",
+        "beyond-integer",
+        "beyond-bigint",
+        "str-raises",
+    ],
+)
+def test_a_backfill_skips_pks_that_can_be_no_users(
+    backend: Backend, make_user: Any, isolated_registry: Any, pk: Any
+) -> None:
+    # Arrange: a pk that no user can have (the user model's pk is an integer
+    # column), then a user's.
+    user = make_user()
+    achievement = backfilling((pk, 1), (user.pk, 2))
+
+    # Act
+    result = backfill(achievement)
+
+    # Assert: skipped as a missing user is, on both databases alike.
+    assert result.skipped_users == 1
+    assert result.users == {str(user.pk)}
+    assert hero.achievements.levels(user) == {"yields": 2}
+
+
+@pytest.mark.django_db
+def test_a_naive_backfilled_time_is_taken_in_the_current_time_zone(
+    backend: Backend, make_user: Any, isolated_registry: Any, settings: Any
+) -> None:
+    # Arrange: a site in Paris (UTC+1 in January); a naive time of noon.
+    settings.TIME_ZONE = "Europe/Paris"
+    user = make_user()
+    achievement = backfilling((user.pk, 1, dt.datetime(2024, 1, 1, 12)))
+
+    # Act
+    backfill(achievement)
+
+    # Assert: recorded as noon in Paris, so comparable with any moment.
+    (entry,) = hero.achievements.history(user, "yields")
+    assert entry.occurred_at == dt.datetime(2024, 1, 1, 11, tzinfo=dt.UTC)
+    at = dt.datetime(2024, 1, 1, 11, 30, tzinfo=dt.UTC)
+    assert hero.achievements.levels(user, at=at) == {"yields": 1}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("batch_size", [0, -1, 1_000_001, 10**30])
+def test_a_backfill_batch_size_out_of_range_is_refused(
+    backend: Backend, make_user: Any, unchanged: list[Any], batch_size: int
+) -> None:
+    make_user("early1")
+    early_bird = hero.achievements.get("early_bird")
+    with pytest.raises(InvalidBackfill, match="from 1 to 1000000"):
+        backfill(early_bird, batch_size=batch_size)
+    with pytest.raises(CommandError, match=r"--batch-size: .*from 1 to 1000000"):
+        call_command(
+            "hero_backfill",
+            "early_bird",
+            "--batch-size",
+            str(batch_size),
+            stdout=io.StringIO(),
+        )
+
+
+# hero_project -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "-inf", "soon"])
+def test_hero_project_refuses_a_timeout_that_is_not_a_positive_finite_number(
+    timeout: str,
+) -> None:
+    # A timeout of -1 or nan was accepted, and --once then exited at once
+    # without catching up.
+    with pytest.raises(
+        CommandError,
+        match=f"--timeout: must be a positive number of seconds, e.g. 600; "
+        f"got '{timeout}'",
+    ):
+        call_command("hero_project", "--once", f"--timeout={timeout}")

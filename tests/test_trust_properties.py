@@ -6,6 +6,14 @@ After every step: the read tables equal a replay of the events
 call should do, every call returned what the model says, a level never goes
 down except by revocation, and no (user, achievement) has two current rows.
 
+Then any input to every public entry point (``unlock``, ``revoke``,
+``history``, ``levels``, ``backfill`` and the commands ``hero_audit`` and
+``hero_backfill``): text with NUL characters and lone surrogates, state of any
+shape and keys of any type, moments that are not datetimes, numbers of any
+size. Each call either succeeds, leaving tables that equal a replay of the
+store, or raises a hero error (a CommandError with a message naming the
+argument, from a command) and writes nothing; on SQLite and PostgreSQL alike.
+
 Each example runs in a transaction that is rolled back at its end, so examples
 never see each other's users or events. ``HERO_TRUST_EXAMPLES`` sets how many
 examples each test runs (25 in CI).
@@ -13,24 +21,40 @@ examples each test runs (25 in CI).
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.db.models import Count
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 import hero
+from hero import AchievementBase
+from hero.backfill import backfill
 from hero.events import Outcome, Progress
-from hero.exceptions import NotHeldError
+from hero.exceptions import HeroError, NotHeldError
 from hero.models import AchievementCount, AchievementProgress, AchievementUnlocked
 from hero.projections.rebuild import rebuild
 from hero.projections.verify import verify
 from tests.conftest import Backend
-from tests.trust_helpers import POINT_LEVELS, env_number, make_users, read_tables
+from tests.trust_helpers import (
+    POINT_LEVELS,
+    Unprintable,
+    env_number,
+    make_users,
+    nested,
+    read_tables,
+    table_snapshot,
+)
 
 USERS = 3
 BOOKWORM_STEPS = 5  # steps of the test app's "bookworm"
@@ -285,3 +309,302 @@ def test_switching_between_inline_and_async_projections_never_loses_an_event(
         rebuild(alias, batch_size=4)
         check_invariants(alias, model, {}, set())
         raise Rollback
+
+
+# Any input to every entry point ------------------------------------------------
+
+#: Text of any characters: hypothesis leaves lone surrogates out unless told,
+#: and NUL, surrogates and overlong text are made likely.
+texts = st.one_of(
+    st.text(st.characters(exclude_categories=()), max_size=12),
+    st.sampled_from(["", " ", "\x00", "a\x00b", "\ud800", "a\udfffb", "x" * 300]),
+)
+offsets = st.timedeltas(
+    min_value=-dt.timedelta(hours=23, minutes=59),
+    max_value=dt.timedelta(hours=23, minutes=59),
+).map(dt.timezone)
+#: Naive and aware datetimes, from the year 1 to 9999 (in any offset).
+datetimes = st.datetimes() | st.datetimes(timezones=offsets)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    texts,
+    st.binary(max_size=8),
+    st.decimals(),
+    st.dates(),
+    datetimes,
+    st.uuids(),
+    st.builds(Unprintable),
+    st.integers(0, 12_000).map(nested),
+)
+keys = st.one_of(
+    texts,
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+    st.tuples(st.integers(0, 3)),
+    st.builds(Unprintable),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(keys, inner, max_size=3),
+        st.frozensets(st.integers() | texts, max_size=3),
+    ),
+    max_leaves=10,
+)
+#: unlock()'s keyword arguments (``user`` is its own argument).
+states = st.dictionaries(texts.filter(lambda key: key != "user"), values, max_size=4)
+#: What a caller may pass where hero expects a moment.
+moments = st.one_of(st.none(), datetimes, st.dates(), texts, st.integers(), st.floats())
+
+
+@pytest.fixture
+def example(backend: Backend) -> Iterator[Any]:
+    """Runs an example: ``with example() as user:`` gives a fresh user holding
+    awards_first, in a transaction rolled back when the block ends."""
+
+    @contextmanager
+    def run(prefix: str = "in") -> Iterator[Any]:
+        with pytest.raises(Rollback), transaction.atomic(using=backend.alias):
+            (user,) = make_users(backend.alias, 1, prefix=prefix)
+            hero.achievements.unlock("reports", user=user, level=1)
+            yield user
+            raise Rollback
+
+    return run
+
+
+def succeeds_or_writes_nothing(alias: str, call: Any) -> Any:
+    """Call ``call()``: it returns (and the tables still equal a replay of the
+    store), or raises a hero error and leaves every table as it was."""
+    before = table_snapshot(alias)
+    try:
+        result = call()
+    except HeroError as error:
+        event(f"refused: {type(error).__name__}")  # --hypothesis-show-statistics
+        assert table_snapshot(alias) == before
+        return None
+    event("succeeded")
+    assert verify(alias).differences == []
+    return result
+
+
+@pytest.mark.django_db
+@EXAMPLES
+@given(event=st.just("reports") | texts, state=states, logged=st.booleans())
+def test_unlock_records_any_state_or_refuses_it_writing_nothing(
+    backend: Backend,
+    settings: Any,
+    example: Any,
+    event: str,
+    state: dict[str, Any],
+    logged: bool,
+) -> None:
+    settings.HERO_RECORD_TRIGGERS = logged
+    with example() as user:
+        succeeds_or_writes_nothing(
+            backend.alias, lambda: hero.achievements.unlock(event, user=user, **state)
+        )
+
+
+@pytest.mark.django_db
+@EXAMPLES
+@given(
+    achievement_id=st.just("awards_first") | texts,
+    reason=st.one_of(texts, st.none(), st.integers()),
+    actor=st.one_of(st.none(), texts, st.integers(), st.builds(Unprintable)),
+)
+def test_revoke_records_or_refuses_any_reason_actor_and_id(
+    backend: Backend, example: Any, achievement_id: Any, reason: Any, actor: Any
+) -> None:
+    with example() as user:
+        succeeds_or_writes_nothing(
+            backend.alias,
+            lambda: hero.achievements.revoke(
+                user, achievement_id, reason=reason, actor=actor
+            ),
+        )
+
+
+@pytest.mark.django_db
+@EXAMPLES
+@given(
+    achievement_id=st.one_of(st.none(), st.just("awards_first"), texts, st.integers()),
+    at=moments,
+)
+def test_history_and_levels_answer_or_refuse_any_argument(
+    backend: Backend, example: Any, achievement_id: Any, at: Any
+) -> None:
+    with example() as user:
+        before = table_snapshot(backend.alias)
+        for call in (
+            lambda: hero.achievements.history(user, achievement_id),
+            lambda: hero.achievements.levels(user, at=at),
+        ):
+            try:
+                call()
+            except HeroError:
+                pass
+        # Reading writes nothing, whatever it was asked.
+        assert table_snapshot(backend.alias) == before
+
+
+class UserIndex(int):
+    """Stands for the pk of the example's user (made in the example)."""
+
+
+#: What a backfill() may yield: awards of any pk, level and time, or junk.
+backfill_pks = st.one_of(
+    st.just(UserIndex(0)),
+    texts,
+    st.integers(),
+    st.floats(),
+    st.builds(Unprintable),
+)
+backfill_levels = st.one_of(st.integers(1, 4), st.integers(), texts, st.none())
+#: Awards that look right (of any pk), so that whole batches get recorded too.
+plausible_items = st.tuples(
+    backfill_pks,
+    st.integers(1, 4),
+    st.none() | st.datetimes(max_value=dt.datetime(2025, 1, 1)),
+)
+backfill_items = st.one_of(
+    plausible_items,
+    st.tuples(backfill_pks, backfill_levels),
+    st.tuples(backfill_pks, backfill_levels, datetimes | st.dates() | texts),
+    texts,
+    st.lists(st.integers(), max_size=4),
+    st.none(),
+)
+
+
+class Yields(AchievementBase):
+    """Backfills whatever the example put in ``items``."""
+
+    id = "yields"
+    title = "Yields what it is given"
+    events = ["never_sent"]
+    items: ClassVar[list[Any]] = []
+
+    def unlock(self, **state: Any) -> None:
+        return None
+
+    def backfill(self) -> Iterator[Any]:
+        yield from self.items
+
+
+@pytest.mark.django_db
+@EXAMPLES
+@given(
+    items=st.lists(plausible_items, max_size=5) | st.lists(backfill_items, max_size=5),
+    dry_run=st.booleans(),
+)
+def test_backfill_awards_or_refuses_whatever_backfill_yields(
+    backend: Backend,
+    isolated_registry: Any,
+    example: Any,
+    items: list[Any],
+    dry_run: bool,
+) -> None:
+    hero.achievements.register(Yields)  # again in later examples: harmless
+    with example() as user:
+        Yields.items = [
+            tuple(user.pk if isinstance(v, UserIndex) else v for v in item)
+            if isinstance(item, tuple)
+            else item
+            for item in items
+        ]
+        before = table_snapshot(backend.alias)
+        # Act: one batch, so that an error leaves nothing of it.
+        result = succeeds_or_writes_nothing(
+            backend.alias,
+            lambda: backfill(
+                hero.achievements.get("yields"),
+                dry_run=dry_run,
+                batch_size=len(items) + 1,
+            ),
+        )
+        if result is not None and dry_run:
+            assert table_snapshot(backend.alias) == before
+
+
+@pytest.mark.django_db
+@EXAMPLES
+@given(
+    user=st.one_of(st.just("in0"), texts, st.integers().map(str)),
+    achievement=st.one_of(st.none(), st.just("awards_first"), texts),
+    as_of=st.one_of(
+        st.none(),
+        texts,
+        datetimes.map(dt.datetime.isoformat),
+        st.dates().map(dt.date.isoformat),
+    ),
+    output=st.sampled_from(["table", "json"]),
+)
+def test_hero_audit_answers_or_refuses_any_argument(
+    backend: Backend,
+    example: Any,
+    user: str,
+    achievement: str | None,
+    as_of: str | None,
+    output: str,
+) -> None:
+    options = [f"--format={output}"]
+    if achievement is not None:
+        options.append(f"--achievement={achievement}")
+    if as_of is not None:
+        options.append(f"--as-of={as_of}")
+    with example():
+        before = table_snapshot(backend.alias)
+        try:
+            call_command("hero_audit", *options, "--", user, stdout=io.StringIO())
+        except CommandError as error:
+            # The message names what was wrong with which argument.
+            assert any(
+                name in str(error)
+                for name in ("USER", "--achievement", "--as-of", "No user", "No ach")
+            ), str(error)
+        assert table_snapshot(backend.alias) == before
+
+
+@pytest.mark.django_db
+@EXAMPLES
+@given(
+    achievement_id=st.one_of(
+        st.sampled_from(["early_bird", "points", "bookworm"]), texts
+    ),
+    batch_size=st.one_of(st.none(), st.integers()),
+    dry_run=st.booleans(),
+)
+def test_hero_backfill_awards_or_refuses_any_argument(
+    backend: Backend,
+    example: Any,
+    achievement_id: str,
+    batch_size: int | None,
+    dry_run: bool,
+) -> None:
+    options = ["--dry-run"] if dry_run else []
+    if batch_size is not None:
+        options.append(f"--batch-size={batch_size}")
+    with example(prefix="early"):  # early_bird backfills users named early*
+        before = table_snapshot(backend.alias)
+        try:
+            call_command(
+                "hero_backfill", *options, "--", achievement_id, stdout=io.StringIO()
+            )
+        except CommandError as error:
+            # The message names the argument, or the achievement it was given.
+            assert "--batch-size" in str(error) or repr(achievement_id)[:20] in str(
+                error
+            ), str(error)
+            assert table_snapshot(backend.alias) == before
+        else:
+            assert verify(backend.alias).differences == []
+            if dry_run:
+                assert table_snapshot(backend.alias) == before

@@ -335,6 +335,23 @@ def wait_until(
         time.sleep(every)
 
 
+class Unprintable:
+    """A value whose ``repr()`` and ``str()`` raise, as a broken ``__repr__`` would."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr() failed")
+
+    __str__ = __repr__
+
+
+def nested(depth: int) -> list[Any]:
+    """A list ``depth`` lists deep."""
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def make_users(alias: str, count: int, prefix: str = "trust") -> list[Any]:
     """``count`` saved users, created in one statement."""
     from django.contrib.auth import get_user_model

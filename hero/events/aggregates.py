@@ -7,6 +7,12 @@ store may be any of them (an aggregate's history can begin with progress, and
 a revoked achievement can be unlocked again), so there is no separate
 "created" event: replaying an aggregate's first event starts a blank one.
 
+Time never runs backwards in one aggregate's history: each event takes effect
+(``awarded_at``, or a revocation's ``timestamp``) no earlier than the event
+before it, even when the clock was set back or a backfill names an earlier
+time. So replaying the events that took effect by a moment, as
+``levels(user, at=...)`` does, never shows an upgrade without its unlock.
+
 Topics are explicit strings (``TOPIC``), registered with eventsourcing when the
 classes are defined, so moving or renaming this module never breaks the replay of
 stored events. Nothing here imports Django's ORM: the one error a decision
@@ -94,6 +100,9 @@ class UserAchievement(BaseAggregate[UUID]):
     unlocked_at: datetime | None
     steps: int
     revocations: int
+    #: When the last event took effect. A class default too, for aggregates
+    #: restored from snapshots taken before it existed.
+    effective_at: datetime | None = None
 
     def __init__(self) -> None:  # pragma: no cover - built by start() or replay
         raise TypeError("Use UserAchievement.start() or the ledger's repository")
@@ -119,11 +128,19 @@ class UserAchievement(BaseAggregate[UUID]):
         aggregate.unlocked_at = None
         aggregate.steps = 0
         aggregate.revocations = 0
+        aggregate.effective_at = None
         return aggregate
 
     @property
     def held(self) -> bool:
         return self.level is not None
+
+    def _effective(self, moment: datetime) -> datetime:
+        """When an event meant to take effect at ``moment`` takes effect: then,
+        or when the last event did if that is later (time never runs backwards
+        in one history)."""
+        last = self.effective_at
+        return moment if last is None or moment >= last else last
 
     # Decisions ---------------------------------------------------------------
 
@@ -139,11 +156,12 @@ class UserAchievement(BaseAggregate[UUID]):
         changes nothing (and returns None).
 
         ``awarded_at`` is when the award took effect, if not now (a backfill
-        awards with the time of the original activity).
+        awards with the time of the original activity); never earlier than the
+        last event, which is taken instead.
         """
         previous = self.level
         now = self.Unlocked.create_timestamp()
-        when = {"timestamp": now, "awarded_at": awarded_at or now}
+        when = {"timestamp": now, "awarded_at": self._effective(awarded_at or now)}
         if previous is None:
             self.trigger_event(
                 self.Unlocked,
@@ -197,7 +215,7 @@ class UserAchievement(BaseAggregate[UUID]):
                 total=total,
                 trigger=trigger,
                 state=state,
-                awarded_at=awarded_at or now,
+                awarded_at=self._effective(awarded_at or now),
             )
             changes.append(Progress(self.achievement_id, steps, previous, total))
         if self.steps >= total and not self.held:
@@ -218,6 +236,8 @@ class UserAchievement(BaseAggregate[UUID]):
         level = self.level
         self.trigger_event(
             self.Revoked,
+            # A revocation takes effect when it is recorded.
+            timestamp=self._effective(self.Revoked.create_timestamp()),
             user_pk=self.user_pk,
             achievement_id=self.achievement_id,
             level=level,
@@ -264,6 +284,7 @@ class UserAchievement(BaseAggregate[UUID]):
         def apply(self, aggregate: UserAchievement) -> None:
             aggregate.level = self.level
             aggregate.unlocked_at = self.awarded_at
+            aggregate.effective_at = self.awarded_at
 
     class LevelUpgraded(Event):
         """The user went up from ``previous_level`` to ``level``.
@@ -286,6 +307,7 @@ class UserAchievement(BaseAggregate[UUID]):
 
         def apply(self, aggregate: UserAchievement) -> None:
             aggregate.level = self.level
+            aggregate.effective_at = self.awarded_at
 
     class Revoked(Event):
         """The achievement, held at ``level``, was taken away, and its progress
@@ -303,6 +325,7 @@ class UserAchievement(BaseAggregate[UUID]):
             aggregate.unlocked_at = None
             aggregate.steps = 0
             aggregate.revocations += 1
+            aggregate.effective_at = self.timestamp
 
     class Progressed(Event):
         """The user's progress went from ``previous_steps`` to ``steps`` of ``total``."""
@@ -319,6 +342,7 @@ class UserAchievement(BaseAggregate[UUID]):
 
         def apply(self, aggregate: UserAchievement) -> None:
             aggregate.steps = self.steps
+            aggregate.effective_at = self.awarded_at
 
 
 class TriggerLog(BaseAggregate[UUID]):

@@ -6,11 +6,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from hero.audit import HistoryEntry, history, known_achievement_ids, levels
 from hero.conf import conf
+from hero.exceptions import UnknownAchievement
+from hero.validation import aware, check_achievement_id, check_argument
 
 
 class Command(BaseCommand):
@@ -41,6 +42,14 @@ class Command(BaseCommand):
         format: str,
         **options: Any,
     ) -> None:
+        check_argument("USER", user)
+        if achievement is not None:
+            try:
+                check_achievement_id(achievement)
+            except UnknownAchievement as error:
+                raise CommandError(f"--achievement: {error}") from None
+        if as_of is not None:
+            check_argument("--as-of", as_of)
         found = self._user(user)
         if achievement and achievement not in known_achievement_ids(conf.HERO_DATABASE):
             raise CommandError(f"No achievement has id {achievement!r}.")
@@ -96,9 +105,7 @@ class Command(BaseCommand):
                 f"--as-of {value!r} is not a date or datetime; use ISO 8601, "
                 "e.g. 2026-03-01 or 2026-03-01T12:00:00+00:00."
             )
-        if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment)
-        return moment
+        return aware(moment)
 
     def _table(
         self,

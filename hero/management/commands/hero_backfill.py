@@ -6,9 +6,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hero.backfill import backfill, source_of
 from hero.conf import conf
-from hero.exceptions import NothingToBackfill, UnknownAchievement
+from hero.exceptions import HeroError
 from hero.management.progress import ProgressReporter
 from hero.registry import registry
+from hero.validation import check_achievement_id, check_batch_size
 
 
 class Command(BaseCommand):
@@ -40,11 +41,14 @@ class Command(BaseCommand):
         batch_size: int,
         **options: Any,
     ) -> None:
-        if batch_size < 1:
-            raise CommandError("--batch-size must be at least 1.")
         try:
+            check_batch_size(batch_size)
+        except HeroError as error:
+            raise CommandError(f"--batch-size: {error}") from None
+        try:
+            check_achievement_id(achievement_id)
             achievement = registry.get(achievement_id)
-        except UnknownAchievement as error:
+        except HeroError as error:
             raise CommandError(str(error)) from None
         levels = dict(conf.ACHIEVEMENT_LEVELS)
         progress = ProgressReporter(
@@ -65,7 +69,7 @@ class Command(BaseCommand):
                 batch_size=batch_size,
                 on_batch=progress.advance,
             )
-        except NothingToBackfill as error:
+        except HeroError as error:  # nothing of the batch in which it arose is written
             raise CommandError(str(error)) from None
         finally:
             progress.close()

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from hero.conf import conf
 from hero.projections.inline import READ_MODELS
 from hero.projections.worker import NotCaughtUp, run_projections
+from hero.validation import positive_seconds
 
 
 class Command(BaseCommand):
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--timeout",
-            type=float,
+            type=positive_seconds,
             default=600.0,
             help="With --once: give up after this many seconds (default 600).",
         )
