@@ -58,7 +58,9 @@ class ChainKey:
 
 def derive_key(secret: str | bytes) -> bytes:
     """The chain key derived from a secret such as ``SECRET_KEY``."""
-    return salted_hmac(_KEY_SALT, b"chain key", secret=secret).digest()
+    return salted_hmac(
+        _KEY_SALT, b"chain key", secret=secret, algorithm="sha256"
+    ).digest()
 
 
 _keys_cache: dict[tuple[Any, ...], tuple[ChainKey, ...]] = {}
