@@ -16,7 +16,7 @@ from uuid import UUID
 from django.db.models import Model
 
 
-class DuplicateKey(ValueError):
+class _DuplicateKey(ValueError):
     """Two keys of one dict become one key in JSON, where keys are text (``1``
     and ``"1"``): recording both would silently drop one of the values."""
 
@@ -34,7 +34,7 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     """A JSON-safe copy of ``value``: model instances become ``"app.model:pk"``,
     dates become ISO strings, and other values JSON cannot hold their ``repr``.
 
-    Raises :class:`DuplicateKey` for a dict whose keys JSON would merge, and
+    Raises :class:`_DuplicateKey` for a dict whose keys JSON would merge, and
     whatever a value's own ``repr()`` or ``str()`` raises.
     """
     if value is None or isinstance(value, (bool, int, str)):
@@ -51,7 +51,7 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
         for key, item in value.items():
             text = str(key)
             if text in safe:
-                raise DuplicateKey(originals[text], key, text)
+                raise _DuplicateKey(originals[text], key, text)
             originals[text] = key
             safe[text] = json_safe(item, _depth + 1)
         return safe

@@ -48,7 +48,7 @@ from hero.exceptions import (
     UnknownAchievement,
 )
 from hero.ledger import Decision
-from hero.state import DuplicateKey, json_safe, model_label
+from hero.state import _DuplicateKey, json_safe, model_label
 from hero.users import user_model, user_pk_adapter
 
 #: Default of ``unlock()``'s ``user``, to tell a forgotten user from ``None``.
@@ -336,7 +336,7 @@ def recorded_state(state: dict[str, Any], limit: int) -> dict[str, Any]:
         where = f"state[{describe(key)}]"
         try:
             safe[key] = json_safe(value)
-        except DuplicateKey as error:
+        except _DuplicateKey as error:
             _refuse_state(
                 f"{where} has the keys {describe(error.first)} and "
                 f"{describe(error.second)}, which are one key, {describe(error.key)}, "

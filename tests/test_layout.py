@@ -88,3 +88,24 @@ def test_each_import_inside_a_function_says_why() -> None:
                         f"{path.relative_to(HERO.parent)}:{inner.lineno}"
                     )
     assert unexplained == []
+
+
+def test_every_public_exception_is_a_hero_error() -> None:
+    # Internal control flow may use private exceptions; callers only see hero's.
+    import importlib
+
+    from hero.exceptions import HeroError
+
+    public = []
+    for name in modules():
+        module = importlib.import_module(name)
+        for attribute, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == name
+                and not attribute.startswith("_")
+                and not issubclass(value, HeroError)
+            ):
+                public.append(f"{name}.{attribute}")
+    assert public == []
