@@ -40,6 +40,7 @@ from tests.trust_helpers import (
     late_ids,
     make_users,
     run_load,
+    verify_passes,
     wait_until,
 )
 
@@ -147,9 +148,7 @@ def test_processes_unlocking_at_once_with_inline_projections(backend: Backend) -
     )
     assert_followed_without_gaps(follower)
     assert_consistent(backend.alias, result)
-    out = io.StringIO()
-    call_command("hero_verify", stdout=out)
-    assert "The read tables match the event store" in out.getvalue()
+    verify_passes()
 
 
 @pytest.mark.slow
@@ -183,7 +182,7 @@ def test_processes_unlocking_at_once_with_a_projection_worker(backend: Backend) 
     )
     assert_followed_without_gaps(follower)
     assert_consistent(backend.alias, result)
-    call_command("hero_verify", stdout=io.StringIO())
+    verify_passes()
 
 
 @pytest.mark.slow
@@ -239,9 +238,7 @@ def test_inline_and_async_writers_at_once_with_a_worker_and_rebuilds(
         f"{len(result.outcomes)} awards, {len(rebuilds)} rebuilds"
     )
     assert_consistent(backend.alias, result)
-    out = io.StringIO()
-    call_command("hero_verify", stdout=out)
-    assert "The read tables match the event store" in out.getvalue()
+    verify_passes()
 
 
 def call_in_threads(calls: int, threads: int, call: Any) -> list[str]:
@@ -294,7 +291,7 @@ def test_logging_every_call_under_contention_surfaces_no_conflict(
     logged = [e for e in domain_events() if isinstance(e, TriggerLog.Triggered)]
     assert len(logged) == 50 * WORKERS
     assert [e.originator_version for e in logged] == list(range(1, len(logged) + 1))
-    call_command("hero_verify", stdout=io.StringIO())
+    verify_passes()
 
 
 @pytest.mark.django_db

@@ -34,6 +34,7 @@ from tests.trust_helpers import (
     seed_store,
     table_snapshot,
     tracking,
+    verify_passes,
     wait_until,
 )
 
@@ -47,12 +48,6 @@ def received() -> Iterator[list[tuple[str, dict[str, Any]]]]:
     """Every signal hero sends during the test."""
     with captured_signals() as sent:
         yield sent
-
-
-def verify_passes() -> None:
-    out = io.StringIO()
-    call_command("hero_verify", stdout=out)
-    assert "The read tables match the event store" in out.getvalue()
 
 
 # The caller's transaction rolls back ------------------------------------------
