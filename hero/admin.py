@@ -25,10 +25,18 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 import hero
-from hero.conf import conf
-from hero.exceptions import HeroError
+from hero.exceptions import (
+    HeroError,
+    InvalidUser,
+    NotHeldError,
+    StoreBusy,
+    UnknownAchievement,
+    UnlockConflict,
+)
 from hero.models import (
     Achievement,
     AchievementCount,
@@ -36,7 +44,7 @@ from hero.models import (
     AchievementUnlocked,
     LedgerEntry,
 )
-from hero.visibility import level_name
+from hero.visibility import level_name, level_names
 
 if TYPE_CHECKING:
     # The stubs' admin and formset classes take the model as a type argument;
@@ -84,11 +92,11 @@ class ReadOnlyAdminMixin:
 class LevelFilter(admin.SimpleListFilter):
     """Filter by level, named as ``ACHIEVEMENT_LEVELS`` names them."""
 
-    title = "level"
+    title = _("level")
     parameter_name = "level"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(str(number), str(name)) for number, name in conf.ACHIEVEMENT_LEVELS]
+        return [(str(number), name) for number, name in level_names().items()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
@@ -98,6 +106,20 @@ class LevelFilter(admin.SimpleListFilter):
             return queryset.filter(level=int(value))
         except ValueError:
             return queryset.none()
+
+
+def failure(error: HeroError) -> str:
+    """Why an action failed, for staff: in the active language for the errors
+    an admin action can meet, the error's own message otherwise."""
+    if isinstance(error, NotHeldError):
+        return gettext("the user does not hold it.")
+    if isinstance(error, UnknownAchievement):
+        return gettext("no achievement with this id is defined.")
+    if isinstance(error, InvalidUser):
+        return gettext("the user no longer exists.")
+    if isinstance(error, (UnlockConflict, StoreBusy)):
+        return gettext("others were changing it at the same time; try again.")
+    return str(error)
 
 
 def _level(obj: Any) -> str:
@@ -123,16 +145,17 @@ class AchievementAdmin(ReadOnlyAdminMixin, _AchievementAdmin):
             super().get_queryset(request).annotate(holder_total=Sum("counts__holders"))
         )
 
-    @admin.display(description="holders", ordering="holder_total")
+    @admin.display(description=_("holders"), ordering="holder_total")
     def holder_count(self, obj: Any) -> int:
         return obj.holder_total or 0
 
 
 class RevokeForm(forms.Form):
     reason = forms.CharField(
+        label=_("Reason"),
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         max_length=2000,
-        help_text="Recorded in the ledger with your name.",
+        help_text=_("Recorded in the ledger with your name."),
     )
 
 
@@ -145,14 +168,16 @@ class AchievementUnlockedAdmin(ReadOnlyAdminMixin, _AchievementUnlockedAdmin):
     actions = ("revoke",)
     revoke_template = "hero/admin/revoke.html"
 
-    @admin.display(description="level", ordering="level")
+    @admin.display(description=_("level"), ordering="level")
     def level_display(self, obj: AchievementUnlocked) -> str:
         return _level(obj)
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm(REVOKE_PERMISSION))
 
-    @admin.action(description="Revoke selected achievements…", permissions=["revoke"])
+    @admin.action(
+        description=_("Revoke selected achievements…"), permissions=["revoke"]
+    )
     def revoke(
         self, request: HttpRequest, queryset: QuerySet[Any]
     ) -> TemplateResponse | None:
@@ -175,20 +200,30 @@ class AchievementUnlockedAdmin(ReadOnlyAdminMixin, _AchievementUnlockedAdmin):
                 except HeroError as error:
                     self.message_user(
                         request,
-                        f"{holding.achievement_id} for {holding.user}: {error}",
+                        gettext("Not revoked: %(achievement)s for %(user)s: %(error)s")
+                        % {
+                            "achievement": holding.achievement,
+                            "user": holding.user,
+                            "error": failure(error),
+                        },
                         messages.WARNING,
                     )
                 else:
                     revoked += 1
             self.message_user(
                 request,
-                f"Revoked {revoked} achievement{'s' if revoked != 1 else ''}.",
+                ngettext(
+                    "Revoked %(count)d achievement.",
+                    "Revoked %(count)d achievements.",
+                    revoked,
+                )
+                % {"count": revoked},
                 messages.SUCCESS,
             )
             return None
         context = {
             **self.admin_site.each_context(request),
-            "title": "Revoke achievements",
+            "title": gettext("Revoke achievements"),
             "opts": self.model._meta,
             "holdings": holdings,
             "form": form,
@@ -204,7 +239,7 @@ class AchievementCountAdmin(ReadOnlyAdminMixin, _AchievementCountAdmin):
     list_select_related = ("achievement",)
     search_fields = ("achievement__id", "achievement__title")
 
-    @admin.display(description="level", ordering="level")
+    @admin.display(description=_("level"), ordering="level")
     def level_display(self, obj: AchievementCount) -> str:
         return _level(obj)
 
@@ -222,7 +257,7 @@ class AchievementProgressAdmin(ReadOnlyAdminMixin, _AchievementProgressAdmin):
     list_select_related = ("user", "achievement")
     search_fields = (USER_SEARCH, "achievement__id", "achievement__title")
 
-    @admin.display(description="percent")
+    @admin.display(description=_("percent"))
     def percent_display(self, obj: AchievementProgress) -> str:
         return f"{obj.percent:.0f}%"
 
@@ -236,10 +271,12 @@ class _UserNames:
         name = users.filter(pk=OuterRef("user_id")).values(_username_field())[:1]
         return queryset.annotate(username=Subquery(name))
 
-    @admin.display(description="user", ordering="username")
+    @admin.display(description=_("user"), ordering="username")
     def user_display(self, obj: Any) -> str:
         name = getattr(obj, "username", None)
-        return str(name) if name is not None else f"#{obj.user_id} (deleted)"
+        if name is not None:
+            return str(name)
+        return gettext("#%(pk)s (deleted)") % {"pk": obj.user_id}
 
 
 @admin.register(LedgerEntry)
@@ -249,7 +286,7 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, _LedgerEntryAdmin):
         "occurred_at",
         "user_display",
         "kind",
-        "achievement_id",
+        "achievement_display",
         "level_display",
         "previous_level",
         "steps",
@@ -265,9 +302,15 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, _LedgerEntryAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return self.with_usernames(super().get_queryset(request))
 
-    @admin.display(description="level", ordering="level")
+    @admin.display(description=_("level"), ordering="level")
     def level_display(self, obj: LedgerEntry) -> str:
         return _level(obj)
+
+    # The id as recorded, never joined with the catalog; listed as the column
+    # "achievement_id" it would have an English header of Django's making.
+    @admin.display(description=_("achievement"), ordering="achievement_id")
+    def achievement_display(self, obj: LedgerEntry) -> str:
+        return obj.achievement_id or ""
 
 
 class HistoryFormSet(_LedgerEntryFormSet):
@@ -308,12 +351,12 @@ class AchievementHistoryInline(ReadOnlyAdminMixin, _LedgerEntryInline):
     extra = 0
     can_delete = False
     show_change_link = False
-    verbose_name = "achievement history entry"
-    verbose_name_plural = "achievement history (latest 50)"
+    verbose_name = _("achievement history entry")
+    verbose_name_plural = _("achievement history (latest 50)")
 
     # Not the "position" field itself: a formset keeps the primary key as a
     # hidden input, and the admin would hide its column.
-    @admin.display(description="position")
+    @admin.display(description=_("position"))
     def entry(self, obj: LedgerEntry) -> int:
         return obj.position
 

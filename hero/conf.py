@@ -40,11 +40,21 @@ def _forget(**kwargs: Any) -> None:
 
 setting_changed.connect(_forget)
 
+
+def gettext_noop(message: str) -> str:
+    """Mark a message for ``makemessages`` without translating it. Django's own
+    reads the settings, which may not be configured when hero is imported, so
+    this is a copy, as in ``django.conf.global_settings``."""
+    return message
+
+
+#: hero's levels. Their names are translated where they are shown (marked here
+#: so that ``makemessages`` finds them); names a site sets are its own.
 DEFAULT_LEVELS: tuple[tuple[int, str], ...] = (
-    (1, "Bronze"),
-    (2, "Silver"),
-    (3, "Gold"),
-    (4, "Diamond"),
+    (1, gettext_noop("Bronze")),
+    (2, gettext_noop("Silver")),
+    (3, gettext_noop("Gold")),
+    (4, gettext_noop("Diamond")),
 )
 
 

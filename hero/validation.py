@@ -18,6 +18,7 @@ from typing import Any, TypeGuard
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Model
+from django.utils.functional import Promise
 
 from hero.base import AchievementBase
 from hero.conf import conf
@@ -142,7 +143,7 @@ def valid_levels(levels: object) -> bool:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             return False
         number, name = pair
-        if not is_whole(number, 1) or not _is_text(name):
+        if not is_whole(number, 1) or not is_level_name(name):
             return False
         numbers.append(number)
     return len(set(numbers)) == len(numbers)
@@ -212,3 +213,10 @@ def decision_of(achievement: AchievementBase, result: object) -> Decision:
         "return AchievementUnlocked(level=N) to award level N, "
         "AchievementProgress(steps=k) to report progress, or None."
     )
+
+
+def is_level_name(value: object) -> bool:
+    """A level's name in ACHIEVEMENT_LEVELS: a non-empty string, or a lazy
+    translation of one (``gettext_lazy("Gold")``), so that a site can show its
+    own level names in each language."""
+    return _is_text(value) or (isinstance(value, Promise) and bool(str(value)))

@@ -24,6 +24,7 @@ from django.http import (
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
@@ -37,14 +38,14 @@ def get_user_or_404(*, pk: str | None = None, username: str | None = None) -> An
     """An active user by pk or username; 404 for anyone else (or a malformed pk)."""
     model = get_user_model()
     if "\x00" in (pk or username or ""):
-        raise Http404("No such user.")  # PostgreSQL refuses NUL in text
+        raise Http404(_("No such user."))  # PostgreSQL refuses NUL in text
     lookup = {"pk": pk} if pk is not None else {model.USERNAME_FIELD: username}
     try:
         user = model._default_manager.get(**lookup)
     except (model.DoesNotExist, ValueError, TypeError, ValidationError):
-        raise Http404("No such user.") from None
+        raise Http404(_("No such user.")) from None
     if not getattr(user, "is_active", True):
-        raise Http404("No such user.")
+        raise Http404(_("No such user."))
     return user
 
 
@@ -119,7 +120,7 @@ class AchievementDetailView(TemplateView):
         context: dict[str, Any] = super().get_context_data(**kwargs)
         found = visibility.detail(self.kwargs["achievement_id"], self.request.user)
         if found is None:
-            raise Http404("No such achievement.")
+            raise Http404(_("No such achievement."))
         context["detail"] = found
         context["achievement"] = found.achievement
         return context
@@ -171,16 +172,19 @@ class JsonView(View):
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
         if self.login_required and not request.user.is_authenticated:
-            return _error(403, "Sign in to see this.")
+            return _error(403, _("Sign in to see this."))
         try:
             return super().dispatch(request, *args, **kwargs)
         except Http404 as error:
-            return _error(404, str(error) or "Not found.")
+            return _error(404, str(error) or _("Not found."))
 
     def http_method_not_allowed(
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponse:
-        response = _error(405, f"Method {request.method} is not allowed here.")
+        response = _error(
+            405,
+            _("Method %(method)s is not allowed here.") % {"method": request.method},
+        )
         # Django's own list, as its 405 response gives it; private, so not stubbed.
         allowed = self._allowed_methods()  # type: ignore[attr-defined]
         response["Allow"] = ", ".join(m.upper() for m in allowed)
@@ -206,7 +210,7 @@ class AchievementDetailJson(JsonView):
     def get(self, request: HttpRequest, achievement_id: str) -> JsonResponse:
         found = visibility.detail(achievement_id, request.user)
         if found is None:
-            raise Http404("No such achievement.")
+            raise Http404(_("No such achievement."))
         data = found.as_json()
         data["image"] = request.build_absolute_uri(data["image"])
         return JsonResponse(data)

@@ -26,8 +26,9 @@ from typing import Any, Literal
 from django.contrib.auth import get_user_model
 from django.db.models import Max
 from django.templatetags.static import static
+from django.utils.translation import gettext, gettext_lazy
 
-from hero.conf import conf
+from hero.conf import DEFAULT_LEVELS, conf
 from hero.models import (
     Achievement,
     AchievementCount,
@@ -41,7 +42,7 @@ from hero.queries import Rarity
 State = Literal["unlocked", "locked", "secret"]
 
 #: The title a template shows for a secret achievement that is not revealed.
-SECRET_TITLE = "Secret achievement"
+SECRET_TITLE = gettext_lazy("Secret achievement")
 
 
 def _db() -> str:
@@ -49,15 +50,18 @@ def _db() -> str:
 
 
 def level_names() -> dict[int, str]:
-    """Level number to name, from ``ACHIEVEMENT_LEVELS``."""
-    return {int(number): str(name) for number, name in conf.ACHIEVEMENT_LEVELS}
+    """Level number to name, from ``ACHIEVEMENT_LEVELS``, in the active language
+    when they are hero's default names (a site's own names are shown as given)."""
+    levels = conf.ACHIEVEMENT_LEVELS
+    name_of = gettext if levels == DEFAULT_LEVELS else str
+    return {int(number): name_of(name) for number, name in levels}
 
 
 def level_name(level: int | None) -> str | None:
-    """The name of a level ("Gold"), ``"Level N"`` for one no longer configured."""
+    """The name of a level ("Gold"), "Level N" for one no longer configured."""
     if level is None:
         return None
-    return level_names().get(level, f"Level {level}")
+    return level_names().get(level) or gettext("Level %(number)d") % {"number": level}
 
 
 def image_url(path: str) -> str:
@@ -151,7 +155,7 @@ class Card:
 
     @property
     def display_title(self) -> str:
-        return self.title if self.title is not None else SECRET_TITLE
+        return self.title if self.title is not None else str(SECRET_TITLE)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -383,7 +387,7 @@ def detail(achievement_id: str, viewer: Any) -> Detail | None:
     ladder = [
         Rung(
             level=level,
-            name=names.get(level, f"Level {level}"),
+            name=level_name(level) or "",
             holders=counts.get(level, 0),
             rarity=Rarity(
                 achievement.id,

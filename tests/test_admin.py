@@ -292,7 +292,9 @@ def test_a_failed_revocation_is_reported_not_raised(
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert "ann does not hold points." in html and "Revoked 0 achievements." in html
+    # Said in the staff's language, not as the error's message for programmers.
+    assert "Not revoked: Points for ann: the user does not hold it." in html
+    assert "Revoked 0 achievements." in html
 
 
 @pytest.mark.django_db

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+from django.utils.translation import gettext_lazy
 
 from hero.conf import conf
+from hero.management.base import TranslatedCommand
 from hero.projections.verify import verify
 from hero.store import verify_chain
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Replay hero's event store and compare it with the read tables. Prints every "
         "difference and exits with status 1 if there is any."
     )
