@@ -11,6 +11,7 @@ import logging
 from functools import partial
 from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -45,6 +46,10 @@ __all__ = [
     "Outcome",
     "Progress",
     "Revocation",
+    "ahistory",
+    "alevels",
+    "arevoke",
+    "aunlock",
     "get",
     "history",
     "levels",
@@ -241,3 +246,37 @@ def _log_failures(signal: Any, results: list[tuple[Any, Any]]) -> None:
                 receiver,
                 exc_info=result,
             )
+
+
+# For async code ---------------------------------------------------------------
+#
+# Each runs its sync form in the thread where Django runs sync code for the
+# request (thread_sensitive), as Django's own a-prefixed methods do: the same
+# database connection and transaction rules as in a sync view, so signals are
+# still sent once the transaction commits.
+
+
+async def aunlock(
+    event: str, /, user: Any = MISSING, **state: Any
+) -> list[Outcome | Progress]:
+    """:func:`unlock`, awaitable from an async view or task."""
+    return await sync_to_async(unlock, thread_sensitive=True)(event, user=user, **state)
+
+
+async def arevoke(
+    user: Any, achievement_id: str, *, reason: str, actor: Any = None
+) -> Revocation:
+    """:func:`revoke`, awaitable from an async view or task."""
+    return await sync_to_async(revoke, thread_sensitive=True)(
+        user, achievement_id, reason=reason, actor=actor
+    )
+
+
+async def ahistory(user: Any, achievement_id: str | None = None) -> list[HistoryEntry]:
+    """:func:`history`, awaitable from an async view or task."""
+    return await sync_to_async(history, thread_sensitive=True)(user, achievement_id)
+
+
+async def alevels(user: Any, at: Any = None) -> dict[str, int]:
+    """:func:`levels`, awaitable from an async view or task."""
+    return await sync_to_async(levels, thread_sensitive=True)(user, at)
