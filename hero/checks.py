@@ -10,7 +10,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from hero.base import AchievementBase
 from hero.conf import conf
@@ -177,6 +177,39 @@ def check_settings(
                 f"HERO_PROJECTIONS is {conf.HERO_PROJECTIONS!r}.",
                 hint="Use 'inline' (the default) or 'async'.",
                 id="hero.E011",
+            )
+        )
+    return errors
+
+
+@register()
+def check_profile_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Who may see a user's achievements: a value that is not a bool could be
+    meant either way, so it is an error rather than read as true or false."""
+    errors: list[CheckMessage] = []
+    for name, check_id in (
+        ("HERO_PUBLIC_PROFILES", "hero.E013"),
+        ("HERO_PROFILES_BY_PK", "hero.E014"),
+    ):
+        value = conf.as_set(name)
+        if value is not None and not isinstance(value, bool):
+            errors.append(
+                Error(
+                    f"{name} must be True or False, got {value!r}.",
+                    hint=f"Set {name} = True or False (the default is False).",
+                    id=check_id,
+                )
+            )
+    if conf.HERO_PROFILES_BY_PK and not conf.HERO_PUBLIC_PROFILES:
+        errors.append(
+            Warning(
+                "HERO_PROFILES_BY_PK has no effect while HERO_PUBLIC_PROFILES is "
+                "off: profiles are private.",
+                hint="Set HERO_PUBLIC_PROFILES = True to show profiles to others, or "
+                "remove HERO_PROFILES_BY_PK.",
+                id="hero.W001",
             )
         )
     return errors

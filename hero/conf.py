@@ -107,6 +107,24 @@ class Settings:
         return str(getattr(settings, "HERO_PROJECTIONS", "inline"))
 
     @cached
+    def HERO_PUBLIC_PROFILES(self) -> bool:
+        """Let anyone see a user's achievements page and JSON, found by username.
+        Off by default: a user's achievements are theirs alone to see. Only
+        ``True`` switches it on (check hero.E013 reports any other value)."""
+        return getattr(settings, "HERO_PUBLIC_PROFILES", False) is True
+
+    @cached
+    def HERO_PROFILES_BY_PK(self) -> bool:
+        """With public profiles, find them by primary key too. Off by default:
+        pks can be counted through, which lists every account of the site."""
+        return getattr(settings, "HERO_PROFILES_BY_PK", False) is True
+
+    def as_set(self, name: str) -> Any:
+        """A setting as the site wrote it, or None when it is not set: what the
+        system checks judge (the properties apply defaults and types)."""
+        return getattr(settings, name, None)
+
+    @cached
     def ACHIEVEMENT_LEVELS(self) -> Any:
         """The levels an achievement can be unlocked at: ``((number, name), ...)``."""
         return getattr(settings, "ACHIEVEMENT_LEVELS", DEFAULT_LEVELS)

@@ -1,9 +1,12 @@
 """hero's default pages and their JSON twins.
 
 They read only the read tables, through :mod:`hero.visibility`, which applies
-the secrecy rules. Every page depends on who is asking and changes with each
-unlock, so none is cached. The one that changes state (marking notices as seen)
-takes only POST, with Django's CSRF protection.
+the secrecy rules. A user's page shows another user's achievements only when
+the site makes profiles public (``HERO_PUBLIC_PROFILES``; by pk only with
+``HERO_PROFILES_BY_PK`` too); a user always sees their own. Every page depends
+on who is asking and changes with each unlock, so none is cached. The one that
+changes state (marking notices as seen) takes only POST, with Django's CSRF
+protection.
 """
 
 from __future__ import annotations
@@ -49,10 +52,24 @@ def get_user_or_404(*, pk: str | None = None, username: str | None = None) -> An
     return user
 
 
-def _subject(kwargs: dict[str, Any]) -> Any:
-    if "username" in kwargs:
-        return get_user_or_404(username=kwargs["username"])
-    return get_user_or_404(pk=kwargs["pk"])
+def _subject(request: HttpRequest, kwargs: dict[str, Any]) -> Any:
+    """The user whose achievements are asked for: the visitor themself, or
+    another user if profiles may be found (:func:`hero.visibility.profile_found`).
+    Otherwise the same 404 as for no such user, found without a query, so that
+    a private profile tells nothing about who has an account."""
+    viewer = request.user
+    by_pk = "username" not in kwargs
+    if viewer.is_authenticated and (
+        str(viewer.pk) == kwargs["pk"]
+        if by_pk
+        else viewer.get_username() == kwargs["username"]
+    ):
+        return viewer
+    if not visibility.profile_found(by_pk):
+        raise Http404(_("No such user."))
+    if by_pk:
+        return get_user_or_404(pk=kwargs["pk"])
+    return get_user_or_404(username=kwargs["username"])
 
 
 def _detail_url(card_id: str | None) -> str | None:
@@ -80,13 +97,14 @@ def listing_json(
 
 @method_decorator(never_cache, name="dispatch")
 class AchievementListView(TemplateView):
-    """A user's achievements, as the visitor may see them."""
+    """A user's achievements, as the visitor may see them: their own, or
+    another user's when the site makes profiles public (404 otherwise)."""
 
     template_name = "hero/achievement_list.html"
     http_method_names = ("get", "head", "options")
 
     def get_subject(self) -> Any:
-        return _subject(self.kwargs)
+        return _subject(self.request, self.kwargs)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)
@@ -201,7 +219,7 @@ class MyAchievementsJson(JsonView):
 
 class UserAchievementsJson(JsonView):
     def get(self, request: HttpRequest, **kwargs: Any) -> JsonResponse:
-        subject = _subject(kwargs)
+        subject = _subject(request, kwargs)
         listing = visibility.listing(subject, request.user)
         return JsonResponse(listing_json(request, subject, listing))
 

@@ -3,6 +3,10 @@
 Every page, JSON response and template tag of hero asks this module, so that the
 rules cannot drift apart between them. They read only the read tables.
 
+Whose achievements hero's pages show at all is decided here too: a user's own,
+and another user's only when the site makes profiles public
+(:func:`profile_found`).
+
 The rules, for a *subject* (the user whose achievements are shown) and a
 *viewer* (who is looking; the subject, another user, or an anonymous visitor):
 
@@ -43,6 +47,17 @@ State = Literal["unlocked", "locked", "secret"]
 
 #: The title a template shows for a secret achievement that is not revealed.
 SECRET_TITLE = gettext_lazy("Secret achievement")
+
+
+def profile_found(by_pk: bool) -> bool:
+    """Whether another user's achievements page and JSON may be found at all.
+
+    Only when the site makes profiles public (``HERO_PUBLIC_PROFILES``), and by
+    primary key only when it asks for that too (``HERO_PROFILES_BY_PK``):
+    numbers can be counted through, and would list every account. A user's
+    own page does not ask this.
+    """
+    return conf.HERO_PUBLIC_PROFILES and (not by_pk or conf.HERO_PROFILES_BY_PK)
 
 
 def _db() -> str:

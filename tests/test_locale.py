@@ -381,6 +381,7 @@ def test_pages_and_tags_show_no_english(
     # Arrange: ann holds Points (Gold, then Diamond: an upgrade notice), 50
     # comments, progress toward Bookworm; a secret one is a placeholder.
     settings.LANGUAGE_CODE = language
+    settings.HERO_PUBLIC_PROFILES = True  # so that bob may see ann's page
     ann = showcase(make_user)
     hero.achievements.unlock("score_changed", user=ann, points=10_000)
     bob = make_user("bob")
