@@ -1,9 +1,11 @@
 """A read-only admin for hero's read tables and its ledger.
 
 Every table here is a projection of events, so nothing in the admin adds,
-changes or deletes a row. The one change it offers, revoking an achievement,
-goes through :func:`hero.achievements.revoke`, which appends an event; only
-staff with the ``hero.revoke_achievement`` permission see it. The event
+changes or deletes a row. The two changes it offers go through hero's API,
+which appends events: revoking an achievement
+(:func:`hero.achievements.revoke`, for staff with the
+``hero.revoke_achievement`` permission) and granting one
+(:func:`hero.achievements.grant`, with ``hero.grant_achievement``). The event
 store's own tables are not registered: the ledger shows the same events.
 
 The user admin gains an inline with each user's achievement history when it is
@@ -14,6 +16,9 @@ Django's own ``UserAdmin`` (hero must come after ``django.contrib.auth`` in
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -30,6 +35,7 @@ from django.utils.translation import gettext_lazy as _
 
 import hero
 from hero.exceptions import (
+    AlreadyHeldError,
     HeroError,
     InvalidUser,
     NotHeldError,
@@ -67,6 +73,7 @@ else:
     _UserAdmin = UserAdmin
 
 REVOKE_PERMISSION = "hero.revoke_achievement"
+GRANT_PERMISSION = "hero.grant_achievement"
 
 
 def _username_field() -> str:
@@ -108,11 +115,17 @@ class LevelFilter(admin.SimpleListFilter):
             return queryset.none()
 
 
+def _level(obj: Any) -> str:
+    return level_name(obj.level) or "-"
+
+
 def failure(error: HeroError) -> str:
     """Why an action failed, for staff: in the active language for the errors
     an admin action can meet, the error's own message otherwise."""
     if isinstance(error, NotHeldError):
         return gettext("the user does not hold it.")
+    if isinstance(error, AlreadyHeldError):
+        return gettext("the user already holds it at this level or higher.")
     if isinstance(error, UnknownAchievement):
         return gettext("no achievement with this id is defined.")
     if isinstance(error, InvalidUser):
@@ -122,8 +135,123 @@ def failure(error: HeroError) -> str:
     return str(error)
 
 
-def _level(obj: Any) -> str:
-    return level_name(obj.level) or "-"
+# Actions that change achievements --------------------------------------------
+#
+# Each asks on a page of its own (the selection, and a form with the reason)
+# before it changes anything, then makes each change through hero's API, which
+# appends events; the admin itself never writes a row.
+
+
+def confirmation(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    *,
+    action: str,
+    title: str,
+    template: str,
+    form: forms.Form,
+    selected: list[Any],
+    **extra: Any,
+) -> TemplateResponse:
+    """The page that shows what an action will change and asks for its form
+    (``extra``: more context for the template)."""
+    context = {
+        **extra,
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.model._meta,
+        "action": action,
+        "selected": selected,
+        "form": form,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, template, context)
+
+
+def apply_each(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    changes: list[tuple[str, Callable[[], object]]],
+    *,
+    failed: str,
+    done: Callable[[int], str],
+) -> None:
+    """Make each (description, change) in turn; report each that fails as
+    ``failed`` % {"item", "error"}, then how many were made, as ``done(count)``
+    % {"count"} (a function, so that it can choose the plural form)."""
+    made = 0
+    for item, change in changes:
+        try:
+            change()
+        except HeroError as error:
+            model_admin.message_user(
+                request,
+                failed % {"item": item, "error": failure(error)},
+                messages.WARNING,
+            )
+        else:
+            made += 1
+    model_admin.message_user(request, done(made) % {"count": made}, messages.SUCCESS)
+
+
+def _item(achievement: Achievement, user: Any) -> str:
+    return gettext("%(achievement)s for %(user)s") % {
+        "achievement": achievement,
+        "user": user,
+    }
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=2000,
+        help_text=_("Recorded in the ledger with your name."),
+    )
+
+
+class RevokeForm(ReasonForm):
+    """What the revoke action asks: why."""
+
+
+class GrantForm(ReasonForm):
+    """What the grant action asks: to whom, at which level, and why."""
+
+    users = forms.CharField(
+        label=_("Users"),
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text=_("Usernames, separated by spaces, commas or new lines."),
+    )
+    level = forms.TypedChoiceField(label=_("Level"), coerce=int)
+    field_order = ("users", "level", "reason")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        level = self.fields["level"]
+        assert isinstance(level, forms.TypedChoiceField)
+        level.choices = sorted(level_names().items())
+
+    def clean_users(self) -> list[Any]:
+        """The users named, each once, in the order given; every one must exist."""
+        names = list(dict.fromkeys(re.split(r"[\s,]+", self.cleaned_data["users"])))
+        names = [name for name in names if name]
+        found = {
+            user.get_username(): user
+            for user in get_user_model()._default_manager.filter(
+                **{f"{_username_field()}__in": names}
+            )
+        }
+        unknown = [name for name in names if name not in found]
+        if unknown:
+            raise forms.ValidationError(
+                ngettext(
+                    "No user is called %(names)s.",
+                    "No users are called %(names)s.",
+                    len(unknown),
+                )
+                % {"names": ", ".join(unknown)}
+            )
+        return [found[name] for name in names]
 
 
 @admin.register(Achievement)
@@ -139,6 +267,8 @@ class AchievementAdmin(ReadOnlyAdminMixin, _AchievementAdmin):
     )
     list_filter = ("secret", "invisible", "retired")
     search_fields = ("id", "title")
+    actions = ("grant",)
+    grant_template = "hero/admin/grant.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return (
@@ -149,14 +279,56 @@ class AchievementAdmin(ReadOnlyAdminMixin, _AchievementAdmin):
     def holder_count(self, obj: Any) -> int:
         return obj.holder_total or 0
 
+    def has_grant_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(GRANT_PERMISSION))
 
-class RevokeForm(forms.Form):
-    reason = forms.CharField(
-        label=_("Reason"),
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        max_length=2000,
-        help_text=_("Recorded in the ledger with your name."),
-    )
+    @admin.action(description=_("Grant selected achievements…"), permissions=["grant"])
+    def grant(
+        self, request: HttpRequest, queryset: QuerySet[Any]
+    ) -> TemplateResponse | None:
+        """Ask to whom, at which level and why, then grant each selected
+        achievement to each user through hero's API."""
+        if not self.has_grant_permission(request):
+            raise PermissionDenied
+        achievements = list(queryset)
+        form = GrantForm(request.POST if "apply" in request.POST else None)
+        if not (form.is_bound and form.is_valid()):
+            return confirmation(
+                self,
+                request,
+                action="grant",
+                title=gettext("Grant achievements"),
+                template=self.grant_template,
+                form=form,
+                selected=achievements,
+            )
+        data = form.cleaned_data
+        apply_each(
+            self,
+            request,
+            [
+                (
+                    _item(achievement, user),
+                    partial(
+                        hero.achievements.grant,
+                        user,
+                        achievement.id,
+                        level=data["level"],
+                        reason=data["reason"],
+                        actor=request.user,
+                    ),
+                )
+                for achievement in achievements
+                for user in data["users"]
+            ],
+            failed=gettext("Not granted: %(item)s: %(error)s"),
+            done=lambda count: ngettext(
+                "Granted %(count)d achievement.",
+                "Granted %(count)d achievements.",
+                count,
+            ),
+        )
+        return None
 
 
 @admin.register(AchievementUnlocked)
@@ -186,50 +358,41 @@ class AchievementUnlockedAdmin(ReadOnlyAdminMixin, _AchievementUnlockedAdmin):
             raise PermissionDenied
         holdings = list(queryset.select_related("user", "achievement"))
         form = RevokeForm(request.POST if "apply" in request.POST else None)
-        if form.is_bound and form.is_valid():
-            reason = form.cleaned_data["reason"]
-            revoked = 0
-            for holding in holdings:
-                try:
-                    hero.achievements.revoke(
+        if not (form.is_bound and form.is_valid()):
+            return confirmation(
+                self,
+                request,
+                action="revoke",
+                title=gettext("Revoke achievements"),
+                template=self.revoke_template,
+                form=form,
+                selected=holdings,
+                holdings=holdings,  # as templates overriding revoke.html knew it
+            )
+        apply_each(
+            self,
+            request,
+            [
+                (
+                    _item(holding.achievement, holding.user),
+                    partial(
+                        hero.achievements.revoke,
                         holding.user,
                         holding.achievement_id,
-                        reason=reason,
+                        reason=form.cleaned_data["reason"],
                         actor=request.user,
-                    )
-                except HeroError as error:
-                    self.message_user(
-                        request,
-                        gettext("Not revoked: %(achievement)s for %(user)s: %(error)s")
-                        % {
-                            "achievement": holding.achievement,
-                            "user": holding.user,
-                            "error": failure(error),
-                        },
-                        messages.WARNING,
-                    )
-                else:
-                    revoked += 1
-            self.message_user(
-                request,
-                ngettext(
-                    "Revoked %(count)d achievement.",
-                    "Revoked %(count)d achievements.",
-                    revoked,
+                    ),
                 )
-                % {"count": revoked},
-                messages.SUCCESS,
-            )
-            return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": gettext("Revoke achievements"),
-            "opts": self.model._meta,
-            "holdings": holdings,
-            "form": form,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, self.revoke_template, context)
+                for holding in holdings
+            ],
+            failed=gettext("Not revoked: %(item)s: %(error)s"),
+            done=lambda count: ngettext(
+                "Revoked %(count)d achievement.",
+                "Revoked %(count)d achievements.",
+                count,
+            ),
+        )
+        return None
 
 
 @admin.register(AchievementCount)

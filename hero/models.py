@@ -195,7 +195,10 @@ class AchievementUnlocked(models.Model):
         db_table = "hero_achievement_unlocked"
         verbose_name = _("unlocked achievement")
         verbose_name_plural = _("unlocked achievements")
-        permissions = [("revoke_achievement", _("Can revoke achievements"))]
+        permissions = [
+            ("revoke_achievement", _("Can revoke achievements")),
+            ("grant_achievement", _("Can grant achievements")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "achievement"], name="hero_unlocked_once_per_user"
@@ -270,6 +273,7 @@ class LedgerEntry(models.Model):
         REVOKED = "revoked", _("Revoked")
         PROGRESSED = "progressed", _("Progressed")
         TRIGGERED = "triggered", _("Triggered")
+        GRANTED = "granted", _("Granted")
 
     position = PositionField(
         _("position"),
@@ -304,10 +308,13 @@ class LedgerEntry(models.Model):
         _("steps"), null=True, help_text=_("Progress: steps reached.")
     )
     actor = models.CharField(
-        _("actor"), max_length=255, blank=True, help_text=_("Who revoked it.")
+        _("actor"),
+        max_length=255,
+        blank=True,
+        help_text=_("Who revoked or granted it."),
     )
     reason = models.TextField(
-        _("reason"), blank=True, help_text=_("Why it was revoked.")
+        _("reason"), blank=True, help_text=_("Why it was revoked or granted.")
     )
     occurred_at = models.DateTimeField(
         _("occurred at"),

@@ -23,6 +23,7 @@ from django.utils.functional import Promise
 from hero.base import AchievementBase
 from hero.conf import conf
 from hero.exceptions import (
+    HeroError,
     InvalidEventName,
     InvalidLevel,
     InvalidUnlockResult,
@@ -30,6 +31,7 @@ from hero.exceptions import (
     UnknownAchievement,
 )
 from hero.ledger import Decision
+from hero.state import model_label
 from hero.users import user_model
 
 #: Default of ``unlock()``'s ``user``, to tell a forgotten user from ``None``.
@@ -220,3 +222,46 @@ def is_level_name(value: object) -> bool:
     translation of one (``gettext_lazy("Gold")``), so that a site can show its
     own level names in each language."""
     return _is_text(value) or (isinstance(value, Promise) and bool(str(value)))
+
+
+# Changes made by hand --------------------------------------------------------
+
+
+def reason_of(reason: object, function: str, error: type[HeroError]) -> str:
+    """The reason to record with a change made by hand, stripped; ``error``
+    when it is missing, blank, or holds a NUL character (PostgreSQL refuses it)."""
+    if not _is_text(reason) or not reason.strip() or "\x00" in reason:
+        raise error(
+            f"{function}() needs a reason without NUL characters, e.g. "
+            f"{function}(user, 'points', reason='contest winner')."
+        )
+    return reason.strip()
+
+
+def actor_of(actor: object, function: str, error: type[HeroError]) -> str | None:
+    """Who made a change by hand, as the events record it: "app_label.model:pk"
+    for a model instance, the text given, or None; ``error`` for a label the
+    ledger cannot keep (longer than 255 characters, or with a NUL)."""
+    if actor is None:
+        return None
+    label = model_label(actor) if isinstance(actor, Model) else str(actor)
+    if len(label) > 255 or "\x00" in label:
+        raise error(
+            f"{function}()'s actor must be a model instance or a label of at most "
+            "255 characters with no NUL character."
+        )
+    return label
+
+
+def grant_level_of(achievement_id: str, level: object) -> int:
+    """The level grant() awards: the lowest of ACHIEVEMENT_LEVELS when none is
+    given, otherwise one that ACHIEVEMENT_LEVELS has (InvalidLevel if not)."""
+    numbers = sorted(number for number, _ in configured_levels())
+    if level is None:
+        return numbers[0]
+    if not is_whole(level, 1) or level not in numbers:
+        raise InvalidLevel(
+            f"grant() cannot grant {achievement_id!r} at level {level!r}: the levels "
+            f"of ACHIEVEMENT_LEVELS are {numbers}, e.g. level={numbers[-1]}."
+        )
+    return level

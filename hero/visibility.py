@@ -500,12 +500,17 @@ def _holding(levels: dict[str, int], achievement_id: str) -> Any:
 
 # Notices of new unlocks ------------------------------------------------------
 
-NOTICE_KINDS = (LedgerEntry.Kind.UNLOCKED, LedgerEntry.Kind.UPGRADED)
+NOTICE_KINDS = (
+    LedgerEntry.Kind.UNLOCKED,
+    LedgerEntry.Kind.UPGRADED,
+    LedgerEntry.Kind.GRANTED,
+)
 
 
 @dataclass(frozen=True)
 class Notice:
-    """An unlock or upgrade the user has not marked as seen."""
+    """An unlock or upgrade the user has not marked as seen (``granted`` when it
+    was granted by hand)."""
 
     position: int
     achievement_id: str
@@ -515,6 +520,7 @@ class Notice:
     level: int | None
     upgraded: bool
     occurred_at: datetime
+    granted: bool = False
 
     @property
     def level_name(self) -> str | None:
@@ -534,6 +540,7 @@ class Notice:
             "level": self.level,
             "level_name": self.level_name,
             "upgraded": self.upgraded,
+            "granted": self.granted,
             "occurred_at": self.occurred_at,
         }
 
@@ -544,8 +551,8 @@ def seen_position(user: Any) -> int:
 
 
 def notices(user: Any, limit: int = 5) -> list[Notice]:
-    """The user's unseen unlocks and upgrades, latest first, one per achievement,
-    of achievements they still hold (a revoked one is no news)."""
+    """The user's unseen unlocks, upgrades and grants, latest first, one per
+    achievement, of achievements they still hold (a revoked one is no news)."""
     if user is None or not getattr(user, "is_authenticated", False):
         return []
     db = _db()
@@ -575,8 +582,9 @@ def notices(user: Any, limit: int = 5) -> list[Notice]:
                 description=achievement.description,
                 image=image_path(achievement, "unlocked"),
                 level=entry.level,
-                upgraded=entry.kind == LedgerEntry.Kind.UPGRADED,
+                upgraded=entry.previous_level is not None,
                 occurred_at=entry.occurred_at,
+                granted=entry.kind == LedgerEntry.Kind.GRANTED,
             )
         )
         if len(found) == limit:

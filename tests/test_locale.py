@@ -379,11 +379,13 @@ def test_pages_and_tags_show_no_english(
     backend: Backend, make_user: Any, settings: Any, language: str
 ) -> None:
     # Arrange: ann holds Points (Gold, then Diamond: an upgrade notice), 50
-    # comments, progress toward Bookworm; a secret one is a placeholder.
+    # comments, progress toward Bookworm, and the secret Night owl, granted
+    # (a notice too); to bob, Night owl is a placeholder.
     settings.LANGUAGE_CODE = language
     settings.HERO_PUBLIC_PROFILES = True  # so that bob may see ann's page
     ann = showcase(make_user)
     hero.achievements.unlock("score_changed", user=ann, points=10_000)
+    hero.achievements.grant(ann, "night_owl", reason="Testing")
     bob = make_user("bob")
     Achievement.objects.filter(pk="comments_50").update(retired=True)
     client = signed_in(ann)
@@ -484,6 +486,17 @@ def test_the_admin_shows_no_english(
         },
         follow=True,
     ).content.decode()
+    catalog = reverse("admin:hero_achievement_changelist")
+    grant = {"action": "grant", "_selected_action": ["bookworm", "comments_50"]}
+    pages["grant form"] = client.post(catalog, grant).content.decode()
+    pages["grant refused"] = client.post(
+        catalog, {**grant, "apply": "1", "users": "ann nobody", "level": "1"}
+    ).content.decode()
+    pages["granted"] = client.post(
+        catalog,
+        {**grant, "apply": "1", "users": "ann", "level": "2", "reason": "Testing"},
+        follow=True,
+    ).content.decode()
     user_page = _get(client, reverse("admin:auth_user_change", args=[ann.pk]))
     # hero's inline, not the fields of django.contrib.auth above it.
     pages["user's history"] = user_page[user_page.index('id="hero_history-group"') :]
@@ -492,6 +505,10 @@ def test_the_admin_shows_no_english(
     assert_no_english(language, pages, site_texts())
     with translation.override(language):
         assert translation.gettext("Revoke achievements") in pages["revoke form"]
+        granted = translation.ngettext(
+            "Granted %(count)d achievement.", "Granted %(count)d achievements.", 2
+        )
+        assert granted % {"count": 2} in pages["granted"]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -131,7 +131,7 @@ class Command(TranslatedCommand):
             self.stdout.write("-" * len(header))
         for e in entries:
             level = ""
-            if e.kind in ("unlocked", "upgraded"):
+            if e.kind in ("unlocked", "upgraded", "granted"):
                 level = (
                     f"{e.previous_level}->{e.level}"
                     if e.previous_level
@@ -142,7 +142,7 @@ class Command(TranslatedCommand):
             elif e.kind == "progressed":
                 level = f"{e.steps}/{e.total}"
             details = e.event
-            if e.kind == "revoked":
+            if e.kind in ("revoked", "granted"):
                 details = f"reason: {e.reason}" + (f"; by {e.actor}" if e.actor else "")
             elif e.state:
                 details += " " + json.dumps(e.state, sort_keys=True, default=str)
