@@ -11,6 +11,7 @@ import logging
 from functools import partial
 from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from hero.audit import HistoryEntry
@@ -20,6 +21,7 @@ from hero.base import AchievementBase
 from hero.conf import conf
 from hero.events import Outcome, Progress, Revocation
 from hero.events import user_achievement_id as _aggregate_id
+from hero.exceptions import InvalidGrant
 from hero.ledger import Decision, Effect, get_ledger
 from hero.registry import registry
 from hero.signals import (
@@ -35,6 +37,7 @@ from hero.validation import (
     check_event,
     check_user,
     decision_of,
+    grant_level_of,
     moment_of,
     reason_of,
     recorded_state,
@@ -45,7 +48,13 @@ __all__ = [
     "Outcome",
     "Progress",
     "Revocation",
+    "agrant",
+    "ahistory",
+    "alevels",
+    "arevoke",
+    "aunlock",
     "get",
+    "grant",
     "history",
     "levels",
     "register",
@@ -225,3 +234,88 @@ def _log_failures(signal: Any, results: list[tuple[Any, Any]]) -> None:
                 receiver,
                 exc_info=result,
             )
+
+
+def grant(
+    user: Any,
+    achievement_id: str,
+    *,
+    level: int | None = None,
+    reason: str,
+    actor: Any = None,
+) -> Outcome:
+    """Award an achievement by hand, recording why and by whom: the counterpart
+    of :func:`revoke`, for what a site decides rather than earns through
+    ``unlock()`` (a contest prize, a correction).
+
+    Appends a ``Granted`` event at ``level`` (default: the lowest level): the
+    read tables hold it as an unlock, or an upgrade from a lower level held;
+    the history and the ledger keep the reason and the actor; and
+    ``achievement_unlocked`` or ``achievement_upgraded`` is sent after the
+    commit. ``actor`` is a model instance (recorded as ``"app.model:pk"``) or
+    a string. Granting a level the user holds, or a lower one, raises
+    ``AlreadyHeldError`` and writes nothing.
+    """
+    check_user(user, "grant")
+    check_achievement_id(achievement_id)
+    registry.get(achievement_id)  # UnknownAchievement, naming the registered ids
+    ledger = get_ledger()
+    outcome = ledger.grant(
+        str(user.pk),
+        achievement_id,
+        level=grant_level_of(achievement_id, level),
+        reason=reason_of(reason, "grant", InvalidGrant),
+        actor=actor_of(actor, "grant", InvalidGrant),
+    )
+    transaction.on_commit(
+        partial(_send_signals, user, [outcome]), using=ledger.alias, robust=True
+    )
+    return outcome
+
+
+# For async code ---------------------------------------------------------------
+#
+# Each runs its sync form in the thread where Django runs sync code for the
+# request (thread_sensitive), as Django's own a-prefixed methods do: the same
+# database connection and transaction rules as in a sync view, so signals are
+# still sent once the transaction commits.
+
+
+async def aunlock(
+    event: str, /, user: Any = MISSING, **state: Any
+) -> list[Outcome | Progress]:
+    """:func:`unlock`, awaitable from an async view or task."""
+    return await sync_to_async(unlock, thread_sensitive=True)(event, user=user, **state)
+
+
+async def arevoke(
+    user: Any, achievement_id: str, *, reason: str, actor: Any = None
+) -> Revocation:
+    """:func:`revoke`, awaitable from an async view or task."""
+    return await sync_to_async(revoke, thread_sensitive=True)(
+        user, achievement_id, reason=reason, actor=actor
+    )
+
+
+async def ahistory(user: Any, achievement_id: str | None = None) -> list[HistoryEntry]:
+    """:func:`history`, awaitable from an async view or task."""
+    return await sync_to_async(history, thread_sensitive=True)(user, achievement_id)
+
+
+async def alevels(user: Any, at: Any = None) -> dict[str, int]:
+    """:func:`levels`, awaitable from an async view or task."""
+    return await sync_to_async(levels, thread_sensitive=True)(user, at)
+
+
+async def agrant(
+    user: Any,
+    achievement_id: str,
+    *,
+    level: int | None = None,
+    reason: str,
+    actor: Any = None,
+) -> Outcome:
+    """:func:`grant`, awaitable from an async view or task."""
+    return await sync_to_async(grant, thread_sensitive=True)(
+        user, achievement_id, level=level, reason=reason, actor=actor
+    )

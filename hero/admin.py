@@ -1,9 +1,11 @@
 """A read-only admin for hero's read tables and its ledger.
 
 Every table here is a projection of events, so nothing in the admin adds,
-changes or deletes a row. The one change it offers, revoking an achievement,
-goes through :func:`hero.achievements.revoke`, which appends an event; only
-staff with the ``hero.revoke_achievement`` permission see it. The event
+changes or deletes a row. The two changes it offers go through hero's API,
+which appends events: revoking an achievement
+(:func:`hero.achievements.revoke`, for staff with the
+``hero.revoke_achievement`` permission) and granting one
+(:func:`hero.achievements.grant`, with ``hero.grant_achievement``). The event
 store's own tables are not registered: the ledger shows the same events.
 
 The user admin gains an inline with each user's achievement history when it is
@@ -14,6 +16,9 @@ Django's own ``UserAdmin`` (hero must come after ``django.contrib.auth`` in
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -25,10 +30,19 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 import hero
-from hero.conf import conf
-from hero.exceptions import HeroError
+from hero.exceptions import (
+    AlreadyHeldError,
+    HeroError,
+    InvalidUser,
+    NotHeldError,
+    StoreBusy,
+    UnknownAchievement,
+    UnlockConflict,
+)
 from hero.models import (
     Achievement,
     AchievementCount,
@@ -36,7 +50,7 @@ from hero.models import (
     AchievementUnlocked,
     LedgerEntry,
 )
-from hero.visibility import level_name
+from hero.visibility import level_name, level_names
 
 if TYPE_CHECKING:
     # The stubs' admin and formset classes take the model as a type argument;
@@ -59,6 +73,7 @@ else:
     _UserAdmin = UserAdmin
 
 REVOKE_PERMISSION = "hero.revoke_achievement"
+GRANT_PERMISSION = "hero.grant_achievement"
 
 
 def _username_field() -> str:
@@ -84,11 +99,11 @@ class ReadOnlyAdminMixin:
 class LevelFilter(admin.SimpleListFilter):
     """Filter by level, named as ``ACHIEVEMENT_LEVELS`` names them."""
 
-    title = "level"
+    title = _("level")
     parameter_name = "level"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(str(number), str(name)) for number, name in conf.ACHIEVEMENT_LEVELS]
+        return [(str(number), name) for number, name in level_names().items()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
@@ -104,6 +119,141 @@ def _level(obj: Any) -> str:
     return level_name(obj.level) or "-"
 
 
+def failure(error: HeroError) -> str:
+    """Why an action failed, for staff: in the active language for the errors
+    an admin action can meet, the error's own message otherwise."""
+    if isinstance(error, NotHeldError):
+        return gettext("the user does not hold it.")
+    if isinstance(error, AlreadyHeldError):
+        return gettext("the user already holds it at this level or higher.")
+    if isinstance(error, UnknownAchievement):
+        return gettext("no achievement with this id is defined.")
+    if isinstance(error, InvalidUser):
+        return gettext("the user no longer exists.")
+    if isinstance(error, (UnlockConflict, StoreBusy)):
+        return gettext("others were changing it at the same time; try again.")
+    return str(error)
+
+
+# Actions that change achievements --------------------------------------------
+#
+# Each asks on a page of its own (the selection, and a form with the reason)
+# before it changes anything, then makes each change through hero's API, which
+# appends events; the admin itself never writes a row.
+
+
+def confirmation(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    *,
+    action: str,
+    title: str,
+    template: str,
+    form: forms.Form,
+    selected: list[Any],
+    **extra: Any,
+) -> TemplateResponse:
+    """The page that shows what an action will change and asks for its form
+    (``extra``: more context for the template)."""
+    context = {
+        **extra,
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.model._meta,
+        "action": action,
+        "selected": selected,
+        "form": form,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, template, context)
+
+
+def apply_each(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    changes: list[tuple[str, Callable[[], object]]],
+    *,
+    failed: str,
+    done: Callable[[int], str],
+) -> None:
+    """Make each (description, change) in turn; report each that fails as
+    ``failed`` % {"item", "error"}, then how many were made, as ``done(count)``
+    % {"count"} (a function, so that it can choose the plural form)."""
+    made = 0
+    for item, change in changes:
+        try:
+            change()
+        except HeroError as error:
+            model_admin.message_user(
+                request,
+                failed % {"item": item, "error": failure(error)},
+                messages.WARNING,
+            )
+        else:
+            made += 1
+    model_admin.message_user(request, done(made) % {"count": made}, messages.SUCCESS)
+
+
+def _item(achievement: Achievement, user: Any) -> str:
+    return gettext("%(achievement)s for %(user)s") % {
+        "achievement": achievement,
+        "user": user,
+    }
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=2000,
+        help_text=_("Recorded in the ledger with your name."),
+    )
+
+
+class RevokeForm(ReasonForm):
+    """What the revoke action asks: why."""
+
+
+class GrantForm(ReasonForm):
+    """What the grant action asks: to whom, at which level, and why."""
+
+    users = forms.CharField(
+        label=_("Users"),
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text=_("Usernames, separated by spaces, commas or new lines."),
+    )
+    level = forms.TypedChoiceField(label=_("Level"), coerce=int)
+    field_order = ("users", "level", "reason")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        level = self.fields["level"]
+        assert isinstance(level, forms.TypedChoiceField)
+        level.choices = sorted(level_names().items())
+
+    def clean_users(self) -> list[Any]:
+        """The users named, each once, in the order given; every one must exist."""
+        names = list(dict.fromkeys(re.split(r"[\s,]+", self.cleaned_data["users"])))
+        names = [name for name in names if name]
+        found = {
+            user.get_username(): user
+            for user in get_user_model()._default_manager.filter(
+                **{f"{_username_field()}__in": names}
+            )
+        }
+        unknown = [name for name in names if name not in found]
+        if unknown:
+            raise forms.ValidationError(
+                ngettext(
+                    "No user is called %(names)s.",
+                    "No users are called %(names)s.",
+                    len(unknown),
+                )
+                % {"names": ", ".join(unknown)}
+            )
+        return [found[name] for name in names]
+
+
 @admin.register(Achievement)
 class AchievementAdmin(ReadOnlyAdminMixin, _AchievementAdmin):
     list_display = (
@@ -117,23 +267,68 @@ class AchievementAdmin(ReadOnlyAdminMixin, _AchievementAdmin):
     )
     list_filter = ("secret", "invisible", "retired")
     search_fields = ("id", "title")
+    actions = ("grant",)
+    grant_template = "hero/admin/grant.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return (
             super().get_queryset(request).annotate(holder_total=Sum("counts__holders"))
         )
 
-    @admin.display(description="holders", ordering="holder_total")
+    @admin.display(description=_("holders"), ordering="holder_total")
     def holder_count(self, obj: Any) -> int:
         return obj.holder_total or 0
 
+    def has_grant_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(GRANT_PERMISSION))
 
-class RevokeForm(forms.Form):
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        max_length=2000,
-        help_text="Recorded in the ledger with your name.",
-    )
+    @admin.action(description=_("Grant selected achievements…"), permissions=["grant"])
+    def grant(
+        self, request: HttpRequest, queryset: QuerySet[Any]
+    ) -> TemplateResponse | None:
+        """Ask to whom, at which level and why, then grant each selected
+        achievement to each user through hero's API."""
+        if not self.has_grant_permission(request):
+            raise PermissionDenied
+        achievements = list(queryset)
+        form = GrantForm(request.POST if "apply" in request.POST else None)
+        if not (form.is_bound and form.is_valid()):
+            return confirmation(
+                self,
+                request,
+                action="grant",
+                title=gettext("Grant achievements"),
+                template=self.grant_template,
+                form=form,
+                selected=achievements,
+            )
+        data = form.cleaned_data
+        apply_each(
+            self,
+            request,
+            [
+                (
+                    _item(achievement, user),
+                    partial(
+                        hero.achievements.grant,
+                        user,
+                        achievement.id,
+                        level=data["level"],
+                        reason=data["reason"],
+                        actor=request.user,
+                    ),
+                )
+                for achievement in achievements
+                for user in data["users"]
+            ],
+            failed=gettext("Not granted: %(item)s: %(error)s"),
+            done=lambda count: ngettext(
+                "Granted %(count)d achievement.",
+                "Granted %(count)d achievements.",
+                count,
+            ),
+        )
+        return None
 
 
 @admin.register(AchievementUnlocked)
@@ -145,14 +340,16 @@ class AchievementUnlockedAdmin(ReadOnlyAdminMixin, _AchievementUnlockedAdmin):
     actions = ("revoke",)
     revoke_template = "hero/admin/revoke.html"
 
-    @admin.display(description="level", ordering="level")
+    @admin.display(description=_("level"), ordering="level")
     def level_display(self, obj: AchievementUnlocked) -> str:
         return _level(obj)
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm(REVOKE_PERMISSION))
 
-    @admin.action(description="Revoke selected achievements…", permissions=["revoke"])
+    @admin.action(
+        description=_("Revoke selected achievements…"), permissions=["revoke"]
+    )
     def revoke(
         self, request: HttpRequest, queryset: QuerySet[Any]
     ) -> TemplateResponse | None:
@@ -161,40 +358,41 @@ class AchievementUnlockedAdmin(ReadOnlyAdminMixin, _AchievementUnlockedAdmin):
             raise PermissionDenied
         holdings = list(queryset.select_related("user", "achievement"))
         form = RevokeForm(request.POST if "apply" in request.POST else None)
-        if form.is_bound and form.is_valid():
-            reason = form.cleaned_data["reason"]
-            revoked = 0
-            for holding in holdings:
-                try:
-                    hero.achievements.revoke(
+        if not (form.is_bound and form.is_valid()):
+            return confirmation(
+                self,
+                request,
+                action="revoke",
+                title=gettext("Revoke achievements"),
+                template=self.revoke_template,
+                form=form,
+                selected=holdings,
+                holdings=holdings,  # as templates overriding revoke.html knew it
+            )
+        apply_each(
+            self,
+            request,
+            [
+                (
+                    _item(holding.achievement, holding.user),
+                    partial(
+                        hero.achievements.revoke,
                         holding.user,
                         holding.achievement_id,
-                        reason=reason,
+                        reason=form.cleaned_data["reason"],
                         actor=request.user,
-                    )
-                except HeroError as error:
-                    self.message_user(
-                        request,
-                        f"{holding.achievement_id} for {holding.user}: {error}",
-                        messages.WARNING,
-                    )
-                else:
-                    revoked += 1
-            self.message_user(
-                request,
-                f"Revoked {revoked} achievement{'s' if revoked != 1 else ''}.",
-                messages.SUCCESS,
-            )
-            return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Revoke achievements",
-            "opts": self.model._meta,
-            "holdings": holdings,
-            "form": form,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, self.revoke_template, context)
+                    ),
+                )
+                for holding in holdings
+            ],
+            failed=gettext("Not revoked: %(item)s: %(error)s"),
+            done=lambda count: ngettext(
+                "Revoked %(count)d achievement.",
+                "Revoked %(count)d achievements.",
+                count,
+            ),
+        )
+        return None
 
 
 @admin.register(AchievementCount)
@@ -204,7 +402,7 @@ class AchievementCountAdmin(ReadOnlyAdminMixin, _AchievementCountAdmin):
     list_select_related = ("achievement",)
     search_fields = ("achievement__id", "achievement__title")
 
-    @admin.display(description="level", ordering="level")
+    @admin.display(description=_("level"), ordering="level")
     def level_display(self, obj: AchievementCount) -> str:
         return _level(obj)
 
@@ -222,7 +420,7 @@ class AchievementProgressAdmin(ReadOnlyAdminMixin, _AchievementProgressAdmin):
     list_select_related = ("user", "achievement")
     search_fields = (USER_SEARCH, "achievement__id", "achievement__title")
 
-    @admin.display(description="percent")
+    @admin.display(description=_("percent"))
     def percent_display(self, obj: AchievementProgress) -> str:
         return f"{obj.percent:.0f}%"
 
@@ -236,10 +434,12 @@ class _UserNames:
         name = users.filter(pk=OuterRef("user_id")).values(_username_field())[:1]
         return queryset.annotate(username=Subquery(name))
 
-    @admin.display(description="user", ordering="username")
+    @admin.display(description=_("user"), ordering="username")
     def user_display(self, obj: Any) -> str:
         name = getattr(obj, "username", None)
-        return str(name) if name is not None else f"#{obj.user_id} (deleted)"
+        if name is not None:
+            return str(name)
+        return gettext("#%(pk)s (deleted)") % {"pk": obj.user_id}
 
 
 @admin.register(LedgerEntry)
@@ -249,7 +449,7 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, _LedgerEntryAdmin):
         "occurred_at",
         "user_display",
         "kind",
-        "achievement_id",
+        "achievement_display",
         "level_display",
         "previous_level",
         "steps",
@@ -265,9 +465,15 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, _LedgerEntryAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return self.with_usernames(super().get_queryset(request))
 
-    @admin.display(description="level", ordering="level")
+    @admin.display(description=_("level"), ordering="level")
     def level_display(self, obj: LedgerEntry) -> str:
         return _level(obj)
+
+    # The id as recorded, never joined with the catalog; listed as the column
+    # "achievement_id" it would have an English header of Django's making.
+    @admin.display(description=_("achievement"), ordering="achievement_id")
+    def achievement_display(self, obj: LedgerEntry) -> str:
+        return obj.achievement_id or ""
 
 
 class HistoryFormSet(_LedgerEntryFormSet):
@@ -308,12 +514,12 @@ class AchievementHistoryInline(ReadOnlyAdminMixin, _LedgerEntryInline):
     extra = 0
     can_delete = False
     show_change_link = False
-    verbose_name = "achievement history entry"
-    verbose_name_plural = "achievement history (latest 50)"
+    verbose_name = _("achievement history entry")
+    verbose_name_plural = _("achievement history (latest 50)")
 
     # Not the "position" field itself: a formset keeps the primary key as a
     # hidden input, and the admin would hide its column.
-    @admin.display(description="position")
+    @admin.display(description=_("position"))
     def entry(self, obj: LedgerEntry) -> int:
         return obj.position
 

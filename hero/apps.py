@@ -4,6 +4,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 from hero import autodiscover
 from hero.ledger import add_save_listener
@@ -11,7 +12,7 @@ from hero.ledger import add_save_listener
 
 class HeroConfig(AppConfig):
     name = "hero"
-    verbose_name = "Achievements"
+    verbose_name = _("Achievements")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -17,11 +17,11 @@ from hero.store.transactions import translate_errors
 class HistoryEntry:
     """One event of a user's history."""
 
-    kind: str  # unlocked, upgraded, revoked, progressed, triggered
+    kind: str  # unlocked, upgraded, revoked, progressed, triggered, granted
     achievement_id: str | None
     level: int | None
     previous_level: int | None
-    event: str  # the name passed to unlock(), or "" (revocations)
+    event: str  # the name passed to unlock(), or "" (revocations, grants)
     state: dict[str, Any] = field(default_factory=dict)
     steps: int | None = None
     total: int | None = None
@@ -112,6 +112,18 @@ def _entries(events: Iterable[tuple[int, Any]]) -> Iterable[HistoryEntry]:
                 occurred_at=event.awarded_at,
                 **common,
             )
+        elif isinstance(event, UserAchievement.Granted):
+            yield HistoryEntry(
+                "granted",
+                event.achievement_id,
+                event.level,
+                event.previous_level,
+                "",
+                actor=event.actor,
+                reason=event.reason,
+                occurred_at=event.awarded_at,
+                **common,
+            )
         elif isinstance(event, TriggerLog.Triggered):
             yield HistoryEntry(
                 "triggered",
@@ -140,7 +152,7 @@ def levels(user_pk: str, at: datetime | None = None) -> dict[str, int]:
             continue
         if at is not None and entry.occurred_at is not None and entry.occurred_at > at:
             ended.add(achievement_id)
-        elif entry.kind in ("unlocked", "upgraded") and entry.level:
+        elif entry.kind in ("unlocked", "upgraded", "granted") and entry.level:
             held[achievement_id] = entry.level
         elif entry.kind == "revoked":
             held.pop(achievement_id, None)

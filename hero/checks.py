@@ -11,7 +11,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections, router
 from django.utils.connection import ConnectionDoesNotExist
 
@@ -54,7 +54,7 @@ def _check_store_database(alias: str) -> list[CheckMessage]:
                 hint="hero's tables refer to your user model, so its store must be "
                 "in the database your users live in: set HERO_DATABASE to "
                 f"{users_alias!r}.",
-                id="hero.E013",
+                id="hero.E015",
             )
         ]
     return []
@@ -216,6 +216,39 @@ def check_settings(
                 f"HERO_PROJECTIONS is {conf.HERO_PROJECTIONS!r}.",
                 hint="Use 'inline' (the default) or 'async'.",
                 id="hero.E011",
+            )
+        )
+    return errors
+
+
+@register()
+def check_profile_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Who may see a user's achievements: a value that is not a bool could be
+    meant either way, so it is an error rather than read as true or false."""
+    errors: list[CheckMessage] = []
+    for name, check_id in (
+        ("HERO_PUBLIC_PROFILES", "hero.E013"),
+        ("HERO_PROFILES_BY_PK", "hero.E014"),
+    ):
+        value = conf.as_set(name)
+        if value is not None and not isinstance(value, bool):
+            errors.append(
+                Error(
+                    f"{name} must be True or False, got {value!r}.",
+                    hint=f"Set {name} = True or False (the default is False).",
+                    id=check_id,
+                )
+            )
+    if conf.HERO_PROFILES_BY_PK and not conf.HERO_PUBLIC_PROFILES:
+        errors.append(
+            Warning(
+                "HERO_PROFILES_BY_PK has no effect while HERO_PUBLIC_PROFILES is "
+                "off: profiles are private.",
+                hint="Set HERO_PUBLIC_PROFILES = True to show profiles to others, or "
+                "remove HERO_PROFILES_BY_PK.",
+                id="hero.W001",
             )
         )
     return errors

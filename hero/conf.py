@@ -40,11 +40,21 @@ def _forget(**kwargs: Any) -> None:
 
 setting_changed.connect(_forget)
 
+
+def gettext_noop(message: str) -> str:
+    """Mark a message for ``makemessages`` without translating it. Django's own
+    reads the settings, which may not be configured when hero is imported, so
+    this is a copy, as in ``django.conf.global_settings``."""
+    return message
+
+
+#: hero's levels. Their names are translated where they are shown (marked here
+#: so that ``makemessages`` finds them); names a site sets are its own.
 DEFAULT_LEVELS: tuple[tuple[int, str], ...] = (
-    (1, "Bronze"),
-    (2, "Silver"),
-    (3, "Gold"),
-    (4, "Diamond"),
+    (1, gettext_noop("Bronze")),
+    (2, gettext_noop("Silver")),
+    (3, gettext_noop("Gold")),
+    (4, gettext_noop("Diamond")),
 )
 
 
@@ -106,6 +116,24 @@ class Settings:
         """``"inline"``: read tables change in the unlock's transaction;
         ``"async"``: a ``hero_project`` worker updates them."""
         return str(getattr(settings, "HERO_PROJECTIONS", "inline"))
+
+    @cached
+    def HERO_PUBLIC_PROFILES(self) -> bool:
+        """Let anyone see a user's achievements page and JSON, found by username.
+        Off by default: a user's achievements are theirs alone to see. Only
+        ``True`` switches it on (check hero.E013 reports any other value)."""
+        return getattr(settings, "HERO_PUBLIC_PROFILES", False) is True
+
+    @cached
+    def HERO_PROFILES_BY_PK(self) -> bool:
+        """With public profiles, find them by primary key too. Off by default:
+        pks can be counted through, which lists every account of the site."""
+        return getattr(settings, "HERO_PROFILES_BY_PK", False) is True
+
+    def as_set(self, name: str) -> Any:
+        """A setting as the site wrote it, or None when it is not set: what the
+        system checks judge (the properties apply defaults and types)."""
+        return getattr(settings, name, None)
 
     @cached
     def ACHIEVEMENT_LEVELS(self) -> Any:

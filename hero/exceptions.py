@@ -48,6 +48,15 @@ class NotHeldError(HeroError, LookupError):
     the user's aggregate, so by revoke() and the ledger alike)."""
 
 
+class AlreadyHeldError(HeroError, ValueError):
+    """The user already holds the achievement at the level to be granted, or
+    higher (raised by the user's aggregate, so by grant() and the ledger alike)."""
+
+
+class InvalidGrant(HeroError, ValueError):
+    """grant() was called without a reason, or with an actor it cannot record."""
+
+
 class UnknownAchievement(HeroError, LookupError):
     """No achievement with the given id is registered."""
 

@@ -225,16 +225,51 @@ class Ledger(Application[UUID]):
         self, user_pk: str, achievement_id: str, *, reason: str, actor: str | None
     ) -> Revocation:
         """Revoke an achievement the user holds (``NotHeldError`` if not)."""
-
-        def decide() -> tuple[list[Effect], list[Any]]:
-            aggregate = self.user_achievement(user_pk, achievement_id)
-            return [aggregate.revoke(reason=reason, actor=actor)], [aggregate]
-
-        (revocation,) = self._retrying(
-            decide, f"revoking {achievement_id!r} of user {user_pk}", user_pk
+        revocation = self._change_by_hand(
+            user_pk,
+            achievement_id,
+            lambda aggregate: aggregate.revoke(reason=reason, actor=actor),
+            f"revoking {achievement_id!r} of user {user_pk}",
         )
         assert isinstance(revocation, Revocation)
         return revocation
+
+    def grant(
+        self,
+        user_pk: str,
+        achievement_id: str,
+        *,
+        level: int,
+        reason: str,
+        actor: str | None,
+    ) -> Outcome:
+        """Grant an achievement at ``level`` (``AlreadyHeldError`` if the user
+        holds it at that level or higher)."""
+        outcome = self._change_by_hand(
+            user_pk,
+            achievement_id,
+            lambda aggregate: aggregate.grant(level, reason=reason, actor=actor),
+            f"granting {achievement_id!r} to user {user_pk}",
+        )
+        assert isinstance(outcome, Outcome)
+        return outcome
+
+    def _change_by_hand(
+        self,
+        user_pk: str,
+        achievement_id: str,
+        change: Callable[[UserAchievement], Effect],
+        what: str,
+    ) -> Effect:
+        """Let one aggregate make one change asked for by hand, and record it,
+        deciding again after losing a race."""
+
+        def decide() -> tuple[list[Effect], list[Any]]:
+            aggregate = self.user_achievement(user_pk, achievement_id)
+            return [change(aggregate)], [aggregate]
+
+        (effect,) = self._retrying(decide, what, user_pk)
+        return effect
 
     @staticmethod
     def _decide(

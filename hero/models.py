@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from hero.queries import AchievementQuerySet, AchievementUnlockedQuerySet
 
@@ -46,13 +48,13 @@ class StoredEventBase(models.Model):
     """Columns of one stored domain event, as eventsourcing records it."""
 
     originator_id = models.UUIDField(
-        help_text="Id of the aggregate the event belongs to."
+        help_text=_("Id of the aggregate the event belongs to.")
     )
     originator_version = models.BigIntegerField(
-        help_text="Position of the event in its aggregate's sequence."
+        help_text=_("Position of the event in its aggregate's sequence.")
     )
-    topic = models.TextField(help_text="Topic of the event's class.")
-    state = models.BinaryField(help_text="The event's serialised state.")
+    topic = models.TextField(help_text=_("Topic of the event's class."))
+    state = models.BinaryField(help_text=_("The event's serialised state."))
 
     class Meta:
         abstract = True
@@ -67,13 +69,15 @@ class StoredEvent(StoredEventBase):
     id = RowIdAutoField(primary_key=True)
     chain = models.BinaryField(
         null=True,
-        help_text="HMAC-SHA-256, keyed with the site's chain key, over the "
-        "previous event's chain and this event.",
+        help_text=_(
+            "HMAC-SHA-256, keyed with the site's chain key, over the previous "
+            "event's chain and this event."
+        ),
     )
 
     class Meta:
         db_table = "hero_stored_event"
-        verbose_name = "stored event"
+        verbose_name = _("stored event")
         constraints = [
             models.UniqueConstraint(
                 fields=["originator_id", "originator_version"],
@@ -92,7 +96,7 @@ class StoredSnapshot(StoredEventBase):
 
     class Meta:
         db_table = "hero_stored_snapshot"
-        verbose_name = "stored snapshot"
+        verbose_name = _("stored snapshot")
         constraints = [
             models.UniqueConstraint(
                 fields=["originator_id", "originator_version"],
@@ -125,7 +129,7 @@ class TrackingPosition(models.Model):
 
     class Meta:
         db_table = "hero_tracking"
-        verbose_name = "tracking position"
+        verbose_name = _("tracking position")
 
     def __str__(self) -> str:
         return f"{self.application_name} @ {self.notification_id}"
@@ -139,25 +143,32 @@ class Achievement(models.Model):
     that old awards still resolve.
     """
 
-    id = models.CharField(primary_key=True, max_length=255)
-    title = models.CharField(max_length=255)
-    description = models.TextField(blank=True)
-    secret = models.BooleanField(default=False)
-    invisible = models.BooleanField(default=False)
-    image_locked = models.CharField(max_length=255, blank=True)
-    image_unlocked = models.CharField(max_length=255, blank=True)
-    image_secret = models.CharField(max_length=255, blank=True)
+    id = models.CharField(_("id"), primary_key=True, max_length=255)
+    title = models.CharField(_("title"), max_length=255)
+    description = models.TextField(_("description"), blank=True)
+    secret = models.BooleanField(_("secret"), default=False)
+    invisible = models.BooleanField(_("invisible"), default=False)
+    image_locked = models.CharField(_("image when locked"), max_length=255, blank=True)
+    image_unlocked = models.CharField(
+        _("image when unlocked"), max_length=255, blank=True
+    )
+    image_secret = models.CharField(_("image when secret"), max_length=255, blank=True)
     steps = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Steps to complete it, if it counts progress."
+        _("steps"),
+        null=True,
+        blank=True,
+        help_text=_("Steps to complete it, if it counts progress."),
     )
     retired = models.BooleanField(
-        default=False, help_text="No longer defined in the code."
+        _("retired"), default=False, help_text=_("No longer defined in the code.")
     )
 
     objects = AchievementQuerySet.as_manager()
 
     class Meta:
         db_table = "hero_achievement"
+        verbose_name = _("achievement")
+        verbose_name_plural = _("achievements")
         ordering = ["id"]
 
     def __str__(self) -> str:
@@ -178,20 +189,33 @@ class AchievementUnlocked(models.Model):
         on_delete=models.CASCADE,
         related_name="achievements_unlocked",
         db_index=False,
+        verbose_name=_("user"),
     )
     achievement = models.ForeignKey(
-        Achievement, on_delete=models.PROTECT, related_name="holdings", db_index=False
+        Achievement,
+        on_delete=models.PROTECT,
+        related_name="holdings",
+        db_index=False,
+        verbose_name=_("achievement"),
     )
-    level = models.PositiveSmallIntegerField()
-    unlocked_at = models.DateTimeField(help_text="When the user first unlocked it.")
-    updated_at = models.DateTimeField(help_text="When its level last changed.")
+    level = models.PositiveSmallIntegerField(_("level"))
+    unlocked_at = models.DateTimeField(
+        _("unlocked at"), help_text=_("When the user first unlocked it.")
+    )
+    updated_at = models.DateTimeField(
+        _("updated at"), help_text=_("When its level last changed.")
+    )
 
     objects = AchievementUnlockedQuerySet.as_manager()
 
     class Meta:
         db_table = "hero_achievement_unlocked"
-        verbose_name = "unlocked achievement"
-        permissions = [("revoke_achievement", "Can revoke achievements")]
+        verbose_name = _("unlocked achievement")
+        verbose_name_plural = _("unlocked achievements")
+        permissions = [
+            ("revoke_achievement", _("Can revoke achievements")),
+            ("grant_achievement", _("Can grant achievements")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "achievement"], name="hero_unlocked_once_per_user"
@@ -200,7 +224,11 @@ class AchievementUnlocked(models.Model):
         indexes = [models.Index(fields=["achievement", "level"])]
 
     def __str__(self) -> str:
-        return f"{self.achievement_id} level {self.level} for user {self.user_id}"
+        return gettext("%(achievement)s level %(level)s for user %(user)s") % {
+            "achievement": self.achievement_id,
+            "level": self.level,
+            "user": self.user_id,
+        }
 
 
 class AchievementCount(models.Model):
@@ -212,13 +240,19 @@ class AchievementCount(models.Model):
 
     id = RowIdAutoField(primary_key=True)
     achievement = models.ForeignKey(
-        Achievement, on_delete=models.CASCADE, related_name="counts", db_index=False
-    )  # the unique constraint (achievement, level) indexes it
-    level = models.PositiveSmallIntegerField()
-    holders = models.BigIntegerField(default=0)
+        Achievement,
+        on_delete=models.CASCADE,
+        related_name="counts",
+        db_index=False,  # the unique constraint (achievement, level) indexes it
+        verbose_name=_("achievement"),
+    )
+    level = models.PositiveSmallIntegerField(_("level"))
+    holders = models.BigIntegerField(_("holders"), default=0)
 
     class Meta:
         db_table = "hero_achievement_count"
+        verbose_name = _("achievement count")
+        verbose_name_plural = _("achievement counts")
         constraints = [
             models.UniqueConstraint(
                 fields=["achievement", "level"], name="hero_count_per_level"
@@ -226,7 +260,11 @@ class AchievementCount(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.achievement_id} level {self.level}: {self.holders}"
+        return gettext("%(achievement)s level %(level)s: %(holders)s") % {
+            "achievement": self.achievement_id,
+            "level": self.level,
+            "holders": self.holders,
+        }
 
 
 class PositionField(_BigIntegerField):
@@ -247,14 +285,17 @@ class LedgerEntry(models.Model):
     """
 
     class Kind(models.TextChoices):
-        UNLOCKED = "unlocked"
-        UPGRADED = "upgraded"
-        REVOKED = "revoked"
-        PROGRESSED = "progressed"
-        TRIGGERED = "triggered"
+        UNLOCKED = "unlocked", _("Unlocked")
+        UPGRADED = "upgraded", _("Upgraded")
+        REVOKED = "revoked", _("Revoked")
+        PROGRESSED = "progressed", _("Progressed")
+        TRIGGERED = "triggered", _("Triggered")
+        GRANTED = "granted", _("Granted")
 
     position = PositionField(
-        primary_key=True, help_text="The event's position (id) in the store."
+        _("position"),
+        primary_key=True,
+        help_text=_("The event's position (id) in the store."),
     )
     # Indexed by (user, position) below; by achievement only through the
     # position order (each index is one more write per event).
@@ -264,6 +305,7 @@ class LedgerEntry(models.Model):
         db_constraint=False,
         db_index=False,
         related_name="+",
+        verbose_name=_("user"),
     )
     achievement = models.ForeignKey(
         Achievement,
@@ -272,29 +314,43 @@ class LedgerEntry(models.Model):
         db_index=False,
         null=True,
         related_name="+",
+        verbose_name=_("achievement"),
     )
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    level = models.PositiveSmallIntegerField(null=True)
-    previous_level = models.PositiveSmallIntegerField(null=True)
-    trigger = models.CharField(max_length=255, blank=True)
-    state = models.JSONField(default=dict)
-    steps = models.PositiveIntegerField(null=True, help_text="Progress: steps reached.")
-    actor = models.CharField(max_length=255, blank=True, help_text="Who revoked it.")
-    reason = models.TextField(blank=True, help_text="Why it was revoked.")
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    level = models.PositiveSmallIntegerField(_("level"), null=True)
+    previous_level = models.PositiveSmallIntegerField(_("previous level"), null=True)
+    trigger = models.CharField(_("trigger"), max_length=255, blank=True)
+    state = models.JSONField(_("state"), default=dict)
+    steps = models.PositiveIntegerField(
+        _("steps"), null=True, help_text=_("Progress: steps reached.")
+    )
+    actor = models.CharField(
+        _("actor"),
+        max_length=255,
+        blank=True,
+        help_text=_("Who revoked or granted it."),
+    )
+    reason = models.TextField(
+        _("reason"), blank=True, help_text=_("Why it was revoked or granted.")
+    )
     occurred_at = models.DateTimeField(
-        help_text="When it took effect (for a backfilled award, the original time)."
+        _("occurred at"),
+        help_text=_("When it took effect (for a backfilled award, the original time)."),
     )
-    recorded_at = models.DateTimeField(help_text="When the event was recorded.")
+    recorded_at = models.DateTimeField(
+        _("recorded at"), help_text=_("When the event was recorded.")
+    )
 
     class Meta:
         db_table = "hero_ledger_entry"
-        verbose_name = "ledger entry"
-        verbose_name_plural = "ledger"
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger")
         ordering = ["position"]
         indexes = [models.Index(fields=["user", "position"])]
 
     def __str__(self) -> str:
-        return f"#{self.position} {self.kind} {self.achievement_id or ''}".strip()
+        kind = self.get_kind_display()
+        return f"#{self.position} {kind} {self.achievement_id or ''}".strip()
 
 
 class AchievementProgress(models.Model):
@@ -310,18 +366,22 @@ class AchievementProgress(models.Model):
         on_delete=models.CASCADE,
         related_name="achievements_progress",
         db_index=False,  # the unique constraint (user, achievement) indexes it
+        verbose_name=_("user"),
     )
     achievement = models.ForeignKey(
-        Achievement, on_delete=models.PROTECT, related_name="progress"
+        Achievement,
+        on_delete=models.PROTECT,
+        related_name="progress",
+        verbose_name=_("achievement"),
     )
-    steps = models.PositiveIntegerField()
-    total = models.PositiveIntegerField()
-    updated_at = models.DateTimeField()
+    steps = models.PositiveIntegerField(_("steps"))
+    total = models.PositiveIntegerField(_("total"))
+    updated_at = models.DateTimeField(_("updated at"))
 
     class Meta:
         db_table = "hero_achievement_progress"
-        verbose_name = "achievement progress"
-        verbose_name_plural = "achievement progress"
+        verbose_name = _("achievement progress")
+        verbose_name_plural = _("achievement progress")
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "achievement"], name="hero_progress_once_per_user"
@@ -329,7 +389,12 @@ class AchievementProgress(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.achievement_id}: {self.steps} of {self.total} for user {self.user_id}"
+        return gettext("%(achievement)s: %(steps)s of %(total)s for user %(user)s") % {
+            "achievement": self.achievement_id,
+            "steps": self.steps,
+            "total": self.total,
+            "user": self.user_id,
+        }
 
     @property
     def percent(self) -> float:
@@ -347,11 +412,16 @@ class NoticeCursor(models.Model):
         on_delete=models.CASCADE,
         primary_key=True,
         related_name="hero_notice_cursor",
+        verbose_name=_("user"),
     )
-    seen_position = models.BigIntegerField(default=0)
+    seen_position = models.BigIntegerField(_("seen up to position"), default=0)
 
     class Meta:
         db_table = "hero_notice_cursor"
+        verbose_name = _("notice cursor")
 
     def __str__(self) -> str:
-        return f"user {self.user_id} has seen up to {self.seen_position}"
+        return gettext("user %(user)s has seen up to %(position)s") % {
+            "user": self.user_id,
+            "position": self.seen_position,
+        }

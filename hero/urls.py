@@ -11,6 +11,10 @@ Path                      Page                       JSON
 ``<achievement_id>/``     ``detail``                 ``api-detail``
 ``notices/seen/`` (POST)  ``notices-seen``           ``api-notices``
 ========================  =========================  ==============================
+
+``users/...`` answer 404 for anyone but the user themself unless the site sets
+``HERO_PUBLIC_PROFILES = True`` (and, for ``users/<pk>/``,
+``HERO_PROFILES_BY_PK = True``).
 """
 
 from __future__ import annotations

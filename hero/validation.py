@@ -33,10 +33,12 @@ from django.db import connections
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Model
 from django.utils import timezone
+from django.utils.functional import Promise
 
 from hero.base import AchievementBase
 from hero.conf import conf
 from hero.exceptions import (
+    HeroError,
     InvalidBackfill,
     InvalidEventName,
     InvalidLevel,
@@ -246,7 +248,7 @@ def valid_levels(levels: object) -> bool:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             return False
         number, name = pair
-        if not is_whole(number, 1) or number > MAX_LEVEL or not _is_text(name):
+        if not is_whole(number, 1) or number > MAX_LEVEL or not is_level_name(name):
             return False
         numbers.append(number)
     return len(set(numbers)) == len(numbers)
@@ -407,47 +409,73 @@ def _unstorable(value: Any, path: str) -> str | None:
     return None
 
 
-# Revocations -----------------------------------------------------------------
+def is_level_name(value: object) -> bool:
+    """A level's name in ACHIEVEMENT_LEVELS: a non-empty string, or a lazy
+    translation of one (``gettext_lazy("Gold")``), so that a site can show its
+    own level names in each language."""
+    return _is_text(value) or (isinstance(value, Promise) and bool(str(value)))
 
 
-def reason_of(reason: object) -> str:
-    """The reason ``revoke()`` records (stripped of surrounding whitespace), or
-    InvalidRevocation saying what a reason must be."""
+# Changes made by hand (revoke, grant) ----------------------------------------
+
+
+def reason_of(
+    reason: object, function: str = "revoke", error: type[HeroError] = InvalidRevocation
+) -> str:
+    """The reason recorded with a change made by hand (stripped of surrounding
+    whitespace), or ``error`` saying what a reason must be."""
     if not isinstance(reason, str) or not reason.strip():
-        raise InvalidRevocation(
-            "revoke() needs a reason, e.g. revoke(user, 'points', reason='cheating')."
+        raise error(
+            f"{function}() needs a reason, e.g. {function}(user, 'points', "
+            "reason='contest winner')."
         )
     reason = reason.strip()
     problem = text_problem(reason)
     if len(reason) > MAX_REASON or problem:
-        raise InvalidRevocation(
-            f"revoke()'s reason must be at most {MAX_REASON} characters with no NUL "
-            f"character or lone surrogate; got {len(reason)} characters"
+        raise error(
+            f"{function}()'s reason must be at most {MAX_REASON} characters with no "
+            f"NUL character or lone surrogate; got {len(reason)} characters"
             f"{f' with {problem}' if problem else ''}. Shorten or clean it."
         )
     return reason
 
 
-def actor_of(actor: object) -> str | None:
-    """The label ``revoke()`` records for ``actor`` (``"app.model:pk"`` for a
-    model instance, the text of anything else), or InvalidRevocation."""
+def actor_of(
+    actor: object, function: str = "revoke", error: type[HeroError] = InvalidRevocation
+) -> str | None:
+    """Who made a change by hand, as the events record it: ``"app.model:pk"``
+    for a model instance, the text of anything else, or None; else ``error``."""
     if actor is None:
         return None
     try:
         label = model_label(actor) if isinstance(actor, Model) else str(actor)
     except Exception:
-        raise InvalidRevocation(
-            f"revoke()'s actor {describe(actor)} cannot be turned into text (its "
+        raise error(
+            f"{function}()'s actor {describe(actor)} cannot be turned into text (its "
             "str() raised). Pass a model instance or a string."
         ) from None
     problem = text_problem(label)
     if len(label) > MAX_ACTOR or problem:
-        raise InvalidRevocation(
-            "revoke()'s actor must be a model instance or a label of at most "
+        raise error(
+            f"{function}()'s actor must be a model instance or a label of at most "
             f"{MAX_ACTOR} characters with no NUL character or lone surrogate; got "
             f"{describe(label, 40)} ({len(label)} characters). Pass a shorter label."
         )
     return label
+
+
+def grant_level_of(achievement_id: str, level: object) -> int:
+    """The level grant() awards: the lowest of ACHIEVEMENT_LEVELS when none is
+    given, otherwise one that ACHIEVEMENT_LEVELS has (InvalidLevel if not)."""
+    numbers = sorted(number for number, _ in configured_levels())
+    if level is None:
+        return numbers[0]
+    if not is_whole(level, 1) or level not in numbers:
+        raise InvalidLevel(
+            f"grant() cannot grant {achievement_id!r} at level {level!r}: the levels "
+            f"of ACHIEVEMENT_LEVELS are {numbers}, e.g. level={numbers[-1]}."
+        )
+    return level
 
 
 # Backfills -------------------------------------------------------------------

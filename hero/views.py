@@ -1,9 +1,12 @@
 """hero's default pages and their JSON twins.
 
 They read only the read tables, through :mod:`hero.visibility`, which applies
-the secrecy rules. Every page depends on who is asking and changes with each
-unlock, so none is cached. The one that changes state (marking notices as seen)
-takes only POST, with Django's CSRF protection.
+the secrecy rules. A user's page shows another user's achievements only when
+the site makes profiles public (``HERO_PUBLIC_PROFILES``; by pk only with
+``HERO_PROFILES_BY_PK`` too); a user always sees their own. Every page depends
+on who is asking and changes with each unlock, so none is cached. The one that
+changes state (marking notices as seen) takes only POST, with Django's CSRF
+protection.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from django.http import (
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
@@ -37,21 +41,35 @@ def get_user_or_404(*, pk: str | None = None, username: str | None = None) -> An
     """An active user by pk or username; 404 for anyone else (or a malformed pk)."""
     model = get_user_model()
     if "\x00" in (pk or username or ""):
-        raise Http404("No such user.")  # PostgreSQL refuses NUL in text
+        raise Http404(_("No such user."))  # PostgreSQL refuses NUL in text
     lookup = {"pk": pk} if pk is not None else {model.USERNAME_FIELD: username}
     try:
         user = model._default_manager.get(**lookup)
     except (model.DoesNotExist, ValueError, TypeError, ValidationError):
-        raise Http404("No such user.") from None
+        raise Http404(_("No such user.")) from None
     if not getattr(user, "is_active", True):
-        raise Http404("No such user.")
+        raise Http404(_("No such user."))
     return user
 
 
-def _subject(kwargs: dict[str, Any]) -> Any:
-    if "username" in kwargs:
-        return get_user_or_404(username=kwargs["username"])
-    return get_user_or_404(pk=kwargs["pk"])
+def _subject(request: HttpRequest, kwargs: dict[str, Any]) -> Any:
+    """The user whose achievements are asked for: the visitor themself, or
+    another user if profiles may be found (:func:`hero.visibility.profile_found`).
+    Otherwise the same 404 as for no such user, found without a query, so that
+    a private profile tells nothing about who has an account."""
+    viewer = request.user
+    by_pk = "username" not in kwargs
+    if viewer.is_authenticated and (
+        str(viewer.pk) == kwargs["pk"]
+        if by_pk
+        else viewer.get_username() == kwargs["username"]
+    ):
+        return viewer
+    if not visibility.profile_found(by_pk):
+        raise Http404(_("No such user."))
+    if by_pk:
+        return get_user_or_404(pk=kwargs["pk"])
+    return get_user_or_404(username=kwargs["username"])
 
 
 def _detail_url(card_id: str | None) -> str | None:
@@ -79,13 +97,14 @@ def listing_json(
 
 @method_decorator(never_cache, name="dispatch")
 class AchievementListView(TemplateView):
-    """A user's achievements, as the visitor may see them."""
+    """A user's achievements, as the visitor may see them: their own, or
+    another user's when the site makes profiles public (404 otherwise)."""
 
     template_name = "hero/achievement_list.html"
     http_method_names = ("get", "head", "options")
 
     def get_subject(self) -> Any:
-        return _subject(self.kwargs)
+        return _subject(self.request, self.kwargs)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)
@@ -119,7 +138,7 @@ class AchievementDetailView(TemplateView):
         context: dict[str, Any] = super().get_context_data(**kwargs)
         found = visibility.detail(self.kwargs["achievement_id"], self.request.user)
         if found is None:
-            raise Http404("No such achievement.")
+            raise Http404(_("No such achievement."))
         context["detail"] = found
         context["achievement"] = found.achievement
         return context
@@ -171,16 +190,19 @@ class JsonView(View):
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
         if self.login_required and not request.user.is_authenticated:
-            return _error(403, "Sign in to see this.")
+            return _error(403, _("Sign in to see this."))
         try:
             return super().dispatch(request, *args, **kwargs)
         except Http404 as error:
-            return _error(404, str(error) or "Not found.")
+            return _error(404, str(error) or _("Not found."))
 
     def http_method_not_allowed(
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponse:
-        response = _error(405, f"Method {request.method} is not allowed here.")
+        response = _error(
+            405,
+            _("Method %(method)s is not allowed here.") % {"method": request.method},
+        )
         # Django's own list, as its 405 response gives it; private, so not stubbed.
         allowed = self._allowed_methods()  # type: ignore[attr-defined]
         response["Allow"] = ", ".join(m.upper() for m in allowed)
@@ -197,7 +219,7 @@ class MyAchievementsJson(JsonView):
 
 class UserAchievementsJson(JsonView):
     def get(self, request: HttpRequest, **kwargs: Any) -> JsonResponse:
-        subject = _subject(kwargs)
+        subject = _subject(request, kwargs)
         listing = visibility.listing(subject, request.user)
         return JsonResponse(listing_json(request, subject, listing))
 
@@ -206,7 +228,7 @@ class AchievementDetailJson(JsonView):
     def get(self, request: HttpRequest, achievement_id: str) -> JsonResponse:
         found = visibility.detail(achievement_id, request.user)
         if found is None:
-            raise Http404("No such achievement.")
+            raise Http404(_("No such achievement."))
         data = found.as_json()
         data["image"] = request.build_absolute_uri(data["image"])
         return JsonResponse(data)

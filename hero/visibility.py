@@ -3,6 +3,10 @@
 Every page, JSON response and template tag of hero asks this module, so that the
 rules cannot drift apart between them. They read only the read tables.
 
+Whose achievements hero's pages show at all is decided here too: a user's own,
+and another user's only when the site makes profiles public
+(:func:`profile_found`).
+
 The rules, for a *subject* (the user whose achievements are shown) and a
 *viewer* (who is looking; the subject, another user, or an anonymous visitor):
 
@@ -26,8 +30,9 @@ from typing import Any, Literal
 from django.contrib.auth import get_user_model
 from django.db.models import Max
 from django.templatetags.static import static
+from django.utils.translation import gettext, gettext_lazy
 
-from hero.conf import conf
+from hero.conf import DEFAULT_LEVELS, conf
 from hero.models import (
     Achievement,
     AchievementCount,
@@ -41,7 +46,18 @@ from hero.queries import Rarity
 State = Literal["unlocked", "locked", "secret"]
 
 #: The title a template shows for a secret achievement that is not revealed.
-SECRET_TITLE = "Secret achievement"
+SECRET_TITLE = gettext_lazy("Secret achievement")
+
+
+def profile_found(by_pk: bool) -> bool:
+    """Whether another user's achievements page and JSON may be found at all.
+
+    Only when the site makes profiles public (``HERO_PUBLIC_PROFILES``), and by
+    primary key only when it asks for that too (``HERO_PROFILES_BY_PK``):
+    numbers can be counted through, and would list every account. A user's
+    own page does not ask this.
+    """
+    return conf.HERO_PUBLIC_PROFILES and (not by_pk or conf.HERO_PROFILES_BY_PK)
 
 
 def _db() -> str:
@@ -49,15 +65,18 @@ def _db() -> str:
 
 
 def level_names() -> dict[int, str]:
-    """Level number to name, from ``ACHIEVEMENT_LEVELS``."""
-    return {int(number): str(name) for number, name in conf.ACHIEVEMENT_LEVELS}
+    """Level number to name, from ``ACHIEVEMENT_LEVELS``, in the active language
+    when they are hero's default names (a site's own names are shown as given)."""
+    levels = conf.ACHIEVEMENT_LEVELS
+    name_of = gettext if levels == DEFAULT_LEVELS else str
+    return {int(number): name_of(name) for number, name in levels}
 
 
 def level_name(level: int | None) -> str | None:
-    """The name of a level ("Gold"), ``"Level N"`` for one no longer configured."""
+    """The name of a level ("Gold"), "Level N" for one no longer configured."""
     if level is None:
         return None
-    return level_names().get(level, f"Level {level}")
+    return level_names().get(level) or gettext("Level %(number)d") % {"number": level}
 
 
 def image_url(path: str) -> str:
@@ -151,7 +170,7 @@ class Card:
 
     @property
     def display_title(self) -> str:
-        return self.title if self.title is not None else SECRET_TITLE
+        return self.title if self.title is not None else str(SECRET_TITLE)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -383,7 +402,7 @@ def detail(achievement_id: str, viewer: Any) -> Detail | None:
     ladder = [
         Rung(
             level=level,
-            name=names.get(level, f"Level {level}"),
+            name=level_name(level) or "",
             holders=counts.get(level, 0),
             rarity=Rarity(
                 achievement.id,
@@ -481,12 +500,17 @@ def _holding(levels: dict[str, int], achievement_id: str) -> Any:
 
 # Notices of new unlocks ------------------------------------------------------
 
-NOTICE_KINDS = (LedgerEntry.Kind.UNLOCKED, LedgerEntry.Kind.UPGRADED)
+NOTICE_KINDS = (
+    LedgerEntry.Kind.UNLOCKED,
+    LedgerEntry.Kind.UPGRADED,
+    LedgerEntry.Kind.GRANTED,
+)
 
 
 @dataclass(frozen=True)
 class Notice:
-    """An unlock or upgrade the user has not marked as seen."""
+    """An unlock or upgrade the user has not marked as seen (``granted`` when it
+    was granted by hand)."""
 
     position: int
     achievement_id: str
@@ -496,6 +520,7 @@ class Notice:
     level: int | None
     upgraded: bool
     occurred_at: datetime
+    granted: bool = False
 
     @property
     def level_name(self) -> str | None:
@@ -515,6 +540,7 @@ class Notice:
             "level": self.level,
             "level_name": self.level_name,
             "upgraded": self.upgraded,
+            "granted": self.granted,
             "occurred_at": self.occurred_at,
         }
 
@@ -525,8 +551,8 @@ def seen_position(user: Any) -> int:
 
 
 def notices(user: Any, limit: int = 5) -> list[Notice]:
-    """The user's unseen unlocks and upgrades, latest first, one per achievement,
-    of achievements they still hold (a revoked one is no news)."""
+    """The user's unseen unlocks, upgrades and grants, latest first, one per
+    achievement, of achievements they still hold (a revoked one is no news)."""
     if user is None or not getattr(user, "is_authenticated", False):
         return []
     db = _db()
@@ -556,8 +582,9 @@ def notices(user: Any, limit: int = 5) -> list[Notice]:
                 description=achievement.description,
                 image=image_path(achievement, "unlocked"),
                 level=entry.level,
-                upgraded=entry.kind == LedgerEntry.Kind.UPGRADED,
+                upgraded=entry.previous_level is not None,
                 occurred_at=entry.occurred_at,
+                granted=entry.kind == LedgerEntry.Kind.GRANTED,
             )
         )
         if len(found) == limit:

@@ -292,7 +292,9 @@ def test_a_failed_revocation_is_reported_not_raised(
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert "ann does not hold points." in html and "Revoked 0 achievements." in html
+    # Said in the staff's language, not as the error's message for programmers.
+    assert "Not revoked: Points for ann: the user does not hold it." in html
+    assert "Revoked 0 achievements." in html
 
 
 @pytest.mark.django_db
@@ -350,3 +352,115 @@ def test_only_djangos_own_user_admin_is_extended() -> None:
     assert extend_default_user_admin(plain) is True
     assert type(plain.get_model_admin(User)) is HeroUserAdmin
     assert extend_default_user_admin(admin.AdminSite(name="empty")) is False
+
+
+ACHIEVEMENTS = "admin:hero_achievement_changelist"
+
+
+def grant_post(client: Client, data: dict[str, Any], **kwargs: Any) -> Any:
+    return client.post(
+        reverse(ACHIEVEMENTS),
+        {"action": "grant", "_selected_action": ["points", "comments_50"], **data},
+        **kwargs,
+    )
+
+
+@pytest.mark.django_db
+def test_granting_asks_whom_at_which_level_and_why_and_appends_events(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: ann and bob hold nothing; a clerk may view the catalog and grant.
+    ann, bob = make_user("ann"), make_user("bob")
+    client = staff(make_user, "hero.view_achievement", "hero.grant_achievement")
+    clerk = User.objects.get(username="clerk")
+
+    # The action is offered; choosing it lists the achievements and asks.
+    assert 'value="grant"' in client.get(reverse(ACHIEVEMENTS)).content.decode()
+    page = grant_post(client, {}).content.decode()
+    assert "Grant these achievements?" in page and "50 comments" in page
+    assert 'name="users"' in page and 'name="level"' in page
+
+    # Unknown users or no reason: asked again, nothing granted.
+    again = grant_post(
+        client, {"apply": "1", "users": "ann nobody", "level": "2", "reason": "x"}
+    ).content.decode()
+    assert "No user is called nobody." in again
+    again = grant_post(
+        client, {"apply": "1", "users": "ann", "level": "2", "reason": " "}
+    ).content.decode()
+    assert "This field is required." in again
+    assert not LedgerEntry.objects.exists()
+
+    # Act: both achievements to both users, at Silver.
+    done = grant_post(
+        client,
+        {"apply": "1", "users": "ann,\nbob ann", "level": "2", "reason": "Meetup"},
+        follow=True,
+    )
+
+    # Assert: four grants, each an event with the clerk as actor.
+    assert "Granted 4 achievements." in done.content.decode()
+    entries = LedgerEntry.objects.filter(kind="granted")
+    assert sorted(entries.values_list("user", "achievement", "level")) == sorted(
+        (user.pk, achievement, 2)
+        for user in (ann, bob)
+        for achievement in ("points", "comments_50")
+    )
+    assert set(entries.values_list("reason", "actor")) == {
+        ("Meetup", f"auth.user:{clerk.pk}")
+    }
+    assert holding(backend.alias, bob, "points").level == 2
+    # The ledger's admin lists them as granted, with reason and actor.
+    superuser = staff(make_user, superuser=True)
+    ledger = superuser.get(url(LedgerEntry, "changelist"), {"kind": "granted"})
+    assert ledger.content.decode().count("Meetup") == 4
+
+
+@pytest.mark.django_db
+def test_a_grant_that_cannot_be_made_is_reported_not_raised(
+    backend: Backend, make_user: Any
+) -> None:
+    # ann already holds Points at Gold; granting Silver is refused for her only.
+    ann = showcase(make_user)
+    client = staff(make_user, superuser=True)
+
+    response = grant_post(
+        client,
+        {"apply": "1", "users": "ann", "level": "2", "reason": "x"},
+        follow=True,
+    )
+
+    html = response.content.decode()
+    assert (
+        "Not granted: Points for ann: the user already holds it at this level or higher."
+        in html
+    )
+    assert "Granted 1 achievement." in html  # 50 comments: ann holds it at Bronze
+    assert holding(backend.alias, ann, "points").level == 3
+
+
+@pytest.mark.django_db
+def test_staff_without_the_grant_permission_cannot_grant(
+    backend: Backend, make_user: Any
+) -> None:
+    make_user("ann")
+    client = staff(make_user, "hero.view_achievement", "hero.revoke_achievement")
+
+    assert 'value="grant"' not in client.get(reverse(ACHIEVEMENTS)).content.decode()
+    grant_post(client, {"apply": "1", "users": "ann", "level": "1", "reason": "x"})
+
+    assert not LedgerEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_granting_needs_the_csrf_token(backend: Backend, make_user: Any) -> None:
+    make_user("ann")
+    client = staff(make_user, superuser=True)
+    client.handler.enforce_csrf_checks = True
+
+    response = grant_post(
+        client, {"apply": "1", "users": "ann", "level": "1", "reason": "x"}
+    )
+
+    assert response.status_code == 403
+    assert not LedgerEntry.objects.exists()

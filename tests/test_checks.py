@@ -187,7 +187,7 @@ def test_hero_database_must_hold_the_users(settings: Any, engine: str) -> None:
         "other": {"ENGINE": engine, "NAME": "x"},
     }
     settings.HERO_DATABASE = "other"
-    assert ids() == {"hero.E013"}
+    assert ids() == {"hero.E015"}
 
 
 def test_projection_mode(settings: Any) -> None:
@@ -203,4 +203,27 @@ def test_the_largest_steps_and_level_both_databases_hold_are_accepted(
     define_in_achievements_module(
         "Long", id="long", title="Long", unlock=ok_unlock, steps=2**31 - 1
     )
+    assert ids() == set()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("HERO_PUBLIC_PROFILES", "hero.E013"), ("HERO_PROFILES_BY_PK", "hero.E014")],
+)
+@pytest.mark.parametrize("value", ["False", "yes", 1, 0, None])
+def test_profile_settings_are_true_or_false(
+    settings: Any, name: str, expected: str, value: Any
+) -> None:
+    # Arrange: a value that could be meant either way ("False" is truthy).
+    setattr(settings, name, value)
+
+    # Act / assert: None is "not set"; anything else but a bool is an error.
+    assert ids() == (set() if value is None else {expected})
+
+
+def test_profiles_by_pk_without_public_profiles_is_a_warning(settings: Any) -> None:
+    settings.HERO_PROFILES_BY_PK = True
+    assert ids() == {"hero.W001"}
+
+    settings.HERO_PUBLIC_PROFILES = True
     assert ids() == set()

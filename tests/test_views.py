@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -66,6 +67,13 @@ def signed_in(user: Any, **kwargs: Any) -> Client:
     client = Client(**kwargs)
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def public_profiles(settings: Any) -> None:
+    """Profiles found by anyone, by username and by pk (both off by default)."""
+    settings.HERO_PUBLIC_PROFILES = True
+    settings.HERO_PROFILES_BY_PK = True
 
 
 # The signed-in user's page ---------------------------------------------------
@@ -152,7 +160,7 @@ def test_own_page_asks_anonymous_visitors_to_sign_in(backend: Backend) -> None:
 @pytest.mark.django_db
 @pytest.mark.parametrize("by", ["pk", "username"])
 def test_public_page_hides_what_the_visitor_has_not_unlocked(
-    backend: Backend, make_user: Any, by: str
+    backend: Backend, make_user: Any, public_profiles: None, by: str
 ) -> None:
     ann = showcase(make_user)
     unlock("score_changed", user=ann, night=True)  # secret, held by ann
@@ -187,7 +195,7 @@ def test_public_page_hides_what_the_visitor_has_not_unlocked(
 
 @pytest.mark.django_db
 def test_unknown_or_inactive_users_are_not_found(
-    backend: Backend, make_user: Any, django_user_model: Any
+    backend: Backend, make_user: Any, django_user_model: Any, public_profiles: None
 ) -> None:
     gone = make_user("gone")
     django_user_model.objects.filter(pk=gone.pk).update(is_active=False)
@@ -203,6 +211,76 @@ def test_unknown_or_inactive_users_are_not_found(
     ]:
         response = client.get(url)
         assert response.status_code == 404, url
+
+
+def profile_urls(user: Any) -> dict[str, str]:
+    """A user's page and JSON, by pk and by username."""
+    return {
+        "page by pk": reverse("hero:user", args=[user.pk]),
+        "page by username": reverse("hero:user-by-username", args=[user.username]),
+        "JSON by pk": reverse("hero:api-user", args=[user.pk]),
+        "JSON by username": reverse("hero:api-user-by-username", args=[user.username]),
+    }
+
+
+@pytest.mark.django_db
+def test_another_users_achievements_are_private_by_default(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: ann and her achievements; bob, signed in; and someone anonymous.
+    ann, bob = showcase(make_user), make_user("bob")
+    nobody = SimpleNamespace(pk=99_999_999, username="no-such-user")
+
+    for visitor in (Client(), signed_in(bob)):
+        for name, url in profile_urls(ann).items():
+            # Act
+            response = visitor.get(url)
+            missing = visitor.get(profile_urls(nobody)[name])
+
+            # Assert: a 404, the same as for a user who does not exist, so that
+            # a private profile does not even tell that ann has an account.
+            assert response.status_code == 404, name
+            assert response.content == missing.content, name
+            assert_hidden(response.content.decode(), "ann", "Points")
+
+
+@pytest.mark.django_db
+def test_a_user_always_sees_their_own_page_and_json(
+    backend: Backend, make_user: Any
+) -> None:
+    ann = showcase(make_user)
+    client = signed_in(ann)
+
+    for name, url in profile_urls(ann).items():
+        response = client.get(url)
+        assert response.status_code == 200, name
+        assert "Points" in response.content.decode(), name
+    html = client.get(profile_urls(ann)["page by username"]).content.decode()
+    assert "Your achievements" in html and "hero-notices" in html
+
+
+@pytest.mark.django_db
+def test_public_profiles_are_found_by_username_and_by_pk_only_when_asked(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    ann = showcase(make_user)
+    urls = profile_urls(ann)
+
+    def statuses() -> dict[str, int]:
+        return {name: Client().get(url).status_code for name, url in urls.items()}
+
+    settings.HERO_PUBLIC_PROFILES = True
+    assert statuses() == {
+        "page by pk": 404,
+        "page by username": 200,
+        "JSON by pk": 404,
+        "JSON by username": 200,
+    }
+    settings.HERO_PROFILES_BY_PK = True
+    assert set(statuses().values()) == {200}
+    # By pk alone, without public profiles, opens nothing.
+    settings.HERO_PUBLIC_PROFILES = False
+    assert set(statuses().values()) == {404}
 
 
 # Achievement details ---------------------------------------------------------
@@ -350,7 +428,7 @@ def test_json_of_own_achievements(backend: Backend, make_user: Any) -> None:
 
 @pytest.mark.django_db
 def test_json_of_another_user_and_of_an_achievement(
-    backend: Backend, make_user: Any
+    backend: Backend, make_user: Any, public_profiles: None
 ) -> None:
     ann = showcase(make_user)
     unlock("score_changed", user=ann, night=True)
@@ -529,7 +607,7 @@ def test_image_overrides_per_achievement_and_by_setting(
 
 @pytest.mark.django_db
 def test_no_surface_shows_a_hidden_achievements_own_images(
-    backend: Backend, make_user: Any, isolated_registry: Any
+    backend: Backend, make_user: Any, isolated_registry: Any, public_profiles: None
 ) -> None:
     from django.template import Context, Template
     from django.test import RequestFactory
@@ -597,7 +675,7 @@ def test_no_surface_shows_a_hidden_achievements_own_images(
 
 @pytest.mark.django_db
 def test_odd_input_is_a_404_or_ignored_never_a_500(
-    backend: Backend, make_user: Any
+    backend: Backend, make_user: Any, public_profiles: None
 ) -> None:
     ann = showcase(make_user)
     client = signed_in(ann)

@@ -15,8 +15,9 @@ time. So replaying the events that took effect by a moment, as
 
 Topics are explicit strings (``TOPIC``), registered with eventsourcing when the
 classes are defined, so moving or renaming this module never breaks the replay of
-stored events. Nothing here imports Django's ORM: the one error a decision
-raises, :class:`~hero.exceptions.NotHeldError`, is hero's public one.
+stored events. Nothing here imports Django's ORM: the errors a decision
+raises, :class:`~hero.exceptions.NotHeldError` and
+:class:`~hero.exceptions.AlreadyHeldError`, are hero's public ones.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import BaseAggregate, CanMutateAggregate, DomainEvent
 
-from hero.exceptions import NotHeldError
+from hero.exceptions import AlreadyHeldError, NotHeldError
 
 #: Namespace of hero's deterministic aggregate ids (never change it).
 NAMESPACE = UUID("6f1f5b0e-94a9-4c39-9f3e-6e6c2a1d8b7a")
@@ -246,6 +247,31 @@ class UserAchievement(BaseAggregate[UUID]):
         )
         return Revocation(self.achievement_id, level, reason, actor)
 
+    def grant(self, level: int, *, reason: str, actor: str | None) -> Outcome:
+        """Award ``level`` by hand, with why and by whom: unlock it, or upgrade
+        to it. Granting what the user already holds at that level or higher
+        raises AlreadyHeldError, as revoking what is not held raises
+        NotHeldError."""
+        previous = self.level
+        if previous is not None and level <= previous:
+            raise AlreadyHeldError(
+                f"User {self.user_pk} already holds {self.achievement_id!r} at level "
+                f"{previous}, so level {level} cannot be granted. Nothing was written."
+            )
+        now = self.Granted.create_timestamp()
+        self.trigger_event(
+            self.Granted,
+            timestamp=now,
+            user_pk=self.user_pk,
+            achievement_id=self.achievement_id,
+            level=level,
+            previous_level=previous,
+            reason=reason,
+            actor=actor,
+            awarded_at=now,
+        )
+        return Outcome(self.achievement_id, level, previous)
+
     # Events ------------------------------------------------------------------
 
     class Event(CanMutateAggregate[UUID], DomainEvent):
@@ -343,6 +369,26 @@ class UserAchievement(BaseAggregate[UUID]):
         def apply(self, aggregate: UserAchievement) -> None:
             aggregate.steps = self.steps
             aggregate.effective_at = self.awarded_at
+
+    class Granted(Event):
+        """The achievement was granted by hand at ``level``: unlocked
+        (``previous_level`` is None) or upgraded from ``previous_level``, with
+        the ``reason`` and the ``actor`` who granted it. The counterpart of
+        :class:`Revoked`; holdings treat it as an unlock or an upgrade."""
+
+        TOPIC: ClassVar[str] = "hero:UserAchievement.Granted"
+        class_version: ClassVar[int] = 1
+
+        level: int
+        previous_level: int | None
+        reason: str
+        actor: str | None
+        awarded_at: datetime
+
+        def apply(self, aggregate: UserAchievement) -> None:
+            if aggregate.level is None:
+                aggregate.unlocked_at = self.awarded_at
+            aggregate.level = self.level
 
 
 class TriggerLog(BaseAggregate[UUID]):

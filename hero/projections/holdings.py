@@ -70,12 +70,18 @@ class HoldingsDelta:
         """Fold one more event into the delta."""
         key = (event.user_pk, event.achievement_id)
         replace, update, counts = self.replace, self.update, self.counts
-        if isinstance(event, UserAchievement.Unlocked):
+        # A grant is an unlock, or an upgrade from the level held before it.
+        if isinstance(event, UserAchievement.Unlocked) or (
+            isinstance(event, UserAchievement.Granted) and event.previous_level is None
+        ):
             self.delete.discard(key)
             update.pop(key, None)
             replace[key] = (event.level, event.awarded_at, event.awarded_at)
             counts[(event.achievement_id, event.level)] += 1
-        elif isinstance(event, UserAchievement.LevelUpgraded):
+        elif (
+            isinstance(event, UserAchievement.LevelUpgraded | UserAchievement.Granted)
+            and event.previous_level is not None
+        ):
             if key in replace:
                 _, unlocked_at, _ = replace[key]
                 replace[key] = (event.level, unlocked_at, event.awarded_at)

@@ -20,6 +20,7 @@ KINDS: dict[type, str] = {
     UserAchievement.Revoked: "revoked",
     UserAchievement.Progressed: "progressed",
     TriggerLog.Triggered: "triggered",
+    UserAchievement.Granted: "granted",
 }
 
 

@@ -5,17 +5,20 @@ from datetime import datetime, time
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hero.audit import HistoryEntry, history, known_achievement_ids, levels
 from hero.conf import conf
 from hero.exceptions import UnknownAchievement
+from hero.management.base import TranslatedCommand
 from hero.validation import aware, check_achievement_id, check_argument
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Show a user's achievement history, read from the event store. USER is a "
         "pk or a username."
     )
@@ -23,15 +26,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("user", metavar="USER")
         parser.add_argument(
-            "--achievement", metavar="ID", help="Only this achievement."
+            "--achievement", metavar="ID", help=_("Only this achievement.")
         )
         parser.add_argument(
             "--as-of",
             metavar="DATETIME",
-            help="History up to, and levels held at, this moment (ISO 8601; a date "
-            "means its end; without an offset, the current time zone).",
+            help=_(
+                "History up to, and levels held at, this moment (ISO 8601; a date "
+                "means its end; without an offset, the current time zone)."
+            ),
         )
-        parser.add_argument("--format", choices=["table", "json"], default="table")
+        parser.add_argument(
+            "--format",
+            choices=["table", "json"],
+            default="table",
+            help=_("Print a table (the default) or JSON."),
+        )
 
     def handle(
         self,
@@ -128,7 +138,7 @@ class Command(BaseCommand):
             self.stdout.write("-" * len(header))
         for e in entries:
             level = ""
-            if e.kind in ("unlocked", "upgraded"):
+            if e.kind in ("unlocked", "upgraded", "granted"):
                 level = (
                     f"{e.previous_level}->{e.level}"
                     if e.previous_level
@@ -139,7 +149,7 @@ class Command(BaseCommand):
             elif e.kind == "progressed":
                 level = f"{e.steps}/{e.total}"
             details = e.event
-            if e.kind == "revoked":
+            if e.kind in ("revoked", "granted"):
                 details = f"reason: {e.reason}" + (f"; by {e.actor}" if e.actor else "")
             elif e.state:
                 details += " " + json.dumps(e.state, sort_keys=True, default=str)

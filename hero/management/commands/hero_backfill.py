@@ -2,18 +2,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hero.backfill import backfill, source_of
 from hero.conf import conf
 from hero.exceptions import HeroError
+from hero.management.base import TranslatedCommand
 from hero.management.progress import ProgressReporter
 from hero.registry import registry
 from hero.validation import check_achievement_id, check_batch_size
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Award an achievement retroactively: from its backfill() method, or by "
         "replaying the trigger log through its unlock(). Awards are events whose "
         "trigger is 'backfill'; running it again adds nothing."
@@ -24,13 +27,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="Show how many users would be awarded at each level; write nothing.",
+            help=_(
+                "Show how many users would be awarded at each level; write nothing."
+            ),
         )
         parser.add_argument(
             "--batch-size",
             type=int,
             default=500,
-            help="Candidates per transaction (default 500).",
+            help=_("Candidates per transaction (default 500)."),
         )
 
     def handle(

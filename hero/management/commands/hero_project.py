@@ -2,16 +2,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hero.conf import conf
+from hero.management.base import TranslatedCommand
 from hero.projections.inline import READ_MODELS
 from hero.projections.worker import NotCaughtUp, run_projections
 from hero.validation import positive_seconds
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Keep hero's read tables up to date by following the event store "
         "(for HERO_PROJECTIONS = 'async'). Stops cleanly on SIGTERM or Ctrl-C and "
         "resumes where it stopped."
@@ -22,18 +25,19 @@ class Command(BaseCommand):
             "projections",
             nargs="*",
             metavar="PROJECTION",
-            help=f"Projections to run (default: all of {', '.join(READ_MODELS)}).",
+            help=_("Projections to run (default: all of %(names)s).")
+            % {"names": ", ".join(READ_MODELS)},
         )
         parser.add_argument(
             "--once",
             action="store_true",
-            help="Catch up with the store as it is now, then exit.",
+            help=_("Catch up with the store as it is now, then exit."),
         )
         parser.add_argument(
             "--timeout",
             type=positive_seconds,
             default=600.0,
-            help="With --once: give up after this many seconds (default 600).",
+            help=_("With --once: give up after this many seconds (default 600)."),
         )
 
     def handle(

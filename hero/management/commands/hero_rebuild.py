@@ -3,16 +3,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hero.conf import conf
+from hero.management.base import TranslatedCommand
 from hero.management.progress import ProgressReporter
 from hero.projections.inline import READ_MODELS
 from hero.projections.rebuild import rebuild
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Rebuild hero's read tables from the whole event store, in batches. "
         "Killed part-way, run it again: it resumes where it stopped."
     )
@@ -22,13 +25,14 @@ class Command(BaseCommand):
             "projections",
             nargs="*",
             metavar="PROJECTION",
-            help=f"Projections to rebuild (default: all of {', '.join(READ_MODELS)}).",
+            help=_("Projections to rebuild (default: all of %(names)s).")
+            % {"names": ", ".join(READ_MODELS)},
         )
         parser.add_argument(
             "--batch-size",
             type=int,
             default=1000,
-            help="Events per transaction (default 1000).",
+            help=_("Events per transaction (default 1000)."),
         )
 
     def handle(

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+from django.utils.translation import gettext_lazy
 
 from hero.conf import conf
 from hero.exceptions import ChainBroken
+from hero.management.base import TranslatedCommand
 from hero.store.chain import chain_keys, rekey, verify_chain
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Link every event of hero's store again with the current chain key, after "
         "checking each link with the keys that may have made it (the current one "
         "and the fallbacks). Run it after rotating the key, before dropping the old "

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.utils.translation import gettext_lazy
 
+from hero.management.base import TranslatedCommand
 from hero.store import store_status
 
 
-class Command(BaseCommand):
-    help = "Show where hero's event store is and how far each follower has read it."
+class Command(TranslatedCommand):
+    help = gettext_lazy(
+        "Show where hero's event store is and how far each follower has read it."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         status = store_status()

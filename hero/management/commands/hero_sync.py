@@ -2,14 +2,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.utils.translation import gettext_lazy
 
 from hero.catalog import sync_catalog
 from hero.conf import conf
+from hero.management.base import TranslatedCommand
 
 
-class Command(BaseCommand):
-    help = "Write the registered achievements into the catalog table (also done on migrate)."
+class Command(TranslatedCommand):
+    help = gettext_lazy(
+        "Write the registered achievements into the catalog table (also done on "
+        "migrate)."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         result = sync_catalog(conf.HERO_DATABASE)

@@ -2,16 +2,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hero.conf import conf
+from hero.management.base import TranslatedCommand
 from hero.projections.verify import verify
 from hero.store import verify_chain
 
 
 def parse_anchor(value: str) -> tuple[int, bytes]:
     """``POSITION:LINK`` as hero_verify prints the head, e.g. ``1042:6a38…``."""
-    position, _, link = value.partition(":")
+    position, _colon, link = value.partition(":")
     try:
         result = int(position), bytes.fromhex(link)
     except ValueError:
@@ -25,8 +28,8 @@ def parse_anchor(value: str) -> tuple[int, bytes]:
     return result
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Check the event store's chain, then replay the store and compare it with "
         "the read tables. Prints every difference and exits with status 1 if there "
         "is any."
@@ -36,8 +39,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--anchor",
             metavar="POSITION:LINK",
-            help="A head printed by an earlier run and kept elsewhere: the chain "
-            "must still hold that link at that position.",
+            help=_(
+                "A head printed by an earlier run and kept elsewhere: the chain "
+                "must still hold that link at that position."
+            ),
         )
 
     def handle(self, *args: Any, anchor: str | None = None, **options: Any) -> None:
