@@ -100,7 +100,8 @@ def unlock(
     if the user holds it (this reads the store, unlike a plain no-award call).
     """
     check_event(event)
-    check_user(user)
+    if not isinstance(user, conf.user_model) or user.pk is None:
+        check_user(user)  # says what is wrong; the usual case costs no call
     listeners = registry.listeners(event)
     log_trigger = conf.HERO_RECORD_TRIGGERS
     if not listeners and not log_trigger:
@@ -111,7 +112,7 @@ def unlock(
         result = achievement.unlock(user=user, **state)
         if result is not None:
             decisions.append(decision_of(achievement, result))
-        elif getattr(achievement, "revoke_when_unmet", False):
+        elif achievement.revoke_when_unmet:
             decisions.append(Decision(achievement.id, unmet=True))
     if not decisions and not log_trigger:
         return []

@@ -13,6 +13,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.signals import setting_changed
 
 T = TypeVar("T")
@@ -60,6 +61,12 @@ DEFAULT_LEVELS: tuple[tuple[int, str], ...] = (
 
 class Settings:
     """Typed access to hero's settings, each with its documented default."""
+
+    @cached
+    def user_model(self) -> Any:
+        """The user model (``AUTH_USER_MODEL``): Django's lookup costs more than
+        the rest of a call that awards nothing, so it is made once per setting."""
+        return get_user_model()
 
     @cached
     def HERO_DATABASE(self) -> str:

@@ -6,24 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import connections
+
+from hero.conf import conf
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
 
-_user_models: dict[str, Any] = {}
-
-
 def user_model() -> Any:
     """The user model, looked up once per ``AUTH_USER_MODEL`` value."""
-    key = settings.AUTH_USER_MODEL
-    model = _user_models.get(key)
-    if model is None:
-        model = _user_models[key] = get_user_model()
-    return model
+    return conf.user_model
 
 
 def existing_user_pks(alias: str, pks: Iterable[str]) -> set[str]:

@@ -178,6 +178,14 @@ def check_achievement_id(achievement_id: object) -> None:
 def check_user(user: object, function: str = "unlock") -> None:
     """Refuse anything but a saved instance of the user model, with InvalidUser
     naming ``function``, the public function that was given it."""
+    model = user_model()
+    if isinstance(user, model):  # the usual case, first: every unlock() runs this
+        if user.pk is None:
+            raise InvalidUser(
+                f"{function}() was given a user that is not saved yet (its pk is "
+                "None): save the user first."
+            )
+        return
     if user is MISSING or user is None:
         example = (
             "unlock('points_awarded', user=request.user, ...)"
@@ -190,18 +198,10 @@ def check_user(user: object, function: str = "unlock") -> None:
             f"{function}() was given an anonymous user. Achievements belong to saved "
             f"users: check request.user.is_authenticated before calling {function}()."
         )
-    model = user_model()
-    if not isinstance(user, model):
-        raise InvalidUser(
-            f"{function}() needs a {model._meta.label} instance as user, got "
-            f"{describe(user)} ({type(user).__name__})."
-        )
-    assert isinstance(user, Model)
-    if user.pk is None:
-        raise InvalidUser(
-            f"{function}() was given a user that is not saved yet (its pk is None): "
-            "save the user first."
-        )
+    raise InvalidUser(
+        f"{function}() needs a {model._meta.label} instance as user, got "
+        f"{describe(user)} ({type(user).__name__})."
+    )
 
 
 # Moments ---------------------------------------------------------------------
