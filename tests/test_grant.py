@@ -136,9 +136,11 @@ def test_grant_checks_its_arguments_before_writing(
         hero.achievements.grant(None, "points", reason="x")
     with pytest.raises(UnknownAchievement, match="'nope'"):
         hero.achievements.grant(ann, "nope", reason="x")
-    for reason in ("", "   ", None, "a\x00b"):
+    for reason in ("", "   ", None):
         with pytest.raises(InvalidGrant, match="needs a reason"):
             hero.achievements.grant(ann, "points", reason=reason)  # type: ignore[arg-type]
+    with pytest.raises(InvalidGrant, match="no NUL character"):
+        hero.achievements.grant(ann, "points", reason="a\x00b")
     for level in (0, 5, "2", True, 2.0):
         with pytest.raises(
             InvalidLevel, match=r"levels of ACHIEVEMENT_LEVELS are \[1, 2, 3, 4\]"
