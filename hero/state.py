@@ -25,6 +25,34 @@ class _DuplicateKey(ValueError):
         self.first, self.second, self.key = first, second, key
 
 
+#: Deepest nesting of lists and dicts that state may hold (recorded as its
+#: ``repr()`` past 20 levels); deeper is refused.
+MAX_NESTING = 1000
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists, tuples, sets or dicts in ``value`` nest more than
+    ``limit`` levels deep (walked without recursion; a container met again on
+    the same path, one that contains itself, is not followed twice)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    seen: set[int] = set()
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            children = item
+        else:
+            continue
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def model_label(instance: Model) -> str:
     """``"app_label.model:pk"``, how events refer to model instances."""
     return f"{instance._meta.label_lower}:{instance.pk}"
@@ -42,6 +70,10 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if _depth > 20:
+        if _nested_deeper_than(value, MAX_NESTING):
+            # repr() itself may or may not manage it, depending on the Python:
+            # refuse it the same way everywhere.
+            raise RecursionError(f"nested more than {MAX_NESTING} levels deep")
         return repr(value)
     if isinstance(value, Model):
         return model_label(value)
