@@ -204,7 +204,7 @@ def test_revoking_one_key_keeps_the_others_and_the_key_is_spent(
     achievement_revoked.connect(receiver)
     try:
         # Act: take away the level 2 award, then award its key again.
-        with django_capture_on_commit_callbacks(execute=True):
+        with django_capture_on_commit_callbacks(using=backend.alias, execute=True):
             revocation = hero.achievements.revoke(
                 ann, "nice_answer", reason="vote fraud", actor=mod, key="answer:3"
             )
