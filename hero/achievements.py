@@ -38,9 +38,11 @@ from hero.validation import (
     check_user,
     decision_of,
     grant_level_of,
+    is_repeatable,
     moment_of,
     reason_of,
     recorded_state,
+    revoked_key_of,
 )
 
 __all__ = [
@@ -133,7 +135,12 @@ def unlock(
 
 
 def revoke(
-    user: Any, achievement_id: str, *, reason: str, actor: Any = None
+    user: Any,
+    achievement_id: str,
+    *,
+    reason: str,
+    actor: Any = None,
+    key: str | None = None,
 ) -> Revocation:
     """Take an achievement away from a user, recording why and by whom.
 
@@ -141,18 +148,23 @@ def revoke(
     keeps it, and ``achievement_revoked`` is sent after the commit. The user can
     unlock the achievement again later. ``actor`` is who revoked it: a model
     instance (recorded as ``"app.model:pk"``) or a string.
+
+    For a repeatable achievement, ``key`` takes away that one award (an
+    ``AwardRevoked`` event); without it, every award goes. A revoked key is
+    never awarded again.
     """
     check_user(user, "revoke")
     check_achievement_id(achievement_id)
     reason = reason_of(reason)
     actor_label = actor_of(actor)
+    award_key = revoked_key_of(achievement_id, key)
     ledger = get_ledger()
     if achievement_id not in registry and not ledger.recorder.select_events(
         _aggregate_id(str(user.pk), achievement_id), limit=1
     ):
         registry.get(achievement_id)  # raises UnknownAchievement, naming the known ids
     revocation = ledger.revoke(
-        str(user.pk), achievement_id, reason=reason, actor=actor_label
+        str(user.pk), achievement_id, reason=reason, actor=actor_label, key=award_key
     )
     transaction.on_commit(
         partial(_send_signals, user, [revocation]), using=ledger.alias, robust=True
@@ -179,9 +191,11 @@ def levels(user: Any, at: Any = None) -> dict[str, int]:
 
 
 def _send_signals(user: Any, effects: list[Effect]) -> None:
-    """Send the signals of committed effects. A receiver that raises is logged
-    (logger ``hero``) and does not keep the other receivers from running: the
-    effect is recorded whatever a receiver does."""
+    """Send the signals of committed effects, one per award (each award of a
+    repeatable achievement has its own, with its ``key`` and ``times``). A
+    receiver that raises is logged (logger ``hero``) and does not keep the
+    other receivers from running: the effect is recorded whatever a receiver
+    does."""
     for effect in effects:
         achievement = (
             registry.get(effect.achievement_id)
@@ -199,6 +213,8 @@ def _send_signals(user: Any, effects: list[Effect]) -> None:
                     achievement=achievement,
                     level=effect.level,
                     previous_level=effect.previous_level,
+                    key=effect.key,
+                    times=effect.times,
                 ),
             )
         elif isinstance(effect, Progress):
@@ -223,6 +239,7 @@ def _send_signals(user: Any, effects: list[Effect]) -> None:
                     level=effect.level,
                     reason=effect.reason,
                     actor=effect.actor,
+                    key=effect.key,
                 ),
             )
 
@@ -259,7 +276,13 @@ def grant(
     """
     check_user(user, "grant")
     check_achievement_id(achievement_id)
-    registry.get(achievement_id)  # UnknownAchievement, naming the registered ids
+    # UnknownAchievement, naming the registered ids
+    if is_repeatable(registry.get(achievement_id)):
+        raise InvalidGrant(
+            f"{achievement_id!r} is repeatable: each award has a key, which grant() "
+            "does not take. Award it with unlock() from an achievement that answers "
+            "with the key."
+        )
     ledger = get_ledger()
     outcome = ledger.grant(
         str(user.pk),
@@ -290,11 +313,16 @@ async def aunlock(
 
 
 async def arevoke(
-    user: Any, achievement_id: str, *, reason: str, actor: Any = None
+    user: Any,
+    achievement_id: str,
+    *,
+    reason: str,
+    actor: Any = None,
+    key: str | None = None,
 ) -> Revocation:
     """:func:`revoke`, awaitable from an async view or task."""
     return await sync_to_async(revoke, thread_sensitive=True)(
-        user, achievement_id, reason=reason, actor=actor
+        user, achievement_id, reason=reason, actor=actor, key=key
     )
 
 

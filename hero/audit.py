@@ -17,7 +17,7 @@ from hero.store.transactions import translate_errors
 class HistoryEntry:
     """One event of a user's history."""
 
-    kind: str  # unlocked, upgraded, revoked, progressed, triggered, granted
+    kind: str  # unlocked, upgraded, repeated, revoked, progressed, triggered, granted
     achievement_id: str | None
     level: int | None
     previous_level: int | None
@@ -30,6 +30,7 @@ class HistoryEntry:
     occurred_at: datetime | None = None  # when it took effect
     recorded_at: datetime | None = None  # when it was written
     position: int = 0  # the event's place in the store
+    key: str | None = None  # the award's key, of a repeatable achievement
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -85,6 +86,34 @@ def _entries(events: Iterable[tuple[int, Any]]) -> Iterable[HistoryEntry]:
                 event.trigger,
                 event.state,
                 occurred_at=event.awarded_at,
+                key=getattr(event, "key", None),
+                **common,
+            )
+        elif isinstance(event, UserAchievement.Repeated):
+            # level: this award's; previous_level: the level held before it.
+            yield HistoryEntry(
+                "repeated",
+                event.achievement_id,
+                event.level,
+                event.previous_level,
+                event.trigger,
+                event.state,
+                occurred_at=event.awarded_at,
+                key=event.key,
+                **common,
+            )
+        elif isinstance(event, UserAchievement.AwardRevoked):
+            # level: the level still held (None: no award left).
+            yield HistoryEntry(
+                "revoked",
+                event.achievement_id,
+                event.held_level,
+                event.level,
+                "",
+                actor=event.actor,
+                reason=event.reason,
+                occurred_at=event.timestamp,
+                key=event.key,
                 **common,
             )
         elif isinstance(event, UserAchievement.Revoked):
@@ -154,6 +183,10 @@ def levels(user_pk: str, at: datetime | None = None) -> dict[str, int]:
             ended.add(achievement_id)
         elif entry.kind in ("unlocked", "upgraded", "granted") and entry.level:
             held[achievement_id] = entry.level
+        elif entry.kind == "repeated" and entry.level:
+            held[achievement_id] = max(entry.level, entry.previous_level or 0)
+        elif entry.kind == "revoked" and entry.level:
+            held[achievement_id] = entry.level  # one award revoked, others live
         elif entry.kind == "revoked":
             held.pop(achievement_id, None)
     return held

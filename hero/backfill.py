@@ -71,8 +71,10 @@ def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candid
     """What the achievement would award, user by user, in order."""
     if callable(getattr(achievement, "backfill", None)):
         for item in achievement.backfill():  # type: ignore[attr-defined]
-            user_pk, level, awarded_at = backfilled_award_of(achievement, item)
-            yield Candidate(user_pk, Decision(achievement.id, level=level), awarded_at)
+            user_pk, level, awarded_at, key = backfilled_award_of(achievement, item)
+            yield Candidate(
+                user_pk, Decision(achievement.id, level=level, key=key), awarded_at
+            )
         return
 
     ledger = get_ledger()

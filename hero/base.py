@@ -55,9 +55,13 @@ class AchievementBase(metaclass=AchievementMeta):
     #: Revoke it when ``unlock()`` no longer returns a level (the default keeps
     #: an achievement once unlocked).
     revoke_when_unmet: ClassVar[bool] = False
+    #: Awarded once per key, as often as it happens (``unlock()`` answers
+    #: ``AchievementUnlocked(level=N, key="answer:123")``), instead of held once.
+    repeatable: ClassVar[bool] = False
 
     def unlock(self, **state: Any) -> AchievementUnlocked | None:
-        """Return ``AchievementUnlocked(level=N)`` to award level N, or None.
+        """Return ``AchievementUnlocked(level=N)`` to award level N, or None
+        (``AchievementUnlocked(level=N, key=...)`` for a repeatable achievement).
 
         ``state`` always has a ``"user"`` key, as well as whatever the caller of
         ``hero.achievements.unlock()`` passed.

@@ -70,6 +70,8 @@ class Decision:
     total: int | None = None
     #: Or: the requirements are no longer met; revoke if held.
     unmet: bool = False
+    #: The award's key, for a repeatable achievement (awarded once per key).
+    key: str | None = None
 
 
 _save_listeners: list[SaveListener] = []
@@ -222,13 +224,20 @@ class Ledger(Application[UUID]):
         )
 
     def revoke(
-        self, user_pk: str, achievement_id: str, *, reason: str, actor: str | None
+        self,
+        user_pk: str,
+        achievement_id: str,
+        *,
+        reason: str,
+        actor: str | None,
+        key: str | None = None,
     ) -> Revocation:
-        """Revoke an achievement the user holds (``NotHeldError`` if not)."""
+        """Revoke an achievement the user holds, or one award of it with ``key``
+        (``NotHeldError`` if not held)."""
         revocation = self._change_by_hand(
             user_pk,
             achievement_id,
-            lambda aggregate: aggregate.revoke(reason=reason, actor=actor),
+            lambda aggregate: aggregate.revoke(reason=reason, actor=actor, key=key),
             f"revoking {achievement_id!r} of user {user_pk}",
         )
         assert isinstance(revocation, Revocation)
@@ -299,7 +308,11 @@ class Ledger(Application[UUID]):
             ]
         assert decision.level is not None
         outcome = aggregate.award(
-            decision.level, trigger=trigger, state=state, awarded_at=awarded_at
+            decision.level,
+            trigger=trigger,
+            state=state,
+            awarded_at=awarded_at,
+            key=decision.key,
         )
         return [] if outcome is None else [outcome]
 

@@ -176,9 +176,11 @@ class Achievement(models.Model):
 
 
 class AchievementUnlocked(models.Model):
-    """One achievement a user currently holds, at its current level.
+    """One achievement a user currently holds, at its current level, and how
+    many times (a repeatable achievement is awarded once per key).
 
-    Also what an achievement's ``unlock()`` returns: ``AchievementUnlocked(level=N)``.
+    Also what an achievement's ``unlock()`` returns: ``AchievementUnlocked(level=N)``,
+    or ``AchievementUnlocked(level=N, key="answer:123")`` for a repeatable one.
     """
 
     id = RowIdAutoField(primary_key=True)
@@ -205,6 +207,11 @@ class AchievementUnlocked(models.Model):
     updated_at = models.DateTimeField(
         _("updated at"), help_text=_("When its level last changed.")
     )
+    times = models.PositiveIntegerField(
+        _("times"),
+        default=1,
+        help_text=_("How many awards the user holds (1 unless it is repeatable)."),
+    )
 
     objects = AchievementUnlockedQuerySet.as_manager()
 
@@ -229,6 +236,18 @@ class AchievementUnlocked(models.Model):
             "level": self.level,
             "user": self.user_id,
         }
+
+    #: The award's key, in an answer of a repeatable achievement's ``unlock()``
+    #: (not a column: a holding counts its awards in ``times``).
+    _key: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        return self._key
+
+    @key.setter
+    def key(self, value: str | None) -> None:
+        self._key = value
 
 
 class AchievementCount(models.Model):
@@ -291,6 +310,7 @@ class LedgerEntry(models.Model):
         PROGRESSED = "progressed", _("Progressed")
         TRIGGERED = "triggered", _("Triggered")
         GRANTED = "granted", _("Granted")
+        REPEATED = "repeated", _("Awarded again")
 
     position = PositionField(
         _("position"),
@@ -323,6 +343,12 @@ class LedgerEntry(models.Model):
     state = models.JSONField(_("state"), default=dict)
     steps = models.PositiveIntegerField(
         _("steps"), null=True, help_text=_("Progress: steps reached.")
+    )
+    key = models.CharField(
+        _("key"),
+        max_length=255,
+        blank=True,
+        help_text=_("The award's key, of a repeatable achievement."),
     )
     actor = models.CharField(
         _("actor"),

@@ -50,6 +50,7 @@ from hero.exceptions import (
     UnknownAchievement,
 )
 from hero.ledger import Decision
+from hero.registry import registry
 from hero.state import _DuplicateKey, json_safe, model_label
 from hero.users import user_model, user_pk_adapter
 
@@ -67,6 +68,9 @@ MAX_REASON = 2000
 
 #: Longest actor label revoke() records (LedgerEntry.actor).
 MAX_ACTOR = 255
+
+#: Longest key of an award of a repeatable achievement (its ledger column).
+MAX_KEY = 255
 
 #: (lowest, highest) value of each integer column type on PostgreSQL; SQLite
 #: holds more, and is held to the same.
@@ -297,8 +301,18 @@ def decision_of(achievement: AchievementBase, result: object) -> Decision:
     from hero.models import AchievementProgress, AchievementUnlocked
 
     if isinstance(result, AchievementUnlocked):
-        return Decision(achievement.id, level=level_of(achievement, result.level))
+        return Decision(
+            achievement.id,
+            level=level_of(achievement, result.level),
+            key=award_key_of(achievement, result.key),
+        )
     if isinstance(result, AchievementProgress):
+        if is_repeatable(achievement):
+            raise InvalidUnlockResult(
+                f"{type(achievement).__qualname__}.unlock() reported progress, but the "
+                "achievement is repeatable: it is awarded once per key, with "
+                "AchievementUnlocked(level=N, key=...), and counts no steps."
+            )
         total = getattr(achievement, "steps", None)
         if not is_step_count(total):
             raise InvalidUnlockResult(
@@ -321,6 +335,63 @@ def decision_of(achievement: AchievementBase, result: object) -> Decision:
         "return AchievementUnlocked(level=N) to award level N, "
         "AchievementProgress(steps=k) to report progress, or None."
     )
+
+
+def is_repeatable(achievement: object) -> bool:
+    """Whether an achievement is awarded once per key (``repeatable = True``)."""
+    return getattr(achievement, "repeatable", False) is True
+
+
+def award_key_of(
+    achievement: AchievementBase,
+    key: object,
+    where: str = "unlock()",
+    error: type[HeroError] = InvalidUnlockResult,
+) -> str | None:
+    """The key of an award: None for an achievement that is not repeatable, the
+    text naming the award (``"answer:123"``) for one that is; otherwise
+    ``error`` saying which of the two was wrong and how to answer instead."""
+    name = f"{type(achievement).__qualname__}.{where}"
+    if not is_repeatable(achievement):
+        if key is None:
+            return None
+        raise error(
+            f"{name} answered with key={describe(key)}, but {achievement.id!r} is not "
+            "repeatable, so it is held once. Set repeatable = True on the class to "
+            "award it once per key, or answer without a key."
+        )
+    if key is None:
+        raise error(
+            f"{achievement.id!r} is repeatable, so {name} must name each award with "
+            "a key, e.g. AchievementUnlocked(level=1, key='answer:123'): hero "
+            "awards it once per key."
+        )
+    return key_text(key, name, error)
+
+
+def key_text(key: object, name: str, error: type[HeroError]) -> str:
+    """``key`` if it can be recorded as an award's key, else ``error``."""
+    if not _is_text(key) or len(key) > MAX_KEY or text_problem(key) is not None:
+        raise error(
+            f"{name} gave the key {describe(key)}; a key must be a non-empty string "
+            f"of at most {MAX_KEY} characters with no NUL character or lone "
+            "surrogate, e.g. 'answer:123'."
+        )
+    return key
+
+
+def revoked_key_of(achievement_id: str, key: object) -> str | None:
+    """The key of the one award revoke() takes away (None: all of it), or
+    InvalidRevocation when the achievement is not repeatable."""
+    if key is None:
+        return None
+    name = "revoke()"
+    if achievement_id in registry and not is_repeatable(registry.get(achievement_id)):
+        raise InvalidRevocation(
+            f"{name} was given key={describe(key)}, but {achievement_id!r} is not "
+            "repeatable: it is held once, so revoke it without a key."
+        )
+    return key_text(key, name, InvalidRevocation)
 
 
 # The state to record ---------------------------------------------------------
@@ -492,19 +563,26 @@ def check_batch_size(batch_size: object) -> None:
 
 def backfilled_award_of(
     achievement: AchievementBase, item: object
-) -> tuple[str | None, int, datetime | None]:
-    """(user pk as events record it, level, when it took effect) of an item that
-    ``achievement.backfill()`` yielded; the pk is None when it can be no user's,
-    and InvalidBackfill (or InvalidLevel) says what an item must be."""
+) -> tuple[str | None, int, datetime | None, str | None]:
+    """(user pk as events record it, level, when it took effect, key) of an item
+    that ``achievement.backfill()`` yielded; the pk is None when it can be no
+    user's, and InvalidBackfill (or InvalidLevel) says what an item must be.
+    A repeatable achievement yields a fourth item, the award's key."""
     name = f"{type(achievement).__qualname__}.backfill()"
-    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+    repeatable = is_repeatable(achievement)
+    lengths = (2, 3, 4) if repeatable else (2, 3)
+    if not isinstance(item, (tuple, list)) or len(item) not in lengths:
         raise InvalidBackfill(
             f"{name} yielded {describe(item)}; it must yield (user_pk, level) or "
-            "(user_pk, level, awarded_at) tuples."
+            "(user_pk, level, awarded_at) tuples"
+            + (", and (user_pk, level, awarded_at, key)." if repeatable else ".")
         )
     user_pk, level, *rest = item
     level = level_of(achievement, level)
     awarded_at = rest[0] if rest else None
+    key = award_key_of(
+        achievement, rest[1] if len(rest) > 1 else None, "backfill()", InvalidBackfill
+    )
     if awarded_at is not None:
         if not isinstance(awarded_at, datetime):
             raise InvalidBackfill(
@@ -523,7 +601,7 @@ def backfilled_award_of(
                 "in the past (from the year 1 in UTC); a backfill awards what users "
                 "earned before now."
             )
-    return user_pk_of(user_pk), level, awarded_at
+    return user_pk_of(user_pk), level, awarded_at, key
 
 
 def user_pk_of(value: object) -> str | None:

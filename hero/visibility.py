@@ -143,7 +143,8 @@ class Card:
     """One achievement as a viewer may see it in a user's listing.
 
     ``id``, ``title`` and ``description`` are None for a secret placeholder;
-    ``level`` and ``unlocked_at`` are set when the subject holds it.
+    ``level``, ``unlocked_at`` and ``times`` (how many awards, of a repeatable
+    achievement) are set when the subject holds it.
     """
 
     state: State
@@ -154,6 +155,7 @@ class Card:
     level: int | None = None
     unlocked_at: datetime | None = None
     progress: ProgressDisplay | None = None
+    times: int | None = None
 
     @property
     def unlocked(self) -> bool:
@@ -183,6 +185,7 @@ class Card:
             "level": self.level,
             "level_name": self.level_name,
             "unlocked_at": self.unlocked_at,
+            "times": self.times,
             "progress": self.progress.as_json() if self.progress else None,
         }
 
@@ -215,6 +218,7 @@ def _card(
 ) -> Card | None:
     level = holding.level if holding else None
     unlocked_at = holding.unlocked_at if holding else None
+    times = holding.times if holding else None
     if not revealed:
         if achievement.invisible:
             return None
@@ -226,6 +230,7 @@ def _card(
             image_path(achievement, "secret"),
             level,
             unlocked_at,
+            times=times,
         )
     if holding is not None:
         return Card(
@@ -236,6 +241,7 @@ def _card(
             image_path(achievement, "unlocked"),
             level,
             unlocked_at,
+            times=times,
         )
     if achievement.invisible:
         return None  # revealed to the viewer, but the subject has not unlocked it
@@ -329,6 +335,7 @@ class Detail:
     progress: ProgressDisplay | None
     ladder: list[Rung]
     users: int
+    times: int | None = None  # the viewer's awards (repeatable achievements)
 
     @property
     def unlocked(self) -> bool:
@@ -360,6 +367,7 @@ class Detail:
             "level": self.level,
             "level_name": self.level_name,
             "unlocked_at": self.unlocked_at,
+            "times": self.times,
             "progress": self.progress.as_json() if self.progress else None,
             "holders": self.holders,
             "users": self.users,
@@ -421,6 +429,7 @@ def detail(achievement_id: str, viewer: Any) -> Detail | None:
         progress,
         ladder,
         users,
+        holding.times if holding else None,
     )
 
 
@@ -490,6 +499,7 @@ class _Held:
 
     def __init__(self, level: int) -> None:
         self.level = level
+        self.times = 1
         self.unlocked_at = None
 
 
@@ -504,6 +514,7 @@ NOTICE_KINDS = (
     LedgerEntry.Kind.UNLOCKED,
     LedgerEntry.Kind.UPGRADED,
     LedgerEntry.Kind.GRANTED,
+    LedgerEntry.Kind.REPEATED,
 )
 
 

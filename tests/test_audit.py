@@ -241,6 +241,7 @@ def test_hero_audit_json_by_pk_as_of_and_for_one_achievement(
         "achievement_id",
         "actor",
         "event",
+        "key",
         "kind",
         "level",
         "occurred_at",

@@ -405,6 +405,7 @@ def test_json_of_own_achievements(backend: Backend, make_user: Any) -> None:
         "level": 3,
         "level_name": "Gold",
         "unlocked_at": "2026-03-01T09:00:00Z",
+        "times": 1,
         "progress": None,
         "url": "http://testserver/achievements/points/",
     }
@@ -420,6 +421,7 @@ def test_json_of_own_achievements(backend: Backend, make_user: Any) -> None:
         "level": None,
         "level_name": None,
         "unlocked_at": None,
+        "times": None,
         "progress": None,
         "url": None,
     }

@@ -13,6 +13,13 @@ before it, even when the clock was set back or a backfill names an earlier
 time. So replaying the events that took effect by a moment, as
 ``levels(user, at=...)`` does, never shows an upgrade without its unlock.
 
+A *repeatable* achievement (``repeatable = True`` on its class) is awarded
+once per key (``"answer:123"``): the aggregate keeps every key it awarded,
+live or revoked, so a key is awarded at most once however often, or however
+concurrently, it is reported. The first award is an ``Unlocked`` with its key;
+each later one a :class:`UserAchievement.Repeated`. The level held is the
+highest level of the awards still live.
+
 Topics are explicit strings (``TOPIC``), registered with eventsourcing when the
 classes are defined, so moving or renaming this module never breaks the replay of
 stored events. Nothing here imports Django's ORM: the errors a decision
@@ -54,16 +61,24 @@ def trigger_log_id(user_pk: str) -> UUID:
 
 @dataclass(frozen=True)
 class Outcome:
-    """An unlock or upgrade that a decision recorded (returned to the caller)."""
+    """An unlock or upgrade that a decision recorded (returned to the caller).
+
+    For a repeatable achievement, ``key`` names the award and ``times`` is how
+    many awards the user holds after it; a repeat at or below the level held
+    has ``previous_level == level``.
+    """
 
     achievement_id: str
     level: int
     previous_level: int | None
+    key: str | None = None
+    times: int = 1
 
     @property
     def upgraded(self) -> bool:
-        """True for a level upgrade, False for a first unlock."""
-        return self.previous_level is not None
+        """True for a level upgrade, False for a first unlock (or a repeat that
+        leaves the level as it was)."""
+        return self.previous_level is not None and self.level > self.previous_level
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,8 @@ class Revocation:
     level: int
     reason: str
     actor: str | None
+    #: The one award revoked, of a repeatable achievement; None for all of it.
+    key: str | None = None
 
 
 class UserAchievement(BaseAggregate[UUID]):
@@ -104,6 +121,9 @@ class UserAchievement(BaseAggregate[UUID]):
     #: When the last event took effect. A class default too, for aggregates
     #: restored from snapshots taken before it existed.
     effective_at: datetime | None = None
+    #: A repeatable achievement's awards: key -> its level while live, None
+    #: once revoked (a key is never awarded twice). None until the first.
+    awards: dict[str, int | None] | None = None
 
     def __init__(self) -> None:  # pragma: no cover - built by start() or replay
         raise TypeError("Use UserAchievement.start() or the ledger's repository")
@@ -136,6 +156,14 @@ class UserAchievement(BaseAggregate[UUID]):
     def held(self) -> bool:
         return self.level is not None
 
+    @property
+    def times(self) -> int:
+        """How many awards of a repeatable achievement are live (1 for one held
+        once, 0 when not held)."""
+        if not self.awards:
+            return 1 if self.held else 0
+        return sum(1 for level in self.awards.values() if level is not None)
+
     def _effective(self, moment: datetime) -> datetime:
         """When an event meant to take effect at ``moment`` takes effect: then,
         or when the last event did if that is later (time never runs backwards
@@ -152,14 +180,22 @@ class UserAchievement(BaseAggregate[UUID]):
         trigger: str,
         state: dict[str, Any],
         awarded_at: datetime | None = None,
+        key: str | None = None,
     ) -> Outcome | None:
         """Unlock at ``level``, or upgrade to it; a level not above the one held
         changes nothing (and returns None).
+
+        With a ``key`` (a repeatable achievement), award it once per key: the
+        first award unlocks, each later one with a new key is a repeat (and an
+        upgrade when its level is higher); a key awarded before, even one
+        revoked since, changes nothing.
 
         ``awarded_at`` is when the award took effect, if not now (a backfill
         awards with the time of the original activity); never earlier than the
         last event, which is taken instead.
         """
+        if key is not None and self.awards and key in self.awards:
+            return None
         previous = self.level
         now = self.Unlocked.create_timestamp()
         when = {"timestamp": now, "awarded_at": self._effective(awarded_at or now)}
@@ -173,8 +209,25 @@ class UserAchievement(BaseAggregate[UUID]):
                 previous_level=None,
                 trigger=trigger,
                 state=state,
+                key=key,
             )
-        elif level > previous:
+            return Outcome(self.achievement_id, level, None, key)
+        if key is not None:
+            self.trigger_event(
+                self.Repeated,
+                **when,
+                user_pk=self.user_pk,
+                achievement_id=self.achievement_id,
+                level=level,
+                previous_level=previous,
+                trigger=trigger,
+                state=state,
+                key=key,
+            )
+            return Outcome(
+                self.achievement_id, max(level, previous), previous, key, self.times
+            )
+        if level > previous:
             self.trigger_event(
                 self.LevelUpgraded,
                 **when,
@@ -227,8 +280,15 @@ class UserAchievement(BaseAggregate[UUID]):
                 changes.append(outcome)
         return changes
 
-    def revoke(self, *, reason: str, actor: str | None) -> Revocation:
-        """Take the achievement away; the user may unlock it again later."""
+    def revoke(
+        self, *, reason: str, actor: str | None, key: str | None = None
+    ) -> Revocation:
+        """Take the achievement away; the user may unlock it again later.
+
+        With a ``key``, take away only that award of a repeatable achievement:
+        the achievement stays held while other awards are live."""
+        if key is not None:
+            return self._revoke_award(key, reason=reason, actor=actor)
         if self.level is None:
             raise NotHeldError(
                 f"User {self.user_pk} does not hold {self.achievement_id!r}, so it "
@@ -246,6 +306,29 @@ class UserAchievement(BaseAggregate[UUID]):
             actor=actor,
         )
         return Revocation(self.achievement_id, level, reason, actor)
+
+    def _revoke_award(self, key: str, *, reason: str, actor: str | None) -> Revocation:
+        awards = self.awards or {}
+        if self.level is None or awards.get(key) is None:
+            raise NotHeldError(
+                f"User {self.user_pk} holds no award of {self.achievement_id!r} with "
+                f"the key {key!r}, so it cannot be revoked. Nothing was written."
+            )
+        remaining = [
+            level for k, level in awards.items() if level is not None and k != key
+        ]
+        self.trigger_event(
+            self.AwardRevoked,
+            timestamp=self._effective(self.AwardRevoked.create_timestamp()),
+            user_pk=self.user_pk,
+            achievement_id=self.achievement_id,
+            level=self.level,
+            held_level=max(remaining) if remaining else None,
+            key=key,
+            reason=reason,
+            actor=actor,
+        )
+        return Revocation(self.achievement_id, awards[key] or 0, reason, actor, key)
 
     def grant(self, level: int, *, reason: str, actor: str | None) -> Outcome:
         """Award ``level`` by hand, with why and by whom: unlock it, or upgrade
@@ -292,25 +375,59 @@ class UserAchievement(BaseAggregate[UUID]):
 
         Version 2 added ``awarded_at``: when the award took effect, which differs
         from ``timestamp`` (when it was recorded) for backfilled awards.
+        Version 3 added ``key``: the award's key, for a repeatable achievement
+        (None otherwise, and in every event recorded before).
         """
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.Unlocked"
-        class_version: ClassVar[int] = 2
+        class_version: ClassVar[int] = 3
 
         level: int
         previous_level: int | None
         trigger: str
         state: dict[str, Any]
         awarded_at: datetime
+        key: str | None = None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["awarded_at"] = state["timestamp"]
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["key"] = None
+
         def apply(self, aggregate: UserAchievement) -> None:
             aggregate.level = self.level
             aggregate.unlocked_at = self.awarded_at
             aggregate.effective_at = self.awarded_at
+            if self.key is not None:
+                aggregate.awards = {**(aggregate.awards or {}), self.key: self.level}
+
+    class Repeated(Event):
+        """A repeatable achievement the user holds was awarded again, for a new
+        ``key``, at ``level``; the level held becomes the higher of ``level``
+        and ``previous_level`` (the level held before)."""
+
+        TOPIC: ClassVar[str] = "hero:UserAchievement.Repeated"
+        class_version: ClassVar[int] = 1
+
+        level: int
+        previous_level: int
+        key: str
+        trigger: str
+        state: dict[str, Any]
+        awarded_at: datetime
+
+        @property
+        def held_level(self) -> int:
+            """The level held after this award."""
+            return max(self.level, self.previous_level)
+
+        def apply(self, aggregate: UserAchievement) -> None:
+            aggregate.level = self.held_level
+            aggregate.effective_at = self.awarded_at
+            aggregate.awards = {**(aggregate.awards or {}), self.key: self.level}
 
     class LevelUpgraded(Event):
         """The user went up from ``previous_level`` to ``level``.
@@ -351,6 +468,31 @@ class UserAchievement(BaseAggregate[UUID]):
             aggregate.unlocked_at = None
             aggregate.steps = 0
             aggregate.revocations += 1
+            aggregate.effective_at = self.timestamp
+            if aggregate.awards:
+                # Every award goes, and its key is spent.
+                aggregate.awards = dict.fromkeys(aggregate.awards)
+
+    class AwardRevoked(Event):
+        """One award of a repeatable achievement, ``key``, was taken away. The
+        user held the achievement at ``level``, and now at ``held_level`` (None
+        when no award is left: the achievement is no longer held). The key is
+        spent: it is never awarded again."""
+
+        TOPIC: ClassVar[str] = "hero:UserAchievement.AwardRevoked"
+        class_version: ClassVar[int] = 1
+
+        level: int
+        held_level: int | None
+        key: str
+        reason: str
+        actor: str | None
+
+        def apply(self, aggregate: UserAchievement) -> None:
+            aggregate.awards = {**(aggregate.awards or {}), self.key: None}
+            aggregate.level = self.held_level
+            if self.held_level is None:
+                aggregate.unlocked_at = None
             aggregate.effective_at = self.timestamp
 
     class Progressed(Event):

@@ -29,9 +29,16 @@ def _upserts(vendor: str) -> dict[str, str]:
         "unlocked": upsert(
             vendor,
             "hero_achievement_unlocked",
-            ("user_id", "achievement_id", "level", "unlocked_at", "updated_at"),
+            (
+                "user_id",
+                "achievement_id",
+                "level",
+                "unlocked_at",
+                "updated_at",
+                "times",
+            ),
             ("user_id", "achievement_id"),
-            replace=("level", "unlocked_at", "updated_at"),
+            replace=("level", "unlocked_at", "updated_at", "times"),
         ),
         "progress": upsert(
             vendor,
@@ -56,10 +63,15 @@ class HoldingsDelta:
     :meth:`Holdings.write` writes, and (folded from the first event on) what
     ``hero_verify`` expects the tables to hold."""
 
-    #: Whole rows: (level, unlocked at, updated at).
-    replace: dict[Key, tuple[int, datetime, datetime]] = field(default_factory=dict)
+    #: Whole rows: (level, unlocked at, updated at, times).
+    replace: dict[Key, tuple[int, datetime, datetime, int]] = field(
+        default_factory=dict
+    )
     #: Level changes of rows from before the run: (level, updated at).
     update: dict[Key, tuple[int, datetime]] = field(default_factory=dict)
+    #: Change in the number of awards of rows from before the run (repeatable
+    #: achievements).
+    times: Counter[Key] = field(default_factory=Counter)
     delete: set[Key] = field(default_factory=set)
     #: (steps, total, updated at); a total of 0 removes the row.
     progress: dict[Key, tuple[int, int, datetime]] = field(default_factory=dict)
@@ -76,27 +88,48 @@ class HoldingsDelta:
         ):
             self.delete.discard(key)
             update.pop(key, None)
-            replace[key] = (event.level, event.awarded_at, event.awarded_at)
+            self.times.pop(key, None)
+            replace[key] = (event.level, event.awarded_at, event.awarded_at, 1)
             counts[(event.achievement_id, event.level)] += 1
         elif (
             isinstance(event, UserAchievement.LevelUpgraded | UserAchievement.Granted)
             and event.previous_level is not None
         ):
-            if key in replace:
-                _, unlocked_at, _ = replace[key]
-                replace[key] = (event.level, unlocked_at, event.awarded_at)
-            else:
-                update[key] = (event.level, event.awarded_at)
-            counts[(event.achievement_id, event.previous_level)] -= 1
-            counts[(event.achievement_id, event.level)] += 1
-        elif isinstance(event, UserAchievement.Revoked):
+            self._relevel(key, event.previous_level, event.level, event.awarded_at, 0)
+        elif isinstance(event, UserAchievement.Repeated):
+            self._relevel(
+                key, event.previous_level, event.held_level, event.awarded_at, 1
+            )
+        elif isinstance(event, UserAchievement.AwardRevoked) and event.held_level:
+            self._relevel(key, event.level, event.held_level, event.timestamp, -1)
+        elif isinstance(event, UserAchievement.Revoked | UserAchievement.AwardRevoked):
             replace.pop(key, None)
             update.pop(key, None)
+            self.times.pop(key, None)
             self.delete.add(key)
-            self.progress[key] = (0, 0, event.timestamp)  # progress starts again
+            if isinstance(event, UserAchievement.Revoked):
+                self.progress[key] = (0, 0, event.timestamp)  # progress starts again
             counts[(event.achievement_id, event.level)] -= 1
         elif isinstance(event, UserAchievement.Progressed):
             self.progress[key] = (event.steps, event.total, event.awarded_at)
+
+    def _relevel(
+        self, key: Key, previous: int, level: int, at: datetime, more: int
+    ) -> None:
+        """A held row goes from level ``previous`` to ``level`` (an upgrade, or
+        a repeatable achievement's award added or revoked) with ``more`` awards."""
+        if key in self.replace:
+            old, unlocked_at, updated_at, times = self.replace[key]
+            changed_at = at if level != old else updated_at
+            self.replace[key] = (level, unlocked_at, changed_at, times + more)
+        else:
+            if level != previous:
+                self.update[key] = (level, at)
+            if more:
+                self.times[key] += more
+        if level != previous:
+            self.counts[(key[1], previous)] -= 1
+            self.counts[(key[1], level)] += 1
 
     def fold(self, changes: Sequence[Change], users: set[str] | None) -> None:
         """Fold hero's events among ``changes``, leaving out users not in
@@ -125,6 +158,7 @@ class Holdings(ReadModel):
         delta = HoldingsDelta()
         delta.fold(changes, users)
         replace, update, delete = delta.replace, delta.update, delta.delete
+        more = {key: n for key, n in delta.times.items() if n}
         progress, counts = delta.progress, delta.counts
 
         # Rows are new only for unlocks and progress; others' catalog entries exist.
@@ -146,8 +180,8 @@ class Holdings(ReadModel):
             cursor.executemany(
                 sql["unlocked"],
                 [
-                    (user_pk(u), a, level, when(unlocked_at), when(updated_at))
-                    for (u, a), (level, unlocked_at, updated_at) in replace.items()
+                    (user_pk(u), a, level, when(unlocked_at), when(updated_at), n)
+                    for (u, a), (level, unlocked_at, updated_at, n) in replace.items()
                 ],
             )
         if update:
@@ -158,6 +192,12 @@ class Holdings(ReadModel):
                     (level, when(at), user_pk(u), a)
                     for (u, a), (level, at) in update.items()
                 ],
+            )
+        if more:
+            cursor.executemany(
+                "UPDATE hero_achievement_unlocked SET times = times + %s "
+                "WHERE user_id = %s AND achievement_id = %s",
+                [(n, user_pk(u), a) for (u, a), n in more.items()],
             )
         gone = [key for key, (steps, total, _) in progress.items() if total == 0]
         if gone:

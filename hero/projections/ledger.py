@@ -21,6 +21,8 @@ KINDS: dict[type, str] = {
     UserAchievement.Progressed: "progressed",
     TriggerLog.Triggered: "triggered",
     UserAchievement.Granted: "granted",
+    UserAchievement.Repeated: "repeated",
+    UserAchievement.AwardRevoked: "revoked",
 }
 
 
@@ -45,8 +47,9 @@ class LedgerEntries(ReadModel):
                 continue
             occurred_at = getattr(event, "awarded_at", None) or event.timestamp
             if kind == "revoked":
-                # The level taken away is the level before; none is held after.
-                level, previous_level = None, event.level
+                # The level taken away is the level before; after it, none is
+                # held, or (one award of a repeatable) the level still held.
+                level, previous_level = getattr(event, "held_level", None), event.level
             else:
                 level = getattr(event, "level", None)
                 previous_level = getattr(event, "previous_level", None)
@@ -63,6 +66,7 @@ class LedgerEntries(ReadModel):
                         getattr(event, "state", {}), connection
                     ),
                     getattr(event, "steps", None),
+                    getattr(event, "key", None) or "",
                     getattr(event, "actor", None) or "",
                     getattr(event, "reason", None) or "",
                     when(occurred_at),
@@ -83,7 +87,7 @@ def _insert_sql(vendor: str, quote: Callable[[str], str]) -> str:
     if statement is None:
         columns = (
             "position", "user_id", "achievement_id", "kind", "level",
-            "previous_level", quote("trigger"), "state", "steps", "actor",
+            "previous_level", quote("trigger"), "state", "steps", quote("key"), "actor",
             "reason", "occurred_at", "recorded_at",
         )  # fmt: skip
         statement = insert_missing(vendor, "hero_ledger_entry", columns, ("position",))

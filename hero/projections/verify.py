@@ -75,7 +75,8 @@ def _verify_holdings(
     delta = HoldingsDelta()
     for changes in store_changes(0, until, batch_size):
         delta.fold(changes, users)
-    expected = {key: level for key, (level, _, _) in delta.replace.items()}
+    expected = {key: level for key, (level, _, _, _) in delta.replace.items()}
+    expected_times = {key: times for key, (_, _, _, times) in delta.replace.items()}
     expected_progress = {
         key: (steps, total)
         for key, (steps, total, _) in delta.progress.items()
@@ -83,11 +84,13 @@ def _verify_holdings(
     }
 
     actual: dict[tuple[str, str], int] = {}
+    actual_times: dict[tuple[str, str], int] = {}
     rows = AchievementUnlocked.objects.using(alias).values_list(
-        "user_id", "achievement_id", "level"
+        "user_id", "achievement_id", "level", "times"
     )
-    for user_pk, achievement_id, level in rows.iterator(chunk_size=batch_size):
+    for user_pk, achievement_id, level, times in rows.iterator(chunk_size=batch_size):
         actual[(str(user_pk), achievement_id)] = level
+        actual_times[(str(user_pk), achievement_id)] = times
     _compare(
         expected,
         actual,
@@ -104,6 +107,12 @@ def _verify_holdings(
             f"{level}, the store says {recorded}"
         ),
     )
+    for key in sorted(expected_times.keys() & actual_times.keys()):
+        if expected_times[key] != actual_times[key]:
+            result.differences.append(
+                f"holdings: wrong times: user {key[0]}, {key[1]!r} was awarded "
+                f"{actual_times[key]} times, the store says {expected_times[key]}"
+            )
     expected_counts = Counter((a, level) for (_, a), level in expected.items())
     actual_counts = {
         (a, level): n

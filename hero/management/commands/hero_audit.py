@@ -138,14 +138,16 @@ class Command(TranslatedCommand):
             self.stdout.write("-" * len(header))
         for e in entries:
             level = ""
-            if e.kind in ("unlocked", "upgraded", "granted"):
+            if e.kind == "repeated":
+                level = f"{e.previous_level}+{e.level}"
+            elif e.kind in ("unlocked", "upgraded", "granted"):
                 level = (
                     f"{e.previous_level}->{e.level}"
                     if e.previous_level
                     else str(e.level)
                 )
             elif e.kind == "revoked":
-                level = f"{e.previous_level}->-"
+                level = f"{e.previous_level}->{e.level or '-'}"
             elif e.kind == "progressed":
                 level = f"{e.steps}/{e.total}"
             details = e.event
@@ -153,6 +155,8 @@ class Command(TranslatedCommand):
                 details = f"reason: {e.reason}" + (f"; by {e.actor}" if e.actor else "")
             elif e.state:
                 details += " " + json.dumps(e.state, sort_keys=True, default=str)
+            if e.key is not None:
+                details = f"key {e.key}; {details}"
             occurred = (
                 e.occurred_at.isoformat(timespec="seconds") if e.occurred_at else ""
             )
