@@ -298,7 +298,7 @@ def server_database(kind: str, name: str = "", **options: Any) -> dict[str, Any]
         "mysql": ("MYSQL", "mysql://root@127.0.0.1:3306/", "mysql"),
     }[kind]
     parts = urlsplit(address := os.environ.get(f"HERO_BENCH_{variable}_URL", default))
-    if parts.scheme.removesuffix("ql") != kind:
+    if parts.scheme not in {kind, f"{kind}ql"}:
         raise SystemExit(
             f"HERO_BENCH_{variable}_URL must be a {kind}:// URL, not {address!r}"
         )
