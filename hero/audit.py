@@ -102,30 +102,19 @@ def _entries(events: Iterable[tuple[int, Any]]) -> Iterable[HistoryEntry]:
                 key=event.key,
                 **common,
             )
-        elif isinstance(event, UserAchievement.AwardRevoked):
-            # level: the level still held (None: no award left).
+        elif isinstance(event, (UserAchievement.AwardRevoked, UserAchievement.Revoked)):
+            # level: the level still held after one key's award is revoked
+            # (None: no award left, as after revoking them all).
             yield HistoryEntry(
                 "revoked",
                 event.achievement_id,
-                event.held_level,
+                getattr(event, "held_level", None),
                 event.level,
                 "",
                 actor=event.actor,
                 reason=event.reason,
                 occurred_at=event.timestamp,
-                key=event.key,
-                **common,
-            )
-        elif isinstance(event, UserAchievement.Revoked):
-            yield HistoryEntry(
-                "revoked",
-                event.achievement_id,
-                None,
-                event.level,
-                "",
-                actor=event.actor,
-                reason=event.reason,
-                occurred_at=event.timestamp,
+                key=getattr(event, "key", None),
                 **common,
             )
         elif isinstance(event, UserAchievement.Progressed):
