@@ -613,3 +613,42 @@ def test_a_failing_view_write_rolls_back_the_whole_call(
     (outcome,) = hero.achievements.unlock("score_changed", user=user, points=100)
     assert (outcome.level, outcome.previous_level) == (2, 1)
     call_command("hero_verify", stdout=io.StringIO())
+
+
+class _DeadlockDetected(Exception):
+    sqlstate = "40P01"
+
+
+def test_a_worker_applies_an_event_again_after_losing_a_deadlock() -> None:
+    from eventsourcing.persistence import OperationalError, Tracking
+
+    from hero.projections.base import ReadModelProjection
+
+    # Arrange: a read model whose first apply is rolled back to break a deadlock,
+    # and one whose apply fails for another reason.
+    calls: list[int] = []
+
+    class Flaky:
+        def apply(self, changes: Any, application_name: str) -> int:
+            calls.append(len(changes))
+            if len(calls) == 1:
+                error = OperationalError("deadlock detected")
+                error.__cause__ = _DeadlockDetected()
+                raise error
+            return 1
+
+    class Broken:
+        def apply(self, changes: Any, application_name: str) -> int:
+            calls.append(0)
+            raise OperationalError("the server went away")
+
+    tracking = Tracking("hero", 7)
+
+    # Act / assert: the deadlock is retried; the other error is not.
+    flaky = ReadModelProjection(Flaky())  # type: ignore[arg-type]
+    flaky.process_event(object(), tracking)
+    assert calls == [1, 1]
+    broken = ReadModelProjection(Broken())  # type: ignore[arg-type]
+    with pytest.raises(OperationalError, match="went away"):
+        broken.process_event(object(), tracking)
+    assert calls == [1, 1, 0]

@@ -15,6 +15,8 @@ Positions, the ``CURRENT`` marker and the rebuild markers are kept by
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -22,7 +24,7 @@ from uuid import UUID
 
 from django.conf import settings
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import OperationalError, Tracking
 from eventsourcing.projection import Projection
 
 from hero.store.ordering import hold_ordering_lock
@@ -33,6 +35,7 @@ from hero.store.positions import (
 )
 from hero.store.postgres import pipelined
 from hero.store.recorders import DjangoTrackingRecorder
+from hero.store.transactions import lost_a_deadlock
 from hero.users import existing_user_pks
 
 if TYPE_CHECKING:
@@ -245,7 +248,18 @@ class ReadModelProjection(Projection[ReadModel]):
     """eventsourcing's projection interface over a :class:`ReadModel`, one event
     at a time (used by ``hero_project`` through eventsourcing's ProjectionRunner)."""
 
+    #: How often an event is applied again after the database broke a deadlock
+    #: by rolling its transaction back (writers of the same rows, at once).
+    attempts: ClassVar[int] = 5
+
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.view.apply(
-            [Change(tracking.notification_id, domain_event)], tracking.application_name
-        )
+        changes = [Change(tracking.notification_id, domain_event)]
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self.view.apply(changes, tracking.application_name)
+            except OperationalError as error:
+                if attempt == self.attempts or not lost_a_deadlock(error):
+                    raise
+                time.sleep(random.uniform(0, 0.01 * attempt))
+            else:
+                return

@@ -88,6 +88,22 @@ class translate_errors:
                 ) from error
 
 
+def lost_a_deadlock(error: BaseException) -> bool:
+    """Whether the database rolled ``error``'s transaction back to break a
+    deadlock (or a serialization failure): nothing of it was kept, and the same
+    work may simply be done again."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if getattr(cause, "sqlstate", None) in {"40P01", "40001"}:  # PostgreSQL
+            return True
+        if type(cause).__module__.startswith("MySQLdb") and getattr(cause, "args", ())[
+            :1
+        ] == (1213,):  # ER_LOCK_DEADLOCK
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def _store_busy(alias: str, error: BaseException) -> StoreBusy:
     setting = (
         "the 'timeout' database option"
