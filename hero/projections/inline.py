@@ -11,6 +11,7 @@ from hero.conf import conf
 from hero.projections.base import Change, ReadModel, apply_read_models
 from hero.projections.holdings import Holdings
 from hero.projections.ledger import LedgerEntries
+from hero.store.positions import keep_current
 from hero.store.transactions import DjangoDatastore
 
 READ_MODELS: dict[str, type[ReadModel]] = {
@@ -45,6 +46,7 @@ def project_inline(recordings: Sequence[Recording[UUID]]) -> None:
     models = _inline_models.get(alias)
     if models is None:
         models = _inline_models[alias] = read_models(alias)
+        keep_current([model.name for model in models])
     if conf.HERO_PROJECTIONS != "inline":
         models[0].positions.mark_behind(
             [model.name for model in models],

@@ -42,6 +42,21 @@ CURRENT = -1
 
 _REBUILD_SUFFIX = "#rebuild"
 
+#: The followers that writers of events keep current in their own transaction
+#: (hero's inline read models, registered from outside by
+#: :func:`keep_current`): a writer on PostgreSQL reads their positions with
+#: the ordering lock, in the same round trip (:meth:`Positions.prefetch`).
+_kept_current: list[str] = []
+
+_PREFETCHED = "positions"
+
+
+def keep_current(names: Sequence[str]) -> None:
+    """Register the followers that writers apply events to inline."""
+    for name in names:
+        if name not in _kept_current:
+            _kept_current.append(name)
+
 
 def tracking_key(name: str, application_name: str = UPSTREAM) -> str:
     """The row that holds follower ``name``'s position."""
@@ -131,6 +146,39 @@ class Positions:
                 states[name] = (number, marked)
         return states
 
+    def _keys_sql(self, keys: Sequence[str]) -> str:
+        return (
+            f"SELECT application_name, notification_id FROM {self.table} "
+            f"WHERE application_name IN ({', '.join(['%s'] * len(keys))})"
+        )
+
+    def prefetch(self, cursor: CursorWrapper, application_name: str = UPSTREAM) -> None:
+        """In a transaction hero opened, queue reading the positions that
+        :meth:`stay_current` will need for the followers registered with
+        :func:`keep_current`, to travel with the statements being sent (under
+        the ordering lock, which keeps a :data:`CURRENT` position as it is)."""
+        scratch = self.datastore.scratch()
+        if scratch is None or not _kept_current:
+            return
+        keys = [tracking_key(n, application_name) for n in _kept_current]
+        keys += [rebuild_key(n, application_name) for n in _kept_current]
+        reader = cursor.db.cursor()
+        reader.execute(self._keys_sql(keys), keys)
+        scratch[_PREFETCHED] = (frozenset(keys), reader)
+
+    def _prefetched(self, keys: Sequence[str]) -> dict[str, int] | None:
+        """The positions read ahead in this transaction (taken once), if
+        they cover ``keys``."""
+        scratch = self.datastore.scratch()
+        if scratch is None or _PREFETCHED not in scratch:
+            return None
+        read, reader = scratch.pop(_PREFETCHED)
+        with reader:
+            rows = reader.fetchall()
+        if not read.issuperset(keys):
+            return None
+        return {key: int(value) for key, value in rows if key in keys}
+
     def stay_current(
         self,
         cursor: CursorWrapper,
@@ -149,12 +197,10 @@ class Positions:
         """
         keys = [tracking_key(name, application_name) for name in names]
         markers = [rebuild_key(name, application_name) for name in names]
-        cursor.execute(
-            f"SELECT application_name, notification_id FROM {self.table} "
-            f"WHERE application_name IN ({', '.join(['%s'] * (len(keys) + len(markers)))})",
-            [*keys, *markers],
-        )
-        found = {key: int(value) for key, value in cursor.fetchall()}
+        found = self._prefetched([*keys, *markers])
+        if found is None:
+            cursor.execute(self._keys_sql([*keys, *markers]), [*keys, *markers])
+            found = {key: int(value) for key, value in cursor.fetchall()}
         if set(found) != set(keys):
             return False  # a follower never written yet, or one being rebuilt
         values = set(found.values())

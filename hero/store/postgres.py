@@ -15,10 +15,84 @@ def pipelined(cursor: CursorWrapper) -> AbstractContextManager[Any]:
     round trip to the server together, instead of one each. Elsewhere, and
     with psycopg 2 or a libpq older than 14 (no pipeline mode), the block runs
     as it is."""
-    raw = cursor.db.connection
-    if cursor.db.vendor != "postgresql" or not _pipelines_supported(raw):
+    if cursor.db.vendor != "postgresql":
         return nullcontext()  # no generator to run on SQLite's hot path
+    raw = cursor.db.connection
+    if not _pipelines_supported(raw):
+        return nullcontext()
+    if in_pipeline(raw):
+        # Inside a transaction's pipeline: leaving a nested block would make
+        # a round trip of its own.
+        return nullcontext()
     return _pipeline(cursor.db, raw)
+
+
+@contextmanager
+def pipelined_transaction(connection: Any) -> Iterator[bool]:
+    """A transaction of hero's own on PostgreSQL, when the caller has none: one
+    pipeline around all of it, ``BEGIN`` and ``COMMIT`` sent as statements in
+    it, so that the server is waited for only where a result is read and once
+    at the end (``BEGIN`` travels with the first statements, ``COMMIT`` with
+    the last writes). Statements whose results are not read fail at the next
+    read or at the end. Yields False, doing nothing, where that cannot be (not
+    PostgreSQL with pipelines, or inside the caller's transaction): the caller
+    then opens an atomic block as usual.
+
+    Django's transaction management is bypassed for the block (it sees the
+    connection in autocommit mode, as it is between statements): nothing in
+    it may use ``transaction.atomic()`` or ``on_commit()``.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield False
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    if not connection.get_autocommit() or not _pipelines_supported(raw):
+        yield False
+        return
+    if in_pipeline(raw):
+        yield False
+        return
+    with connection.wrap_database_errors:
+        pipeline = raw.pipeline()
+        pipeline.__enter__()
+        raw.execute("BEGIN")
+    try:
+        yield True
+    except BaseException as error:
+        pipeline.__exit__(type(error), error, error.__traceback__)
+        with connection.wrap_database_errors:
+            _roll_back(raw)
+        raise
+    with connection.wrap_database_errors:
+        try:
+            # Results that have arrived are read as statements are sent: an
+            # earlier statement's error may be raised here.
+            raw.execute("COMMIT")
+        except BaseException as error:
+            pipeline.__exit__(type(error), error, error.__traceback__)
+            _roll_back(raw)
+            raise
+        try:
+            pipeline.__exit__(None, None, None)
+        finally:
+            # A statement refused in the pipeline skips the COMMIT after it.
+            _roll_back(raw)
+
+
+def _roll_back(raw: Any) -> None:
+    """Roll back what is left of a transaction, out of pipeline mode."""
+    if raw.pgconn.transaction_status != _IDLE:
+        raw.rollback()
+
+
+#: libpq's PQTRANS_IDLE: connected, not in a transaction.
+_IDLE = 0
+
+
+def in_pipeline(raw: Any) -> bool:
+    """Whether psycopg connection ``raw`` is in pipeline mode."""
+    return bool(raw.pgconn.pipeline_status)
 
 
 @contextmanager

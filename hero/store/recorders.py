@@ -122,17 +122,27 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         if in_sql:
             register_sqlite_functions(cursor.db)
         elif chained:
-            # Taking the lock and reading the last link: one round trip.
+            # Taking the lock, reading the last link and (PostgreSQL) taking the
+            # positions of the new events, with the followers' positions the
+            # inline projections will need: one round trip.
+            postgres = self.datastore.vendor == "postgresql"
             with pipelined(cursor):
                 hold_ordering_lock(cursor)
-                if self.datastore.vendor == "postgresql":
+                if postgres:
                     announce(cursor)
+                    positions = self._reserve_positions(cursor, len(stored_events))
+                    Positions(self.datastore).prefetch(cursor)
                 cursor.execute(
                     f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1"
                 )
                 row = cursor.fetchone()
             previous = self._bytes(row[0]) if row and row[0] is not None else None
             chain = links(previous, stored_events)
+            if postgres:
+                with positions:
+                    reserved = [int(position) for (position,) in positions.fetchall()]
+                self._insert_at(cursor, stored_events, chain, reserved)
+                return reserved
         columns = "originator_id, originator_version, topic, state"
         if chained:
             columns += ", chain"
@@ -182,6 +192,49 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                 "The database assigned positions out of insertion order"
             )
         return result
+
+    def _reserve_positions(self, cursor: CursorWrapper, count: int) -> Any:
+        """PostgreSQL, under the ordering lock: queue taking the next ``count``
+        positions from the table's sequence, in order; return the cursor that
+        will hold them (one row each), read with the last link's round trip."""
+        reserved = cursor.db.cursor()
+        reserved.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) "
+            "FROM generate_series(1, %s)",
+            [self.events_model._meta.db_table, count],
+        )
+        return reserved
+
+    def _insert_at(
+        self,
+        cursor: CursorWrapper,
+        stored_events: Sequence[StoredEvent],
+        chain: list[bytes],
+        positions: list[int],
+    ) -> None:
+        """PostgreSQL: insert the events at the positions reserved for them,
+        reading nothing back. In a transaction of hero's own the statements
+        wait in its pipeline and go to the server with the projections' writes
+        and the commit (:func:`~hero.store.postgres.transaction_pipeline`)."""
+        for start in range(0, len(stored_events), INSERT_CHUNK_SIZE):
+            chunk = stored_events[start : start + INSERT_CHUNK_SIZE]
+            params: list[Any] = []
+            for offset, s in enumerate(chunk, start):
+                params += [
+                    positions[offset],
+                    self._db_uuid(s.originator_id),
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                    chain[offset],
+                ]
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {self.events_table} "
+                "(id, originator_id, originator_version, topic, state, chain) "
+                f"VALUES {values}",
+                params,
+            )
 
     def _insert_without_returning(
         self,

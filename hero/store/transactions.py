@@ -9,7 +9,7 @@ store as eventsourcing's persistence errors, which callers of a recorder expect.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from eventsourcing.persistence import (
 from hero.conf import conf
 from hero.exceptions import HeroError, StoreBusy
 from hero.store.ordering import is_lock_timeout
+from hero.store.postgres import pipelined_transaction
 from hero.store.sqlite import open_cursor
 
 if TYPE_CHECKING:
@@ -81,11 +82,30 @@ class translate_errors:
             raise _store_busy(self.alias, error) from error
         if self.lock_timeouts_only:
             return
-        for django_error, eventsourcing_error in _ERROR_TRANSLATIONS:
-            if isinstance(error, django_error):
-                raise eventsourcing_error(
-                    f"Database {self.alias!r}: {error}".strip()
-                ) from error
+        raise _translated(self.alias, error) from error
+
+
+def _translated(alias: str, error: db_utils.Error) -> PersistenceError:
+    """Django's database error as the eventsourcing error callers expect."""
+    for django_error, eventsourcing_error in _ERROR_TRANSLATIONS:
+        if isinstance(error, django_error):
+            return eventsourcing_error(f"Database {alias!r}: {error}".strip())
+    return PersistenceError(f"Database {alias!r}: {error}".strip())  # pragma: no cover
+
+
+def _version_taken(error: BaseException) -> bool:
+    """Whether PostgreSQL refused a row of the events table for a duplicate key:
+    the one unique constraint an event can break is its aggregate's version."""
+    # Lazy: the store is importable before Django has loaded the models.
+    from hero.models import StoredEvent
+
+    cause: BaseException | None = error
+    while cause is not None:
+        if getattr(cause, "sqlstate", None) == "23505":  # unique_violation
+            diag = getattr(cause, "diag", None)
+            return getattr(diag, "table_name", None) == StoredEvent._meta.db_table
+        cause = cause.__cause__
+    return False
 
 
 def lost_a_deadlock(error: BaseException) -> bool:
@@ -117,9 +137,11 @@ def _store_busy(alias: str, error: BaseException) -> StoreBusy:
     )
 
 
-# The database alias, and the cursor, of the atomic block hero itself opened.
-_owned_atomic: ContextVar[tuple[str, CursorWrapper] | None] = ContextVar(
-    "hero_owned_atomic", default=None
+# The database alias, the cursor, and what the store keeps for the rest of the
+# transaction (:meth:`DjangoDatastore.scratch`), of the atomic block hero itself
+# opened.
+_owned_atomic: ContextVar[tuple[str, CursorWrapper, dict[str, Any]] | None] = (
+    ContextVar("hero_owned_atomic", default=None)
 )
 
 
@@ -137,18 +159,47 @@ class DjangoDatastore:
     def owned_transaction(self) -> Iterator[None]:
         """An atomic block (a savepoint in the caller's transaction, if any)
         inside which hero's own writes share one cursor and need no atomic
-        blocks of their own: a failure anywhere in it rolls all of it back."""
-        with (
+        blocks of their own: a failure anywhere in it rolls all of it back.
+
+        On PostgreSQL, a transaction of hero's own runs in one pipeline
+        (:func:`~hero.store.postgres.pipelined_transaction`), so an event whose
+        version was taken meanwhile may be refused only at the commit: that is
+        raised as :class:`VersionConflict` too."""
+        pipelined = False
+        try:
             # Other errors keep Django's types here: callers tell them apart.
-            translate_errors(self.alias, lock_timeouts_only=True),
-            transaction.atomic(using=self.alias),
-            open_cursor(self.connection) as cursor,
-        ):
-            token = _owned_atomic.set((self.alias, cursor))
-            try:
-                yield
-            finally:
-                _owned_atomic.reset(token)
+            with (
+                translate_errors(self.alias, lock_timeouts_only=True),
+                ExitStack() as stack,
+            ):
+                pipelined = stack.enter_context(pipelined_transaction(self.connection))
+                if not pipelined:
+                    stack.enter_context(transaction.atomic(using=self.alias))
+                cursor = stack.enter_context(open_cursor(self.connection))
+                token = _owned_atomic.set((self.alias, cursor, {}))
+                try:
+                    yield
+                finally:
+                    _owned_atomic.reset(token)
+        except (db_utils.Error, IntegrityError) as error:
+            if isinstance(error, VersionConflict):
+                raise
+            if _version_taken(error):
+                raise VersionConflict(f"Database {self.alias!r}: {error}") from error
+            if pipelined and isinstance(error, db_utils.Error):
+                # A statement of hero's that failed at the commit: an error as
+                # it would have been where it was sent, but for foreign keys,
+                # which PostgreSQL checks at the commit in any case.
+                if getattr(error.__cause__, "sqlstate", None) != "23503":
+                    raise _translated(self.alias, error) from error
+            raise
+
+    def scratch(self) -> dict[str, Any] | None:
+        """What the store keeps until the end of the transaction hero opened
+        with :meth:`owned_transaction` (None outside one): results read ahead
+        in one round trip, for later steps of the same transaction."""
+        owned = _owned_atomic.get()
+        return owned[2] if owned is not None and owned[0] == self.alias else None
 
     @property
     def connection(self) -> BaseDatabaseWrapper:

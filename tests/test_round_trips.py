@@ -1,0 +1,123 @@
+"""Round trips to the PostgreSQL server: an award outside the caller's
+transaction waits for the server three times (hero.store.postgres)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connections
+
+import hero
+from hero.models import AchievementUnlocked, LedgerEntry, StoredEvent
+from tests.conftest import Backend
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def exchanges(trace: str) -> int:
+    """How often the client waited for the server: each turn from messages
+    the client sent ("F") to messages it received ("B")."""
+    turns, sending = 0, False
+    for line in trace.splitlines():
+        direction = line.split("\t", 1)[0]
+        if direction == "F":
+            sending = True
+        elif direction == "B" and sending:
+            turns, sending = turns + 1, False
+    return turns
+
+
+def traced(backend: Backend, tmp_path: Path, call: Any) -> int:
+    connection = connections[backend.alias]
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    path = tmp_path / "trace.txt"
+    with path.open("w") as file:
+        pgconn.trace(file.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            call()
+        finally:
+            pgconn.untrace()
+    return exchanges(path.read_text())
+
+
+def test_a_first_award_and_an_upgrade_wait_for_the_server_three_times(
+    backend: Backend, make_user: Any, tmp_path: Path
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("round trips are counted on PostgreSQL")
+    # The read models' positions exist (the store's first award writes them).
+    hero.achievements.unlock("score_changed", user=make_user(), points=10)
+    user = make_user()
+
+    first = traced(
+        backend,
+        tmp_path,
+        lambda: hero.achievements.unlock("score_changed", user=user, points=10),
+    )
+    upgrade = traced(
+        backend,
+        tmp_path,
+        lambda: hero.achievements.unlock("score_changed", user=user, points=100),
+    )
+
+    assert (first, upgrade) == (3, 3)
+    holding = AchievementUnlocked.objects.using(backend.alias).get(
+        user=user, achievement_id="points"
+    )
+    assert holding.level == 2
+    assert LedgerEntry.objects.using(backend.alias).filter(user_id=user.pk).count() == 2
+    assert StoredEvent.objects.using(backend.alias).count() == 3
+
+
+def test_a_version_taken_at_the_commit_is_decided_again(
+    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer records the same aggregate's next version between this
+    call's read and its commit: the refusal comes with the commit, out of the
+    pipeline, and the call decides again and leaves the connection usable."""
+    from hero.ledger import Ledger
+
+    if backend.name != "postgres":
+        pytest.skip("the pipelined transaction is PostgreSQL's")
+
+    user = make_user()
+    hero.achievements.unlock("score_changed", user=user, points=10)
+    record = Ledger.record
+    raced = []
+
+    def upgrade_elsewhere() -> None:
+        try:
+            hero.achievements.unlock("score_changed", user=user, points=1_000)
+        finally:
+            connections.close_all()
+
+    def record_after_a_rival(self: Any, aggregates: Any) -> Any:
+        if not raced:
+            raced.append(True)
+            # The rival: another connection's upgrade of the same aggregate.
+            rival = threading.Thread(target=upgrade_elsewhere)
+            rival.start()
+            rival.join()
+        return record(self, aggregates)
+
+    monkeypatch.setattr(Ledger, "record", record_after_a_rival)
+    outcomes = hero.achievements.unlock("score_changed", user=user, points=100)
+
+    assert outcomes == []  # decided again: level 3 is held, 100 points earn less
+    assert raced == [True]
+    holding = AchievementUnlocked.objects.using(backend.alias).get(
+        user=user, achievement_id="points"
+    )
+    assert holding.level == 3
+    # The first award and the rival's upgrade; the connection works on.
+    assert list(
+        StoredEvent.objects.using(backend.alias).values_list(
+            "originator_version", flat=True
+        )
+    ) == [1, 2]
