@@ -28,7 +28,14 @@ class HeroConfig(AppConfig):
         post_migrate.connect(_sync_catalog, sender=self)
 
 
-def _sync_catalog(using: str, **kwargs: Any) -> None:
+def _sync_catalog(using: str, apps: Any = None, **kwargs: Any) -> None:
+    # After `migrate hero zero` there is no catalog to write: the state the
+    # migrations left has no hero models (Django's permissions do the same).
+    if apps is not None:
+        try:
+            apps.get_model("hero", "Achievement")
+        except LookupError:
+            return
     # Not at the top: it imports hero.models, and Django imports this module first.
     from hero.catalog import sync_catalog
 

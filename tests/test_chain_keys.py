@@ -1,6 +1,6 @@
 """The chain is keyed: an event forged without the site's secret fails
 hero_verify at its position; keys rotate the way SECRET_KEY does; a kept head
-catches a truncated store; a store linked before the key existed migrates."""
+catches a truncated store."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
-from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
 from eventsourcing.persistence import StoredEvent as Stored
 
@@ -242,41 +241,3 @@ def test_the_key_is_derived_from_the_secret_with_a_salt_of_heros_own() -> None:
     assert len({one, two, explicit}) == 3
     assert one == link(GENESIS, event, derive_key("one"))
     assert derive_key("one") != b"one"
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_store_linked_before_the_key_migrates_and_verifies(
-    backend: Backend, make_user: Any
-) -> None:
-    # Arrange: the schema before the keyed chain, with events linked the old way.
-    alias = backend.alias
-    executor = MigrationExecutor(connections[alias])
-    executor.migrate([("hero", "0009_sqlite_plain_rowids")])
-    events = [
-        Stored(uuid4(), 1, "hero:UserAchievement.Unlocked", b"{}") for _ in range(3)
-    ]
-    previous = GENESIS
-    with connections[alias].cursor() as cursor:
-        for event in events:
-            previous = unkeyed_link(previous, event)
-            uuid = event.originator_id
-            value = (
-                uuid if connections[alias].features.has_native_uuid_field else uuid.hex
-            )
-            cursor.execute(
-                "INSERT INTO hero_stored_event "
-                "(originator_id, originator_version, topic, state, chain) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                [value, 1, event.topic, event.state, previous],
-            )
-    try:
-        # Act: migrate to the keyed chain.
-        executor = MigrationExecutor(connections[alias])
-        executor.migrate(executor.loader.graph.leaf_nodes("hero"))
-        # Assert: every old event verifies with the site's key.
-        check = verify_chain()
-        assert check.intact and check.checked == 3
-        assert [s.key.label for s in check.stretches] == ["current"]
-    finally:
-        executor = MigrationExecutor(connections[alias])
-        executor.migrate(executor.loader.graph.leaf_nodes())
