@@ -627,7 +627,7 @@ class Written:
         if (found := originators(TOPICS[0])) != wanted:
             problems.append(
                 f"Unlocked events: {sum(found.values()):,} for {len(found):,} "
-                f"aggregates, wanted one for each of {len(wanted):,}"
+                f"aggregates, wanted one for each of {len(self.pairs):,} awards"
             )
         wanted = Counter(str(trigger_log_id(str(user))) for user in self.logged)
         if (found := originators("hero:TriggerLog.Triggered")) != wanted:
