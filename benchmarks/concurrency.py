@@ -1,35 +1,77 @@
-"""Concurrency benchmark: unlock throughput on PostgreSQL with 1, 2 and 4 workers.
+"""Concurrency benchmark: unlock throughput on PostgreSQL with several workers.
 
 Spawned workers call ``unlock()`` at once (the achievement of ``_points.py``),
 each for users of its own, then all for the same users (hero's retry path);
 throughput, retries, where the time goes and memory, and checks of what every
-run wrote. ``README.md`` has the method.
+run wrote. Then requests as ``ATOMIC_REQUESTS`` makes them: a transaction, one
+award to a new user, and the view's other work held in the same transaction,
+with 1 to 8 workers; awards per second against the ideal of workers that never
+wait for one another. ``README.md`` has the method.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
+import io
 import itertools
+import math
 import multiprocessing
 import queue
+import statistics
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import _harness
+import _projector
 from _harness import MB
 
-SCENARIOS = {"own": "own users", "shared": "shared users"}
+SCENARIOS = {"own": "own users", "shared": "shared users", "requests": "requests"}
 ACHIEVEMENT = "points"
 #: The points of each worker's calls for each of its users, in this order: a
 #: first award (level 1), then an upgrade (level 2).
 CALLS = (10, 100)
 BARRIER_TIMEOUT = 300.0
 TOPICS = ("hero:UserAchievement.Unlocked", "hero:UserAchievement.LevelUpgraded")
+#: What the requests of each variant award (``--variants``).
+VARIANTS = {
+    "same": "every worker awards the same achievement",
+    "three": "worker k awards the (k mod 3)th of three achievements",
+    "triggers": "the same achievement, and the trigger log (HERO_RECORD_TRIGGERS)",
+}
+#: The achievements of the requests: "points" (``_points.py``), and two more for
+#: the variant "three", each awarding level 1 on an event of its own.
+REQUEST_ACHIEVEMENTS = (ACHIEVEMENT, "points_b", "points_c")
+#: The hold of the requests' goal, in ms, and the worker counts it is checked at.
+GOAL_HOLD, GOAL_WORKERS, GOAL_RATIO = 50, (4, 8), 0.9
+#: The fastest request a worker's users are counted for (``user_budget``), in ms.
+FASTEST_REQUEST_MS = 1.0
+#: The smaller sizes of ``--quick`` (options left at their defaults only).
+QUICK = {
+    "workers": "1,2",
+    "users": 10,
+    "repeat": 1,
+    "request_workers": "1,2",
+    "holds": "0,10",
+    "seconds": 0.25,
+}
+
+
+def numbers(parser: _harness.Options, text: str, option: str, least: int) -> list[int]:
+    """A comma-separated list of whole numbers, each at least ``least``, sorted."""
+    try:
+        values = sorted({int(n) for n in text.split(",")})
+    except ValueError:
+        parser.error(f"--{option} takes numbers separated by commas, e.g. 1,2,4")
+    if min(values) < least:
+        parser.error(f"--{option} must name at least one number, each at least {least}")
+    return values
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -44,13 +86,38 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add("--no-shared", False, text)
     text = "the PostgreSQL schema of the run, created and dropped"
     parser.add("--schema", "hero_concurrency_bench", text)
+    text = f"the scenarios to run, comma-separated, of {', '.join(SCENARIOS)}"
+    parser.add("--scenarios", ",".join(SCENARIOS), text)
+    text = "requests: worker counts (1 is always run: the ideal's single request)"
+    parser.add("--request-workers", "1,2,4,8", text)
+    text = "requests: ms each holds its transaction after the award (0 always run)"
+    parser.add("--holds", "0,10,50", text)
+    text = f"requests: the variants, comma-separated, of {', '.join(VARIANTS)}"
+    parser.add("--variants", ",".join(VARIANTS), text)
+    parser.add("--seconds", 1.0, "requests: seconds of requests per cell, once each")
+    text = "how the read tables are kept: in the award's transaction, or hero_project"
+    parser.add("--projections", "inline", text, choices=("inline", "async"))
+    text = "an unmet goal of the requests is also a failed check (exit status 1)"
+    parser.add("--check-goals", False, text)
+    text = f"small sizes for a smoke run ({', '.join(f'--{k}' for k in QUICK)})"
+    parser.add("--quick", False, text.replace("_", "-"))
     options = parser.parse(argv, "users", "repeat")
-    try:
-        options.worker_counts = sorted({int(n) for n in options.workers.split(",")})
-    except ValueError:
-        parser.error("--workers takes numbers separated by commas, e.g. 1,2,4")
-    if min(options.worker_counts) < 1:
-        parser.error("--workers must name at least one count, each at least 1")
+    for name, value in QUICK.items() if options.quick else ():
+        if getattr(options, name) == parser.get_default(name):
+            setattr(options, name, value)
+    options.worker_counts = numbers(parser, options.workers, "workers", 1)
+    requests = numbers(parser, options.request_workers, "request-workers", 1)
+    options.request_counts = sorted({1, *requests})
+    options.hold_list = sorted({0, *numbers(parser, options.holds, "holds", 0)})
+    for option, known in (("scenarios", SCENARIOS), ("variants", VARIANTS)):
+        chosen = [name.strip() for name in getattr(options, option).split(",")]
+        if unknown := sorted(set(chosen) - set(known)):
+            parser.error(f"--{option}: no {', '.join(unknown)}; choose from {known}")
+        setattr(options, f"{option}_list", [name for name in known if name in chosen])
+    if options.no_shared and "shared" in options.scenarios_list:
+        options.scenarios_list.remove("shared")
+    if options.seconds <= 0:
+        parser.error("--seconds must be more than 0")
     return options
 
 
@@ -90,7 +157,11 @@ class Instruments:
 
 
 def worker_main(
-    number: int, database: dict[str, Any], names: list[str], sync: Any
+    number: int,
+    database: dict[str, Any],
+    names: list[str],
+    sync: Any,
+    settings: dict[str, Any],
 ) -> None:
     """Set up, warm up (on the last user named), wait for the others, then
     make the calls and report; ``sync``: the barrier and the results queue."""
@@ -98,7 +169,7 @@ def worker_main(
     try:
         import _points
 
-        _harness.setup_django(database, "concurrency")
+        _harness.setup_django(database, "concurrency", **settings)
         from hero.exceptions import UnlockConflict
         from hero.ledger import get_ledger
 
@@ -174,6 +245,7 @@ def run_once(
     users: int,
     database: dict[str, Any],
     report: _harness.Report,
+    settings: dict[str, Any],
 ) -> dict[str, Any]:
     """Start the workers together on fresh users; return the run's figures."""
     prefix = f"{scenario}{workers}-{run_number}"
@@ -196,7 +268,7 @@ def run_once(
     processes = [
         context.Process(
             target=worker_main,
-            args=(k, database, [*names[k], warmups[k]], (barrier, results)),
+            args=(k, database, [*names[k], warmups[k]], (barrier, results), settings),
             name=f"unlock-worker-{k}",
         )
         for k in range(workers)
@@ -222,6 +294,8 @@ def run_once(
         raise SystemExit(f"{label}: a worker failed:\n" + "\n".join(errors))
     run = figures(sorted(reports, key=lambda r: r["number"]))
     run["workers"] = workers
+    if settings:  # asynchronous projections: the read tables once caught up
+        _projector.wait_caught_up()
     problems, added = check(run, measured, before)
     if problems or run_number == 0:
         report.check(
@@ -282,6 +356,316 @@ def check(
     if ledger != {"unlocked": len(users), "upgraded": len(users)}:
         problems.append(f"ledger entries by kind {ledger}")
     return problems, added
+
+
+# Requests: a transaction per request, as ATOMIC_REQUESTS makes it, holding the
+# view's other work after the award.
+
+
+def request_calls() -> list[Callable[[Any], Any]]:
+    """Register the achievements of :data:`REQUEST_ACHIEVEMENTS`; one call each,
+    that awards it at level 1 to the user it is given."""
+    import _points
+
+    from hero import AchievementBase, AchievementUnlocked, achievements
+
+    points = _points.hero_call()
+    calls: list[Callable[[Any], Any]] = [lambda user: points(user, CALLS[0])]
+    for achievement_id in REQUEST_ACHIEVEMENTS[1:]:
+        event = f"{achievement_id}_awarded"
+
+        class Extra(AchievementBase):
+            id = achievement_id
+            title = achievement_id
+            events = [event]
+
+            def unlock(self, **state: Any) -> AchievementUnlocked:
+                return AchievementUnlocked(level=1)
+
+        achievements.register(Extra)
+        calls.append(functools.partial(achievements.unlock, event))
+    return calls
+
+
+def last_position() -> int:
+    """The position of the store's last event (0: none)."""
+    from django.db.models import Max
+
+    from hero.models import StoredEvent
+
+    return int(StoredEvent.objects.aggregate(last=Max("id"))["last"] or 0)
+
+
+def user_budget(seconds: float, hold_ms: int) -> int:
+    """Users for one worker's requests in one cell, at most one request per
+    ``hold_ms`` + :data:`FASTEST_REQUEST_MS` (a worker out of them makes more)."""
+    return math.ceil(seconds * 1000 / (hold_ms + FASTEST_REQUEST_MS))
+
+
+def request(call: Callable[[Any], Any], user: Any, hold: float) -> list[Any]:
+    """One request as ``ATOMIC_REQUESTS`` makes it: in one transaction, the
+    award, then ``hold`` seconds of the view's other work."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        outcomes: list[Any] = call(user)
+        if hold:
+            time.sleep(hold)
+    return outcomes
+
+
+def request_worker_main(
+    number: int,
+    database: dict[str, Any],
+    cells: list[tuple[str, int]],
+    seconds: float,
+    sync: Any,
+    settings: dict[str, Any],
+) -> None:
+    """For each cell (variant, hold in ms): make the cell's users, warm up on
+    one of them, wait for the others, make requests for ``seconds``, report.
+    ``sync``: the barrier, the results queue and the prefix of the usernames."""
+    barrier, results, prefix = sync
+    try:
+        _harness.setup_django(database, "concurrency", **settings)
+        from django.test.utils import override_settings
+
+        calls = request_calls()
+        for cell, (variant, hold_ms) in enumerate(cells):
+            which = number % len(calls) if variant == "three" else 0
+            call, hold = calls[which], hold_ms / 1000
+            names = (f"{prefix}-c{cell}-w{number}-{i:06d}" for i in itertools.count())
+            budget = user_budget(seconds, hold_ms)
+            warmup, *users = _harness.create_users(
+                list(itertools.islice(names, budget + 1))
+            )
+
+            with override_settings(HERO_RECORD_TRIGGERS=variant == "triggers"):
+                request(call, warmup, hold)
+                gc.collect()
+                barrier.wait(timeout=BARRIER_TIMEOUT)
+                started = time.monotonic()
+                deadline, spent, awarded = started + seconds, [], []
+                refills = wrong = 0
+                while time.monotonic() < deadline:
+                    if len(awarded) == len(users):
+                        users += _harness.create_users(
+                            list(itertools.islice(names, budget))
+                        )
+                        refills += 1
+                    user = users[len(awarded)]
+                    begun = time.perf_counter()
+                    outcomes = request(call, user, hold)
+                    spent.append(time.perf_counter() - begun)
+                    awarded.append(user.pk)
+                    wrong += [outcome.level for outcome in outcomes] != [1]
+                finished = time.monotonic()
+            results.put(
+                {
+                    "number": number,
+                    "cell": cell,
+                    "achievement": REQUEST_ACHIEVEMENTS[which],
+                    "warmup": warmup.pk,
+                    "users": awarded,
+                    "spent": spent,
+                    "wrong": wrong,
+                    "refills": refills,
+                    "started": started,
+                    "finished": finished,
+                }
+            )
+    except BaseException:
+        barrier.abort()
+        results.put({"number": number, "error": traceback.format_exc()})
+
+
+def request_pool(
+    workers: int,
+    cells: list[tuple[str, int]],
+    seconds: float,
+    database: dict[str, Any],
+    settings: dict[str, Any],
+) -> list[list[dict[str, Any]]]:
+    """``workers`` processes through every cell, released together at the
+    start of each; their reports, by cell."""
+    _harness.close_connections()
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(workers + 1)
+    results = context.Queue()
+    sync = (barrier, results, f"requests{workers}")
+    processes = [
+        context.Process(
+            target=request_worker_main,
+            args=(k, database, cells, seconds, sync, settings),
+            name=f"request-worker-{k}",
+        )
+        for k in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    by_cell: list[list[dict[str, Any]]] = []
+    errors: list[str] = []
+    try:
+        for _ in cells:
+            with contextlib.suppress(Exception):  # a worker that failed says why
+                barrier.wait(timeout=BARRIER_TIMEOUT)
+            reports = []
+            for _ in processes:
+                try:
+                    reports.append(results.get(timeout=BARRIER_TIMEOUT * 2))
+                except queue.Empty:
+                    reports.append({"error": "a worker did not report in time"})
+            errors = [r["error"] for r in reports if "error" in r]
+            if errors:
+                break
+            by_cell.append(sorted(reports, key=lambda r: r["number"]))
+    finally:
+        for process in processes:
+            process.join(timeout=60 if not errors else 5)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    if errors:
+        raise SystemExit(
+            f"requests, {workers} worker(s): a worker failed:\n" + "\n".join(errors)
+        )
+    return by_cell
+
+
+def request_figures(
+    reports: list[dict[str, Any]], workers: int, hold: int
+) -> dict[str, Any]:
+    """A cell's figures from its workers' reports (``README.md`` says what each means)."""
+    spent = sorted(t for report in reports for t in report["spent"])
+    seconds = max(r["finished"] for r in reports) - min(r["started"] for r in reports)
+    p95 = statistics.quantiles(spent, n=20)[-1] if len(spent) > 1 else spent[-1]
+    return {
+        "workers": workers,
+        "hold_ms": hold,
+        "awards": len(spent),
+        "seconds": seconds,
+        "awards_per_second": len(spent) / seconds,
+        "request_ms": 1000 * statistics.fmean(spent),
+        "request_p95_ms": 1000 * p95,
+        "wrong": sum(r["wrong"] for r in reports),
+        "refills": sum(r["refills"] for r in reports),
+    }
+
+
+def run_requests(
+    options: argparse.Namespace,
+    database: dict[str, Any],
+    report: _harness.Report,
+    settings: dict[str, Any],
+) -> dict[str, dict[int, dict[int, Any]]]:
+    """Every cell (variant, hold) with each worker count, one pool of workers
+    per count; check what they wrote; the cells' figures by variant, workers
+    and hold."""
+    from django.contrib.auth import get_user_model
+
+    cells = [(v, hold) for v in options.variants_list for hold in options.hold_list]
+    last_user = get_user_model().objects.order_by("-pk").values_list("pk", flat=True)
+    written = Written(last_user.first() or 0, last_position())
+    runs: dict[str, dict[int, dict[int, Any]]] = {}
+    for workers in options.request_counts:
+        by_cell = request_pool(workers, cells, options.seconds, database, settings)
+        for (variant, hold), reports in zip(cells, by_cell, strict=True):
+            run = request_figures(reports, workers, hold)
+            runs.setdefault(variant, {}).setdefault(workers, {})[hold] = run
+            written.add(reports, triggers=variant == "triggers")
+            print(
+                f"  requests, {variant}, {workers} worker(s), holding {hold} ms: "
+                f"{run['awards']:,} awards in {run['seconds']:.2f} s = "
+                f"{run['awards_per_second']:,.1f} awards/s, a request "
+                f"{run['request_ms']:.1f} ms (p95 {run['request_p95_ms']:.1f})",
+                flush=True,
+            )
+    if settings:
+        _projector.wait_caught_up()
+    report.check(written.problems(runs), written.summary())
+    return runs
+
+
+class Written:
+    """What the requests were told they awarded, to check against what was
+    written: the store's events since ``position``, and the read tables' rows
+    of the users after ``last_user``."""
+
+    def __init__(self, last_user: int, position: int) -> None:
+        self.last_user, self.position = last_user, position
+        self.pairs: list[tuple[int, str]] = []
+        self.logged: list[int] = []
+
+    def add(self, reports: list[dict[str, Any]], *, triggers: bool) -> None:
+        for report in reports:
+            users = [report["warmup"], *report["users"]]
+            self.pairs += [(user, report["achievement"]) for user in users]
+            self.logged += users if triggers else []
+
+    def problems(self, runs: dict[str, dict[int, dict[int, Any]]]) -> list[str]:
+        from django.db.models import Count
+
+        from hero.events import trigger_log_id, user_achievement_id
+        from hero.models import AchievementCount, AchievementUnlocked, StoredEvent
+
+        problems = []
+        cells = [
+            run
+            for by_hold in runs.values()
+            for by in by_hold.values()
+            for run in by.values()
+        ]
+        if wrong := sum(run["wrong"] for run in cells):
+            problems.append(f"{wrong} requests did not return one award at level 1")
+        events = StoredEvent.objects.filter(id__gt=self.position)
+
+        def originators(topic: str) -> Counter[Any]:
+            found = events.filter(topic=topic).values_list("originator_id", flat=True)
+            return Counter(str(originator) for originator in found)
+
+        wanted = Counter(str(user_achievement_id(str(u), a)) for u, a in self.pairs)
+        if (found := originators(TOPICS[0])) != wanted:
+            problems.append(
+                f"Unlocked events: {sum(found.values()):,} for {len(found):,} "
+                f"aggregates, wanted one for each of {len(self.pairs):,} awards"
+            )
+        wanted = Counter(str(trigger_log_id(str(user))) for user in self.logged)
+        if (found := originators("hero:TriggerLog.Triggered")) != wanted:
+            problems.append(
+                f"Triggered events: {sum(found.values()):,}, wanted "
+                f"{len(self.logged):,}, one per request with the trigger log"
+            )
+        rows = AchievementUnlocked.objects.filter(user_id__gt=self.last_user)
+        holdings = Counter(rows.values_list("user_id", "achievement_id", "level"))
+        if holdings != Counter((user, a, 1) for user, a in self.pairs):
+            problems.append(
+                f"holdings of the requests' users: {sum(holdings.values()):,} rows, "
+                f"wanted one at level 1 for each of {len(self.pairs):,} awards"
+            )
+        held = AchievementUnlocked.objects.filter(
+            achievement_id__in=REQUEST_ACHIEVEMENTS
+        )
+        by_level = held.values("achievement_id", "level").annotate(n=Count("pk"))
+        holders = {
+            (a, level): n
+            for a, level, n in by_level.values_list("achievement_id", "level", "n")
+        }
+        counted = AchievementCount.objects.filter(
+            achievement_id__in=REQUEST_ACHIEVEMENTS, holders__gt=0
+        )
+        counts = {(c.achievement_id, c.level): c.holders for c in counted}
+        if counts != holders:
+            problems.append(f"AchievementCount {counts}, holders {holders}")
+        return problems
+
+    def summary(self) -> str:
+        return (
+            f"requests: {len(self.pairs):,} awards (with the warm-ups) each returned "
+            "level 1 and is in the store once as an Unlocked event, and in the "
+            "holdings once at level 1; one Triggered event per request with the "
+            f"trigger log ({len(self.logged):,}); AchievementCount equals the "
+            f"holders of {', '.join(REQUEST_ACHIEVEMENTS)} at each level"
+        )
 
 
 #: The columns of the tables: header, figure, format (a list: its mean and range).
@@ -360,26 +744,141 @@ def report_runs(
     report.figure("peak RSS of a worker (largest)", f"{largest:.1f} MB")
 
 
+#: The columns of the requests' tables: header, figure, format.
+REQUEST_COLUMNS = (
+    ("workers", "workers", "{}"),
+    ("hold", "hold_ms", "{} ms"),
+    ("awards", "awards", "{:,}"),
+    ("seconds", "seconds", "{:.2f}"),
+    ("awards/s", "awards_per_second", "{:,.1f}"),
+    ("request", "request_ms", "{:.1f} ms"),
+    ("p95", "request_p95_ms", "{:.1f} ms"),
+    ("ideal awards/s", "ideal", "{:,.1f}"),
+    ("x ideal", "ratio", "{:.2f}"),
+    ("x workers*1000/hold", "ratio_to_hold", "{:.2f}"),
+)
+
+
+def report_requests(
+    runs: dict[str, dict[int, dict[int, Any]]],
+    options: argparse.Namespace,
+    report: _harness.Report,
+) -> None:
+    """Each variant's table against the ideal, the goals, and the JSON."""
+    for variant, by_workers in runs.items():
+        single = by_workers[1][0]["request_ms"]
+        rows = []
+        for hold in options.hold_list:
+            for workers, by_hold in by_workers.items():
+                run = by_hold[hold]
+                run["ideal"] = workers * 1000 / (hold + single)
+                run["ratio"] = run["awards_per_second"] / run["ideal"]
+                run["ratio_to_hold"] = (
+                    run["awards_per_second"] / (workers * 1000 / hold) if hold else None
+                )
+                rows.append([_harness.cell(run[k], f) for _, k, f in REQUEST_COLUMNS])
+        print(
+            f"Requests, {variant} ({VARIANTS[variant]}): a transaction each, an award "
+            f"to a new user, then a hold; {options.seconds:g} s per row"
+        )
+        _harness.print_table([header for header, _, _ in REQUEST_COLUMNS], rows)
+        print()
+        report.figure(
+            f"requests, {variant}: one request alone, holding nothing (S)",
+            f"{single:.2f} ms",
+        )
+        for workers in GOAL_WORKERS if GOAL_HOLD in options.hold_list else ():
+            if workers not in by_workers:
+                continue
+            run = by_workers[workers][GOAL_HOLD]
+            label = (
+                f"requests, {variant}, {workers} workers holding {GOAL_HOLD} ms: "
+                "awards/s (x ideal)"
+            )
+            met = run["ratio"] >= GOAL_RATIO
+            report.figure(
+                label,
+                f"{run['awards_per_second']:,.1f} ({run['ratio']:.2f}x of "
+                f"{run['ideal']:,.1f})",
+                f">= {GOAL_RATIO}x ideal",
+                met,
+            )
+            if options.check_goals:
+                report.check([] if met else [f"goal not met: {label}"], label + ": met")
+    report.figures["requests"] = {
+        variant: {
+            str(workers): {str(hold): run for hold, run in by_hold.items()}
+            for workers, by_hold in by_workers.items()
+        }
+        for variant, by_workers in runs.items()
+    }
+    print(
+        "awards/s: all workers' awards / seconds from the first start to the last end;\n"
+        "request, p95: a request's time (award, hold, commit), mean and 95th\n"
+        "percentile. ideal: workers x 1000 / (hold + S) awards/s, S the mean request\n"
+        "of one worker holding nothing (the variant's first row): workers that never\n"
+        "wait for one another. x workers*1000/hold: against the ideal that ignores S.\n"
+        f"Goal: >= {GOAL_RATIO}x ideal with {' and '.join(map(str, GOAL_WORKERS))} "
+        f"workers holding {GOAL_HOLD} ms."
+    )
+
+
+def check_after_run(report: _harness.Report, settings: dict[str, Any]) -> None:
+    """hero_verify on the whole store; with asynchronous projections, caught up."""
+    from django.core.management import CommandError, call_command
+
+    if settings:
+        left = _projector.wait_caught_up()
+        report.check(
+            [f"hero_project still behind the store: {left}"] if left else [],
+            "hero_project caught up with the store (every read model's position "
+            "at the last event)",
+        )
+    out = io.StringIO()
+    try:
+        call_command("hero_verify", stdout=out)
+        problems = []
+    except CommandError as error:
+        problems = [f"hero_verify: {error}\n{out.getvalue()}"]
+    last_line = (out.getvalue().strip().splitlines() or [""])[-1]
+    report.check(problems, f"hero_verify: {last_line}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     counts, repeat = options.worker_counts, options.repeat
+    settings = _projector.ASYNC if options.projections == "async" else {}
     report = _harness.Report("concurrency")
-    with _harness.run_database(
-        "postgres", "concurrency", schema=options.schema
-    ) as database:
-        _harness.setup_django(database, "concurrency", migrate=True)
+    with contextlib.ExitStack() as stack:
+        database = stack.enter_context(
+            _harness.run_database("postgres", "concurrency", schema=options.schema)
+        )
+        _harness.setup_django(database, "concurrency", migrate=True, **settings)
+        request_calls()  # the achievements hero_verify finds in the store
         _harness.print_header(
             f"--workers {','.join(map(str, counts))}, --users {options.users}, "
             f"--repeat {repeat}; {len(CALLS)} calls per "
-            "user (points=10: first award, points=100: upgrade), inline projections"
+            "user (points=10: first award, points=100: upgrade); "
+            f"{options.projections} projections",
+            f"--scenarios {','.join(options.scenarios_list)}; requests: "
+            f"--request-workers {','.join(map(str, options.request_counts))}, "
+            f"--holds {','.join(map(str, options.hold_list))}, "
+            f"--variants {','.join(options.variants_list)}, "
+            f"--seconds {options.seconds:g}",
         )
+        if settings:
+            stack.enter_context(_projector.running(database, "concurrency"))
         best: dict[str, dict[int, Any]] = {}
-        kinds = [(scenario, workers) for scenario in SCENARIOS for workers in counts]
+        kinds = [
+            (scenario, workers)
+            for scenario in ("own", "shared")
+            if scenario in options.scenarios_list
+            for workers in counts
+            if scenario == "own" or workers >= 2
+        ]
         for run_number, (scenario, workers) in itertools.product(range(repeat), kinds):
-            if scenario == "shared" and (workers < 2 or options.no_shared):
-                continue
             run = run_once(
-                scenario, workers, run_number, options.users, database, report
+                scenario, workers, run_number, options.users, database, report, settings
             )
             print(
                 f"  run {run_number + 1}, {SCENARIOS[scenario]}, {workers} worker(s): "
@@ -392,10 +891,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             best[scenario][workers] = max(
                 kept, run, key=lambda r: r["awards_per_second"]
             )
-        print()
-        report_runs(best, options.users, report)
-        if not report.failed:
+        if kinds and not report.failed:
             report.checked.append(f"the same in each of the {repeat} runs of each")
+        requests = {}
+        if "requests" in options.scenarios_list:
+            requests = run_requests(options, database, report, settings)
+        check_after_run(report, settings)
+        print()
+        if best:
+            report_runs(best, options.users, report)
+            print()
+        if requests:
+            report_requests(requests, options, report)
         return report.finish(options.summary)
 
 

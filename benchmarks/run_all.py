@@ -42,7 +42,8 @@ unlock-postgres | unlock.py      | --database postgres --repeat 5 | --database p
 unlock-mysql    | unlock.py      | --database mysql --repeat 5    | --database mysql --users 50 --repeat 1    | Unlock paths, hero against pinax-badges, MariaDB
 rebuild         | rebuild.py     |                                | --events 10000                            | Rebuild: hero_rebuild against a plain-sqlite3 baseline
 audit           | audit.py       |                                | --events 10000 --repeat 20 --passes 1     | Audit of one user as the store grows
-concurrency     | concurrency.py |                                | --users 30 --repeat 1                     | Concurrent unlocks on PostgreSQL
+concurrency     | concurrency.py |                                | --quick --users 30                        | Concurrent unlocks on PostgreSQL
+latency         | latency.py     |                                | --awards 20                               | Asynchronous projections: from a commit to the read tables, PostgreSQL
 """.strip().splitlines()
 ]
 NAMES = tuple(benchmark.name for benchmark in BENCHMARKS)

@@ -2,8 +2,10 @@
 
 Both libraries get the same "points" achievement (``_points.py``), users and
 database, timed in one process, interleaved, on four paths (:data:`PATHS`); also
-SQL per call, memory per call, and checks of what each returned or wrote.
-``README.md`` has the method. Needs ``pip install --no-deps pinax-badges==3.0.0``.
+SQL per call, memory per call, and checks of what each returned or wrote; on
+PostgreSQL, ``--trace FILE`` also counts each call's exchanges with the server
+(``_trace.py``). ``README.md`` has the method. Needs
+``pip install --no-deps pinax-badges==3.0.0``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import _harness
+import _trace
 from _points import Call
 
 LIBRARIES = ("hero", "pinax")
 WARMUP_USERS = 20
 SAMPLE_USERS = 10
 MEMORY_USERS = 20
+TRACE_USERS = 10
+#: The exchanges with the server an award may take (``--trace``).
+EXCHANGES_GOAL = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,10 @@ class Results:
     samples: dict[tuple[str, UnlockPath], Sample] = field(default_factory=dict)
     #: The largest tracemalloc peak of one call (bytes), from the memory pass.
     peak_memory: dict[tuple[str, UnlockPath], int] = field(default_factory=dict)
+    #: libpq's trace of each call of the trace pass (``--trace``).
+    traces: dict[tuple[str, UnlockPath], list[_trace.Trace]] = field(
+        default_factory=dict
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -75,7 +85,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add("--only", None, "measure one library only", choices=LIBRARIES)
     text = "print the SQL each library sends on each path (from the sample)"
     parser.add("--show-queries", False, text)
-    return parser.parse(argv, "users", "repeat")
+    text = (
+        "PostgreSQL: count each call's exchanges with the server (libpq's trace, "
+        f"{TRACE_USERS} users per path) and write the traces to FILE"
+    )
+    parser.add("--trace", None, text, metavar="FILE")
+    options = parser.parse(argv, "users", "repeat")
+    if options.trace and options.database != "postgres":
+        parser.error("--trace needs --database postgres (it traces libpq)")
+    return options
 
 
 def setup(database: dict[str, Any], libraries: tuple[str, ...]) -> dict[str, Call]:
@@ -133,11 +151,17 @@ def time_rounds(
 
 
 def measure(
-    callers: dict[str, Call], users: Sequence[Any], per_round: int, rounds: int
+    callers: dict[str, Call],
+    users: Sequence[Any],
+    per_round: int,
+    rounds: int,
+    trace_users: int = 0,
 ) -> Results:
-    """Warm up, sample the SQL, time, trace memory: each on its own users."""
-    ends = itertools.accumulate((WARMUP_USERS, SAMPLE_USERS, MEMORY_USERS), initial=0)
-    warmup, sample, memory, timed = (
+    """Warm up, sample the SQL, time, trace memory, and with ``trace_users``
+    trace the protocol: each on its own users."""
+    sizes = (WARMUP_USERS, SAMPLE_USERS, MEMORY_USERS, trace_users)
+    ends = itertools.accumulate(sizes, initial=0)
+    warmup, sample, memory, traced, timed = (
         users[start:end] for start, end in itertools.pairwise([*ends, None])
     )
     results = Results()
@@ -156,6 +180,17 @@ def measure(
                     _harness.traced_call(functools.partial(call, user, path.points))
                     for user in memory
                 )
+    if trace_users:
+        from django.db import connection
+
+        for path in PATHS:
+            for library, call in callers.items():
+                results.traces[library, path] = [
+                    _trace.traced(
+                        connection, functools.partial(call, user, path.points)
+                    )
+                    for user in traced
+                ]
     return results
 
 
@@ -233,6 +268,48 @@ def print_results(results: Results, show_queries: bool) -> None:
         print(*(f"    {sql}" for sql in sample.first_sql or ["(no SQL)"]), sep="\n")
 
 
+def per_call(values: Sequence[int]) -> str:
+    """Counts per call: the count when every call had it, else mean (min-max)."""
+    if min(values) == max(values):
+        return str(values[0])
+    return f"{sum(values) / len(values):.1f} ({min(values)}-{max(values)})"
+
+
+def print_exchanges(results: Results, libraries: Sequence[str], path: str) -> None:
+    """Exchanges and statements per call, from the traces; the traces to ``path``."""
+    headers = ["path"]
+    headers += [
+        f"{lib} {what}" for what in ("exchanges", "statements") for lib in libraries
+    ]
+    rows = []
+    for unlock_path in PATHS:
+        traces = [results.traces[library, unlock_path] for library in libraries]
+        rows.append(
+            [
+                unlock_path.label,
+                *(per_call([t.exchanges for t in calls]) for calls in traces),
+                *(per_call([t.statements for t in calls]) for calls in traces),
+            ]
+        )
+    print(
+        f"\nExchanges with the server per call (libpq's trace of {TRACE_USERS} users)"
+    )
+    _harness.print_table(headers, rows, left=1)
+    print(
+        "exchange: the client sends, then waits for the server's answer (a pipeline "
+        "sends several\nstatements in one); statements: simple queries and executions "
+        f"of extended ones. Traces of\nthe first user of each: {path}"
+    )
+    with open(path, "w") as file:
+        for (library, unlock_path), calls in results.traces.items():
+            first = calls[0]
+            title = (
+                f"{library} {unlock_path.label}: {first.exchanges} exchanges, "
+                f"{first.statements} statements"
+            )
+            file.write(first.annotated(title) + "\n")
+
+
 def headline(
     results: Results, libraries: Sequence[str], report: _harness.Report
 ) -> None:
@@ -258,6 +335,23 @@ def headline(
         " / ".join(memory(peaks[lib, PATHS[1]]) for lib in libraries),
     )
     report.figure("peak RSS of the process (both libraries)", _harness.mb(peak_rss))
+    if not results.traces:
+        return
+    report.figures["exchanges"] = {
+        path.key: {
+            lib: max(t.exchanges for t in results.traces[lib, path])
+            for lib in libraries
+        }
+        for path in PATHS
+    }
+    for path in PATHS[1:3]:  # the awards: (b) and (c)
+        most = report.figures["exchanges"][path.key]
+        report.figure(
+            f"{path.label}: exchanges with the server per call, {' / '.join(libraries)}",
+            " / ".join(str(most[lib]) for lib in libraries),
+            f"hero <= {EXCHANGES_GOAL}" if "hero" in libraries else "",
+            most["hero"] <= EXCHANGES_GOAL if "hero" in libraries else None,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.figures["database"] = options.database
     total_users = WARMUP_USERS + SAMPLE_USERS + MEMORY_USERS
     total_users += options.users * options.repeat
+    trace_users = TRACE_USERS if options.trace else 0
+    total_users += trace_users
     with _harness.run_database(options.database, "unlock") as database:
         callers = setup(database, libraries)
         _harness.print_header(
@@ -278,8 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         names = [f"bench-{number:07d}" for number in range(total_users)]
         users = _harness.create_users(names)
-        results = measure(callers, users, options.users, options.repeat)
+        results = measure(callers, users, options.users, options.repeat, trace_users)
         print_results(results, options.show_queries)
+        if options.trace:
+            print_exchanges(results, libraries, options.trace)
         check(results, libraries, total_users, report)
         headline(results, libraries, report)
         return report.finish(options.summary)

@@ -1,10 +1,11 @@
-"""The audit and concurrency benchmarks run, at tiny sizes, and their checks pass.
+"""The audit, concurrency and latency benchmarks, and unlock.py's trace of the
+protocol, run at tiny sizes, and their checks pass.
 
 Each benchmark runs as its own process, as from the command line; the figures
 mean nothing at these sizes, but the checks of what was read and written are
-the same as in a full run. The concurrency benchmark needs PostgreSQL: it runs
-in the test run's PostgreSQL test database, in a schema of its own, and is
-skipped when the run has no PostgreSQL (under CI that is an error already, see
+the same as in a full run. The PostgreSQL benchmarks run in the test run's
+PostgreSQL test database, each in a schema of its own, and are skipped when the
+run has no PostgreSQL (under CI that is an error already, see
 :mod:`tests.databases`).
 """
 
@@ -90,10 +91,17 @@ def test_audit_benchmark_checks_every_audited_user(tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.skipif(
+needs_postgres = pytest.mark.skipif(
     "postgres" not in settings.BACKEND_ALIASES,
-    reason="the concurrency benchmark needs PostgreSQL, which this run does not have",
+    reason="the benchmark needs PostgreSQL, which this run does not have",
 )
+
+
+def postgres_env() -> dict[str, str]:
+    return {**os.environ, "HERO_BENCH_POSTGRES_URL": postgres_url()}
+
+
+@needs_postgres
 def test_concurrency_benchmark_checks_what_the_workers_wrote(
     tmp_path: Path, django_db_setup: None
 ) -> None:
@@ -107,6 +115,8 @@ def test_concurrency_benchmark_checks_what_the_workers_wrote(
         "10",
         "--repeat",
         "1",
+        "--scenarios",
+        "own,shared",
         "--schema",
         f"hero_concurrency_test_{os.getpid()}",
         "--summary",
@@ -134,3 +144,113 @@ def test_concurrency_benchmark_checks_what_the_workers_wrote(
     # Both workers made the same 20 calls; one of them won each award.
     shared = figures["shared"]["2"]
     assert shared["gave_up"] == 0
+
+
+@needs_postgres
+def test_concurrency_benchmark_checks_requests_with_async_projections(
+    tmp_path: Path, django_db_setup: None
+) -> None:
+    summary = tmp_path / "concurrency.json"
+    done = run_benchmark(
+        "concurrency.py",
+        "--quick",
+        "--scenarios",
+        "requests",
+        "--holds",
+        "50",
+        "--seconds",
+        "0.2",
+        "--projections",
+        "async",
+        "--schema",
+        f"hero_requests_test_{os.getpid()}",
+        "--summary",
+        str(summary),
+        env=postgres_env(),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "CHECK FAILED" not in output
+    checked = "\n".join(checked_lines(done.stdout))
+    assert "Checked: requests: " in checked, output
+    assert "Checked: hero_project caught up with the store" in checked, output
+    assert "Checked: hero_verify: The read tables match the event store" in checked
+    figures = json.loads(summary.read_text())
+    assert figures["checks_passed"] is True
+    # Every variant ran with 1 and 2 workers, holding 0 (always) and 50 ms.
+    assert {
+        variant: {workers: sorted(by_hold) for workers, by_hold in runs.items()}
+        for variant, runs in figures["requests"].items()
+    } == {
+        variant: {"1": ["0", "50"], "2": ["0", "50"]}
+        for variant in ("same", "three", "triggers")
+    }
+    cell = figures["requests"]["same"]["2"]["50"]
+    assert cell["awards"] > 0
+    assert cell["ratio"] == pytest.approx(cell["awards_per_second"] / cell["ideal"])
+
+
+@needs_postgres
+def test_latency_benchmark_sees_every_award_reach_the_read_tables(
+    tmp_path: Path, django_db_setup: None
+) -> None:
+    summary = tmp_path / "latency.json"
+    done = run_benchmark(
+        "latency.py",
+        "--awards",
+        "10",
+        "--gap",
+        "5",
+        "--schema",
+        f"hero_latency_test_{os.getpid()}",
+        "--summary",
+        str(summary),
+        env=postgres_env(),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "CHECK FAILED" not in output
+    checked = checked_lines(done.stdout)
+    assert checked[0] == (
+        "Checked: each of the 10 awards appeared in the holdings and the ledger"
+    ), output
+    figures = json.loads(summary.read_text())
+    assert figures["checks_passed"] is True
+    assert {name: table["seen"] for name, table in figures["tables"].items()} == {
+        "holdings": 10,
+        "ledger": 10,
+    }
+
+
+@needs_postgres
+def test_unlock_benchmark_counts_exchanges_from_the_libpq_trace(
+    tmp_path: Path, django_db_setup: None
+) -> None:
+    pytest.importorskip("pinax.badges", reason="pinax-badges 3.0.0 is not installed")
+    summary, trace = tmp_path / "unlock.json", tmp_path / "trace.txt"
+    done = run_benchmark(
+        "unlock.py",
+        "--database",
+        "postgres",
+        "--users",
+        "5",
+        "--repeat",
+        "1",
+        "--trace",
+        str(trace),
+        "--summary",
+        str(summary),
+        env=postgres_env(),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "CHECK FAILED" not in output
+    figures = json.loads(summary.read_text())
+    exchanges = figures["exchanges"]
+    # Awarding nothing sends nothing; every award waits for the server.
+    assert exchanges["a"] == {"hero": 0, "pinax": 0}
+    assert all(exchanges[path][lib] >= 1 for path in "bc" for lib in ("hero", "pinax"))
+    written = trace.read_text()
+    assert written.startswith("# hero (a) awards nothing: 0 exchanges")
+    assert f"# hero (b) first award: {exchanges['b']['hero']} exchanges" in written
+    assert "# exchange 1\nF\t" in written
