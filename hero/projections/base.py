@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from uuid import UUID
 
@@ -84,6 +84,7 @@ def read_rows(after: int, limit: int, until: int | None = None) -> list[Row]:
 
 def decode(rows: Sequence[Row]) -> list[Change]:
     """The domain events of stored rows, at their positions."""
+    # Lazy, as in read_rows(): the mapper is the ledger's.
     from hero.ledger import get_ledger
 
     return [Change(*pair) for pair in get_ledger().decode_rows(rows)]
@@ -301,11 +302,14 @@ def datetime_adapter(connection: BaseDatabaseWrapper) -> Callable[[datetime], An
         return lambda value: value  # psycopg takes aware datetimes as they are
     if connection.vendor == "sqlite" and settings.USE_TZ:
         zone = connection.timezone
+        utc = zone is UTC
 
         def to_text(value: datetime) -> Any:
             # Text of the naive time in the connection's zone, as Django stores it.
             if value.tzinfo is None:
                 return adapt(value)
+            if utc and value.tzinfo is UTC:  # most: the text without "+00:00"
+                return str(value)[:-6]
             return str(value.astimezone(zone).replace(tzinfo=None))
 
         return to_text
