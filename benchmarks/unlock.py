@@ -71,6 +71,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add(
         "--database", "sqlite", "the database", choices=("sqlite", "postgres", "mysql")
     )
+    text = "SQLite's journal: WAL, or Django's defaults (a rollback journal)"
+    parser.add("--journal", "wal", text, choices=("wal", "delete"))
     parser.add("--users", 1000, "users per round")
     parser.add("--only", None, "measure one library only", choices=LIBRARIES)
     text = "print the SQL each library sends on each path (from the sample)"
@@ -265,9 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     libraries = (options.only,) if options.only else LIBRARIES
     report = _harness.Report("unlock")
     report.figures["database"] = options.database
+    report.figures["journal"] = options.journal
     total_users = WARMUP_USERS + SAMPLE_USERS + MEMORY_USERS
     total_users += options.users * options.repeat
-    with _harness.run_database(options.database, "unlock") as database:
+    database_run = _harness.run_database(
+        options.database, "unlock", journal=options.journal
+    )
+    with database_run as database:
         callers = setup(database, libraries)
         _harness.print_header(
             f"{options.users} users per round, best of {options.repeat} "
