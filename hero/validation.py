@@ -631,11 +631,14 @@ def user_pk_of(value: object) -> str | None:
     pk = user_model()._meta.pk
     assert pk is not None
     target = pk.target_field if pk.is_relation else pk
+    bounds = _INTEGER_RANGES.get(target.get_internal_type())
+    # An integer pk's column value is int() of its text, on every backend (a
+    # backfill checks every candidate: no connection looked up for it).
+    convert = int if bounds else user_pk_adapter(connections[conf.HERO_DATABASE])
     try:
-        column_value = user_pk_adapter(connections[conf.HERO_DATABASE])(text)
+        column_value = convert(text)
     except (ValueError, TypeError, ValidationError):
         return None
-    bounds = _INTEGER_RANGES.get(target.get_internal_type())
     if bounds and not bounds[0] <= column_value <= bounds[1]:
         return None
     return text
