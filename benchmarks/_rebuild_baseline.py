@@ -86,6 +86,17 @@ def create_tables(target: str) -> None:
                 database.execute(
                     f'CREATE TABLE "{table}" (LIKE "{source}" INCLUDING ALL)'
                 )
+                # LIKE leaves the foreign keys out; hero's tables check them.
+                keys = database.execute(
+                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid = ?::regclass AND contype = 'f'",
+                    (source,),
+                ).fetchall()
+                for name, definition in keys:
+                    database.execute(
+                        f'ALTER TABLE "{table}" ADD CONSTRAINT "{table}_{name}" '
+                        f"{definition}"
+                    )
                 continue
             rows = database.execute(
                 "SELECT type, name, sql FROM sqlite_master "
