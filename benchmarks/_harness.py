@@ -279,10 +279,14 @@ class Options(argparse.ArgumentParser):
         return options
 
 
-def sqlite_database(path: str) -> dict[str, Any]:
-    """Django's settings for a SQLite file: WAL, synchronous=NORMAL, BEGIN IMMEDIATE."""
-    pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-    options = {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": pragmas}
+def sqlite_database(path: str, journal: str = "wal") -> dict[str, Any]:
+    """Django's settings for a SQLite file: WAL, synchronous=NORMAL, BEGIN
+    IMMEDIATE; or with ``journal="delete"``, Django's defaults (a rollback
+    journal, synchronous=FULL, deferred transactions)."""
+    options: dict[str, Any] = {"timeout": 30}
+    if journal == "wal":
+        pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+        options.update(transaction_mode="IMMEDIATE", init_command=pragmas)
     return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": options}
 
 
@@ -364,7 +368,12 @@ def close_connections() -> None:
 
 @contextmanager
 def run_database(
-    kind: str, name: str, *, keep: str | None = None, schema: str | None = None
+    kind: str,
+    name: str,
+    *,
+    keep: str | None = None,
+    schema: str | None = None,
+    journal: str = "wal",
 ) -> Iterator[dict[str, Any]]:
     """Settings of the run's empty database, dropped at the end: a SQLite file
     (WAL, ``BEGIN IMMEDIATE``), a schema in ``HERO_BENCH_POSTGRES_URL``'s database,
@@ -389,7 +398,7 @@ def run_database(
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     try:
-        yield sqlite_database(str(path))
+        yield sqlite_database(str(path), journal)
     finally:
         close_connections()
         if keep:

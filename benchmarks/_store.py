@@ -32,11 +32,21 @@ def username(index: int) -> str:
     return f"bench-{index:07d}"
 
 
-def configure_django(path: str, name: str, *, migrate: bool = False) -> None:
-    """Set Django up on the store at ``path``, its achievements registered."""
+def database_of(target: str) -> dict[str, object]:
+    """Django's settings for a store: a SQLite file's path, or
+    ``postgres:SCHEMA`` for a schema on ``HERO_BENCH_POSTGRES_URL``'s database."""
+    if target.startswith("postgres:"):
+        schema = target.partition(":")[2]
+        return _harness.server_database("postgres", options=f"-c search_path={schema}")
+    return _harness.sqlite_database(target)
+
+
+def configure_django(target: str, name: str, *, migrate: bool = False) -> None:
+    """Set Django up on the store at ``target`` (:func:`database_of`), its
+    achievements registered."""
     from hero import AchievementBase, achievements
 
-    database = _harness.sqlite_database(path)
+    database = database_of(target)
     _harness.setup_django(database, name, migrate=migrate, HERO_PROJECTIONS="async")
     for achievement_id in ACHIEVEMENT_IDS:  # never asked: events are built directly
         attributes = {"id": achievement_id, "title": achievement_id.title()}
@@ -97,6 +107,8 @@ def grow(size: int) -> None:
 def settle(path: str) -> None:
     """Checkpoint the WAL and read the events: every timed run starts alike."""
     _harness.close_connections()
+    if path.startswith("postgres:"):
+        return
     connection = sqlite3.connect(path)
     try:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")

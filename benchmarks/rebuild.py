@@ -1,14 +1,15 @@
-"""Rebuild benchmark: ``hero_rebuild`` against a plain-sqlite3 baseline, on SQLite.
+"""Rebuild benchmark: ``hero_rebuild`` against a plain-sqlite3 (or psycopg) baseline.
 
 At a tenth and at all of a store of ``--events`` events (``_store.py``), times
-``hero_rebuild holdings``, ``hero_rebuild`` and the baseline
-(``_rebuild_baseline.py``, the same rows) in fresh child processes, with their
-memory, then checks the tables. ``README.md`` has the method and the goals::
+``hero_rebuild`` with its default options and the baseline
+(``_rebuild_baseline.py``: the same events read and decoded, the same tables
+written) in fresh child processes, with their memory, then checks the tables.
+``README.md`` has the method and the goals::
 
-    .venv/bin/python benchmarks/rebuild.py [--events 1000000] [--batch-size 1000]
-        [--repeat 1] [--tracemalloc] [--keep DIR] [--summary FILE.json]
+    .venv/bin/python benchmarks/rebuild.py [--database postgres] [--events 1000000]
+        [--batch-size 1000] [--repeat 1] [--tracemalloc] [--keep DIR] [--summary FILE]
     .venv/bin/python -m cProfile -s cumtime benchmarks/rebuild.py \\
-        --measure-rebuild DIR/rebuild.sqlite3 --what holdings   # after --keep DIR
+        --measure-rebuild DIR/rebuild.sqlite3 --what all   # after --keep DIR
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import gc
 import io
 import math
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,41 +31,40 @@ import _rebuild_baseline
 import _store
 from _harness import MB, mb
 
-KINDS = ("holdings", "all", "baseline")
+KINDS = ("all", "baseline")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _harness.Options(
-        "Time hero_rebuild against a plain-sqlite3 baseline on SQLite.",
+        "Time hero_rebuild against a plain-sqlite3 or psycopg baseline.",
         repeat=(1, "runs of each rebuild; the best is kept"),
         store=("rebuild", 100),
     )
-    text = "hero_rebuild's --batch-size, and the baseline's chunk"
+    text = "the baseline's chunk (hero_rebuild runs with its defaults)"
     parser.add("--batch-size", 1000, text)
+    parser.add("--database", "sqlite", "the database", choices=("sqlite", "postgres"))
     text = "also measure hero's rebuilds' peak Python allocations (untimed runs)"
     parser.add("--tracemalloc", False, text)
     # One measurement in this process (what the parent runs as a child).
-    parser.add_argument(
-        "--what", choices=KINDS, default="holdings", help=argparse.SUPPRESS
-    )
+    parser.add_argument("--what", choices=KINDS, default="all", help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     return parser.parse(argv, "batch_size", "repeat")
 
 
-def hero_rebuild(path: str, what: str, batch_size: int) -> Callable[[], int]:
-    """Django on the store; one ``hero_rebuild`` call returning the events read."""
-    _store.configure_django(path, "rebuild")
+def hero_rebuild(target: str) -> Callable[[], int]:
+    """Django on the store; one ``hero_rebuild`` call, with its default options,
+    returning the events read."""
+    _store.configure_django(target, "rebuild")
     from django.core.management import call_command
     from django.db import connection
 
     from hero.management.commands import hero_rebuild  # noqa: F401  (import now)
 
     connection.ensure_connection()
-    names = ["holdings"] if what == "holdings" else []
 
     def call() -> int:
         out = io.StringIO()
-        call_command("hero_rebuild", *names, batch_size=batch_size, stdout=out)
+        call_command("hero_rebuild", stdout=out)
         found = re.search(r"(\d+) events in", out.getvalue())
         if found is None:
             raise SystemExit(f"unexpected output of hero_rebuild: {out.getvalue()!r}")
@@ -79,7 +78,7 @@ def measure_one(path: str, what: str, batch_size: int, trace: bool) -> dict[str,
     if what == "baseline":
         call = functools.partial(_rebuild_baseline.rebuild, path, batch_size)
     else:
-        call = hero_rebuild(path, what, batch_size)
+        call = hero_rebuild(path)
     if trace:
         return {"traced_peak": _harness.traced_peak(call)}
     gc.collect()
@@ -116,7 +115,7 @@ class SizeResult:
         """Events per CPU second, best run: less disturbed by other work."""
         return self.events / self.cpu[what]
 
-    def ratio(self, what: str = "holdings", cpu: bool = False) -> float:
+    def ratio(self, what: str = "all", cpu: bool = False) -> float:
         """A rebuild's rate against the baseline's."""
         rate = self.cpu_rate if cpu else self.rate
         return rate(what) / rate("baseline")
@@ -145,7 +144,7 @@ def measure_size(
                 f"(heap +{run['heap_growth'] / MB:.1f} MB at the end)",
                 flush=True,
             )
-    for what in ("holdings", "all") if options.tracemalloc else ():
+    for what in ("all",) if options.tracemalloc else ():
         traced = _harness.run_child(__file__, *arguments, "--what", what, "--trace")
         result.traced[what] = int(traced["traced_peak"])
         print(
@@ -157,46 +156,42 @@ def measure_size(
     return result
 
 
-def check_tables(path: str, events: int, report: _harness.Report) -> None:
-    """The rebuilt tables against the store and against each other."""
-    connection = sqlite3.connect(path)
-    try:
-        holders, baseline, counted, ledger = (
-            int(connection.execute(sql).fetchone()[0])
-            for sql in (
-                "SELECT COUNT(*) FROM hero_achievement_unlocked",
-                f"SELECT COUNT(*) FROM {_rebuild_baseline.TABLE}",
-                "SELECT COALESCE(SUM(holders), 0) FROM hero_achievement_count",
-                "SELECT COUNT(*) FROM hero_ledger_entry",
-            )
-        )
-    finally:
-        connection.close()
+def check_tables(target: str, events: int, report: _harness.Report) -> None:
+    """hero's rebuilt tables against the store and against the baseline's."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        figures = []
+        for sql in (
+            "SELECT COUNT(*) FROM hero_achievement_unlocked",
+            "SELECT COALESCE(SUM(holders), 0) FROM hero_achievement_count",
+            "SELECT COUNT(*) FROM hero_ledger_entry",
+        ):
+            cursor.execute(sql)
+            figures.append(int(cursor.fetchone()[0]))
+    holders, counted, ledger = figures
+    _harness.close_connections()
     expected = events // _store.EVENTS_PER_USER * len(_store.ACHIEVEMENT_IDS)
-    missing, extra = _rebuild_baseline.differences(path)
     problems = []
-    if not holders == baseline == counted == expected:
-        problems.append(
-            f"rows: holdings {holders}, baseline {baseline}, counts {counted}, "
-            f"expected {expected}"
-        )
-    if missing or extra:
-        problems.append(
-            f"baseline differs from holdings: {missing} missing, {extra} extra rows"
-        )
+    if not holders == counted == expected:
+        problems.append(f"holdings {holders}, counts {counted}, expected {expected}")
     if ledger != events:
         problems.append(f"ledger has {ledger} entries, the store {events} events")
+    for table, (missing, extra) in _rebuild_baseline.differences(target).items():
+        if missing or extra:
+            problems.append(
+                f"{table}: {missing} rows not in the baseline, {extra} extra"
+            )
     report.check(
         [f"at {events:,} events: {problem}" for problem in problems],
-        f"{events:,} events: {holders:,} holdings rows = baseline rows (identical, "
-        f"datetimes included) = sum of counts; {ledger:,} ledger entries",
+        f"{events:,} events: {holders:,} holdings rows = sum of counts, {ledger:,} "
+        "ledger entries; every table identical to the baseline's (datetimes included)",
     )
 
 
 def print_results(results: Sequence[SizeResult]) -> None:
-    headers = ["events", "hero holdings ev/s", "hero full ev/s", "baseline ev/s"]
-    headers += ["holdings/baseline", "same, CPU time"]
-    headers += ["peak holdings", "peak full", "peak baseline"]
+    headers = ["events", "hero_rebuild ev/s", "baseline ev/s", "hero/baseline"]
+    headers += ["same, CPU time", "peak hero", "peak baseline"]
     rows = [
         [
             f"{r.events:,}",
@@ -209,49 +204,52 @@ def print_results(results: Sequence[SizeResult]) -> None:
     ]
     small, large = results[0], results[-1]
     growth = [mb(large.growth[what] - small.growth[what]) for what in KINDS]
-    rows.append(["growth", "", "", "", "", "", *growth])
+    rows.append(["growth", "", "", "", "", *growth])
     _harness.print_table(headers, rows)
     print(
         "\nev/s: events in the store / wall-clock seconds of the call (best run); same,\n"
         "CPU time: the ratio of events per CPU second (user + system) instead, less\n"
-        "disturbed by other work. peak: the rebuild process's peak RSS above its RSS\n"
-        "before. holdings: hero_rebuild holdings (the same rows as the baseline);\n"
-        "full: hero_rebuild (holdings, counts, ledger)."
+        "disturbed by other work. peak: the process's peak RSS above its RSS before.\n"
+        "hero_rebuild: every projection (holdings, counts, ledger), default options;\n"
+        "the baseline writes the same rows into copies of those tables."
     )
 
 
-def headline(results: Sequence[SizeResult], report: _harness.Report) -> None:
+def headline(
+    results: Sequence[SizeResult], database: str, report: _harness.Report
+) -> None:
     """The goals (speed against the baseline, flat memory) and the JSON."""
     small, large = results[0], results[-1]
     growth = {what: large.growth[what] - small.growth[what] for what in KINDS}
     report.figures.update(
+        database=database,
         sizes=[r.events for r in results],
         rate={what: [r.rate(what) for r in results] for what in KINDS},
-        holdings_to_baseline=[r.ratio() for r in results],
-        holdings_to_baseline_cpu=[r.ratio(cpu=True) for r in results],
+        hero_to_baseline=[r.ratio() for r in results],
+        hero_to_baseline_cpu=[r.ratio(cpu=True) for r in results],
         peak_growth_mb={what: [r.growth[what] / MB for r in results] for what in KINDS},
         memory_growth_mb={what: growth[what] / MB for what in KINDS},
     )
-    at = f"events/s at {large.events:,} events"
-    report.figure(
-        f"holdings rebuild / baseline, {at}",
-        f"{large.ratio():.2f} (CPU time: {large.ratio(cpu=True):.2f})",
-        ">= 0.5",
-        large.ratio() >= 0.5,
-    )
-    report.figure(f"full rebuild / baseline, {at}", f"{large.ratio('all'):.2f}")
+    baseline = "plain psycopg" if database == "postgres" else "plain sqlite3"
+    for result in results:
+        report.figure(
+            f"hero_rebuild / {baseline}, events/s at {result.events:,} events",
+            f"{result.ratio():.2f} (CPU time: {result.ratio(cpu=True):.2f})",
+            ">= 0.5",
+            result.ratio() >= 0.5,
+        )
     span = f"{small.events:,} to {large.events:,} events"
-    for what, label in (
-        ("holdings", f"hero_rebuild holdings: peak RSS growth, {span}"),
-        ("all", "hero_rebuild (all tables): peak RSS growth"),
-    ):
-        report.figure(label, mb(growth[what]), "< 100 MB", growth[what] < 100 * MB)
-    for what, label in (("holdings", "hero_rebuild holdings"), ("all", "hero_rebuild")):
-        if what in large.traced:  # --tracemalloc: extra, untimed runs
-            peaks = " / ".join(mb(r.traced[what]) for r in results)
-            growth_traced = mb(large.traced[what] - small.traced[what])
-            label = f"{label}: tracemalloc peak (Python allocations) by size"
-            report.figure(label, f"{peaks}; growth {growth_traced}")
+    report.figure(
+        f"hero_rebuild: peak RSS growth, {span}",
+        mb(growth["all"]),
+        "< 100 MB",
+        growth["all"] < 100 * MB,
+    )
+    if "all" in large.traced:  # --tracemalloc: extra, untimed runs
+        peaks = " / ".join(mb(r.traced["all"]) for r in results)
+        growth_traced = mb(large.traced["all"] - small.traced["all"])
+        label = "hero_rebuild: tracemalloc peak (Python allocations) by size"
+        report.figure(label, f"{peaks}; growth {growth_traced}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,10 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     report = _harness.Report("rebuild")
-    with _harness.run_database("sqlite", "rebuild", keep=options.keep) as database:
-        path = database["NAME"]
-        _store.configure_django(path, "rebuild", migrate=True)
-        _rebuild_baseline.create_table(path)
+    kind = options.database
+    with _harness.run_database(kind, "rebuild", keep=options.keep) as database:
+        target = database["NAME"] if kind == "sqlite" else "postgres:hero_rebuild_bench"
+        _store.configure_django(target, "rebuild", migrate=True)
+        _rebuild_baseline.create_tables(target)
         _harness.print_header(
             f"--events {options.events:,}, --batch-size {options.batch_size}, "
             f"--repeat {options.repeat}"
@@ -274,10 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = []
         for size in (options.events // 10, options.events):
             _store.grow(size)
-            results.append(measure_size(path, size, options, report))
+            results.append(measure_size(target, size, options, report))
         print()
         print_results(results)
-        headline(results, report)
+        headline(results, kind, report)
         return report.finish(options.summary)
 
 

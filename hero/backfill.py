@@ -143,15 +143,15 @@ def backfill(
             batch: list[Candidate] = batch,
         ) -> tuple[list[tuple[str, Effect | None]], list[Any]]:
             aggregates: dict[str, Any] = decided if dry_run else {}
+            # The batch's aggregates read together (not one query per user).
+            missing = {c.user_pk for c in batch} - aggregates.keys() - {None}
+            aggregates.update(ledger.user_achievements(missing, achievement.id))  # type: ignore[arg-type]
             # (user, what the decision did), or (user, None): revoked before.
             effects: list[tuple[str, Effect | None]] = []
             for candidate in batch:
                 user_pk = candidate.user_pk
                 assert user_pk is not None  # the batch holds users that exist
-                aggregate = aggregates.get(user_pk)
-                if aggregate is None:
-                    aggregate = ledger.user_achievement(user_pk, achievement.id)
-                    aggregates[user_pk] = aggregate
+                aggregate = aggregates[user_pk]
                 if aggregate.revocations:
                     effects.append((user_pk, None))
                     continue

@@ -76,7 +76,9 @@ class EventMapper(Mapper[UUID]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._fast = (
+        #: Whether stored state is plain JSON (no cipher, no compressor): what
+        #: readers of the stored JSON in SQL rely on.
+        self.plain_json = (
             self.cipher is None
             and self.compressor is None
             and isinstance(self.transcoder, JSONTranscoder)
@@ -105,7 +107,7 @@ class EventMapper(Mapper[UUID]):
         """The domain event of one stored row (its columns as a query gives them)."""
         if type(state) is not bytes:
             state = bytes(state)
-        if not self._fast:
+        if not self.plain_json:
             return super().to_domain_event(
                 StoredEvent(originator_id, originator_version, topic, state)
             )

@@ -261,14 +261,29 @@ def valid_levels(levels: object) -> bool:
 def configured_levels() -> list[tuple[int, str]]:
     """ACHIEVEMENT_LEVELS as (number, name) pairs, or ImproperlyConfigured naming
     the setting (system check hero.E006)."""
+    return list(_checked_levels()[0])
+
+
+#: The setting's value last checked, its pairs and its numbers.
+_checked: tuple[object, tuple[tuple[int, str], ...], frozenset[int]] | None = None
+
+
+def _checked_levels() -> tuple[tuple[tuple[int, str], ...], frozenset[int]]:
+    """ACHIEVEMENT_LEVELS checked once per value of the setting (``conf``
+    keeps one value until a setting changes), not on every award."""
+    global _checked
     levels = conf.ACHIEVEMENT_LEVELS
+    if _checked is not None and _checked[0] is levels:
+        return _checked[1], _checked[2]
     if not valid_levels(levels):
         raise ImproperlyConfigured(
             f"ACHIEVEMENT_LEVELS is malformed: {levels!r} (system check hero.E006). "
             f"It must be a sequence of (number, name) pairs, numbers from 1 to "
             f"{MAX_LEVEL}, e.g. ((1, 'Bronze'),)."
         )
-    return [(number, name) for number, name in levels]
+    pairs = tuple((number, name) for number, name in levels)
+    _checked = (levels, pairs, frozenset(number for number, _ in pairs))
+    return pairs, _checked[2]
 
 
 def is_step_count(value: object) -> TypeGuard[int]:
@@ -282,8 +297,7 @@ def is_step_count(value: object) -> TypeGuard[int]:
 def level_of(achievement: AchievementBase, level: object) -> int:
     """``level`` if ACHIEVEMENT_LEVELS has it, or InvalidLevel listing the
     levels that do exist."""
-    levels = configured_levels()
-    allowed = [number for number, _ in levels]
+    levels, allowed = _checked_levels()
     if isinstance(level, bool) or not isinstance(level, int) or level not in allowed:
         names = ", ".join(f"{n} ({name})" for n, name in levels)
         raise InvalidLevel(
@@ -617,11 +631,14 @@ def user_pk_of(value: object) -> str | None:
     pk = user_model()._meta.pk
     assert pk is not None
     target = pk.target_field if pk.is_relation else pk
+    bounds = _INTEGER_RANGES.get(target.get_internal_type())
+    # An integer pk's column value is int() of its text, on every backend (a
+    # backfill checks every candidate: no connection looked up for it).
+    convert = int if bounds else user_pk_adapter(connections[conf.HERO_DATABASE])
     try:
-        column_value = user_pk_adapter(connections[conf.HERO_DATABASE])(text)
+        column_value = convert(text)
     except (ValueError, TypeError, ValidationError):
         return None
-    bounds = _INTEGER_RANGES.get(target.get_internal_type())
     if bounds and not bounds[0] <= column_value <= bounds[1]:
         return None
     return text

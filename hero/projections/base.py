@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from uuid import UUID
 
@@ -50,6 +50,11 @@ class Change(NamedTuple):
     event: DomainEventProtocol[UUID]
 
 
+#: A stored event as the store's recorder selects it (``select_rows``):
+#: (position, originator id, originator version, topic, state).
+Row = tuple[int, Any, int, str, Any]
+
+
 def store_changes(
     after: int, until: int | None, batch_size: int
 ) -> Iterator[list[Change]]:
@@ -63,15 +68,26 @@ def store_changes(
 def read_changes(after: int, limit: int, until: int | None = None) -> list[Change]:
     """Up to ``limit`` of the store's events after position ``after`` (and not
     after ``until``), in order."""
+    return decode(read_rows(after, limit, until))
+
+
+def read_rows(after: int, limit: int, until: int | None = None) -> list[Row]:
+    """:func:`read_changes`, the events left as stored."""
     # Lazy: the ledger imports the store, which read models extend; reading
     # events through it is the one place the read side needs the write side.
     from hero.ledger import get_ledger
 
-    ledger = get_ledger()
-    rows = ledger.recorder.select_rows(
+    return get_ledger().recorder.select_rows(
         start=after, limit=limit, stop=until, inclusive_of_start=False
     )
-    return [Change(*pair) for pair in ledger.decode_rows(rows)]
+
+
+def decode(rows: Sequence[Row]) -> list[Change]:
+    """The domain events of stored rows, at their positions."""
+    # Lazy, as in read_rows(): the mapper is the ledger's.
+    from hero.ledger import get_ledger
+
+    return [Change(*pair) for pair in get_ledger().decode_rows(rows)]
 
 
 class ReadModel(DjangoTrackingRecorder):
@@ -84,6 +100,10 @@ class ReadModel(DjangoTrackingRecorder):
     #: Whether rows of users deleted since must be left out (tables with a
     #: foreign key to the user model).
     checks_users: ClassVar[bool] = True
+    #: Topics of the events the read model writes rows for (None: every
+    #: topic); other events only move its position, and a rebuild does not
+    #: decode them for it.
+    topics: ClassVar[frozenset[str] | None] = None
 
     # The tracking recorder's interface, on this read model's own keys --------
 
@@ -120,6 +140,13 @@ class ReadModel(DjangoTrackingRecorder):
         """Write the rows for ``changes``; ``users`` (if not None) is the set of
         user pks that still exist."""
         raise NotImplementedError
+
+    def copy(self, cursor: CursorWrapper, after: int, until: int) -> set[int]:
+        """Write the rows of the store's events at positions in (``after``,
+        ``until``] in SQL, straight from the store, where the read model can;
+        return the positions written. A rebuild passes the other events to
+        :meth:`write`."""
+        return set()
 
     def _missed(self, after: int, before: int) -> list[Change]:
         return read_changes(after, before - after, until=before - 1)
@@ -225,6 +252,48 @@ def apply_read_models(
     return applied
 
 
+def apply_rows(
+    models: Sequence[ReadModel],
+    rows: Sequence[Row],
+    application_name: str = UPSTREAM,
+) -> None:
+    """Apply consecutive rows of the store to read models being rebuilt, in
+    one transaction with their positions.
+
+    Each read model first copies what it can in SQL (:meth:`ReadModel.copy`);
+    only the rest of the events of its topics are decoded and written, and
+    each event is decoded once for all of them.
+    """
+    if not rows or not models:
+        return
+    positions = models[0].positions
+    decoded: dict[int, Change] = {}
+    with positions.datastore.transaction() as cursor:
+        states = positions.states(
+            cursor, [model.name for model in models], application_name
+        )
+        reached: list[tuple[str, int]] = []
+        for model in models:
+            position = states[model.name][0] or 0
+            fresh = [row for row in rows if row[0] > position]
+            if not fresh:
+                continue
+            copied = model.copy(cursor, fresh[0][0] - 1, fresh[-1][0])
+            topics = model.topics
+            wanted = [
+                row
+                for row in fresh
+                if row[0] not in copied and (topics is None or row[3] in topics)
+            ]
+            new = [row for row in wanted if row[0] not in decoded]
+            decoded.update((change.position, change) for change in decode(new))
+            changes = [decoded[row[0]] for row in wanted]
+            if changes:
+                model._write(cursor, changes, users_exist=False)
+            reached.append((tracking_key(model.name, application_name), fresh[-1][0]))
+        positions.write(cursor, reached)
+
+
 def datetime_adapter(connection: BaseDatabaseWrapper) -> Callable[[datetime], Any]:
     """The backend's ``adapt_datetimefield_value``, with the cases that views
     write (aware datetimes) done directly where the backend's rule is simple."""
@@ -233,11 +302,14 @@ def datetime_adapter(connection: BaseDatabaseWrapper) -> Callable[[datetime], An
         return lambda value: value  # psycopg takes aware datetimes as they are
     if connection.vendor == "sqlite" and settings.USE_TZ:
         zone = connection.timezone
+        utc = zone is UTC
 
         def to_text(value: datetime) -> Any:
             # Text of the naive time in the connection's zone, as Django stores it.
             if value.tzinfo is None:
                 return adapt(value)
+            if utc and value.tzinfo is UTC:  # most: the text without "+00:00"
+                return str(value)[:-6]
             return str(value.astimezone(zone).replace(tzinfo=None))
 
         return to_text

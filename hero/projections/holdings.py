@@ -145,6 +145,13 @@ class HoldingsDelta:
 
 class Holdings(ReadModel):
     name: ClassVar[str] = "holdings"
+    topics: ClassVar[frozenset[str] | None] = frozenset(
+        cls.TOPIC
+        for cls in vars(UserAchievement).values()
+        if isinstance(cls, type)
+        and issubclass(cls, UserAchievement.Event)
+        and hasattr(cls, "TOPIC")
+    )
     tables: ClassVar[Sequence[str]] = (
         "hero_achievement_count",
         "hero_achievement_unlocked",

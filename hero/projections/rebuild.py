@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from hero.models import StoredEvent
-from hero.projections.base import apply_read_models, store_changes
+from hero.projections.base import Row, apply_rows, read_rows
 from hero.projections.inline import read_models
 from hero.store.ordering import hold_ordering_lock
 from hero.store.positions import UPSTREAM
@@ -47,10 +47,10 @@ def rebuild(
     gc.collect()
     gc.freeze()
     try:
-        for changes in store_changes(start, None, batch_size):
-            apply_read_models(selected, changes, rebuilding=True)
-            events += len(changes)
-            on_batch(len(changes))
+        for rows in _batches(start, batch_size):
+            apply_rows(selected, rows)
+            events += len(rows)
+            on_batch(len(rows))
     finally:
         gc.unfreeze()
 
@@ -61,13 +61,20 @@ def rebuild(
         with pipelined(cursor):
             hold_ordering_lock(cursor)
         position = min(v.max_tracking_id(UPSTREAM) or 0 for v in selected)
-        for changes in store_changes(position, None, batch_size):
-            apply_read_models(selected, changes, rebuilding=True)
-            events += len(changes)
-            on_batch(len(changes))
+        for rows in _batches(position, batch_size):
+            apply_rows(selected, rows)
+            events += len(rows)
+            on_batch(len(rows))
         for model in selected:
             model.finish_rebuild(cursor)
     return RebuildResult([v.name for v in selected], resumed, events)
+
+
+def _batches(after: int, batch_size: int) -> Iterator[list[Row]]:
+    """The store's events after position ``after``, as stored, in batches."""
+    while rows := read_rows(after, batch_size):
+        yield rows
+        after = rows[-1][0]
 
 
 def _count_events(alias: str, until: int | None = None) -> int:

@@ -366,9 +366,15 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
     ) -> list[Notification]:
         """The events of the given aggregates, in the order of the store
         (an indexed read per aggregate: the cost follows their own events)."""
-        if not originator_ids:
-            return []
-        notifications: list[Notification] = []
+        rows = self.select_rows_of(originator_ids, stop=stop)
+        return [self._notification(row) for row in rows]
+
+    def select_rows_of(
+        self, originator_ids: Sequence[UUID | str], *, stop: int | None = None
+    ) -> list[tuple[int, Any, int, str, Any]]:
+        """:meth:`select_notifications_of` as the database's rows, in the form
+        of :meth:`select_rows`."""
+        rows: list[tuple[int, Any, int, str, Any]] = []
         for start in range(0, len(originator_ids), INSERT_CHUNK_SIZE):
             chunk = originator_ids[start : start + INSERT_CHUNK_SIZE]
             params: list[Any] = [self._db_uuid(i) for i in chunk]
@@ -383,10 +389,9 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
                     f"WHERE originator_id IN ({', '.join(['%s'] * len(chunk))}){until}",
                     params,
                 )
-                rows = cursor.fetchall()
-            notifications.extend(self._notification(row) for row in rows)
-        notifications.sort(key=lambda n: n.id)
-        return notifications
+                rows.extend(cursor.fetchall())
+        rows.sort(key=lambda row: row[0])
+        return rows
 
     def max_notification_id(self) -> int | None:
         with self.datastore.cursor() as cursor:
