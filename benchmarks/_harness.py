@@ -10,6 +10,7 @@ import argparse
 import functools
 import gc
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -502,6 +503,20 @@ class Report:
         """Record a check: what was checked (``done``), or what was wrong."""
         self.failed.extend(problems)
         self.checked.extend([] if problems else [done])
+
+    def check_hero_verify(self) -> None:
+        """Run ``hero_verify`` on the benchmark's database, as a check."""
+        # Lazy: Django is set up by the benchmark, after this module loads.
+        from django.core.management import CommandError, call_command
+
+        out = io.StringIO()
+        try:
+            call_command("hero_verify", stdout=out)
+            problems = []
+        except CommandError as error:
+            problems = [f"hero_verify: {error}\n{out.getvalue()}"]
+        last_line = (out.getvalue().strip().splitlines() or [""])[-1]
+        self.check(problems, f"hero_verify: {last_line}")
 
     def figure(
         self, figure: str, value: str, goal: str = "", met: bool | None = None

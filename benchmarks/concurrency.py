@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import functools
 import gc
-import io
 import itertools
 import math
 import multiprocessing
@@ -825,7 +824,6 @@ def report_requests(
 
 def check_after_run(report: _harness.Report, settings: dict[str, Any]) -> None:
     """hero_verify on the whole store; with asynchronous projections, caught up."""
-    from django.core.management import CommandError, call_command
 
     if settings:
         left = _projector.wait_caught_up()
@@ -834,14 +832,7 @@ def check_after_run(report: _harness.Report, settings: dict[str, Any]) -> None:
             "hero_project caught up with the store (every read model's position "
             "at the last event)",
         )
-    out = io.StringIO()
-    try:
-        call_command("hero_verify", stdout=out)
-        problems = []
-    except CommandError as error:
-        problems = [f"hero_verify: {error}\n{out.getvalue()}"]
-    last_line = (out.getvalue().strip().splitlines() or [""])[-1]
-    report.check(problems, f"hero_verify: {last_line}")
+    report.check_hero_verify()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

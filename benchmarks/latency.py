@@ -12,7 +12,6 @@ the method.
 from __future__ import annotations
 
 import argparse
-import io
 import multiprocessing
 import queue
 import random
@@ -117,7 +116,6 @@ def check(
     report: _harness.Report,
 ) -> None:
     """Every award seen in both tables; caught up; hero_verify."""
-    from django.core.management import CommandError, call_command
 
     missing = {name: len(set(committed) - set(rows)) for name, rows in seen.items()}
     problems = [
@@ -134,14 +132,7 @@ def check(
         [f"hero_project still behind the store: {left}"] if left else [],
         "hero_project caught up with the store",
     )
-    out = io.StringIO()
-    try:
-        call_command("hero_verify", stdout=out)
-        problems = []
-    except CommandError as error:
-        problems = [f"hero_verify: {error}\n{out.getvalue()}"]
-    last_line = (out.getvalue().strip().splitlines() or [""])[-1]
-    report.check(problems, f"hero_verify: {last_line}")
+    report.check_hero_verify()
 
 
 def print_figures(
