@@ -50,6 +50,7 @@ from hero.models import (
     AchievementUnlocked,
     LedgerEntry,
 )
+from hero.sealing import open_payload
 from hero.visibility import level_name, level_names
 
 if TYPE_CHECKING:
@@ -453,8 +454,8 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, _LedgerEntryAdmin):
         "level_display",
         "previous_level",
         "steps",
-        "actor",
-        "reason",
+        "actor_display",
+        "reason_display",
     )
     list_filter = ("kind", LevelFilter)
     # Never join the users table (a deleted user's entries would vanish).
@@ -474,6 +475,21 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, _LedgerEntryAdmin):
     @admin.display(description=_("achievement"), ordering="achievement_id")
     def achievement_display(self, obj: LedgerEntry) -> str:
         return obj.achievement_id or ""
+
+    @admin.display(description=_("actor"))
+    def actor_display(self, obj: LedgerEntry) -> str:
+        return _opened(obj, "actor")
+
+    @admin.display(description=_("reason"))
+    def reason_display(self, obj: LedgerEntry) -> str:
+        return _opened(obj, "reason")
+
+
+def _opened(obj: LedgerEntry, name: str) -> str:
+    """One value of an entry's sealed payload, for display ("" when there is
+    none, or the user was forgotten)."""
+    values = open_payload(str(obj.user_id), obj.payload) or {}
+    return str(values.get(name) or "")
 
 
 class HistoryFormSet(_LedgerEntryFormSet):
@@ -506,8 +522,8 @@ class AchievementHistoryInline(ReadOnlyAdminMixin, _LedgerEntryInline):
         "level",
         "previous_level",
         "steps",
-        "actor",
-        "reason",
+        "actor_display",
+        "reason_display",
     )
     readonly_fields = fields
     ordering = ("-position",)
@@ -522,6 +538,14 @@ class AchievementHistoryInline(ReadOnlyAdminMixin, _LedgerEntryInline):
     @admin.display(description=_("position"))
     def entry(self, obj: LedgerEntry) -> int:
         return obj.position
+
+    @admin.display(description=_("actor"))
+    def actor_display(self, obj: LedgerEntry) -> str:
+        return _opened(obj, "actor")
+
+    @admin.display(description=_("reason"))
+    def reason_display(self, obj: LedgerEntry) -> str:
+        return _opened(obj, "reason")
 
 
 class HeroUserAdminMixin:

@@ -50,9 +50,14 @@ from hero.store.ordering import hold_ordering_lock
 from hero.store.postgres import pipelined
 from hero.store.recorders import DjangoApplicationRecorder
 from hero.store.transactions import DjangoDatastore, VersionConflict
+from hero.events.personal import personal_fields
+from hero.sealing import Sealer, UserKeys, open_events
 from hero.users import user_model, user_pk_adapter
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
+#: Called in the transaction of forget(), with the user's pk and the events
+#: that recorded it.
+ForgetListener = Callable[[str, Sequence[Recording[UUID]]], None]
 #: What one decision did: an unlock or upgrade, progress, or a revocation.
 Effect = Outcome | Progress | Revocation
 _Result = TypeVar("_Result")
@@ -88,10 +93,33 @@ def remove_save_listener(listener: SaveListener) -> None:
         _save_listeners.remove(listener)
 
 
+_forget_listeners: list[ForgetListener] = []
+
+
+def add_forget_listener(listener: ForgetListener) -> None:
+    """Call ``listener(user_pk, recordings)`` inside the transaction of every
+    :meth:`Ledger.forget`, after its events are saved."""
+    if listener not in _forget_listeners:
+        _forget_listeners.append(listener)
+
+
+def remove_forget_listener(listener: ForgetListener) -> None:
+    if listener in _forget_listeners:
+        _forget_listeners.remove(listener)
+
+
 def replay(aggregate: Any, events: Iterable[Any]) -> Any:
     """Apply hero's events in order (eventsourcing's default projector also
     checks each event against a runtime protocol, which costs more than the
-    replay itself)."""
+    replay itself).
+
+    The keys of a repeatable achievement's awards decide, so those events are
+    opened first, with one read of the user's key (an award without a key has
+    its empty key stored plain, and needs no opening)."""
+    events = list(events)
+    keyed = [e for e in events if "key" in personal_fields(type(e))]
+    if any("key" not in e.__dict__ for e in keyed):
+        open_events(keyed)
     for event in events:
         aggregate = event.mutate(aggregate)
     return aggregate
@@ -107,6 +135,9 @@ class Ledger(Application[UUID]):
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self.datastore = DjangoDatastore(alias)
+        #: Seals the personal fields of events before they are stored (None:
+        #: stored plain, as the benchmarks compare).
+        self.sealer: Sealer | None = Sealer(self.datastore)
         super().__init__(
             env={"PERSISTENCE_MODULE": "hero.store", "DJANGO_DATABASE": alias}
         )
@@ -145,6 +176,9 @@ class Ledger(Application[UUID]):
         for aggregate in aggregates:
             processing.events.extend(aggregate.collect_events())
             processing.aggregates[aggregate.id] = aggregate
+        if self.sealer is not None:
+            with self.datastore.transaction() as cursor:
+                self.sealer.seal(cursor, processing.events)
         recordings = self._record(processing)
         self._take_snapshots(processing)
         self._notify(recordings)
@@ -375,6 +409,50 @@ class Ledger(Application[UUID]):
                 raise
             else:
                 return changes
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def forget(self, user_pk: str, achievement_ids: Iterable[str]) -> int:
+        """Forget a user: a :class:`~UserAchievement.Forgotten` event on each
+        of the user's aggregates among ``achievement_ids`` that has events,
+        the user's data key and snapshots deleted, and the forget listeners
+        (the read side) called, all in one transaction (joining the caller's).
+        Returns the number of aggregates forgotten.
+
+        Deleting the key is what erases: every personal field of the user's
+        events is sealed under it. Snapshots hold aggregates' state (a
+        repeatable achievement's keys), so they go too; later reads replay the
+        events."""
+        ids = [user_achievement_id(user_pk, a) for a in dict.fromkeys(achievement_ids)]
+        attempts = max(1, conf.HERO_UNLOCK_ATTEMPTS)
+        for attempt in range(1, attempts + 1):
+            events: dict[UUID, list[Any]] = {}
+            for _, event in self.decode_rows(self.recorder.select_rows_of(ids)):
+                events.setdefault(event.originator_id, []).append(event)
+            aggregates = [replay(None, found) for found in events.values()]
+            pending = [aggregate for aggregate in aggregates if aggregate.forget()]
+            try:
+                with self.datastore.owned_transaction():
+                    recordings = self.record(pending) if pending else []
+                    with self.datastore.transaction() as cursor:
+                        UserKeys(self.datastore).delete(cursor, user_pk)
+                        for start in range(0, len(ids), 500):
+                            chunk = ids[start : start + 500]
+                            cursor.execute(
+                                "DELETE FROM hero_stored_snapshot WHERE originator_id "
+                                f"IN ({', '.join(['%s'] * len(chunk))})",
+                                [self.recorder._db_uuid(i) for i in chunk],
+                            )
+                    for listener in list(_forget_listeners):
+                        listener(user_pk, recordings)
+            except VersionConflict as error:
+                if attempt == attempts:
+                    raise UnlockConflict(
+                        f"Gave up forgetting user {user_pk} after {attempts} attempts: "
+                        "other writers kept changing the same achievements."
+                    ) from error
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+            else:
+                return len(pending)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _require_user(self, user_pk: str, *, lock: bool) -> None:

@@ -14,6 +14,12 @@ eventsourcing's :class:`~eventsourcing.persistence.Mapper` and
 Events come back exactly as eventsourcing's own mapper gives them: the same
 class, the same attributes, older class versions upcast the same way. With a
 cipher or a compressor configured, eventsourcing's mapper does the work.
+
+Personal fields (``PERSONAL`` on an event class) are stored only sealed: an
+event that :class:`hero.sealing.Sealer` sealed is written with its ``sealed``
+member and without the plain fields, and comes back the same way (the fields
+are opened when first read). The stored state stays plain JSON either way,
+so the ledger's copy in SQL reads ``sealed`` as it reads the other members.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from eventsourcing.persistence import (
     TranscodingNotRegisteredError,
     find_id_convertor,
 )
-from eventsourcing.utils import resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic
+
+from hero.events.personal import personal_fields
 
 Event = DomainEventProtocol[UUID]
 
@@ -88,6 +96,33 @@ class EventMapper(Mapper[UUID]):
         self._topics: dict[
             tuple[str, type], tuple[type[Any], int, Callable[[Any], Any]]
         ] = {}
+
+    def to_stored_event(self, domain_event: Event) -> StoredEvent:
+        """The stored record of an event: its state as JSON, personal fields
+        only in their sealed form once the event was sealed."""
+        event_state = dict(vars(domain_event))
+        if isinstance(event_state.get("sealed"), str):
+            # The fields that were sealed (those that hold something) are
+            # stored only in ``sealed``.
+            for name in personal_fields(type(domain_event)):
+                if event_state.get(name):
+                    del event_state[name]
+        originator_id = event_state.pop("originator_id")
+        originator_version = event_state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            event_state["class_version"] = class_version
+        stored_state = self.transcoder.encode(event_state)
+        if self.compressor:
+            stored_state = self.compressor.compress(stored_state)
+        if self.cipher:
+            stored_state = self.cipher.encrypt(stored_state)
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=originator_version,
+            topic=get_topic(type(domain_event)),
+            state=stored_state,
+        )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Event:
         return self.decode(

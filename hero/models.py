@@ -300,7 +300,9 @@ class LedgerEntry(models.Model):
     """One row per event in the store, for audits and the admin.
 
     References to users and achievements are kept without database
-    constraints: the ledger keeps entries of users deleted since.
+    constraints: the ledger keeps entries of users deleted since. What the
+    site passed for the user is kept only sealed, in ``payload``
+    (:func:`hero.sealing.open_payload` opens it).
     """
 
     class Kind(models.TextChoices):
@@ -311,6 +313,7 @@ class LedgerEntry(models.Model):
         TRIGGERED = "triggered", _("Triggered")
         GRANTED = "granted", _("Granted")
         REPEATED = "repeated", _("Awarded again")
+        FORGOTTEN = "forgotten", _("Forgotten")
 
     position = PositionField(
         _("position"),
@@ -340,24 +343,17 @@ class LedgerEntry(models.Model):
     level = models.PositiveSmallIntegerField(_("level"), null=True)
     previous_level = models.PositiveSmallIntegerField(_("previous level"), null=True)
     trigger = models.CharField(_("trigger"), max_length=255, blank=True)
-    state = models.JSONField(_("state"), default=dict)
     steps = models.PositiveIntegerField(
         _("steps"), null=True, help_text=_("Progress: steps reached.")
     )
-    key = models.CharField(
-        _("key"),
-        max_length=255,
+    payload = models.TextField(
+        _("payload"),
         blank=True,
-        help_text=_("The award's key, of a repeatable achievement."),
-    )
-    actor = models.CharField(
-        _("actor"),
-        max_length=255,
-        blank=True,
-        help_text=_("Who revoked or granted it."),
-    )
-    reason = models.TextField(
-        _("reason"), blank=True, help_text=_("Why it was revoked or granted.")
+        help_text=_(
+            "What the site passed for the user (state, key, actor, reason), "
+            "sealed under the user's key; empty when there was nothing, or once "
+            "the user was forgotten."
+        ),
     )
     occurred_at = models.DateTimeField(
         _("occurred at"),
@@ -451,3 +447,29 @@ class NoticeCursor(models.Model):
             "user": self.user_id,
             "position": self.seen_position,
         }
+
+
+class UserKey(models.Model):
+    """One user's data key, which seals what the site passed for the user.
+
+    Stored wrapped (encrypted with a key derived from the chain key, which the
+    database does not hold). Deleting the row is what forgetting the user
+    erases: see :mod:`hero.sealing`.
+    """
+
+    user_pk = models.CharField(
+        _("user pk"),
+        max_length=255,
+        primary_key=True,
+        help_text=_("The user's pk, as events record it."),
+    )
+    wrapped = models.BinaryField(_("wrapped key"))
+    created_at = models.DateTimeField(_("created at"))
+
+    class Meta:
+        db_table = "hero_user_key"
+        verbose_name = _("user key")
+        verbose_name_plural = _("user keys")
+
+    def __str__(self) -> str:
+        return f"key of user {self.user_pk}"

@@ -37,6 +37,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import BaseAggregate, CanMutateAggregate, DomainEvent
 
+from hero.events.personal import HasPersonalFields
 from hero.exceptions import AlreadyHeldError, NotHeldError
 
 #: Namespace of hero's deterministic aggregate ids (never change it).
@@ -124,6 +125,8 @@ class UserAchievement(BaseAggregate[UUID]):
     #: A repeatable achievement's awards: key -> its level while live, None
     #: once revoked (a key is never awarded twice). None until the first.
     awards: dict[str, int | None] | None = None
+    #: The version of the last :class:`Forgotten` event, if any.
+    forgotten_version: int | None = None
 
     def __init__(self) -> None:  # pragma: no cover - built by start() or replay
         raise TypeError("Use UserAchievement.start() or the ledger's repository")
@@ -355,10 +358,31 @@ class UserAchievement(BaseAggregate[UUID]):
         )
         return Outcome(self.achievement_id, level, previous)
 
+    def forget(self) -> bool:
+        """Record that the user was forgotten: the level held and the progress
+        are given up, and what the site passed for the user can no longer be
+        read (the store erases it by deleting the user's key). False, and
+        nothing recorded, when there is nothing to forget: no event yet, or
+        none since the user was last forgotten."""
+        if self.version == 0 or self.forgotten_version == self.version:
+            return False
+        self.trigger_event(
+            self.Forgotten,
+            timestamp=self._effective(self.Forgotten.create_timestamp()),
+            user_pk=self.user_pk,
+            achievement_id=self.achievement_id,
+            level=self.level,
+            steps=self.steps,
+        )
+        return True
+
     # Events ------------------------------------------------------------------
 
-    class Event(CanMutateAggregate[UUID], DomainEvent):
-        """Base of this aggregate's events: all name the user and achievement."""
+    class Event(HasPersonalFields, CanMutateAggregate[UUID], DomainEvent):
+        """Base of this aggregate's events: all name the user and achievement.
+
+        ``PERSONAL`` names the fields that hold what the site passed for the
+        user; the store keeps them sealed (see :mod:`hero.events.personal`)."""
 
         user_pk: str
         achievement_id: str
@@ -381,13 +405,16 @@ class UserAchievement(BaseAggregate[UUID]):
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.Unlocked"
         class_version: ClassVar[int] = 3
+        PERSONAL: ClassVar[tuple[str, ...]] = ("state", "key")
 
         level: int
         previous_level: int | None
         trigger: str
         state: dict[str, Any]
         awarded_at: datetime
-        key: str | None = None
+        # No default: a default would be a class attribute, read in place of a
+        # sealed key that is not opened yet.
+        key: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -411,6 +438,7 @@ class UserAchievement(BaseAggregate[UUID]):
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.Repeated"
         class_version: ClassVar[int] = 1
+        PERSONAL: ClassVar[tuple[str, ...]] = ("state", "key")
 
         level: int
         previous_level: int
@@ -437,6 +465,7 @@ class UserAchievement(BaseAggregate[UUID]):
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.LevelUpgraded"
         class_version: ClassVar[int] = 2
+        PERSONAL: ClassVar[tuple[str, ...]] = ("state",)
 
         level: int
         previous_level: int
@@ -458,6 +487,7 @@ class UserAchievement(BaseAggregate[UUID]):
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.Revoked"
         class_version: ClassVar[int] = 1
+        PERSONAL: ClassVar[tuple[str, ...]] = ("reason", "actor")
 
         level: int
         reason: str
@@ -481,6 +511,7 @@ class UserAchievement(BaseAggregate[UUID]):
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.AwardRevoked"
         class_version: ClassVar[int] = 1
+        PERSONAL: ClassVar[tuple[str, ...]] = ("key", "reason", "actor")
 
         level: int
         held_level: int | None
@@ -500,6 +531,7 @@ class UserAchievement(BaseAggregate[UUID]):
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.Progressed"
         class_version: ClassVar[int] = 1
+        PERSONAL: ClassVar[tuple[str, ...]] = ("state",)
 
         steps: int
         previous_steps: int
@@ -520,6 +552,7 @@ class UserAchievement(BaseAggregate[UUID]):
 
         TOPIC: ClassVar[str] = "hero:UserAchievement.Granted"
         class_version: ClassVar[int] = 1
+        PERSONAL: ClassVar[tuple[str, ...]] = ("reason", "actor")
 
         level: int
         previous_level: int | None
@@ -531,6 +564,26 @@ class UserAchievement(BaseAggregate[UUID]):
             if aggregate.level is None:
                 aggregate.unlocked_at = self.awarded_at
             aggregate.level = self.level
+
+    class Forgotten(Event):
+        """The user was forgotten: the ``level`` held then (None if none) and
+        the ``steps`` of progress were given up, and what the site passed for
+        the user in earlier events can no longer be read. The events stay, so
+        the store still shows that awards happened, and the chain verifies."""
+
+        TOPIC: ClassVar[str] = "hero:UserAchievement.Forgotten"
+        class_version: ClassVar[int] = 1
+
+        level: int | None
+        steps: int
+
+        def apply(self, aggregate: UserAchievement) -> None:
+            aggregate.level = None
+            aggregate.unlocked_at = None
+            aggregate.steps = 0
+            aggregate.awards = None
+            aggregate.effective_at = self.timestamp
+            aggregate.forgotten_version = self.originator_version
 
 
 class TriggerLog(BaseAggregate[UUID]):
@@ -560,7 +613,7 @@ class TriggerLog(BaseAggregate[UUID]):
             self.Triggered, user_pk=user_pk, trigger=trigger, state=state
         )
 
-    class Event(CanMutateAggregate[UUID], DomainEvent):
+    class Event(HasPersonalFields, CanMutateAggregate[UUID], DomainEvent):
         def mutate(self, aggregate: Any) -> Any:
             if aggregate is None:
                 aggregate = TriggerLog.__new__(TriggerLog)
@@ -576,6 +629,7 @@ class TriggerLog(BaseAggregate[UUID]):
 
         TOPIC: ClassVar[str] = "hero:TriggerLog.Triggered"
         class_version: ClassVar[int] = 1
+        PERSONAL: ClassVar[tuple[str, ...]] = ("state",)
 
         user_pk: str
         trigger: str

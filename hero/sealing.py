@@ -1,0 +1,280 @@
+"""Sealing what a site passes about a user, so that forgetting the user erases it.
+
+Each event class names its personal fields (``PERSONAL``: the state an unlock
+was given, a repeatable award's key, a revocation's reason and actor). Before an
+event is stored, those fields are sealed together with AES-256-GCM under a data
+key of the event's user, into one ``sealed`` member of the stored JSON
+(:meth:`Sealer.seal`); the mapper then leaves the plain fields out. Forgetting
+the user deletes the key: the ciphertexts stay in the store, under the hash
+chain, and nobody can open them again (crypto-shredding).
+
+Where the keys live:
+
+- Each user's data key (32 random bytes) is stored in ``hero_user_key``
+  *wrapped*: encrypted with a wrapping key derived from the chain key
+  (:func:`hero.store.chain.chain_keys`), which the database never holds. The
+  database alone opens nothing.
+- A key is made with the user's first event that carries something personal,
+  in the transaction of that event. An event with nothing personal (no state,
+  no key, no reason, no actor) is stored as it is and needs no key.
+- No data key is kept in the process between calls: each seal and each open
+  reads the wrapped key from the database, so a key deleted by ``forget()`` in
+  another process can open nothing here either. Only the unwrapping of a
+  wrapped key just read is cached (:func:`_unwrap`), which saves the AES work
+  and never outlives the row.
+
+:func:`open_payload` is the one place that decrypts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from hero.events.personal import FORGOTTEN_VALUES, personal_fields, set_opener
+from hero.store.chain import chain_keys
+from hero.store.transactions import DjangoDatastore
+
+#: The first character of every sealed payload: its format's version.
+FORMAT = "1"
+_NONCE = 12
+_SALT = "hero.sealing"
+
+
+def wrapping_key(chain_secret: bytes) -> bytes:
+    """The key that wraps users' data keys, derived from a chain key."""
+    return salted_hmac(
+        _SALT, b"wrapping key", secret=chain_secret, algorithm="sha256"
+    ).digest()
+
+
+def _aad(user_pk: str) -> bytes:
+    # Binds a wrapped key and a payload to their user: neither opens as another's.
+    return b"hero user " + user_pk.encode()
+
+
+def _wrap(raw: bytes, user_pk: str) -> bytes:
+    nonce = os.urandom(_NONCE)
+    secret = wrapping_key(chain_keys()[0].secret)
+    return nonce + AESGCM(secret).encrypt(nonce, raw, _aad(user_pk))
+
+
+@functools.lru_cache(maxsize=4096)
+def _unwrap(wrapped: bytes, user_pk: str, secrets: tuple[bytes, ...]) -> bytes | None:
+    """The data key in ``wrapped`` (just read from the database), under the
+    current chain key or an old one; None if none opens it."""
+    for secret in secrets:
+        try:
+            return AESGCM(wrapping_key(secret)).decrypt(
+                wrapped[:_NONCE], wrapped[_NONCE:], _aad(user_pk)
+            )
+        except InvalidTag:
+            continue
+    return None
+
+
+def _secrets() -> tuple[bytes, ...]:
+    return tuple(key.secret for key in chain_keys())
+
+
+class UserKeys:
+    """The wrapped data keys in ``hero_user_key`` of one database."""
+
+    def __init__(self, datastore: DjangoDatastore) -> None:
+        self.datastore = datastore
+
+    def read(self, user_pks: Iterable[str]) -> dict[str, bytes]:
+        """{user pk: data key} of those of ``user_pks`` that have one."""
+        wanted = sorted(set(user_pks))
+        if not wanted:
+            return {}
+        found: dict[str, bytes] = {}
+        secrets = _secrets()
+        with self.datastore.cursor() as cursor:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                cursor.execute(
+                    "SELECT user_pk, wrapped FROM hero_user_key WHERE user_pk IN "
+                    f"({', '.join(['%s'] * len(chunk))})",
+                    chunk,
+                )
+                for user_pk, wrapped in cursor.fetchall():
+                    raw = _unwrap(bytes(wrapped), user_pk, secrets)
+                    if raw is not None:
+                        found[user_pk] = raw
+        return found
+
+    def for_writing(self, cursor: Any, user_pk: str) -> bytes:
+        """The user's data key, made (in the caller's transaction) if the user
+        has none yet. Two writers making one at once: the first to commit wins,
+        and the other reads the winner's."""
+        secrets = _secrets()
+        for _ in range(3):
+            cursor.execute(
+                "SELECT wrapped FROM hero_user_key WHERE user_pk = %s", [user_pk]
+            )
+            row = cursor.fetchone()
+            if row is not None:
+                raw = _unwrap(bytes(row[0]), user_pk, secrets)
+                if raw is None:
+                    raise ValueError(
+                        f"The data key of user {user_pk} opens with none of the chain "
+                        "keys: HERO_CHAIN_KEY (or SECRET_KEY) changed without its old "
+                        "value among the fallbacks."
+                    )
+                return raw
+            raw = AESGCM.generate_key(bit_length=256)
+            cursor.execute(
+                _insert_sql(self.datastore.vendor),
+                [user_pk, _wrap(raw, user_pk), timezone.now()],
+            )
+            if cursor.rowcount == 1:
+                return raw
+            # Another transaction made it meanwhile: read that one.
+        raise RuntimeError(f"Could not make or read the data key of user {user_pk}.")
+
+    def delete(self, cursor: Any, user_pk: str) -> None:
+        """Delete the user's data key: what it sealed can never be opened again."""
+        cursor.execute("DELETE FROM hero_user_key WHERE user_pk = %s", [user_pk])
+
+
+@functools.cache
+def _insert_sql(vendor: str) -> str:
+    insert = "INSERT INTO hero_user_key (user_pk, wrapped, created_at) VALUES (%s, %s, %s)"
+    if vendor == "mysql":
+        return insert.replace("INSERT", "INSERT IGNORE", 1)
+    return insert + " ON CONFLICT (user_pk) DO NOTHING"
+
+
+def seal_values(raw_key: bytes, user_pk: str, values: Mapping[str, Any]) -> str:
+    """``values`` sealed under a user's data key, as text for the stored JSON."""
+    nonce = os.urandom(_NONCE)
+    plain = json.dumps(values, separators=(",", ":"), sort_keys=True).encode()
+    sealed = AESGCM(raw_key).encrypt(nonce, plain, _aad(user_pk))
+    return FORMAT + base64.b64encode(nonce + sealed).decode("ascii")
+
+
+def open_payload(
+    user_pk: str, payload: str | None, key: bytes | None = None
+) -> dict[str, Any] | None:
+    """The values sealed in ``payload`` for the user, or None when they cannot
+    be opened (the user was forgotten, or ``payload`` is not a sealed one).
+
+    The one place that decrypts. Reads the user's wrapped key from the
+    database unless ``key`` (read just now by :meth:`UserKeys.read`) is given.
+    """
+    if not payload:
+        return None
+    if payload.startswith("{"):
+        # A ledger entry of an event stored before sealing: its plain values.
+        plain: dict[str, Any] = json.loads(payload)
+        return plain
+    if not payload.startswith(FORMAT):
+        return None
+    if key is None:
+        key = _keys().read([user_pk]).get(user_pk)
+        if key is None:
+            return None
+    try:
+        blob = base64.b64decode(payload[len(FORMAT) :], validate=True)
+        plain = AESGCM(key).decrypt(blob[:_NONCE], blob[_NONCE:], _aad(user_pk))
+    except (InvalidTag, binascii.Error, ValueError):
+        return None
+    opened: dict[str, Any] = json.loads(plain)
+    return opened
+
+
+def _keys() -> UserKeys:
+    # Lazy: the settings name the database, and may change under tests.
+    from hero.conf import conf
+
+    return UserKeys(DjangoDatastore(conf.HERO_DATABASE))
+
+
+def is_sealed(payload: Any) -> bool:
+    """Whether ``payload`` is a sealed one (not None, not plain values)."""
+    return isinstance(payload, str) and payload.startswith(FORMAT)
+
+
+class Sealer:
+    """Seals the personal fields of events before the ledger stores them."""
+
+    def __init__(self, datastore: DjangoDatastore) -> None:
+        self.keys = UserKeys(datastore)
+
+    def seal(self, cursor: Any, events: Sequence[Any]) -> None:
+        """Give each event with personal fields its ``sealed`` member: its
+        fields that hold something, sealed under its user's key, or None when
+        none does (then no key is needed). The plain values stay on the event in memory,
+        for the projections of this transaction; the mapper stores only the
+        sealed ones."""
+        keys: dict[str, bytes] = {}
+        for event in events:
+            names = personal_fields(type(event))
+            if not names:
+                continue
+            state = event.__dict__
+            if is_sealed(state.get("sealed")):
+                continue  # sealed already (an event read back and stored again)
+            # Empty fields (no state, no key) stay plain: they say nothing, and
+            # an award without a key is then decided without opening anything.
+            values = {name: state[name] for name in names if state.get(name)}
+            if not values:
+                state["sealed"] = None
+                continue
+            user_pk = state["user_pk"]
+            key = keys.get(user_pk)
+            if key is None:
+                key = keys[user_pk] = self.keys.for_writing(cursor, user_pk)
+            state["sealed"] = seal_values(key, user_pk, values)
+
+
+def _open_event(event: Any) -> dict[str, Any]:
+    """The personal fields of an event read back from the store: opened, or
+    the values that stand for them once its user was forgotten."""
+    opened = open_payload(event.__dict__["user_pk"], event.__dict__.get("sealed"))
+    return _opened_fields(event, opened)
+
+
+def _opened_fields(event: Any, opened: dict[str, Any] | None) -> dict[str, Any]:
+    # The fields not stored plain: as opened, or as a forgotten user's read.
+    missing = [n for n in personal_fields(type(event)) if n not in event.__dict__]
+    if opened is None:
+        return {name: FORGOTTEN_VALUES.get(name) for name in missing}
+    return {name: opened.get(name, FORGOTTEN_VALUES.get(name)) for name in missing}
+
+
+def open_events(events: Iterable[Any]) -> None:
+    """Open the personal fields of many events read back from the store, with
+    one read of their users' keys (rather than one per event)."""
+    waiting = [
+        event
+        for event in events
+        if is_sealed(event.__dict__.get("sealed"))
+        and any(name not in event.__dict__ for name in personal_fields(type(event)))
+    ]
+    if not waiting:
+        return
+    keys = _keys().read(event.__dict__["user_pk"] for event in waiting)
+    for event in waiting:
+        user_pk = event.__dict__["user_pk"]
+        key = keys.get(user_pk)
+        opened = (
+            open_payload(user_pk, event.__dict__["sealed"], key)
+            if key is not None
+            else None
+        )
+        event.__dict__.update(_opened_fields(event, opened))
+
+
+set_opener(_open_event)
