@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
-from hero.audit import HistoryEntry
+from hero.audit import HistoryEntry, known_achievement_ids
 from hero.audit import history as _history
 from hero.audit import levels as _levels
 from hero.base import AchievementBase
@@ -50,11 +50,13 @@ __all__ = [
     "Outcome",
     "Progress",
     "Revocation",
+    "aforget",
     "agrant",
     "ahistory",
     "alevels",
     "arevoke",
     "aunlock",
+    "forget",
     "get",
     "grant",
     "history",
@@ -180,6 +182,23 @@ def history(user: Any, achievement_id: str | None = None) -> list[HistoryEntry]:
     if achievement_id is not None:
         check_achievement_id(achievement_id)
     return _history(str(user.pk), achievement_id)
+
+
+def forget(user: Any) -> int:
+    """Forget a user (an erasure request): what the site passed for them can
+    no longer be read from any of hero's tables, and they hold nothing.
+
+    In one transaction (the caller's, if any): a ``Forgotten`` event on each of
+    the user's achievements with a history, the user's data key deleted (it
+    sealed every state, key, reason and actor recorded for them), their
+    snapshots deleted, and the read tables exact at once (holdings, progress
+    and counts; ledger entries kept, anonymised). The store keeps that awards
+    happened, and its chain still verifies. Deleting a user does this by
+    itself. Returns the number of achievements forgotten.
+    """
+    check_user(user, "forget")
+    ledger = get_ledger()
+    return ledger.forget(str(user.pk), known_achievement_ids(ledger.alias))
 
 
 def levels(user: Any, at: Any = None) -> dict[str, int]:
@@ -334,6 +353,11 @@ async def ahistory(user: Any, achievement_id: str | None = None) -> list[History
 async def alevels(user: Any, at: Any = None) -> dict[str, int]:
     """:func:`levels`, awaitable from an async view or task."""
     return await sync_to_async(levels, thread_sensitive=True)(user, at)
+
+
+async def aforget(user: Any) -> int:
+    """:func:`forget`, awaitable from an async view or task."""
+    return await sync_to_async(forget, thread_sensitive=True)(user)
 
 
 async def agrant(

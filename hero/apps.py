@@ -3,11 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, pre_delete
 from django.utils.translation import gettext_lazy as _
 
 from hero import autodiscover
-from hero.ledger import add_save_listener
+from hero.ledger import add_forget_listener, add_save_listener
 
 
 class HeroConfig(AppConfig):
@@ -20,12 +20,15 @@ class HeroConfig(AppConfig):
         # module: importing hero.checks registers the system checks, and the
         # projections import hero.models.
         from hero import checks  # noqa: F401
-        from hero.projections.inline import project_inline
+        from hero.projections.inline import forget_inline, project_inline
 
         autodiscover()
         # The write side knows nothing of the read side: plug projections in here.
         add_save_listener(project_inline)
+        add_forget_listener(forget_inline)
         post_migrate.connect(_sync_catalog, sender=self)
+        # Deleting a user forgets them, in the deleting transaction.
+        pre_delete.connect(_forget_deleted_user, dispatch_uid="hero.forget")
 
 
 def _sync_catalog(using: str, apps: Any = None, **kwargs: Any) -> None:
@@ -40,3 +43,15 @@ def _sync_catalog(using: str, apps: Any = None, **kwargs: Any) -> None:
     from hero.catalog import sync_catalog
 
     sync_catalog(using)
+
+
+def _forget_deleted_user(sender: Any, instance: Any, **kwargs: Any) -> None:
+    # Connected for every sender: the user model may be swapped in later (the
+    # tests override AUTH_USER_MODEL), so compare with the current one here.
+    from hero.users import user_model
+
+    if sender is not user_model():
+        return
+    from hero.achievements import forget
+
+    forget(instance)

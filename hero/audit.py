@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from hero.events import TriggerLog, UserAchievement, trigger_log_id, user_achievement_id
 from hero.ledger import get_ledger
 from hero.registry import registry
+from hero.sealing import open_events
 from hero.store.transactions import translate_errors
 
 
@@ -17,7 +18,8 @@ from hero.store.transactions import translate_errors
 class HistoryEntry:
     """One event of a user's history."""
 
-    kind: str  # unlocked, upgraded, repeated, revoked, progressed, triggered, granted
+    kind: str  # unlocked, upgraded, repeated, revoked, progressed, triggered,
+    # granted, forgotten
     achievement_id: str | None
     level: int | None
     previous_level: int | None
@@ -31,6 +33,9 @@ class HistoryEntry:
     recorded_at: datetime | None = None  # when it was written
     position: int = 0  # the event's place in the store
     key: str | None = None  # the award's key, of a repeatable achievement
+    #: The user was forgotten since: what the site passed (state, key, actor,
+    #: reason) is erased, and reads as empty.
+    forgotten: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -64,9 +69,25 @@ def history(
     if include_triggers and achievement_id is None:
         originators.append(trigger_log_id(user_pk))
     notifications = ledger.recorder.select_notifications_of(originators)
-    return list(
-        _entries((n.id, ledger.mapper.to_domain_event(n)) for n in notifications)
-    )
+    events = [(n.id, ledger.mapper.to_domain_event(n)) for n in notifications]
+    unopened = {id(event) for event in open_events(event for _, event in events)}
+    # Everything before a user's last Forgotten event of an achievement (or,
+    # for the trigger log, of any) is forgotten, sealed or not (events stored
+    # before sealing hold their values plain).
+    forgotten_at: dict[str | None, int] = {}
+    for position, event in events:
+        if isinstance(event, UserAchievement.Forgotten):
+            forgotten_at[event.achievement_id] = position
+            forgotten_at[None] = position
+    entries = []
+    for (position, event), entry in zip(events, _entries(events), strict=True):
+        key = getattr(event, "achievement_id", None)
+        if id(event) in unopened or position < forgotten_at.get(key, 0):
+            entry = replace(
+                entry, state={}, key=None, actor=None, reason=None, forgotten=True
+            )
+        entries.append(entry)
+    return entries
 
 
 def _entries(events: Iterable[tuple[int, Any]]) -> Iterable[HistoryEntry]:
@@ -142,6 +163,18 @@ def _entries(events: Iterable[tuple[int, Any]]) -> Iterable[HistoryEntry]:
                 occurred_at=event.awarded_at,
                 **common,
             )
+        elif isinstance(event, UserAchievement.Forgotten):
+            # level: the level given up (None if none was held).
+            yield HistoryEntry(
+                "forgotten",
+                event.achievement_id,
+                None,
+                event.level,
+                "",
+                occurred_at=event.timestamp,
+                forgotten=True,
+                **common,
+            )
         elif isinstance(event, TriggerLog.Triggered):
             yield HistoryEntry(
                 "triggered",
@@ -176,6 +209,6 @@ def levels(user_pk: str, at: datetime | None = None) -> dict[str, int]:
             held[achievement_id] = max(entry.level, entry.previous_level or 0)
         elif entry.kind == "revoked" and entry.level:
             held[achievement_id] = entry.level  # one award revoked, others live
-        elif entry.kind == "revoked":
+        elif entry.kind in ("revoked", "forgotten"):
             held.pop(achievement_id, None)
     return held

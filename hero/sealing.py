@@ -254,9 +254,10 @@ def _opened_fields(event: Any, opened: dict[str, Any] | None) -> dict[str, Any]:
     return {name: opened.get(name, FORGOTTEN_VALUES.get(name)) for name in missing}
 
 
-def open_events(events: Iterable[Any]) -> None:
+def open_events(events: Iterable[Any]) -> list[Any]:
     """Open the personal fields of many events read back from the store, with
-    one read of their users' keys (rather than one per event)."""
+    one read of their users' keys (rather than one per event). Returns those
+    that could not be opened: their users were forgotten."""
     waiting = [
         event
         for event in events
@@ -264,7 +265,8 @@ def open_events(events: Iterable[Any]) -> None:
         and any(name not in event.__dict__ for name in personal_fields(type(event)))
     ]
     if not waiting:
-        return
+        return []
+    unopened = []
     keys = _keys().read(event.__dict__["user_pk"] for event in waiting)
     for event in waiting:
         user_pk = event.__dict__["user_pk"]
@@ -274,7 +276,10 @@ def open_events(events: Iterable[Any]) -> None:
             if key is not None
             else None
         )
+        if opened is None:
+            unopened.append(event)
         event.__dict__.update(_opened_fields(event, opened))
+    return unopened
 
 
 set_opener(_open_event)

@@ -112,6 +112,15 @@ class HoldingsDelta:
             counts[(event.achievement_id, event.level)] -= 1
         elif isinstance(event, UserAchievement.Progressed):
             self.progress[key] = (event.steps, event.total, event.awarded_at)
+        elif isinstance(event, UserAchievement.Forgotten):
+            # The holding and the progress go, as with a revocation.
+            replace.pop(key, None)
+            update.pop(key, None)
+            self.times.pop(key, None)
+            self.delete.add(key)
+            self.progress[key] = (0, 0, event.timestamp)
+            if event.level is not None:
+                counts[(event.achievement_id, event.level)] -= 1
 
     def _relevel(
         self, key: Key, previous: int, level: int, at: datetime, more: int

@@ -13,6 +13,7 @@ from hero.projections.holdings import Holdings
 from hero.projections.ledger import LedgerEntries
 from hero.store.positions import keep_current
 from hero.store.transactions import DjangoDatastore
+from hero.users import user_pk_adapter
 
 READ_MODELS: dict[str, type[ReadModel]] = {
     Holdings.name: Holdings,
@@ -55,3 +56,32 @@ def project_inline(recordings: Sequence[Recording[UUID]]) -> None:
         return
     changes = [Change(r.notification.id, r.domain_event) for r in recordings]
     apply_read_models(models, changes, users_exist=True, recorded=True)
+
+
+def forget_inline(user_pk: str, recordings: Sequence[Recording[UUID]]) -> None:
+    """Forget listener: the read tables exact at once for a forgotten user, in
+    the transaction of the forgetting, whatever ``HERO_PROJECTIONS`` says.
+
+    The ``Forgotten`` events are applied now (with any events before them that
+    a worker had not applied yet, so that the order holds); the ledger keeps
+    its entries, that awards happened, with their payloads emptied (those of
+    events stored before sealing held plain values); the notice cursor goes.
+    """
+    alias = conf.HERO_DATABASE
+    models = _inline_models.get(alias)
+    if models is None:
+        models = _inline_models[alias] = read_models(alias)
+        keep_current([model.name for model in models])
+    if recordings and conf.HERO_PROJECTIONS != "inline":
+        # Inline, project_inline() applied them as they were saved.
+        changes = [Change(r.notification.id, r.domain_event) for r in recordings]
+        apply_read_models(models, changes, users_exist=True, recorded=True)
+    datastore = DjangoDatastore(alias)
+    with datastore.transaction() as cursor:
+        pk = user_pk_adapter(cursor.db)(user_pk)
+        cursor.execute(
+            "UPDATE hero_ledger_entry SET payload = '' "
+            "WHERE user_id = %s AND payload <> ''",
+            [pk],
+        )
+        cursor.execute("DELETE FROM hero_notice_cursor WHERE user_id = %s", [pk])

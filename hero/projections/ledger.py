@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.conf import settings
 
 from hero.events import TriggerLog, UserAchievement
-from hero.models import LedgerEntry
+from hero.events.personal import personal_fields
 from hero.projections.base import Change, ReadModel, datetime_adapter
 from hero.store.sql import insert_missing
 from hero.users import INTEGER_PKS, user_model, user_pk_adapter
@@ -28,6 +29,7 @@ KINDS: dict[type, str] = {
     UserAchievement.Granted: "granted",
     UserAchievement.Repeated: "repeated",
     UserAchievement.AwardRevoked: "revoked",
+    UserAchievement.Forgotten: "forgotten",
 }
 
 
@@ -68,7 +70,6 @@ class LedgerEntries(ReadModel):
         self, cursor: CursorWrapper, changes: Sequence[Change], users: set[str] | None
     ) -> None:
         connection = cursor.db
-        state_field = LedgerEntry._meta.get_field("state")
         user_pk = user_pk_adapter(connection)
         when = datetime_adapter(connection)
         ops = connection.ops
@@ -95,19 +96,30 @@ class LedgerEntries(ReadModel):
                     level,
                     previous_level,
                     getattr(event, "trigger", ""),
-                    state_field.get_db_prep_save(
-                        getattr(event, "state", {}), connection
-                    ),
                     getattr(event, "steps", None),
-                    getattr(event, "key", None) or "",
-                    getattr(event, "actor", None) or "",
-                    getattr(event, "reason", None) or "",
+                    _payload(event),
                     when(occurred_at),
                     when(event.timestamp),
                 )
             )
         if rows:
             cursor.executemany(_insert_sql(connection.vendor, ops.quote_name), rows)
+
+
+def _payload(event: Any) -> str:
+    """An entry's payload: the event's sealed personal fields as stored, never
+    opened here; for an event stored before sealing, its plain values (until
+    its user is forgotten)."""
+    state = event.__dict__
+    sealed = state.get("sealed")
+    if sealed is not None or "sealed" in state:
+        return sealed or ""
+    values = {
+        name: state[name] for name in personal_fields(type(event)) if state.get(name)
+    }
+    if not values:
+        return ""
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
 
 
 _insert_statements: dict[str, str] = {}
@@ -120,8 +132,8 @@ def _insert_sql(vendor: str, quote: Callable[[str], str]) -> str:
     if statement is None:
         columns = (
             "position", "user_id", "achievement_id", "kind", "level",
-            "previous_level", quote("trigger"), "state", "steps", quote("key"), "actor",
-            "reason", "occurred_at", "recorded_at",
+            "previous_level", quote("trigger"), "steps", "payload", "occurred_at",
+            "recorded_at",
         )  # fmt: skip
         statement = insert_missing(vendor, "hero_ledger_entry", columns, ("position",))
         _insert_statements[vendor] = statement
@@ -178,7 +190,9 @@ def _copy_sql(vendor: str, utc: bool) -> str | None:
             )
 
         number, user = value, value("user_pk")
-        state, no_state = "j -> '$.state'", "'{}'"
+        # Events stored with sealing have a "sealed" member (JSON null when
+        # nothing was personal); older ones are left to write().
+        has_sealed = "json_type(j, '$.sealed') IS NOT NULL"
         source, fence = "CAST(state AS TEXT)", ""
     elif vendor == "postgresql":
 
@@ -192,7 +206,7 @@ def _copy_sql(vendor: str, utc: bool) -> str | None:
             return f"{iso}::timestamptz"
 
         user = f"{value('user_pk')}::bigint"
-        state, no_state = "j -> 'state'", "'{}'::jsonb"
+        has_sealed = "j ? 'sealed'"
         source = "convert_from(state, 'UTF8')::jsonb"
         # OFFSET 0 keeps the planner from folding the subquery into the
         # outer SELECT, where each use of j would parse the JSON again.
@@ -215,23 +229,27 @@ def _copy_sql(vendor: str, utc: bool) -> str | None:
     occurred = f"COALESCE({value('awarded_at._data_')}, {recorded})"
     columns = (
         "position", "user_id", "achievement_id", "kind", "level", "previous_level",
-        '"trigger"', "state", "steps", '"key"', "actor", "reason", "occurred_at",
-        "recorded_at",
+        '"trigger"', "steps", "payload", "occurred_at", "recorded_at",
     )  # fmt: skip
     values = (
         "id", user, value("achievement_id"), _by_topic(kinds), level, previous,
-        f"COALESCE({value('trigger')}, '')", f"COALESCE({state}, {no_state})",
-        number("steps"), f"COALESCE({value('key')}, '')",
-        f"COALESCE({value('actor')}, '')", f"COALESCE({value('reason')}, '')",
-        when(occurred), when(recorded),
+        f"COALESCE({value('trigger')}, '')", number("steps"),
+        f"COALESCE({value('sealed')}, '')", when(occurred), when(recorded),
     )  # fmt: skip
     # Events at an older class version are left out: the mapper upcasts them.
+    # So are events of classes with personal fields stored before sealing.
+    personal = ", ".join(
+        f"'{c.TOPIC}'"  # type: ignore[attr-defined]
+        for c in KINDS
+        if personal_fields(c)
+    )
     return (
         f"INSERT INTO hero_ledger_entry ({', '.join(columns)}) "
         f"SELECT {', '.join(values)} FROM ("
         f"SELECT id, topic, {source} AS j FROM hero_stored_event "
         f"WHERE id > %s AND id <= %s{fence}) AS event "
         f"WHERE {_by_topic(versions)} = COALESCE({number('class_version')}, 1) "
+        f"AND (topic NOT IN ({personal}) OR {has_sealed}) "
         "ON CONFLICT (position) DO NOTHING RETURNING position"
     )
 

@@ -129,6 +129,10 @@ class Command(TranslatedCommand):
         self.stdout.write(f"History of {user.get_username()} (pk {user.pk}){when}")
         if not entries:
             self.stdout.write("  (no events)")
+        if any(e.kind == "forgotten" for e in entries):
+            self.stdout.write(
+                "  This user was forgotten: the events before are kept, anonymised."
+            )
         header = (
             f"{'position':>9}  {'occurred at':<25} {'kind':<10} {'achievement':<20} "
             f"{'level':<9} event / details"
@@ -150,8 +154,14 @@ class Command(TranslatedCommand):
                 level = f"{e.previous_level}->{e.level or '-'}"
             elif e.kind == "progressed":
                 level = f"{e.steps}/{e.total}"
+            elif e.kind == "forgotten":
+                level = f"{e.previous_level or '-'}->-"
             details = e.event
-            if e.kind in ("revoked", "granted"):
+            if e.kind == "forgotten":
+                details = "the user was forgotten: what the site passed is erased"
+            elif e.forgotten:
+                details = f"{details} (forgotten)".lstrip()
+            elif e.kind in ("revoked", "granted"):
                 details = f"reason: {e.reason}" + (f"; by {e.actor}" if e.actor else "")
             elif e.state:
                 details += " " + json.dumps(e.state, sort_keys=True, default=str)

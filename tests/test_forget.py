@@ -1,0 +1,299 @@
+"""Forgetting a user: hero.achievements.forget() and deleting a user.
+
+What the site passed for the user is sealed under the user's key; forgetting
+deletes the key, so nothing of it can be read back from any of hero's tables,
+while the store keeps that awards happened and its chain still verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connections, transaction
+
+import hero
+from hero import AchievementBase, AchievementUnlocked
+from hero.events import UserAchievement
+from hero.models import AchievementCount, AchievementProgress, LedgerEntry, UserKey
+from hero.models import AchievementUnlocked as Holding
+from hero.projections.verify import verify
+from hero.store.chain import verify_chain
+from tests.conftest import Backend, stored_domain_events
+
+
+@pytest.fixture
+def nice_answer(isolated_registry: Any) -> type[AchievementBase]:
+    """A repeatable achievement whose keys name the answer."""
+
+    @hero.achievements.register
+    class NiceAnswer(AchievementBase):
+        id = "nice_answer"
+        title = "Nice answer"
+        events = ["answer_scored"]
+        repeatable = True
+
+        def unlock(self, **state: Any) -> AchievementUnlocked | None:
+            return AchievementUnlocked(level=1, key=f"answer:{state['answer']}")
+
+    return NiceAnswer
+
+
+def hero_tables(alias: str) -> list[str]:
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        names = connection.introspection.table_names(cursor)
+    return sorted(name for name in names if name.startswith("hero_"))
+
+
+def tables_holding(alias: str, marker: str) -> list[str]:
+    """Every (table.column) of hero's tables where ``marker`` can be read, as
+    text or in bytes (JSON, binary state, any column type)."""
+    found = []
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    needle = marker.encode()
+    for table in hero_tables(alias):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT * FROM {quote(table)}")
+            columns = [column[0] for column in cursor.description]
+            for row in cursor.fetchall():
+                for column, value in zip(columns, row, strict=True):
+                    if isinstance(value, memoryview):
+                        value = bytes(value)
+                    raw = value if isinstance(value, bytes) else str(value).encode()
+                    if needle in raw:
+                        found.append(f"{table}.{column}")
+    return sorted(set(found))
+
+
+def everything_a_site_passes(user: Any, marker: str) -> None:
+    """Each kind of personal value a site can give hero for a user, each
+    carrying ``marker``: unlock state, progress state, a repeatable award's
+    key, revocation and grant reasons and actors, the trigger log."""
+    hero.achievements.unlock("score_changed", user=user, points=10, note=marker)
+    hero.achievements.unlock("score_changed", user=user, points=100, note=marker)
+    hero.achievements.unlock("chapter_read", user=user, chapters=2, note=marker)
+    hero.achievements.unlock("answer_scored", user=user, answer=f"{marker}-1")
+    hero.achievements.unlock("answer_scored", user=user, answer=f"{marker}-2")
+    hero.achievements.revoke(
+        user, "nice_answer", key=f"answer:{marker}-1", reason=marker, actor=marker
+    )
+    hero.achievements.revoke(user, "points", reason=f"why {marker}", actor=marker)
+    hero.achievements.grant(user, "points", level=1, reason=marker, actor=marker)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forgetting_leaves_nothing_the_site_passed_in_any_hero_table(
+    backend: Backend, make_user: Any, settings: Any, nice_answer: Any
+) -> None:
+    # Arrange: a user with every kind of personal value recorded, and another
+    # user whose values must stay readable.
+    settings.HERO_RECORD_TRIGGERS = True
+    marker, other_marker = f"m{uuid.uuid4().hex}", f"o{uuid.uuid4().hex}"
+    user, other = make_user("ann"), make_user("bob")
+    everything_a_site_passes(user, marker)
+    everything_a_site_passes(other, other_marker)
+    before = hero.achievements.history(user)
+    assert any(e.state.get("note") == marker for e in before)
+    assert any(e.reason == marker and e.actor == marker for e in before)
+    assert any(e.key == f"answer:{marker}-2" for e in before)
+    # Sealed: not in plain text in any table even before forgetting.
+    assert tables_holding(backend.alias, marker) == []
+
+    # Act
+    hero.achievements.forget(user)
+
+    # Assert: no column of any hero table holds the marker, in any form the
+    # API would give it back either.
+    assert tables_holding(backend.alias, marker) == []
+    after = hero.achievements.history(user)
+    assert after and all(e.forgotten for e in after)
+    assert marker not in repr(after)
+    assert marker not in repr(stored_domain_events(backend.alias))
+    # The store still says awards happened, and the chain verifies.
+    kinds = [e.kind for e in after]
+    assert kinds.count("unlocked") >= 2 and "forgotten" in kinds
+    assert verify_chain().intact
+    # The other user's values are untouched.
+    others = hero.achievements.history(other)
+    assert any(e.state.get("note") == other_marker for e in others)
+    assert not any(e.forgotten for e in others)
+
+
+@pytest.mark.django_db
+def test_forgetting_makes_holdings_progress_and_counts_exact_at_once(
+    backend: Backend, make_user: Any, nice_answer: Any
+) -> None:
+    user, other = make_user(), make_user()
+    for someone in (user, other):
+        hero.achievements.unlock("score_changed", user=someone, points=100)
+        hero.achievements.unlock("chapter_read", user=someone, chapters=2)
+        hero.achievements.unlock("answer_scored", user=someone, answer="a")
+    holdings = Holding.objects.using(backend.alias)
+
+    forgotten = hero.achievements.forget(user)
+
+    assert forgotten == 3
+    assert not holdings.filter(user=user).exists()
+    assert holdings.filter(user=other).count() == 2
+    assert not AchievementProgress.objects.using(backend.alias).filter(user=user)
+    counts = set(
+        AchievementCount.objects.using(backend.alias)
+        .filter(holders__gt=0)
+        .values_list("achievement", "level", "holders")
+    )
+    assert counts == {("points", 2, 1), ("nice_answer", 1, 1)}
+    assert hero.achievements.levels(user) == {}
+    assert not verify(backend.alias).differences
+    assert not UserKey.objects.using(backend.alias).filter(user_pk=str(user.pk))
+
+
+@pytest.mark.django_db
+def test_deleting_a_user_forgets_them_in_the_deleting_transaction(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: two holders of level 2, one of whom leaves.
+    user, other = make_user(), make_user()
+    for someone in (user, other):
+        hero.achievements.unlock("score_changed", user=someone, points=100, why="x")
+    pk = user.pk
+    counts = AchievementCount.objects.using(backend.alias)
+
+    # Act: the deletion rolls back first, then commits.
+    with pytest.raises(RuntimeError), transaction.atomic(using=backend.alias):
+        type(user).objects.db_manager(backend.alias).get(pk=pk).delete()
+        raise RuntimeError("rolled back")
+    assert UserKey.objects.using(backend.alias).filter(user_pk=str(pk)).exists()
+    assert counts.get(achievement="points", level=2).holders == 2
+    user.delete()
+
+    # Assert: counts exact, no rebuild needed, and the ledger keeps that the
+    # award happened.
+    assert counts.get(achievement="points", level=2).holders == 1
+    assert not UserKey.objects.using(backend.alias).filter(user_pk=str(pk)).exists()
+    assert not verify(backend.alias).differences
+    kinds = list(
+        LedgerEntry.objects.using(backend.alias)
+        .filter(user_id=pk)
+        .order_by("position")
+        .values_list("kind", "payload")
+    )
+    assert kinds == [("unlocked", ""), ("forgotten", "")]
+    out = io.StringIO()
+    call_command("hero_verify", stdout=out)
+    assert verify_chain().intact
+
+
+@pytest.mark.django_db
+def test_a_forgotten_user_may_earn_again_under_a_new_key(
+    backend: Backend, make_user: Any
+) -> None:
+    user = make_user()
+    hero.achievements.unlock("score_changed", user=user, points=10, note="old")
+    hero.achievements.forget(user)
+
+    hero.achievements.unlock("score_changed", user=user, points=100, note="new")
+
+    entries = hero.achievements.history(user)
+    assert [(e.kind, e.forgotten, e.state) for e in entries] == [
+        ("unlocked", True, {}),
+        ("forgotten", True, {}),
+        ("unlocked", False, {"note": "new", "points": 100}),
+    ]
+    assert hero.achievements.levels(user) == {"points": 2}
+
+
+@pytest.mark.django_db
+def test_forgetting_twice_records_nothing_more(
+    backend: Backend, make_user: Any
+) -> None:
+    user = make_user()
+    hero.achievements.unlock("score_changed", user=user, points=10)
+    assert hero.achievements.forget(user) == 1
+
+    assert hero.achievements.forget(user) == 0
+
+    forgotten = [
+        e for e in stored_domain_events() if isinstance(e, UserAchievement.Forgotten)
+    ]
+    assert len(forgotten) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forgetting_applies_at_once_with_async_projections(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    # Arrange: the read tables are kept by a worker, which has caught up.
+    settings.HERO_PROJECTIONS = "async"
+    user, other = make_user(), make_user()
+    hero.achievements.unlock("score_changed", user=user, points=100)
+    hero.achievements.unlock("score_changed", user=other, points=100)
+    call_command("hero_project", "--once", "--timeout", "30", stdout=io.StringIO())
+    holdings = Holding.objects.using(backend.alias)
+    assert holdings.count() == 2
+
+    # Act: no worker runs after this.
+    hero.achievements.forget(user)
+
+    assert list(holdings.values_list("user_id", flat=True)) == [other.pk]
+    assert not verify(backend.alias).differences
+
+
+@pytest.mark.django_db(transaction=True)
+def test_aforget_forgets_from_async_code(backend: Backend, make_user: Any) -> None:
+    user = make_user()
+    hero.achievements.unlock("score_changed", user=user, points=10, note="n")
+
+    assert asyncio.run(hero.achievements.aforget(user)) == 1
+
+    assert [e.kind for e in hero.achievements.history(user)] == [
+        "unlocked",
+        "forgotten",
+    ]
+
+
+@pytest.mark.django_db
+def test_hero_audit_says_the_user_was_forgotten(
+    backend: Backend, make_user: Any
+) -> None:
+    user = make_user("ann")
+    hero.achievements.unlock("score_changed", user=user, points=10, note="secret")
+    hero.achievements.forget(user)
+    out = io.StringIO()
+
+    call_command("hero_audit", str(user.pk), stdout=out)
+
+    text = out.getvalue()
+    assert "This user was forgotten" in text
+    assert "(forgotten)" in text
+    assert "secret" not in text
+
+
+@pytest.mark.django_db
+def test_rebuild_copies_payloads_sealed_and_keeps_a_forgotten_users_erased(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: one user forgotten, one not.
+    user, other = make_user(), make_user()
+    hero.achievements.unlock("score_changed", user=user, points=10, note="gone")
+    hero.achievements.unlock("score_changed", user=other, points=10, note="kept")
+    hero.achievements.forget(user)
+    entries = LedgerEntry.objects.using(backend.alias)
+    before = dict(entries.values_list("position", "payload"))
+
+    call_command("hero_rebuild", stdout=io.StringIO())
+
+    # The other user's payload comes back as stored (sealed, and it opens);
+    # the forgotten user's sealed payload opens with no key.
+    after = dict(entries.values_list("position", "payload"))
+    other_entry = entries.get(user_id=other.pk)
+    assert after[other_entry.position] == before[other_entry.position] != ""
+    assert "kept" not in other_entry.payload
+    assert hero.achievements.history(other)[0].state == {"note": "kept", "points": 10}
+    assert hero.achievements.history(user)[0].state == {}
+    assert not verify(backend.alias).differences
