@@ -50,7 +50,6 @@ from hero.models import (
     AchievementUnlocked,
     LedgerEntry,
 )
-from hero.sealing import open_payload
 from hero.visibility import level_name, level_names
 
 if TYPE_CHECKING:
@@ -488,8 +487,7 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, _LedgerEntryAdmin):
 def _opened(obj: LedgerEntry, name: str) -> str:
     """One value of an entry's sealed payload, for display ("" when there is
     none, or the user was forgotten)."""
-    values = open_payload(str(obj.user_id), obj.payload) or {}
-    return str(values.get(name) or "")
+    return str(obj.personal_values()[name])
 
 
 class HistoryFormSet(_LedgerEntryFormSet):

@@ -44,14 +44,14 @@ from hero.events import (
     user_achievement_id,
 )
 from hero.events.aggregates import trigger_log_id
+from hero.events.personal import personal_fields
 from hero.exceptions import InvalidUser, UnlockConflict
 from hero.mapping import EventMapper, SubclassAwareTranscoder
+from hero.sealing import Sealer, UserKeys, open_events
 from hero.store.ordering import hold_ordering_lock
 from hero.store.postgres import pipelined
 from hero.store.recorders import DjangoApplicationRecorder
 from hero.store.transactions import DjangoDatastore, VersionConflict
-from hero.events.personal import personal_fields
-from hero.sealing import Sealer, UserKeys, open_events
 from hero.users import user_model, user_pk_adapter
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]

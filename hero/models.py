@@ -374,6 +374,21 @@ class LedgerEntry(models.Model):
         kind = self.get_kind_display()
         return f"#{self.position} {kind} {self.achievement_id or ''}".strip()
 
+    def personal_values(self) -> dict[str, Any]:
+        """What the site passed for the user in this entry, opened: ``state``,
+        ``key``, ``actor`` and ``reason`` (empty when there was none, or the
+        user was forgotten). Reads the user's key: one query per call."""
+        # Lazy: hero.sealing reads the store's settings, not needed to declare tables.
+        from hero.sealing import open_payload
+
+        values = open_payload(str(self.user_id), self.payload) or {}
+        return {
+            "state": values.get("state") or {},
+            "key": values.get("key") or "",
+            "actor": values.get("actor") or "",
+            "reason": values.get("reason") or "",
+        }
+
 
 class AchievementProgress(models.Model):
     """A user's progress toward an achievement that has ``steps``.

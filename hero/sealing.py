@@ -150,7 +150,9 @@ class UserKeys:
 
 @functools.cache
 def _insert_sql(vendor: str) -> str:
-    insert = "INSERT INTO hero_user_key (user_pk, wrapped, created_at) VALUES (%s, %s, %s)"
+    insert = (
+        "INSERT INTO hero_user_key (user_pk, wrapped, created_at) VALUES (%s, %s, %s)"
+    )
     if vendor == "mysql":
         return insert.replace("INSERT", "INSERT IGNORE", 1)
     return insert + " ON CONFLICT (user_pk) DO NOTHING"
@@ -177,8 +179,8 @@ def open_payload(
         return None
     if payload.startswith("{"):
         # A ledger entry of an event stored before sealing: its plain values.
-        plain: dict[str, Any] = json.loads(payload)
-        return plain
+        values: dict[str, Any] = json.loads(payload)
+        return values
     if not payload.startswith(FORMAT):
         return None
     if key is None:
@@ -187,10 +189,10 @@ def open_payload(
             return None
     try:
         blob = base64.b64decode(payload[len(FORMAT) :], validate=True)
-        plain = AESGCM(key).decrypt(blob[:_NONCE], blob[_NONCE:], _aad(user_pk))
+        opened_bytes = AESGCM(key).decrypt(blob[:_NONCE], blob[_NONCE:], _aad(user_pk))
     except (InvalidTag, binascii.Error, ValueError):
         return None
-    opened: dict[str, Any] = json.loads(plain)
+    opened: dict[str, Any] = json.loads(opened_bytes)
     return opened
 
 

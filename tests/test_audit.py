@@ -143,6 +143,7 @@ def test_levels_replays_a_history_up_to_its_first_event_after_the_moment(
         level=1,
         previous_level=None,
         trigger="score_changed",
+        key=None,
         **common,
     )
     aggregate.trigger_event(
@@ -241,6 +242,7 @@ def test_hero_audit_json_by_pk_as_of_and_for_one_achievement(
         "achievement_id",
         "actor",
         "event",
+        "forgotten",
         "key",
         "kind",
         "level",

@@ -73,7 +73,12 @@ def test_granting_unlocks_with_the_reason_and_actor_everywhere(
     assert holders(backend.alias, "points") == {3: 1}
     entry = LedgerEntry.objects.using(backend.alias).get(user=ann)
     assert (entry.kind, entry.level, entry.previous_level) == ("granted", 3, None)
-    assert (entry.reason, entry.actor, entry.trigger) == ("contest winner", actor, "")
+    values = entry.personal_values()
+    assert (values["reason"], values["actor"], entry.trigger) == (
+        "contest winner",
+        actor,
+        "",
+    )
     (history,) = hero.achievements.history(ann)
     assert (history.kind, history.level, history.reason, history.actor) == (
         "granted",

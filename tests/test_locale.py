@@ -339,7 +339,7 @@ def site_texts() -> list[str]:
         *Achievement.objects.values_list("description", flat=True),
         *User.objects.values_list("username", flat=True),
         *Permission.objects.values_list("name", flat=True),
-        *LedgerEntry.objects.values_list("actor", flat=True),
+        *(entry.personal_values()["actor"] for entry in LedgerEntry.objects.all()),
     ]
 
 

@@ -63,7 +63,7 @@ def ledger(alias: str) -> list[tuple[Any, ...]]:
             "level",
             "previous_level",
             "trigger",
-            "state",
+            "payload",
             "occurred_at",
             "recorded_at",
         )
@@ -573,7 +573,14 @@ def test_holdings_of_deleted_users_are_left_out_of_a_rebuild(
         .filter(user_id=bob_pk)
         .exists()
     )
-    assert LedgerEntry.objects.using(backend.alias).filter(user_id=bob_pk).count() == 2
+    # Bob's two awards, and the two Forgotten events of his deletion.
+    entries = LedgerEntry.objects.using(backend.alias).filter(user_id=bob_pk)
+    assert sorted(entries.values_list("kind", flat=True)) == [
+        "forgotten",
+        "forgotten",
+        "unlocked",
+        "unlocked",
+    ]
     call_command("hero_verify", stdout=io.StringIO())
 
 

@@ -221,7 +221,11 @@ def test_revoking_one_key_keeps_the_others_and_the_key_is_spent(
     assert holders(backend.alias) == {1: 1}
     assert [r["key"] for r in revoked] == ["answer:3"]
     entry = LedgerEntry.objects.using(backend.alias).get(kind="revoked")
-    assert (entry.key, entry.level, entry.previous_level) == ("answer:3", 1, 2)
+    assert (entry.personal_values()["key"], entry.level, entry.previous_level) == (
+        "answer:3",
+        1,
+        2,
+    )
     assert hero.achievements.levels(ann) == {"nice_answer": 1}
     assert verify(backend.alias).differences == []
 

@@ -51,7 +51,8 @@ def test_revoking_drops_the_holding_and_count_but_keeps_the_history(
     kinds = [e.kind for e in hero.achievements.history(user)]
     assert kinds == ["unlocked", "revoked"]
     entry = LedgerEntry.objects.using(backend.alias).get(user=user, kind="revoked")
-    assert (entry.reason, entry.actor, entry.previous_level) == (
+    values = entry.personal_values()
+    assert (values["reason"], values["actor"], entry.previous_level) == (
         "cheating",
         f"auth.user:{staff.pk}",
         2,

@@ -240,7 +240,7 @@ def test_state_json_cannot_hold_is_recorded_as_documented(
     (event,) = award_events()
     assert event.state == {"level": 1, "value": recorded}
     entry = LedgerEntry.objects.using(backend.alias).get(user=user)
-    assert entry.state == event.state
+    assert entry.personal_values()["state"] == event.state
     call_command("hero_verify", stdout=io.StringIO())
 
 
@@ -710,7 +710,8 @@ def test_revoke_records_a_reason_and_actor_of_the_longest_lengths(
     )
 
     entry = LedgerEntry.objects.using(backend.alias).get(kind="revoked")
-    assert (len(entry.reason), len(entry.actor)) == (2000, 255)
+    values = entry.personal_values()
+    assert (len(values["reason"]), len(values["actor"])) == (2000, 255)
 
 
 # Backfills ----------------------------------------------------------------------

@@ -12,7 +12,12 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 #: What a personal field reads as once its user was forgotten.
-FORGOTTEN_VALUES: dict[str, Any] = {"state": {}, "key": None, "reason": "", "actor": None}
+FORGOTTEN_VALUES: dict[str, Any] = {
+    "state": {},
+    "key": None,
+    "reason": "",
+    "actor": None,
+}
 
 _opener: Callable[[Any], dict[str, Any]] | None = None
 

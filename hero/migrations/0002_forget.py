@@ -8,13 +8,14 @@ Entries written before this migration keep their values, as plain JSON in
 """
 
 import json
+from typing import Any
 
 from django.db import migrations, models
 
 PERSONAL = ("state", "key", "actor", "reason")
 
 
-def fold_into_payload(apps, schema_editor):
+def fold_into_payload(apps: Any, schema_editor: Any) -> None:
     entries = apps.get_model("hero", "LedgerEntry").objects.using(
         schema_editor.connection.alias
     )
@@ -32,7 +33,7 @@ def fold_into_payload(apps, schema_editor):
         entries.bulk_update(changed, ["payload"])
 
 
-def unfold_payload(apps, schema_editor):
+def unfold_payload(apps: Any, schema_editor: Any) -> None:
     entries = apps.get_model("hero", "LedgerEntry").objects.using(
         schema_editor.connection.alias
     )
