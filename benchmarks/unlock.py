@@ -6,6 +6,10 @@ SQL per call, memory per call, and checks of what each returned or wrote; on
 PostgreSQL, ``--trace FILE`` also counts each call's exchanges with the server
 (``_trace.py``). ``README.md`` has the method. Needs
 ``pip install --no-deps pinax-badges==3.0.0``.
+
+``--sealing-cost`` puts hero beside itself instead: hero as it is, and hero
+with the sealing of personal fields off (``hero-unsealed``, on twin users of
+its own), to measure what sealing costs each path.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import _trace
 from _points import Call
 
 LIBRARIES = ("hero", "pinax")
+#: The pair that --sealing-cost compares.
+SEALING_PAIR = ("hero", "hero-unsealed")
 WARMUP_USERS = 20
 SAMPLE_USERS = 10
 MEMORY_USERS = 20
@@ -89,6 +95,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add("--journal", "wal", text, choices=("wal", "delete"))
     parser.add("--users", 1000, "users per round")
     parser.add("--only", None, "measure one library only", choices=LIBRARIES)
+    text = (
+        "time hero against hero with sealing off (hero-unsealed, twin users) "
+        "instead of pinax; --only hero is implied"
+    )
+    parser.add("--sealing-cost", False, text)
     text = "print the SQL each library sends on each path (from the sample)"
     parser.add("--show-queries", False, text)
     text = (
@@ -114,6 +125,23 @@ def setup(database: dict[str, Any], libraries: tuple[str, ...]) -> dict[str, Cal
     _harness.setup_django(database, "unlock", apps, migrate=True)
     calls = {"hero": _points.hero_call, "pinax": _points.pinax_call}
     return {library: calls[library]() for library in libraries}
+
+
+def unsealed_call(call: Call, twins: dict[Any, Any]) -> Call:
+    """``call`` with hero's sealing off, on each user's twin (hero's tables are
+    shared, so the twin's history is its own)."""
+    from hero.ledger import get_ledger
+
+    ledger = get_ledger()
+
+    def unsealed(user: Any, points: int) -> Any:
+        sealer, ledger.sealer = ledger.sealer, None
+        try:
+            return call(twins[user.pk], points)
+        finally:
+            ledger.sealer = sealer
+
+    return unsealed
 
 
 def sample_path(call: Call, users: Sequence[Any], points: int) -> Sample:
@@ -214,17 +242,19 @@ def check(
     results: Results, libraries: Sequence[str], users: int, report: _harness.Report
 ) -> None:
     """hero's outcomes (no SQL on (a)); pinax's rows at level indexes 0 and 1."""
-    if "hero" in libraries:
+    for hero in (lib for lib in libraries if lib.startswith("hero")):
         wrong = []
         for path in PATHS:
-            for returned in results.samples["hero", path].returned:
+            for returned in results.samples[hero, path].returned:
                 levels = tuple(outcome.level for outcome in returned)
                 if levels != path.new_levels:
-                    wrong.append(f"hero: {path.label} returned {returned!r}")
+                    wrong.append(f"{hero}: {path.label} returned {returned!r}")
                     break
-        if results.samples["hero", PATHS[0]].statements:
-            wrong.append("hero: (a) awards nothing sent SQL")
-        text = "hero outcomes in the sample: as expected; no SQL on (a) awards nothing"
+        if results.samples[hero, PATHS[0]].statements:
+            wrong.append(f"{hero}: (a) awards nothing sent SQL")
+        text = (
+            f"{hero} outcomes in the sample: as expected; no SQL on (a) awards nothing"
+        )
         report.check(wrong, text)
     if "pinax" in libraries:
         from django.db.models import Count
@@ -254,12 +284,15 @@ def memory(peak: int | None) -> str:
     return _harness.cell(None if peak is None else peak / 1024, "{:,.1f} KB")
 
 
-def print_results(results: Results, show_queries: bool) -> None:
-    headers = ["path", "hero calls/s", "pinax calls/s", "hero/pinax"]
-    headers += [f"{lib} {what}" for what in ("SQL/call", "peak") for lib in LIBRARIES]
+def print_results(
+    results: Results, show_queries: bool, pair: Sequence[str] = LIBRARIES
+) -> None:
+    first, second = pair
+    headers = ["path", f"{first} calls/s", f"{second} calls/s", f"{first}/{second}"]
+    headers += [f"{lib} {what}" for what in ("SQL/call", "peak") for lib in pair]
     rows = []
     for path in PATHS:
-        keys = [(library, path) for library in LIBRARIES]
+        keys = [(library, path) for library in pair]
         hero, pinax = (results.best_rate.get(key) for key in keys)
         rows.append(
             [
@@ -341,10 +374,21 @@ def headline(
     }
     report.figures["peak_rss_mb"] = peak_rss / _harness.MB
     for path in PATHS if len(libraries) == 2 else ():
-        hero, pinax = (results.best_rate[library, path] for library in LIBRARIES)
+        first, second = (results.best_rate[library, path] for library in libraries)
+        if libraries == SEALING_PAIR:
+            # What sealing costs: the time per call it adds, as a share.
+            cost = second / first - 1
+            report.figures.setdefault("sealing_cost", {})[path.key] = cost
+            report.figure(
+                f"{path.label}: sealing's cost (time per call, hero / hero-unsealed - 1)",
+                f"{cost:+.1%} ({first:,.0f} / {second:,.0f} calls/s)",
+                "<= +10%" if path.key in "bc" else "",
+                cost <= 0.10 if path.key in "bc" else None,
+            )
+            continue
         report.figure(
             f"{path.label}: hero/pinax calls/s",
-            f"{hero / pinax:.2f} ({hero:,.0f} / {pinax:,.0f})",
+            f"{first / second:.2f} ({first:,.0f} / {second:,.0f})",
         )
     report.figure(
         f"(b) first award: peak Python memory of one call, {' / '.join(libraries)}",
@@ -373,6 +417,8 @@ def headline(
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     libraries = (options.only,) if options.only else LIBRARIES
+    if options.sealing_cost:
+        libraries = SEALING_PAIR
     report = _harness.Report("unlock")
     report.figures["database"] = options.database
     report.figures["journal"] = options.journal
@@ -384,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options.database, "unlock", journal=options.journal
     )
     with database_run as database:
-        callers = setup(database, libraries)
+        callers = setup(database, tuple(lib for lib in libraries if lib in LIBRARIES))
         _harness.print_header(
             f"{options.users} users per round in turns of {PATHS[1].turn} calls, best of "
             f"{options.repeat} round{'' if options.repeat == 1 else 's'}, "
@@ -394,8 +440,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         names = [f"bench-{number:07d}" for number in range(total_users)]
         users = _harness.create_users(names)
+        if options.sealing_cost:
+            twins = _harness.create_users([f"twin-{name}" for name in names])
+            pairs = zip(users, twins, strict=True)
+            callers["hero-unsealed"] = unsealed_call(
+                callers["hero"], {user.pk: twin for user, twin in pairs}
+            )
         results = measure(callers, users, options.users, options.repeat, trace_users)
-        print_results(results, options.show_queries)
+        print_results(
+            results,
+            options.show_queries,
+            libraries if len(libraries) == 2 else LIBRARIES,
+        )
         if options.trace:
             print_exchanges(results, libraries, options.trace)
         check(results, libraries, total_users, report)

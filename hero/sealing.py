@@ -33,6 +33,8 @@ import binascii
 import functools
 import json
 import os
+import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -63,28 +65,56 @@ def _aad(user_pk: str) -> bytes:
     return b"hero user " + user_pk.encode()
 
 
+@functools.lru_cache(maxsize=8)
+def _wrapper(chain_secret: bytes) -> AESGCM:
+    """The cipher that wraps data keys under one chain key."""
+    return AESGCM(wrapping_key(chain_secret))
+
+
 def _wrap(raw: bytes, user_pk: str) -> bytes:
     nonce = os.urandom(_NONCE)
-    secret = wrapping_key(chain_keys()[0].secret)
-    return nonce + AESGCM(secret).encrypt(nonce, raw, _aad(user_pk))
+    return nonce + _wrapper(chain_keys()[0].secret).encrypt(nonce, raw, _aad(user_pk))
 
 
-@functools.lru_cache(maxsize=4096)
-def _unwrap(wrapped: bytes, user_pk: str, secrets: tuple[bytes, ...]) -> bytes | None:
-    """The data key in ``wrapped`` (just read from the database), under the
-    current chain key or an old one; None if none opens it."""
-    for secret in secrets:
-        try:
-            return AESGCM(wrapping_key(secret)).decrypt(
-                wrapped[:_NONCE], wrapped[_NONCE:], _aad(user_pk)
-            )
-        except InvalidTag:
-            continue
-    return None
+class _Unwrapped:
+    """The data keys of wrapped keys read from the database, as ciphers: the
+    AES work of unwrapping, done once per wrapped key.
+
+    Looked up only with a wrapped key just read from the database, so an entry
+    opens nothing once its row is deleted (nothing here is looked up by user).
+    Cleared when the chain keys change."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.ciphers: OrderedDict[tuple[bytes, str], AESGCM] = OrderedDict()
+        self.secrets: tuple[bytes, ...] = ()
+
+    def get(self, wrapped: bytes, user_pk: str) -> AESGCM | None:
+        secrets = tuple(key.secret for key in chain_keys())
+        if secrets != self.secrets:
+            self.ciphers.clear()
+            self.secrets = secrets
+        cipher = self.ciphers.get((wrapped, user_pk))
+        if cipher is not None:
+            return cipher
+        for secret in secrets:
+            try:
+                raw = _wrapper(secret).decrypt(
+                    wrapped[:_NONCE], wrapped[_NONCE:], _aad(user_pk)
+                )
+            except InvalidTag:
+                continue
+            return self.put(wrapped, user_pk, raw)
+        return None
+
+    def put(self, wrapped: bytes, user_pk: str, raw: bytes) -> AESGCM:
+        cipher = self.ciphers[(wrapped, user_pk)] = AESGCM(raw)
+        if len(self.ciphers) > self.size:
+            self.ciphers.popitem(last=False)
+        return cipher
 
 
-def _secrets() -> tuple[bytes, ...]:
-    return tuple(key.secret for key in chain_keys())
+_unwrapped = _Unwrapped()
 
 
 class UserKeys:
@@ -93,13 +123,12 @@ class UserKeys:
     def __init__(self, datastore: DjangoDatastore) -> None:
         self.datastore = datastore
 
-    def read(self, user_pks: Iterable[str]) -> dict[str, bytes]:
-        """{user pk: data key} of those of ``user_pks`` that have one."""
+    def read(self, user_pks: Iterable[str]) -> dict[str, AESGCM]:
+        """{user pk: data key, as a cipher} of those of ``user_pks`` that have one."""
         wanted = sorted(set(user_pks))
         if not wanted:
             return {}
-        found: dict[str, bytes] = {}
-        secrets = _secrets()
+        found: dict[str, AESGCM] = {}
         with self.datastore.cursor() as cursor:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
@@ -109,39 +138,56 @@ class UserKeys:
                     chunk,
                 )
                 for user_pk, wrapped in cursor.fetchall():
-                    raw = _unwrap(bytes(wrapped), user_pk, secrets)
-                    if raw is not None:
-                        found[user_pk] = raw
+                    cipher = _unwrapped.get(bytes(wrapped), user_pk)
+                    if cipher is not None:
+                        found[user_pk] = cipher
         return found
 
-    def for_writing(self, cursor: Any, user_pk: str) -> bytes:
-        """The user's data key, made (in the caller's transaction) if the user
-        has none yet. Two writers making one at once: the first to commit wins,
-        and the other reads the winner's."""
-        secrets = _secrets()
-        for _ in range(3):
-            cursor.execute(
-                "SELECT wrapped FROM hero_user_key WHERE user_pk = %s", [user_pk]
-            )
-            row = cursor.fetchone()
-            if row is not None:
-                raw = _unwrap(bytes(row[0]), user_pk, secrets)
-                if raw is None:
-                    raise ValueError(
-                        f"The data key of user {user_pk} opens with none of the chain "
-                        "keys: HERO_CHAIN_KEY (or SECRET_KEY) changed without its old "
-                        "value among the fallbacks."
-                    )
-                return raw
+    def for_writing(self, cursor: Any, user_pk: str, *, new: bool = False) -> AESGCM:
+        """The user's data key, as a cipher, made (in the caller's transaction)
+        if the user has none yet. Two writers making one at once: the first to
+        commit wins, and the other reads the winner's.
+
+        ``new`` says the key is wanted for an aggregate's first event, when the
+        user may well have none: then one statement makes the key or reads the
+        one there (on MariaDB and MySQL, two). Otherwise the key is read first,
+        and made only if missing."""
+        vendor = self.datastore.vendor
+        for attempt in range(3):
+            if not new or attempt:
+                cursor.execute(
+                    "SELECT wrapped FROM hero_user_key WHERE user_pk = %s", [user_pk]
+                )
+                row = cursor.fetchone()
+                if row is not None:
+                    return self._opened(bytes(row[0]), user_pk)
             raw = AESGCM.generate_key(bit_length=256)
-            cursor.execute(
-                _insert_sql(self.datastore.vendor),
-                [user_pk, _wrap(raw, user_pk), timezone.now()],
-            )
-            if cursor.rowcount == 1:
-                return raw
-            # Another transaction made it meanwhile: read that one.
+            wrapped = _wrap(raw, user_pk)
+            statement, returns = _make_sql(vendor)
+            params = [user_pk, wrapped, timezone.now()]
+            cursor.execute(statement, params + [user_pk] * (vendor == "postgresql"))
+            if returns:
+                row = cursor.fetchone()
+                if row is None:
+                    continue  # made by a transaction that committed meanwhile
+                if bytes(row[0]) != wrapped:
+                    return self._opened(bytes(row[0]), user_pk)
+            elif cursor.rowcount != 1:
+                continue  # there was one: read it
+            # Kept as if read back: the next award reads this row.
+            return _unwrapped.put(wrapped, user_pk, raw)
         raise RuntimeError(f"Could not make or read the data key of user {user_pk}.")
+
+    @staticmethod
+    def _opened(wrapped: bytes, user_pk: str) -> AESGCM:
+        cipher = _unwrapped.get(wrapped, user_pk)
+        if cipher is None:
+            raise ValueError(
+                f"The data key of user {user_pk} opens with none of the chain keys: "
+                "HERO_CHAIN_KEY (or SECRET_KEY) changed without its old value "
+                "among the fallbacks."
+            )
+        return cipher
 
     def delete(self, cursor: Any, user_pk: str) -> None:
         """Delete the user's data key: what it sealed can never be opened again."""
@@ -149,25 +195,47 @@ class UserKeys:
 
 
 @functools.cache
-def _insert_sql(vendor: str) -> str:
+def _make_sql(vendor: str) -> tuple[str, bool]:
+    """The statement that makes a user's key unless there is one, and whether
+    it returns the key then in the table (the one made, or the one there).
+
+    SQLite: an upsert whose update changes nothing, so that it returns the
+    row either way (the database is locked for the transaction in any case).
+    PostgreSQL: the insert and a read of the row in one statement, taking no
+    lock on an existing key; a key committed by another transaction after the
+    statement began is not seen, and the caller tries again. MariaDB and
+    MySQL: an insert that ignores a duplicate, and no row returned."""
     insert = (
         "INSERT INTO hero_user_key (user_pk, wrapped, created_at) VALUES (%s, %s, %s)"
     )
+    if vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35):
+        return (
+            insert + " ON CONFLICT (user_pk) DO UPDATE SET user_pk = excluded.user_pk "
+            "RETURNING wrapped",
+            True,
+        )
+    if vendor == "postgresql":
+        return (
+            f"WITH made AS ({insert} ON CONFLICT (user_pk) DO NOTHING RETURNING "
+            "wrapped) SELECT wrapped FROM made UNION ALL SELECT wrapped FROM "
+            "hero_user_key WHERE user_pk = %s",
+            True,
+        )
     if vendor == "mysql":
-        return insert.replace("INSERT", "INSERT IGNORE", 1)
-    return insert + " ON CONFLICT (user_pk) DO NOTHING"
+        return insert.replace("INSERT", "INSERT IGNORE", 1), False
+    return insert + " ON CONFLICT (user_pk) DO NOTHING", False
 
 
-def seal_values(raw_key: bytes, user_pk: str, values: Mapping[str, Any]) -> str:
+def seal_values(cipher: AESGCM, user_pk: str, values: Mapping[str, Any]) -> str:
     """``values`` sealed under a user's data key, as text for the stored JSON."""
     nonce = os.urandom(_NONCE)
     plain = json.dumps(values, separators=(",", ":"), sort_keys=True).encode()
-    sealed = AESGCM(raw_key).encrypt(nonce, plain, _aad(user_pk))
+    sealed = cipher.encrypt(nonce, plain, _aad(user_pk))
     return FORMAT + base64.b64encode(nonce + sealed).decode("ascii")
 
 
 def open_payload(
-    user_pk: str, payload: str | None, key: bytes | None = None
+    user_pk: str, payload: str | None, key: AESGCM | None = None
 ) -> dict[str, Any] | None:
     """The values sealed in ``payload`` for the user, or None when they cannot
     be opened (the user was forgotten, or ``payload`` is not a sealed one).
@@ -189,7 +257,7 @@ def open_payload(
             return None
     try:
         blob = base64.b64decode(payload[len(FORMAT) :], validate=True)
-        opened_bytes = AESGCM(key).decrypt(blob[:_NONCE], blob[_NONCE:], _aad(user_pk))
+        opened_bytes = key.decrypt(blob[:_NONCE], blob[_NONCE:], _aad(user_pk))
     except (InvalidTag, binascii.Error, ValueError):
         return None
     opened: dict[str, Any] = json.loads(opened_bytes)
@@ -220,7 +288,7 @@ class Sealer:
         none does (then no key is needed). The plain values stay on the event in memory,
         for the projections of this transaction; the mapper stores only the
         sealed ones."""
-        keys: dict[str, bytes] = {}
+        keys: dict[str, AESGCM] = {}
         for event in events:
             names = personal_fields(type(event))
             if not names:
@@ -237,7 +305,9 @@ class Sealer:
             user_pk = state["user_pk"]
             key = keys.get(user_pk)
             if key is None:
-                key = keys[user_pk] = self.keys.for_writing(cursor, user_pk)
+                # An aggregate's first event: likely the user's first, too.
+                new = state.get("originator_version") == 1
+                key = keys[user_pk] = self.keys.for_writing(cursor, user_pk, new=new)
             state["sealed"] = seal_values(key, user_pk, values)
 
 
