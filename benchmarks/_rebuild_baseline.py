@@ -22,14 +22,13 @@ TABLES = {
     "hero_achievement_count": "baseline_count",
     "hero_ledger_entry": "baseline_ledger_entry",
 }
-#: The columns compared, per hero table (``{}``: the ledger's JSON normalised).
+#: The columns compared, per hero table.
 COMPARED = {
     "hero_achievement_unlocked": "user_id, achievement_id, level, unlocked_at, "
     "updated_at, times",
     "hero_achievement_count": "achievement_id, level, holders",
     "hero_ledger_entry": "position, user_id, achievement_id, kind, level, "
-    'previous_level, "trigger", {}, steps, "key", actor, reason, occurred_at, '
-    "recorded_at",
+    'previous_level, "trigger", steps, payload, occurred_at, recorded_at',
 }
 UNLOCKED = "hero:UserAchievement.Unlocked"
 UPGRADED = "hero:UserAchievement.LevelUpgraded"
@@ -140,15 +139,14 @@ def rebuild(target: str, batch_size: int) -> int:
         )
         insert_entry = (
             f'INSERT INTO "{ledger}" (position, user_id, achievement_id, kind, level, '
-            'previous_level, "trigger", state, steps, "key", actor, reason, '
-            "occurred_at, recorded_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '', '', '', ?, ?)"
+            'previous_level, "trigger", steps, payload, occurred_at, recorded_at) '
+            "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
         )
         select = (
             "SELECT id, topic, state FROM hero_stored_event WHERE id > ? "
             "ORDER BY id LIMIT ?"
         )
-        loads, dumps, when = json.loads, json.dumps, database.when
+        loads, when = json.loads, database.when
         last = events = 0
         while rows := database.execute(select, (last, batch_size)).fetchall():
             last = rows[-1][0]
@@ -180,8 +178,9 @@ def rebuild(target: str, batch_size: int) -> int:
                 else:
                     raise ValueError(f"the baseline knows no topic {topic!r}")
                 entry = (position, user, achievement, kind, level, previous)
+                # The personal fields as stored: sealed (or null, nothing personal).
                 entries.append(
-                    (*entry, event["trigger"], dumps(event["state"]), at, recorded)
+                    (*entry, event["trigger"], event["sealed"] or "", at, recorded)
                 )
             database.execute("BEGIN")
             database.executemany(upsert, [(*key, *row) for key, row in replace.items()])

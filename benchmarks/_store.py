@@ -55,8 +55,23 @@ def configure_django(target: str, name: str, *, migrate: bool = False) -> None:
         achievements.register(type(class_name, (AchievementBase,), attributes))
 
 
-def record_users(first_index: int, count: int) -> int:
-    """Create ``count`` users from ``first_index`` on and save their events."""
+class _Unsealed:
+    """Stands in for hero's sealer: each event's personal fields stay plain,
+    stored as an event with nothing personal is (``"sealed": null``), so that
+    the store differs from a sealed one only by the encryption and the keys."""
+
+    @staticmethod
+    def seal(cursor: object, events: list[object]) -> None:
+        from hero.events.personal import personal_fields
+
+        for event in events:
+            if personal_fields(type(event)):
+                event.__dict__["sealed"] = None
+
+
+def record_users(first_index: int, count: int, *, sealed: bool = True) -> int:
+    """Create ``count`` users from ``first_index`` on and save their events
+    (with ``sealed`` false, their personal fields stay plain)."""
     from django.db import transaction
 
     from hero.events import UserAchievement
@@ -72,12 +87,19 @@ def record_users(first_index: int, count: int) -> int:
                 aggregate.award(level, trigger=TRIGGER, state={"points": 10**level})
             aggregates.append(aggregate)
             events += top
-    with transaction.atomic():
-        get_ledger().record(aggregates)
+    ledger = get_ledger()
+    sealer = ledger.sealer
+    try:
+        if not sealed:
+            ledger.sealer = _Unsealed()  # type: ignore[assignment]
+        with transaction.atomic():
+            ledger.record(aggregates)
+    finally:
+        ledger.sealer = sealer
     return events
 
 
-def grow(size: int) -> None:
+def grow(size: int, *, sealed: bool = True) -> None:
     """Add users and their events up to ``size`` events, and check the count."""
     users = _harness.stored_events() // EVENTS_PER_USER
     new_users = size // EVENTS_PER_USER - users
@@ -86,7 +108,7 @@ def grow(size: int) -> None:
     written = done = 0
     while done < new_users:
         count = min(BUILD_USERS_PER_TRANSACTION, new_users - done)
-        written += record_users(users + done, count)
+        written += record_users(users + done, count, sealed=sealed)
         done += count
         if time.perf_counter() - last_report >= 15:
             last_report = time.perf_counter()

@@ -45,6 +45,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add("--database", "sqlite", "the database", choices=("sqlite", "postgres"))
     text = "also measure hero's rebuilds' peak Python allocations (untimed runs)"
     parser.add("--tracemalloc", False, text)
+    text = (
+        "build the store with personal fields left plain (sealing off), to compare "
+        "with a run without it: what sealing costs the rebuild"
+    )
+    parser.add("--unsealed", False, text)
     # One measurement in this process (what the parent runs as a child).
     parser.add_argument("--what", choices=KINDS, default="all", help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
@@ -269,10 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _harness.print_header(
             f"--events {options.events:,}, --batch-size {options.batch_size}, "
             f"--repeat {options.repeat}"
+            + (", personal fields unsealed" if options.unsealed else "")
         )
         results = []
         for size in (options.events // 10, options.events):
-            _store.grow(size)
+            _store.grow(size, sealed=not options.unsealed)
             results.append(measure_size(target, size, options, report))
         print()
         print_results(results)

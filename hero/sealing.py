@@ -282,12 +282,18 @@ class Sealer:
     def __init__(self, datastore: DjangoDatastore) -> None:
         self.keys = UserKeys(datastore)
 
-    def seal(self, cursor: Any, events: Sequence[Any]) -> None:
+    def seal(
+        self,
+        cursor: Any,
+        events: Sequence[Any],
+        read: Mapping[str, bytes] | None = None,
+    ) -> None:
         """Give each event with personal fields its ``sealed`` member: its
         fields that hold something, sealed under its user's key, or None when
-        none does (then no key is needed). The plain values stay on the event in memory,
-        for the projections of this transaction; the mapper stores only the
-        sealed ones."""
+        none does (then no key is needed). The plain values stay on the event
+        in memory, for the projections of this transaction; the mapper stores only the
+        sealed ones. ``read``: users' wrapped keys read from the database in
+        this call (with their aggregates' events), used without reading again."""
         keys: dict[str, AESGCM] = {}
         for event in events:
             names = personal_fields(type(event))
@@ -304,6 +310,8 @@ class Sealer:
                 continue
             user_pk = state["user_pk"]
             key = keys.get(user_pk)
+            if key is None and read and user_pk in read:
+                key = keys[user_pk] = UserKeys._opened(read[user_pk], user_pk)
             if key is None:
                 # An aggregate's first event: likely the user's first, too.
                 new = state.get("originator_version") == 1

@@ -294,6 +294,34 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             for row in rows
         ]
 
+    def select_events_and_key(
+        self, originator_id: UUID | str, user_pk: str
+    ) -> tuple[list[StoredEvent], bytes | None]:
+        """An aggregate's events, and its user's wrapped data key (None if the
+        user has none), in one statement: one read, one snapshot of both."""
+        statement = (
+            "SELECT originator_id, originator_version, topic, state "
+            f"FROM {self.events_table} WHERE originator_id = %s UNION ALL "
+            "SELECT NULL, -1, NULL, wrapped FROM hero_user_key WHERE user_pk = %s "
+            "ORDER BY 2"
+        )
+        with self.datastore.cursor() as cursor:
+            cursor.execute(statement, [self._db_uuid(originator_id), user_pk])
+            rows = list(cursor.fetchall())
+        wrapped = None
+        if rows and rows[0][1] == -1:
+            wrapped = self._bytes(rows.pop(0)[3])
+        events = [
+            StoredEvent(
+                originator_id=self._py_uuid(row[0]),
+                originator_version=row[1],
+                topic=row[2],
+                state=self._bytes(row[3]),
+            )
+            for row in rows
+        ]
+        return events, wrapped
+
 
 class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
     """Records events in aggregate sequences and in one ordered notification log."""
