@@ -127,21 +127,36 @@ def setup(database: dict[str, Any], libraries: tuple[str, ...]) -> dict[str, Cal
     return {library: calls[library]() for library in libraries}
 
 
-def unsealed_call(call: Call, twins: dict[Any, Any]) -> Call:
-    """``call`` with hero's sealing off, on each user's twin (hero's tables are
-    shared, so the twin's history is its own)."""
+def sealing_calls(
+    call: Call, users: Sequence[Any], twins: Sequence[Any]
+) -> dict[str, Call]:
+    """hero's ``call`` as it is, and with its sealing off on each user's twin
+    (hero's tables are shared, so the twin's history is its own). Both go
+    through the same wrapper, so that only the sealing differs."""
     from hero.ledger import get_ledger
 
     ledger = get_ledger()
+    sealers = {"hero": ledger.sealer, "hero-unsealed": None}
+    by_pk = {
+        "hero": {user.pk: user for user in users},
+        "hero-unsealed": {
+            user.pk: twin for user, twin in zip(users, twins, strict=True)
+        },
+    }
 
-    def unsealed(user: Any, points: int) -> Any:
-        sealer, ledger.sealer = ledger.sealer, None
-        try:
-            return call(twins[user.pk], points)
-        finally:
-            ledger.sealer = sealer
+    def wrapped(library: str) -> Call:
+        sealer, chosen = sealers[library], by_pk[library]
 
-    return unsealed
+        def one(user: Any, points: int) -> Any:
+            kept, ledger.sealer = ledger.sealer, sealer
+            try:
+                return call(chosen[user.pk], points)
+            finally:
+                ledger.sealer = kept
+
+        return one
+
+    return {library: wrapped(library) for library in SEALING_PAIR}
 
 
 def sample_path(call: Call, users: Sequence[Any], points: int) -> Sample:
@@ -442,10 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         users = _harness.create_users(names)
         if options.sealing_cost:
             twins = _harness.create_users([f"twin-{name}" for name in names])
-            pairs = zip(users, twins, strict=True)
-            callers["hero-unsealed"] = unsealed_call(
-                callers["hero"], {user.pk: twin for user, twin in pairs}
-            )
+            callers = sealing_calls(callers["hero"], users, twins)
         results = measure(callers, users, options.users, options.repeat, trace_users)
         print_results(
             results,
