@@ -61,7 +61,7 @@ class _Unsealed:
     the store differs from a sealed one only by the encryption and the keys."""
 
     @staticmethod
-    def seal(cursor: object, events: list[object]) -> None:
+    def seal(cursor: object, events: list[object], read: object = None) -> None:
         from hero.events.personal import personal_fields
 
         for event in events:
