@@ -194,6 +194,38 @@ class UserKeys:
         cursor.execute("DELETE FROM hero_user_key WHERE user_pk = %s", [user_pk])
 
 
+def rewrap_keys(alias: str, batch_size: int = 1000) -> int:
+    """Wrap every user's data key again with the current chain key (after the
+    chain key changed, before its old value leaves the fallbacks); return how
+    many were wrapped again. A key that opens with none of the chain keys is
+    left as it is."""
+    from django.db import connections, transaction
+
+    secrets = [key.secret for key in chain_keys()]
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute("SELECT user_pk, wrapped FROM hero_user_key ORDER BY user_pk")
+        rows = cursor.fetchall()
+        updates = []
+        for user_pk, stored in rows:
+            wrapped = bytes(stored)
+            for n, secret in enumerate(secrets):
+                try:
+                    raw = _wrapper(secret).decrypt(
+                        wrapped[:_NONCE], wrapped[_NONCE:], _aad(user_pk)
+                    )
+                except InvalidTag:
+                    continue
+                if n:  # opened with an old key: wrap it with the current one
+                    updates.append((_wrap(raw, user_pk), user_pk))
+                break
+        for start in range(0, len(updates), batch_size):
+            cursor.executemany(
+                "UPDATE hero_user_key SET wrapped = %s WHERE user_pk = %s",
+                updates[start : start + batch_size],
+            )
+    return len(updates)
+
+
 @functools.cache
 def _make_sql(vendor: str) -> tuple[str, bool]:
     """The statement that makes a user's key unless there is one, and whether

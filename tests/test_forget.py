@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import connections, transaction
+from django.test import override_settings
 
 import hero
 from hero import AchievementBase, AchievementUnlocked
@@ -297,3 +298,32 @@ def test_rebuild_copies_payloads_sealed_and_keeps_a_forgotten_users_erased(
     assert hero.achievements.history(other)[0].state == {"note": "kept", "points": 10}
     assert hero.achievements.history(user)[0].state == {}
     assert not verify(backend.alias).differences
+
+
+@pytest.mark.django_db
+def test_rekey_wraps_users_keys_again_so_the_old_secret_can_go(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: state sealed under a key wrapped with the old secret.
+    user = make_user()
+    with override_settings(SECRET_KEY="old secret"):
+        hero.achievements.unlock("score_changed", user=user, points=10, note="kept")
+    rotated = override_settings(
+        SECRET_KEY="new secret", SECRET_KEY_FALLBACKS=["old secret"]
+    )
+    with override_settings(SECRET_KEY="new secret"):
+        # Without the old secret, the key opens with nothing: as if forgotten.
+        assert hero.achievements.history(user)[0].state == {}
+
+    # Act
+    out = io.StringIO()
+    with rotated:
+        call_command("hero_rekey", stdout=out)
+
+    # Assert: with only the new secret, the state opens again.
+    assert "Wrapped 1 users' keys with the current key." in out.getvalue()
+    with override_settings(SECRET_KEY="new secret"):
+        assert hero.achievements.history(user)[0].state == {
+            "note": "kept",
+            "points": 10,
+        }
