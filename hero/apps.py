@@ -21,14 +21,19 @@ class HeroConfig(AppConfig):
         # projections import hero.models.
         from hero import checks  # noqa: F401
         from hero.projections.inline import forget_inline, project_inline
+        from hero.users import user_model
 
         autodiscover()
         # The write side knows nothing of the read side: plug projections in here.
         add_save_listener(project_inline)
         add_forget_listener(forget_inline)
         post_migrate.connect(_sync_catalog, sender=self)
-        # Deleting a user forgets them, in the deleting transaction.
-        pre_delete.connect(_forget_deleted_user, dispatch_uid="hero.forget")
+        # Deleting a user forgets them, in the deleting transaction. Connected
+        # for the user model only: a receiver for every model would keep Django
+        # from deleting any other model's rows in bulk (its fast delete).
+        pre_delete.connect(
+            _forget_deleted_user, sender=user_model(), dispatch_uid="hero.forget"
+        )
 
 
 def _sync_catalog(using: str, apps: Any = None, **kwargs: Any) -> None:
@@ -46,12 +51,7 @@ def _sync_catalog(using: str, apps: Any = None, **kwargs: Any) -> None:
 
 
 def _forget_deleted_user(sender: Any, instance: Any, **kwargs: Any) -> None:
-    # Connected for every sender: the user model may be swapped in later (the
-    # tests override AUTH_USER_MODEL), so compare with the current one here.
-    from hero.users import user_model
-
-    if sender is not user_model():
-        return
+    # Not at the top: hero.achievements imports the models.
     from hero.achievements import forget
 
     forget(instance)

@@ -327,3 +327,13 @@ def test_rekey_wraps_users_keys_again_so_the_old_secret_can_go(
             "note": "kept",
             "points": 10,
         }
+
+
+def test_only_deleting_a_user_is_listened_to() -> None:
+    # A pre_delete receiver for every model would keep Django from deleting
+    # other models' rows in bulk; hero listens to the user model alone.
+    from django.contrib.auth import get_user_model
+    from django.db.models.signals import pre_delete
+
+    assert pre_delete.has_listeners(get_user_model())
+    assert not pre_delete.has_listeners(AchievementCount)
