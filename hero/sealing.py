@@ -17,11 +17,12 @@ Where the keys live:
 - A key is made with the user's first event that carries something personal,
   in the transaction of that event. An event with nothing personal (no state,
   no key, no reason, no actor) is stored as it is and needs no key.
-- No data key is kept in the process between calls: each seal and each open
-  reads the wrapped key from the database, so a key deleted by ``forget()`` in
-  another process can open nothing here either. Only the unwrapping of a
-  wrapped key just read is cached (:func:`_unwrap`), which saves the AES work
-  and never outlives the row.
+- No data key is looked up by user in the process: each seal and each open
+  reads the wrapped key from the database (an award, with its aggregate's
+  events), so a key deleted by ``forget()`` in another process opens nothing
+  here either. Only the unwrapping is cached (:class:`_Unwrapped`), by the
+  wrapped key: it saves the AES work, and an entry whose row is gone can no
+  longer be looked up (it leaves memory as newer keys push it out).
 
 :func:`open_payload` is the one place that decrypts.
 """
