@@ -178,9 +178,9 @@ class Ledger(Application[UUID]):
             processing.aggregates[aggregate.id] = aggregate
         if self.sealer is not None:
             read = {
-                aggregate.user_pk: wrapped
+                aggregate.user_pk: found[0]
                 for aggregate in aggregates
-                if (wrapped := aggregate.__dict__.get("_wrapped_key")) is not None
+                if (found := aggregate.__dict__.get("_read_key")) is not None
             }
             with self.datastore.transaction() as cursor:
                 self.sealer.seal(cursor, processing.events, read)
@@ -231,8 +231,9 @@ class Ledger(Application[UUID]):
                 if stored
                 else UserAchievement.start(user_pk, achievement_id)
             )
-            # Bookkeeping of the ledger's, not domain state.
-            found.__dict__["_wrapped_key"] = wrapped
+            # Bookkeeping of the ledger's, not domain state: the key as read
+            # (None: the user had none then).
+            found.__dict__["_read_key"] = (wrapped,)
             return found
         try:
             aggregate: UserAchievement = self.repository.get(

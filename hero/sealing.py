@@ -41,12 +41,13 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from hero.events.personal import FORGOTTEN_VALUES, personal_fields, set_opener
 from hero.store.chain import chain_keys
-from hero.store.transactions import DjangoDatastore
+from hero.store.transactions import DjangoDatastore, VersionConflict
 
 #: The first character of every sealed payload: its format's version.
 FORMAT = "1"
@@ -90,11 +91,16 @@ class _Unwrapped:
         self.ciphers: OrderedDict[tuple[bytes, str], AESGCM] = OrderedDict()
         self.secrets: tuple[bytes, ...] = ()
 
-    def get(self, wrapped: bytes, user_pk: str) -> AESGCM | None:
+    def _current(self) -> tuple[bytes, ...]:
+        """The chain keys' secrets, the cache emptied if they changed."""
         secrets = tuple(key.secret for key in chain_keys())
         if secrets != self.secrets:
             self.ciphers.clear()
             self.secrets = secrets
+        return secrets
+
+    def get(self, wrapped: bytes, user_pk: str) -> AESGCM | None:
+        secrets = self._current()
         cipher = self.ciphers.get((wrapped, user_pk))
         if cipher is not None:
             return cipher
@@ -109,6 +115,8 @@ class _Unwrapped:
         return None
 
     def put(self, wrapped: bytes, user_pk: str, raw: bytes) -> AESGCM:
+        """Keep a key just wrapped (with the current chain key)."""
+        self._current()
         cipher = self.ciphers[(wrapped, user_pk)] = AESGCM(raw)
         if len(self.ciphers) > self.size:
             self.ciphers.popitem(last=False)
@@ -179,6 +187,32 @@ class UserKeys:
             return _unwrapped.put(wrapped, user_pk, raw)
         raise RuntimeError(f"Could not make or read the data key of user {user_pk}.")
 
+    def make(self, cursor: Any, user_pk: str) -> AESGCM:
+        """A new data key for a user who had none when the aggregate was read.
+
+        On PostgreSQL, a plain insert, whose result is not waited for (it goes
+        in the pipeline of the award): should another writer have made the
+        user's key meanwhile, the insert fails, and the store takes it as a
+        lost race (:class:`~hero.store.transactions.VersionConflict`): the
+        award is decided again, and reads that key. Elsewhere, as
+        :meth:`for_writing` does for a new key."""
+        if self.datastore.vendor != "postgresql":
+            return self.for_writing(cursor, user_pk, new=True)
+        raw = AESGCM.generate_key(bit_length=256)
+        wrapped = _wrap(raw, user_pk)
+        try:
+            cursor.execute(
+                "INSERT INTO hero_user_key (user_pk, wrapped, created_at) "
+                "VALUES (%s, %s, %s)",
+                [user_pk, wrapped, timezone.now()],
+            )
+        except IntegrityError as error:  # refused at once, outside a pipeline
+            raise VersionConflict(
+                f"Database {self.datastore.alias!r}: the key of user {user_pk} "
+                "was made by another writer meanwhile."
+            ) from error
+        return _unwrapped.put(wrapped, user_pk, raw)
+
     @staticmethod
     def _opened(wrapped: bytes, user_pk: str) -> AESGCM:
         cipher = _unwrapped.get(wrapped, user_pk)
@@ -200,8 +234,6 @@ def rewrap_keys(alias: str, batch_size: int = 1000) -> int:
     chain key changed, before its old value leaves the fallbacks); return how
     many were wrapped again. A key that opens with none of the chain keys is
     left as it is."""
-    from django.db import connections, transaction
-
     secrets = [key.secret for key in chain_keys()]
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         cursor.execute("SELECT user_pk, wrapped FROM hero_user_key ORDER BY user_pk")
@@ -319,14 +351,15 @@ class Sealer:
         self,
         cursor: Any,
         events: Sequence[Any],
-        read: Mapping[str, bytes] | None = None,
+        read: Mapping[str, bytes | None] | None = None,
     ) -> None:
         """Give each event with personal fields its ``sealed`` member: its
         fields that hold something, sealed under its user's key, or None when
         none does (then no key is needed). The plain values stay on the event
         in memory, for the projections of this transaction; the mapper stores only the
         sealed ones. ``read``: users' wrapped keys read from the database in
-        this call (with their aggregates' events), used without reading again."""
+        this call (with their aggregates' events; None: the user had none),
+        used without reading again."""
         keys: dict[str, AESGCM] = {}
         for event in events:
             names = personal_fields(type(event))
@@ -344,7 +377,12 @@ class Sealer:
             user_pk = state["user_pk"]
             key = keys.get(user_pk)
             if key is None and read and user_pk in read:
-                key = keys[user_pk] = UserKeys._opened(read[user_pk], user_pk)
+                wrapped = read[user_pk]
+                key = keys[user_pk] = (
+                    UserKeys._opened(wrapped, user_pk)
+                    if wrapped is not None
+                    else self.keys.make(cursor, user_pk)
+                )
             if key is None:
                 # An aggregate's first event: likely the user's first, too.
                 new = state.get("originator_version") == 1

@@ -298,20 +298,21 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         self, originator_id: UUID | str, user_pk: str
     ) -> tuple[list[StoredEvent], bytes | None]:
         """An aggregate's events, and its user's wrapped data key (None if the
-        user has none, or the aggregate has no events), in one statement: one
-        read, one snapshot of both. The key comes with each event, from a
-        subquery the database evaluates once (cheaper than a union, which
-        SQLite sorts)."""
+        user has none), in one statement: one read, one snapshot of both.
+
+        The key's row comes first, at version -1; the events are put in order
+        here (a union with an ORDER BY, SQLite sorts in a temporary table)."""
         statement = (
-            "SELECT originator_id, originator_version, topic, state, "
-            "(SELECT wrapped FROM hero_user_key WHERE user_pk = %s) "
-            f"FROM {self.events_table} WHERE originator_id = %s "
-            "ORDER BY originator_version"
+            "SELECT NULL, -1, NULL, wrapped FROM hero_user_key WHERE user_pk = %s "
+            "UNION ALL SELECT originator_id, originator_version, topic, state "
+            f"FROM {self.events_table} WHERE originator_id = %s"
         )
         with self.datastore.cursor() as cursor:
             cursor.execute(statement, [user_pk, self._db_uuid(originator_id)])
-            rows = cursor.fetchall()
-        wrapped = self._bytes(rows[0][4]) if rows and rows[0][4] is not None else None
+            rows = sorted(cursor.fetchall(), key=lambda row: row[1])
+        wrapped = None
+        if rows and rows[0][1] == -1:
+            wrapped = self._bytes(rows.pop(0)[3])
         events = [
             StoredEvent(
                 originator_id=self._py_uuid(row[0]),

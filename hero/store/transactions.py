@@ -94,16 +94,20 @@ def _translated(alias: str, error: db_utils.Error) -> PersistenceError:
 
 
 def _version_taken(error: BaseException) -> bool:
-    """Whether PostgreSQL refused a row of the events table for a duplicate key:
-    the one unique constraint an event can break is its aggregate's version."""
+    """Whether PostgreSQL refused a row for a duplicate key that means a lost
+    race: an event's aggregate version, or a user's data key that another
+    writer made first (see :meth:`hero.sealing.UserKeys.make`)."""
     # Lazy: the store is importable before Django has loaded the models.
-    from hero.models import StoredEvent
+    from hero.models import StoredEvent, UserKey
 
     cause: BaseException | None = error
     while cause is not None:
         if getattr(cause, "sqlstate", None) == "23505":  # unique_violation
             diag = getattr(cause, "diag", None)
-            return getattr(diag, "table_name", None) == StoredEvent._meta.db_table
+            return getattr(diag, "table_name", None) in (
+                StoredEvent._meta.db_table,
+                UserKey._meta.db_table,
+            )
         cause = cause.__cause__
     return False
 
