@@ -224,7 +224,9 @@ class Ledger(Application[UUID]):
         deleted key, unreadable, as what it was given was meant to be."""
         if self.snapshots is None and self.sealer is not None:
             aggregate_id = user_achievement_id(user_pk, achievement_id)
-            stored, wrapped = self.recorder.select_events_and_key(aggregate_id, user_pk)
+            stored, wrapped, known = self.recorder.select_events_and_key(
+                aggregate_id, user_pk
+            )
             to_event = self.mapper.to_domain_event
             found: UserAchievement = (
                 replay(None, [to_event(s) for s in stored])
@@ -233,7 +235,8 @@ class Ledger(Application[UUID]):
             )
             # Bookkeeping of the ledger's, not domain state: the key as read
             # (None: the user had none then).
-            found.__dict__["_read_key"] = (wrapped,)
+            if known:
+                found.__dict__["_read_key"] = (wrapped,)
             return found
         try:
             aggregate: UserAchievement = self.repository.get(

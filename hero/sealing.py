@@ -173,7 +173,7 @@ class UserKeys:
             raw = AESGCM.generate_key(bit_length=256)
             wrapped = _wrap(raw, user_pk)
             statement, returns = _make_sql(vendor)
-            params = [user_pk, wrapped, timezone.now()]
+            params = [user_pk, wrapped, _now(cursor)]
             cursor.execute(statement, params + [user_pk] * (vendor == "postgresql"))
             if returns:
                 row = cursor.fetchone()
@@ -190,23 +190,20 @@ class UserKeys:
     def make(self, cursor: Any, user_pk: str) -> AESGCM:
         """A new data key for a user who had none when the aggregate was read.
 
-        On PostgreSQL, a plain insert, whose result is not waited for (it goes
-        in the pipeline of the award): should another writer have made the
-        user's key meanwhile, the insert fails, and the store takes it as a
-        lost race (:class:`~hero.store.transactions.VersionConflict`): the
-        award is decided again, and reads that key. Elsewhere, as
-        :meth:`for_writing` does for a new key."""
-        if self.datastore.vendor != "postgresql":
-            return self.for_writing(cursor, user_pk, new=True)
+        A plain insert, with no read: on PostgreSQL its result is not waited
+        for (it goes in the pipeline of the award). Should another writer have
+        made the user's key meanwhile, the insert fails, and the store takes it
+        as a lost race (:class:`~hero.store.transactions.VersionConflict`): the
+        award is decided again, and reads that key."""
         raw = AESGCM.generate_key(bit_length=256)
         wrapped = _wrap(raw, user_pk)
         try:
             cursor.execute(
                 "INSERT INTO hero_user_key (user_pk, wrapped, created_at) "
                 "VALUES (%s, %s, %s)",
-                [user_pk, wrapped, timezone.now()],
+                [user_pk, wrapped, _now(cursor)],
             )
-        except IntegrityError as error:  # refused at once, outside a pipeline
+        except IntegrityError as error:  # refused at once (not in a pipeline)
             raise VersionConflict(
                 f"Database {self.datastore.alias!r}: the key of user {user_pk} "
                 "was made by another writer meanwhile."
@@ -257,6 +254,11 @@ def rewrap_keys(alias: str, batch_size: int = 1000) -> int:
                 updates[start : start + batch_size],
             )
     return len(updates)
+
+
+def _now(cursor: Any) -> Any:
+    """Now, as the backend stores a datetime (MySQL takes no time zone)."""
+    return cursor.db.ops.adapt_datetimefield_value(timezone.now())
 
 
 @functools.cache

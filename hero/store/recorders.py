@@ -296,23 +296,44 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
 
     def select_events_and_key(
         self, originator_id: UUID | str, user_pk: str
-    ) -> tuple[list[StoredEvent], bytes | None]:
-        """An aggregate's events, and its user's wrapped data key (None if the
-        user has none), in one statement: one read, one snapshot of both.
+    ) -> tuple[list[StoredEvent], bytes | None, bool]:
+        """An aggregate's events, and its user's wrapped data key, in one
+        statement: one read, one snapshot of both. Returns the events, the key
+        (None if the user has none) and whether the key's absence is known.
 
-        The key's row comes first, at version -1; the events are put in order
-        here (a union with an ORDER BY, SQLite sorts in a temporary table)."""
-        statement = (
-            "SELECT NULL, -1, NULL, wrapped FROM hero_user_key WHERE user_pk = %s "
-            "UNION ALL SELECT originator_id, originator_version, topic, state "
-            f"FROM {self.events_table} WHERE originator_id = %s"
-        )
-        with self.datastore.cursor() as cursor:
-            cursor.execute(statement, [user_pk, self._db_uuid(originator_id)])
-            rows = sorted(cursor.fetchall(), key=lambda row: row[1])
-        wrapped = None
-        if rows and rows[0][1] == -1:
-            wrapped = self._bytes(rows.pop(0)[3])
+        On PostgreSQL, a union: the key's row (at version -1) and the events,
+        put in order here; the key is known even for an aggregate with no
+        events, so that its first award makes the key in the award's pipeline.
+        Elsewhere, a subquery with each event, which the database evaluates
+        once and costs next to nothing (SQLite's union costs more); with no
+        events, whether the user has a key is not known."""
+        params = [user_pk, self._db_uuid(originator_id)]
+        if self.datastore.vendor == "postgresql":
+            statement = (
+                "SELECT NULL, -1, NULL, wrapped FROM hero_user_key "
+                "WHERE user_pk = %s UNION ALL SELECT originator_id, "
+                f"originator_version, topic, state FROM {self.events_table} "
+                "WHERE originator_id = %s"
+            )
+            with self.datastore.cursor() as cursor:
+                cursor.execute(statement, params)
+                rows = sorted(cursor.fetchall(), key=lambda row: row[1])
+            wrapped = None
+            if rows and rows[0][1] == -1:
+                wrapped = self._bytes(rows.pop(0)[3])
+            known = True
+        else:
+            statement = (
+                "SELECT originator_id, originator_version, topic, state, "
+                "(SELECT wrapped FROM hero_user_key WHERE user_pk = %s) "
+                f"FROM {self.events_table} WHERE originator_id = %s "
+                "ORDER BY originator_version"
+            )
+            with self.datastore.cursor() as cursor:
+                cursor.execute(statement, params)
+                rows = cursor.fetchall()
+            known = bool(rows)
+            wrapped = self._bytes(rows[0][4]) if known and rows[0][4] else None
         events = [
             StoredEvent(
                 originator_id=self._py_uuid(row[0]),
@@ -322,7 +343,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             )
             for row in rows
         ]
-        return events, wrapped
+        return events, wrapped, known
 
 
 class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
