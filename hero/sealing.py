@@ -34,7 +34,6 @@ import binascii
 import functools
 import json
 import os
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -158,9 +157,10 @@ class UserKeys:
         commit wins, and the other reads the winner's.
 
         ``new`` says the key is wanted for an aggregate's first event, when the
-        user may well have none: then one statement makes the key or reads the
-        one there (on MariaDB and MySQL, two). Otherwise the key is read first,
-        and made only if missing."""
+        user may well have none: then the key is made first, in one statement
+        for a user with none; a user with one costs a refused insert and a read
+        (on PostgreSQL, one statement either way). Otherwise the key is read
+        first, and made only if missing."""
         vendor = self.datastore.vendor
         for attempt in range(3):
             if not new or attempt:
@@ -174,7 +174,11 @@ class UserKeys:
             wrapped = _wrap(raw, user_pk)
             statement, returns = _make_sql(vendor)
             params = [user_pk, wrapped, _now(cursor)]
-            cursor.execute(statement, params + [user_pk] * (vendor == "postgresql"))
+            try:
+                cursor.execute(statement, params + [user_pk] * (vendor == "postgresql"))
+            except IntegrityError:
+                # The user has one (SQLite and MySQL undo only the statement).
+                continue
             if returns:
                 row = cursor.fetchone()
                 if row is None:
@@ -263,24 +267,18 @@ def _now(cursor: Any) -> Any:
 
 @functools.cache
 def _make_sql(vendor: str) -> tuple[str, bool]:
-    """The statement that makes a user's key unless there is one, and whether
-    it returns the key then in the table (the one made, or the one there).
+    """The statement that makes a user's key, and whether it returns the key
+    then in the table (the one made, or the one there).
 
-    SQLite: an upsert whose update changes nothing, so that it returns the
-    row either way (the database is locked for the transaction in any case).
     PostgreSQL: the insert and a read of the row in one statement, taking no
-    lock on an existing key; a key committed by another transaction after the
-    statement began is not seen, and the caller tries again. MariaDB and
-    MySQL: an insert that ignores a duplicate, and no row returned."""
+    lock on an existing key (a failed statement would abort the transaction);
+    a key committed by another transaction after the statement began is not
+    seen, and the caller tries again. SQLite, MariaDB and MySQL: a plain
+    insert, which fails on the key there (undoing only itself), and the caller
+    reads that key: for a new user, one statement and no read."""
     insert = (
         "INSERT INTO hero_user_key (user_pk, wrapped, created_at) VALUES (%s, %s, %s)"
     )
-    if vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35):
-        return (
-            insert + " ON CONFLICT (user_pk) DO UPDATE SET user_pk = excluded.user_pk "
-            "RETURNING wrapped",
-            True,
-        )
     if vendor == "postgresql":
         return (
             f"WITH made AS ({insert} ON CONFLICT (user_pk) DO NOTHING RETURNING "
@@ -288,9 +286,7 @@ def _make_sql(vendor: str) -> tuple[str, bool]:
             "hero_user_key WHERE user_pk = %s",
             True,
         )
-    if vendor == "mysql":
-        return insert.replace("INSERT", "INSERT IGNORE", 1), False
-    return insert + " ON CONFLICT (user_pk) DO NOTHING", False
+    return insert, False
 
 
 def seal_values(cipher: AESGCM, user_pk: str, values: Mapping[str, Any]) -> str:
