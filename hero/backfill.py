@@ -32,7 +32,7 @@ from hero.exceptions import NothingToBackfill
 from hero.ledger import Decision, Effect, get_ledger
 from hero.users import existing_user_pks
 from hero.validation import (
-    backfilled_award_of,
+    backfilled_awards,
     check_batch_size,
     decision_of,
     recorded_state,
@@ -70,8 +70,9 @@ def source_of(achievement: AchievementBase) -> str:
 def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candidate]:
     """What the achievement would award, user by user, in order."""
     if callable(getattr(achievement, "backfill", None)):
+        award_of = backfilled_awards(achievement)
         for item in achievement.backfill():  # type: ignore[attr-defined]
-            user_pk, level, awarded_at, key = backfilled_award_of(achievement, item)
+            user_pk, level, awarded_at, key = award_of(item)
             yield Candidate(
                 user_pk, Decision(achievement.id, level=level, key=key), awarded_at
             )
