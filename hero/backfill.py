@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from django.contrib.auth import get_user_model
 
@@ -41,8 +41,9 @@ from hero.validation import (
 TRIGGER = "backfill"
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """One award a backfill would make (a tuple: one is made per candidate)."""
+
     #: None for a pk that can be no user's (it is skipped, as a missing user is).
     user_pk: str | None
     decision: Decision
@@ -71,11 +72,18 @@ def candidates(achievement: AchievementBase, batch_size: int) -> Iterator[Candid
     """What the achievement would award, user by user, in order."""
     if callable(getattr(achievement, "backfill", None)):
         award_of = backfilled_awards(achievement)
+        # Decisions are immutable: one per level serves every award without a
+        # key (making one costs more than the rest of a candidate).
+        by_level: dict[int, Decision] = {}
+        decision: Decision | None
         for item in achievement.backfill():  # type: ignore[attr-defined]
             user_pk, level, awarded_at, key = award_of(item)
-            yield Candidate(
-                user_pk, Decision(achievement.id, level=level, key=key), awarded_at
-            )
+            decision = by_level.get(level) if key is None else None
+            if decision is None:
+                decision = Decision(achievement.id, level=level, key=key)
+                if key is None:
+                    by_level[level] = decision
+            yield Candidate(user_pk, decision, awarded_at)
         return
 
     ledger = get_ledger()
