@@ -168,7 +168,15 @@ def backfill(
                     aggregate, candidate.decision, TRIGGER, state, candidate.awarded_at
                 ):
                     effects.append((user_pk, effect))
-            pending = [a for a in aggregates.values() if a.pending_events]
+            # In the order of their ids, as the store's unique index on
+            # (aggregate, version) keeps them: the batch's inserts then go
+            # through that index's pages in order rather than at random, so
+            # fewer of its pages are read from disk (in one transaction, the
+            # order of the events is free; each aggregate's stay in order).
+            pending = sorted(
+                (a for a in aggregates.values() if a.pending_events),
+                key=lambda aggregate: aggregate.id.int,
+            )
             return effects, ([] if dry_run else pending)
 
         for user_pk, effect in ledger._retrying(
