@@ -103,10 +103,14 @@ def unlock(
     An achievement with ``revoke_when_unmet = True`` that answers None is revoked
     if the user holds it (this reads the store, unlike a plain no-award call).
     """
-    check_event(event)
+    # An event some achievement listens to had its name checked once, by the
+    # registry; any other is checked here.
+    listeners = registry.checked_listeners.get(event) if type(event) is str else None
+    if listeners is None:
+        check_event(event)
+        listeners = registry.listeners(event)
     if not isinstance(user, conf.user_model) or user.pk is None:
         check_user(user)  # says what is wrong; the usual case costs no call
-    listeners = registry.listeners(event)
     log_trigger = conf.HERO_RECORD_TRIGGERS
     if not listeners and not log_trigger:
         return []

@@ -9,34 +9,46 @@ Nothing else in hero imports ``django.conf.settings`` for hero's own settings.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
+from weakref import WeakSet
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.signals import setting_changed
 
 T = TypeVar("T")
-_cache: dict[str, Any] = {}
 
 
-def cached(read: Callable[[Any], T]) -> property:
-    """A property whose value is kept until a setting changes."""
-    name = read.__name__
+class cached(Generic[T]):
+    """A setting read once and then kept as an attribute of the reader until a
+    setting changes: a later read is an attribute lookup, not a call (the call
+    that awards nothing reads two settings)."""
 
-    @wraps(read)
-    def get(self: Any) -> T:
-        try:
-            return _cache[name]  # type: ignore[no-any-return]
-        except KeyError:
-            value = _cache[name] = read(self)
-            return value
+    def __init__(self, read: Callable[[Any], T]) -> None:
+        self.read = read
+        self.name = read.__name__
+        self.__doc__ = read.__doc__
 
-    return property(get)
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> cached[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any]) -> T: ...
+    def __get__(self, instance: object, owner: type[Any]) -> T | cached[T]:
+        if instance is None:
+            return self
+        # No __set__: the value stored in the instance's __dict__ is found
+        # before this descriptor from now on, until _forget() removes it.
+        value = instance.__dict__[self.name] = self.read(instance)
+        return value
+
+
+#: Every reader, for _forget() to clear what they kept.
+_readers: WeakSet[Any] = WeakSet()
 
 
 def _forget(**kwargs: Any) -> None:
-    _cache.clear()
+    for reader in list(_readers):
+        reader.__dict__.clear()
 
 
 setting_changed.connect(_forget)
@@ -61,6 +73,9 @@ DEFAULT_LEVELS: tuple[tuple[int, str], ...] = (
 
 class Settings:
     """Typed access to hero's settings, each with its documented default."""
+
+    def __init__(self) -> None:
+        _readers.add(self)
 
     @cached
     def user_model(self) -> Any:

@@ -29,6 +29,10 @@ class AchievementRegistry:
         self._classes: dict[str, type[AchievementBase]] = {}
         self._instances: dict[str, AchievementBase] = {}
         self._by_event: dict[str, tuple[AchievementBase, ...]] = {}
+        #: The listeners of each event whose name ``unlock()`` accepts: the name
+        #: checked once here rather than on every call (events no achievement
+        #: listens to, and invalid names, are not in it).
+        self.checked_listeners: dict[str, tuple[AchievementBase, ...]] = {}
         self._unindexed: list[type[AchievementBase]] = []
         self.conflicts: list[
             tuple[str, type[AchievementBase], type[AchievementBase]]
@@ -66,6 +70,14 @@ class AchievementRegistry:
                     if isinstance(event, str):
                         by_event.setdefault(event, []).append(achievement)
         self._by_event = {event: tuple(items) for event, items in by_event.items()}
+        # Imported here: hero.validation imports this module's registry.
+        from hero.validation import is_event_name
+
+        self.checked_listeners = {
+            event: items
+            for event, items in self._by_event.items()
+            if is_event_name(event)
+        }
         self.version += 1
 
     def remove(self, achievement_id: str) -> None:

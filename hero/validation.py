@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, TypeGuard
 
@@ -575,73 +576,98 @@ def check_batch_size(batch_size: object) -> None:
         )
 
 
-def backfilled_award_of(
-    achievement: AchievementBase, item: object
-) -> tuple[str | None, int, datetime | None, str | None]:
-    """(user pk as events record it, level, when it took effect, key) of an item
-    that ``achievement.backfill()`` yielded; the pk is None when it can be no
-    user's, and InvalidBackfill (or InvalidLevel) says what an item must be.
-    A repeatable achievement yields a fourth item, the award's key."""
+def backfilled_awards(
+    achievement: AchievementBase,
+) -> Callable[[object], tuple[str | None, int, datetime | None, str | None]]:
+    """The reader of the items ``achievement.backfill()`` yields: each item's
+    (user pk as events record it, level, when it took effect, key); the pk is
+    None when it can be no user's, and InvalidBackfill (or InvalidLevel) says
+    what an item must be. A repeatable achievement yields a fourth item, the
+    award's key. What does not change from item to item (the achievement's
+    name, the user model's pk column) is looked up once, not once per item."""
     name = f"{type(achievement).__qualname__}.backfill()"
     repeatable = is_repeatable(achievement)
     lengths = (2, 3, 4) if repeatable else (2, 3)
-    if not isinstance(item, (tuple, list)) or len(item) not in lengths:
-        raise InvalidBackfill(
-            f"{name} yielded {describe(item)}; it must yield (user_pk, level) or "
-            "(user_pk, level, awarded_at) tuples"
-            + (", and (user_pk, level, awarded_at, key)." if repeatable else ".")
+    pk_of = user_pk_reader()
+
+    def award_of(
+        item: object,
+    ) -> tuple[str | None, int, datetime | None, str | None]:
+        if not isinstance(item, (tuple, list)) or len(item) not in lengths:
+            raise InvalidBackfill(
+                f"{name} yielded {describe(item)}; it must yield (user_pk, level) or "
+                "(user_pk, level, awarded_at) tuples"
+                + (", and (user_pk, level, awarded_at, key)." if repeatable else ".")
+            )
+        user_pk, level, *rest = item
+        level = level_of(achievement, level)
+        if not rest and not repeatable:  # the common case: (user_pk, level)
+            return pk_of(user_pk), level, None, None
+        awarded_at = rest[0] if rest else None
+        key = award_key_of(
+            achievement,
+            rest[1] if len(rest) > 1 else None,
+            "backfill()",
+            InvalidBackfill,
         )
-    user_pk, level, *rest = item
-    level = level_of(achievement, level)
-    awarded_at = rest[0] if rest else None
-    key = award_key_of(
-        achievement, rest[1] if len(rest) > 1 else None, "backfill()", InvalidBackfill
-    )
-    if awarded_at is not None:
-        if not isinstance(awarded_at, datetime):
-            raise InvalidBackfill(
-                f"{name} yielded awarded_at={describe(awarded_at)} "
-                f"({type(awarded_at).__name__}); it must be a datetime (when the "
-                "award took effect) or None (now)."
-            )
-        awarded_at = aware(awarded_at)
-        try:
-            in_utc = awarded_at.astimezone(UTC)
-        except OverflowError:  # before year 1 or after 9999 in UTC
-            in_utc = None
-        if in_utc is None or in_utc > timezone.now():
-            raise InvalidBackfill(
-                f"{name} yielded awarded_at={awarded_at.isoformat()}, which is not "
-                "in the past (from the year 1 in UTC); a backfill awards what users "
-                "earned before now."
-            )
-    return user_pk_of(user_pk), level, awarded_at, key
+        if awarded_at is not None:
+            if not isinstance(awarded_at, datetime):
+                raise InvalidBackfill(
+                    f"{name} yielded awarded_at={describe(awarded_at)} "
+                    f"({type(awarded_at).__name__}); it must be a datetime (when the "
+                    "award took effect) or None (now)."
+                )
+            awarded_at = aware(awarded_at)
+            try:
+                in_utc = awarded_at.astimezone(UTC)
+            except OverflowError:  # before year 1 or after 9999 in UTC
+                in_utc = None
+            if in_utc is None or in_utc > timezone.now():
+                raise InvalidBackfill(
+                    f"{name} yielded awarded_at={awarded_at.isoformat()}, which is not "
+                    "in the past (from the year 1 in UTC); a backfill awards what users "
+                    "earned before now."
+                )
+        return pk_of(user_pk), level, awarded_at, key
+
+    return award_of
 
 
 def user_pk_of(value: object) -> str | None:
     """``value`` as events record a user's pk (its text), or None when it can be
     no user's pk: text no database stores, or no value of the user model's pk
     column (not a number, or out of the column's range, for an integer pk)."""
-    try:
-        text = str(value)
-    except Exception:
-        return None
-    if text_problem(text):
-        return None
+    return user_pk_reader()(value)
+
+
+def user_pk_reader() -> Callable[[object], str | None]:
+    """:func:`user_pk_of` for the current user model, its pk column looked up
+    once (a backfill checks every candidate with it)."""
     pk = user_model()._meta.pk
     assert pk is not None
     target = pk.target_field if pk.is_relation else pk
     bounds = _INTEGER_RANGES.get(target.get_internal_type())
-    # An integer pk's column value is int() of its text, on every backend (a
-    # backfill checks every candidate: no connection looked up for it).
+    # An integer pk's column value is int() of its text, on every backend (no
+    # connection looked up for it).
     convert = int if bounds else user_pk_adapter(connections[conf.HERO_DATABASE])
-    try:
-        column_value = convert(text)
-    except (ValueError, TypeError, ValidationError):
-        return None
-    if bounds and not bounds[0] <= column_value <= bounds[1]:
-        return None
-    return text
+    low, high = bounds or (0, 0)
+
+    def pk_of(value: object) -> str | None:
+        try:
+            text = str(value)
+        except Exception:
+            return None
+        if text_problem(text):
+            return None
+        try:
+            column_value = convert(text)
+        except (ValueError, TypeError, ValidationError):
+            return None
+        if bounds and not low <= column_value <= high:
+            return None
+        return text
+
+    return pk_of
 
 
 # Commands' arguments -----------------------------------------------------------

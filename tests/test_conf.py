@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hero.conf import Settings, conf
+from hero.conf import Settings, cached, conf
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "reference" / "settings.md"
 
@@ -26,7 +26,7 @@ def read() -> list[str]:
     return sorted(
         name
         for name, value in vars(Settings).items()
-        if isinstance(value, property) and name.isupper()
+        if isinstance(value, cached) and name.isupper()
     )
 
 

@@ -221,6 +221,31 @@ def test_event_names_must_be_strings(event: Any) -> None:
 
 
 @pytest.mark.django_db
+def test_an_event_name_is_refused_even_when_an_achievement_listens_to_it(
+    backend: Backend, make_user: Any, isolated_registry: Any
+) -> None:
+    # Arrange: an achievement listening to a name unlock() cannot record (a NUL
+    # character; system check hero.E004 reports it, the registry keeps it).
+    event = "points\x00awarded"
+
+    @hero.achievements.register
+    class ListensToNul(AchievementBase):
+        id = "listens_to_nul"
+        title = "Listens to a NUL"
+        events = [event]
+
+        def unlock(self, **state: Any) -> Any:
+            return AchievementUnlocked(level=1)
+
+    # Act and assert: refused as a name nothing listens to is, nothing written;
+    # the registry's names checked once leave it out.
+    with pytest.raises(InvalidEventName, match="NUL character"):
+        hero.achievements.unlock(event, user=make_user())
+    assert award_events() == []
+    assert event not in hero.achievements.registry.checked_listeners
+
+
+@pytest.mark.django_db
 def test_huge_state_is_refused_and_nothing_written(
     backend: Backend, make_user: Any, settings: Any
 ) -> None:

@@ -303,14 +303,22 @@ def datetime_adapter(connection: BaseDatabaseWrapper) -> Callable[[datetime], An
     if connection.vendor == "sqlite" and settings.USE_TZ:
         zone = connection.timezone
         utc = zone is UTC
+        # The last datetime and its text: a row's times are often one object
+        # (an unlock's "unlocked at" and "updated at"), and datetimes are immutable.
+        last: list[Any] = [None, None]
 
         def to_text(value: datetime) -> Any:
             # Text of the naive time in the connection's zone, as Django stores it.
+            if value is last[0]:
+                return last[1]
             if value.tzinfo is None:
-                return adapt(value)
-            if utc and value.tzinfo is UTC:  # most: the text without "+00:00"
-                return str(value)[:-6]
-            return str(value.astimezone(zone).replace(tzinfo=None))
+                text = adapt(value)
+            elif utc and value.tzinfo is UTC:  # most: the text without "+00:00"
+                text = str(value)[:-6]
+            else:
+                text = str(value.astimezone(zone).replace(tzinfo=None))
+            last[0], last[1] = value, text
+            return text
 
         return to_text
     return adapt
