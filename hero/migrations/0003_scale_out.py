@@ -1,4 +1,13 @@
-"""PostgreSQL scale-out: a count's changes are settled at COMMIT.
+"""PostgreSQL scale-out: positions reserved without the table lock, followers
+bounded by a horizon, a count's changes settled at COMMIT.
+
+``hero_reserve_positions(n)`` takes the next ``n`` positions of the events'
+sequence and marks the first with an advisory lock held until the writer's
+transaction ends; ``hero_horizon()`` is the highest position below every mark
+(:mod:`hero.store.ordering`); the reader's own marks do not count, its
+own events being visible to it already. Both take the same short gate, a session
+advisory lock released before they return, so that a reservation is marked
+before any reader can see the sequence past it.
 
 ``hero_achievement_count_change`` holds the changes in holders that a
 transaction made; on PostgreSQL a constraint trigger deferred to ``COMMIT``
@@ -43,6 +52,66 @@ CREATE CONSTRAINT TRIGGER hero_settle_count
     FOR EACH ROW EXECUTE FUNCTION hero_settle_count();
 """
 
+#: The advisory locks' class id: "hero" in ASCII (hero.store.ordering.LOCK_CLASS).
+LOCK_CLASS = 1751478895
+
+RESERVE_AND_HORIZON = f"""
+CREATE FUNCTION hero_reserve_positions(n integer) RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    sequence regclass := pg_get_serial_sequence('hero_stored_event', 'id');
+    positions bigint[];
+BEGIN
+    PERFORM pg_advisory_lock({LOCK_CLASS}, 0);
+    BEGIN
+        SELECT array_agg(nextval(sequence) ORDER BY g) INTO positions
+        FROM generate_series(1, n) AS g;
+        PERFORM pg_advisory_xact_lock({LOCK_CLASS}, positions[1]::integer);
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        PERFORM pg_advisory_unlock({LOCK_CLASS}, 0);
+        RAISE;
+    END;
+    PERFORM pg_advisory_unlock({LOCK_CLASS}, 0);
+    RETURN QUERY SELECT unnest(positions);
+END
+$$;
+CREATE FUNCTION hero_horizon() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    horizon bigint;
+    last bigint;
+BEGIN
+    PERFORM pg_advisory_lock({LOCK_CLASS}, 0);
+    BEGIN
+        SELECT min(objid::bigint) - 1 INTO horizon FROM pg_locks
+        WHERE locktype = 'advisory' AND classid = {LOCK_CLASS} AND objsubid = 2
+          AND objid <> 0 AND pid <> pg_backend_pid() AND database = (
+            SELECT oid FROM pg_database WHERE datname = current_database()
+          );
+        IF horizon IS NULL THEN
+            EXECUTE format(
+                'SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END '
+                'FROM %s', pg_get_serial_sequence('hero_stored_event', 'id')
+            ) INTO horizon;
+            -- Rows written with ids of their own, past the sequence.
+            SELECT greatest(horizon, max(id)) INTO horizon FROM hero_stored_event;
+        END IF;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        PERFORM pg_advisory_unlock({LOCK_CLASS}, 0);
+        RAISE;
+    END;
+    PERFORM pg_advisory_unlock({LOCK_CLASS}, 0);
+    PERFORM set_config('hero.horizon', horizon::text, false);
+    RETURN horizon;
+END
+$$;
+"""
+
+NO_RESERVE_AND_HORIZON = """
+DROP FUNCTION hero_horizon();
+DROP FUNCTION hero_reserve_positions(integer);
+"""
+
 UNSETTLE_COUNT = """
 DROP TRIGGER hero_settle_count ON hero_achievement_count_change;
 DROP FUNCTION hero_settle_count();
@@ -69,4 +138,5 @@ class Migration(migrations.Migration):
             },
         ),
         PostgreSQLOnly(SETTLE_COUNT, UNSETTLE_COUNT),
+        PostgreSQLOnly(RESERVE_AND_HORIZON, NO_RESERVE_AND_HORIZON),
     ]

@@ -24,6 +24,8 @@ events, placing logged triggers, starting and finishing a rebuild) calls it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db.backends.utils import CursorWrapper
@@ -31,13 +33,21 @@ from django.db.backends.utils import CursorWrapper
 from hero.conf import conf
 
 
-def hold_ordering_lock(cursor: CursorWrapper) -> bool:
+def hold_ordering_lock(cursor: CursorWrapper, *, exclusive: bool = True) -> bool:
     """Hold the store's ordering lock until the cursor's transaction ends.
 
     Returns whether the transaction holds it now: always on PostgreSQL, and on
     SQLite when the transaction began ``IMMEDIATE`` or ``EXCLUSIVE``. Inside a
     pipeline (:func:`hero.store.postgres.pipelined`) the statements join the
     pipeline's round trip.
+
+    On PostgreSQL a writer of events passes ``exclusive=False``: it takes the
+    table's ``ROW EXCLUSIVE`` lock (the one its ``INSERT`` takes anyway), which
+    other writers share, under the same timeout, and reserves its positions
+    afterwards (:func:`reserve_positions`). What must not interleave with any
+    append (a rebuild starting or finishing, re-keying the chain, placing
+    logged triggers) takes the ``EXCLUSIVE`` lock, which waits for the writers
+    that hold theirs. MariaDB, MySQL and SQLite have only the exclusive lock.
     """
     connection: Any = cursor.db
     if connection.vendor == "sqlite":
@@ -55,7 +65,8 @@ def hold_ordering_lock(cursor: CursorWrapper) -> bool:
         "set_config('lock_timeout', %s, true)",
         [f"{timeout_ms}ms"],
     )
-    cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    mode = "EXCLUSIVE" if exclusive else "ROW EXCLUSIVE"
+    cursor.execute(f"LOCK TABLE {table} IN {mode} MODE")
     cursor.execute(
         "SELECT set_config('lock_timeout', "
         "current_setting('hero.caller_lock_timeout'), true)"
@@ -87,6 +98,51 @@ def _hold_on_mysql(cursor: CursorWrapper) -> None:
         )
     finally:
         cursor.execute("SET SESSION innodb_lock_wait_timeout = @hero_caller_lock_wait")
+
+
+#: The class id of hero's advisory locks on PostgreSQL ("hero" in ASCII): a
+#: writer's mark on its first reserved position, and the gate that reserving
+#: positions and reading the horizon take for a few statements (migration
+#: ``0003_scale_out`` holds the SQL functions that take them).
+LOCK_CLASS = 1751478895
+
+#: The condition that keeps a PostgreSQL reader of the log at or below the
+#: horizon read by the statement before it (:func:`read_horizon`).
+BELOW_HORIZON = "id <= current_setting('hero.horizon')::bigint"
+
+
+@contextmanager
+def below_horizon(cursor: CursorWrapper) -> Iterator[str]:
+    """PostgreSQL: read the horizon, the highest position below every position
+    still reserved by another transaction that has not ended (the reader's own
+    events are visible to it already); return the condition
+    that keeps the next statement on the cursor's connection at or below it.
+
+    Every position up to the horizon is committed or will never be (its
+    writer rolled back), so a follower that reads no further never sees a
+    position filled in behind it. The condition must go in a statement of its
+    own after this one (it may be sent in the same pipeline): in READ COMMITTED
+    that statement's snapshot is taken after the horizon was read, and sees
+    every event up to it. Inside a pipeline the horizon's own result is read
+    after the block's (a cursor of its own keeps the results apart).
+    """
+    with cursor.db.cursor() as horizon:
+        horizon.execute("SELECT hero_horizon()")
+        yield BELOW_HORIZON
+        horizon.fetchone()
+
+
+def reserve_positions(cursor: CursorWrapper, count: int) -> CursorWrapper:
+    """PostgreSQL: queue taking the next ``count`` positions of the events'
+    sequence, consecutive and in order, the first marked as reserved until the
+    transaction ends; return the cursor that will hold them (one row each).
+
+    Call it after :func:`hold_ordering_lock` with ``exclusive=False``: a writer
+    kept waiting for a rebuild then holds no mark that would stop followers.
+    """
+    reserved = cursor.db.cursor()
+    reserved.execute("SELECT hero_reserve_positions(%s)", [count])
+    return reserved
 
 
 def is_lock_timeout(error: BaseException) -> bool:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -38,7 +39,11 @@ from hero.store.chain import (
     register_sqlite_functions,
     sqlite_first_row_sql,
 )
-from hero.store.ordering import hold_ordering_lock
+from hero.store.ordering import (
+    below_horizon,
+    hold_ordering_lock,
+    reserve_positions,
+)
 from hero.store.positions import Positions
 from hero.store.postgres import Listener, announce, pipelined
 from hero.store.transactions import DjangoDatastore, VersionConflict
@@ -130,12 +135,17 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                 hold_ordering_lock(cursor)
                 if postgres:
                     announce(cursor)
-                    positions = self._reserve_positions(cursor, len(stored_events))
+                    positions = reserve_positions(cursor, len(stored_events))
                     Positions(self.datastore).prefetch(cursor)
-                cursor.execute(
-                    f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1"
-                )
-                row = cursor.fetchone()
+                # A cursor of its own: in a pipeline, a cursor whose earlier
+                # statement's result has arrived would be read without waiting
+                # for this one's.
+                with cursor.db.cursor() as last:
+                    last.execute(
+                        f"SELECT chain FROM {self.events_table} "
+                        "ORDER BY id DESC LIMIT 1"
+                    )
+                    row = last.fetchone()
             previous = self._bytes(row[0]) if row and row[0] is not None else None
             chain = links(previous, stored_events)
             if postgres:
@@ -192,18 +202,6 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                 "The database assigned positions out of insertion order"
             )
         return result
-
-    def _reserve_positions(self, cursor: CursorWrapper, count: int) -> Any:
-        """PostgreSQL, under the ordering lock: queue taking the next ``count``
-        positions from the table's sequence, in order; return the cursor that
-        will hold them (one row each), read with the last link's round trip."""
-        reserved = cursor.db.cursor()
-        reserved.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) "
-            "FROM generate_series(1, %s)",
-            [self.events_model._meta.db_table, count],
-        )
-        return reserved
 
     def _insert_at(
         self,
@@ -351,15 +349,28 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
         if topics:
             conditions.append(f"topic IN ({', '.join(['%s'] * len(topics))})")
             params.extend(topics)
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         params.append(limit)
-        with self.datastore.cursor() as cursor:
+        with self.datastore.cursor() as cursor, self._bounded(cursor) as bound:
+            if bound:
+                conditions.append(bound)
+            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
             cursor.execute(
                 "SELECT id, originator_id, originator_version, topic, state "
                 f"FROM {self.events_table}{where} ORDER BY id LIMIT %s",
                 params,
             )
             return cursor.fetchall()  # type: ignore[no-any-return]
+
+    @contextmanager
+    def _bounded(self, cursor: CursorWrapper) -> Iterator[str]:
+        """The condition that keeps a read of the log at or below positions
+        that can no longer be filled in (PostgreSQL: the horizon, read in the
+        same round trip), or "" where inserts are never concurrent."""
+        if self.datastore.vendor != "postgresql":
+            yield ""
+            return
+        with pipelined(cursor), below_horizon(cursor) as bound:
+            yield bound
 
     def select_notifications_of(
         self, originator_ids: Sequence[UUID | str], *, stop: int | None = None
@@ -394,8 +405,9 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
         return rows
 
     def max_notification_id(self) -> int | None:
-        with self.datastore.cursor() as cursor:
-            cursor.execute(f"SELECT MAX(id) FROM {self.events_table}")
+        with self.datastore.cursor() as cursor, self._bounded(cursor) as bound:
+            where = f" WHERE {bound}" if bound else ""
+            cursor.execute(f"SELECT MAX(id) FROM {self.events_table}{where}")
             (max_id,) = cursor.fetchone()
         return None if max_id is None else int(max_id)
 
