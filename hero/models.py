@@ -78,6 +78,14 @@ class StoredEvent(StoredEventBase):
             "event's chain and this event."
         ),
     )
+    seal = models.BinaryField(
+        null=True,
+        help_text=_(
+            "Until the event is linked (PostgreSQL links after the commit): "
+            "HMAC-SHA-256, keyed with the chain key, over its position and "
+            "the event."
+        ),
+    )
 
     class Meta:
         db_table = "hero_stored_event"
@@ -86,6 +94,14 @@ class StoredEvent(StoredEventBase):
             models.UniqueConstraint(
                 fields=["originator_id", "originator_version"],
                 name="hero_stored_event_unique_version",
+            )
+        ]
+        indexes = [
+            # The events not linked yet: a few at most, found by whoever links.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(chain__isnull=True),
+                name="hero_stored_event_unlinked",
             )
         ]
 

@@ -4,8 +4,8 @@ bounded by a horizon, a count's changes settled at COMMIT.
 ``hero_reserve_positions(n)`` takes the next ``n`` positions of the events'
 sequence and marks the first with an advisory lock held until the writer's
 transaction ends; ``hero_horizon()`` is the highest position below every mark
-(:mod:`hero.store.ordering`); the reader's own marks do not count, its
-own events being visible to it already. Both take the same short gate, a session
+(:mod:`hero.store.ordering`); the reader's own marks count only if it asks
+(``own_marks``), its own events being visible to it already. Both take the same short gate, a session
 advisory lock released before they return, so that a reservation is marked
 before any reader can see the sequence past it.
 
@@ -75,7 +75,7 @@ BEGIN
     RETURN QUERY SELECT unnest(positions);
 END
 $$;
-CREATE FUNCTION hero_horizon() RETURNS bigint
+CREATE FUNCTION hero_horizon(own_marks boolean DEFAULT false) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     horizon bigint;
@@ -85,7 +85,7 @@ BEGIN
     BEGIN
         SELECT min(objid::bigint) - 1 INTO horizon FROM pg_locks
         WHERE locktype = 'advisory' AND classid = {LOCK_CLASS} AND objsubid = 2
-          AND objid <> 0 AND pid <> pg_backend_pid() AND database = (
+          AND objid <> 0 AND (own_marks OR pid <> pg_backend_pid()) AND database = (
             SELECT oid FROM pg_database WHERE datname = current_database()
           );
         IF horizon IS NULL THEN
@@ -107,8 +107,59 @@ END
 $$;
 """
 
+LOCK_FOR_APPEND = """
+CREATE FUNCTION hero_may_append_alongside(
+    keys text[], markers text[], applies_inline boolean
+) RETURNS boolean LANGUAGE sql VOLATILE AS $$
+    SELECT CASE
+        WHEN cardinality(keys) = 0 THEN true
+        WHEN applies_inline THEN (
+            SELECT count(*) FROM hero_tracking
+            WHERE application_name = ANY(keys) AND notification_id = -1
+        ) = cardinality(keys) AND NOT EXISTS (
+            SELECT 1 FROM hero_tracking WHERE application_name = ANY(markers)
+        )
+        ELSE NOT EXISTS (
+            SELECT 1 FROM hero_tracking
+            WHERE application_name = ANY(keys) AND notification_id = -1
+        )
+    END
+$$;
+CREATE FUNCTION hero_lock_for_append(
+    keys text[], markers text[], applies_inline boolean
+) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    alongside boolean;
+BEGIN
+    LOOP
+        alongside := hero_may_append_alongside(keys, markers, applies_inline);
+        BEGIN
+            IF alongside THEN
+                LOCK TABLE hero_stored_event IN ROW EXCLUSIVE MODE;
+                -- Changed by a writer that held the table while this one
+                -- waited: release the lock with this block and decide again.
+                IF NOT hero_may_append_alongside(keys, markers, applies_inline) THEN
+                    RAISE EXCEPTION USING ERRCODE = 'HR001';
+                END IF;
+            ELSE
+                LOCK TABLE hero_stored_event IN EXCLUSIVE MODE;
+            END IF;
+            RETURN alongside;
+        EXCEPTION WHEN SQLSTATE 'HR001' THEN
+            NULL;
+        END;
+    END LOOP;
+END
+$$;
+"""
+
+NO_LOCK_FOR_APPEND = """
+DROP FUNCTION hero_lock_for_append(text[], text[], boolean);
+DROP FUNCTION hero_may_append_alongside(text[], text[], boolean);
+"""
+
 NO_RESERVE_AND_HORIZON = """
-DROP FUNCTION hero_horizon();
+DROP FUNCTION hero_horizon(boolean);
 DROP FUNCTION hero_reserve_positions(integer);
 """
 
@@ -124,6 +175,26 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name="storedevent",
+            name="seal",
+            field=models.BinaryField(
+                help_text=(
+                    "Until the event is linked (PostgreSQL links after the "
+                    "commit): HMAC-SHA-256, keyed with the chain key, over its "
+                    "position and the event."
+                ),
+                null=True,
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="storedevent",
+            index=models.Index(
+                condition=models.Q(("chain__isnull", True)),
+                fields=["id"],
+                name="hero_stored_event_unlinked",
+            ),
+        ),
         migrations.CreateModel(
             name="AchievementCountChange",
             fields=[
@@ -139,4 +210,5 @@ class Migration(migrations.Migration):
         ),
         PostgreSQLOnly(SETTLE_COUNT, UNSETTLE_COUNT),
         PostgreSQLOnly(RESERVE_AND_HORIZON, NO_RESERVE_AND_HORIZON),
+        PostgreSQLOnly(LOCK_FOR_APPEND, NO_LOCK_FOR_APPEND),
     ]
