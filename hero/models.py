@@ -96,14 +96,6 @@ class StoredEvent(StoredEventBase):
                 name="hero_stored_event_unique_version",
             )
         ]
-        indexes = [
-            # The events not linked yet: a few at most, found by whoever links.
-            models.Index(
-                fields=["id"],
-                condition=models.Q(chain__isnull=True),
-                name="hero_stored_event_unlinked",
-            )
-        ]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.originator_id} v{self.originator_version}"

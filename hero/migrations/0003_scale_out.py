@@ -56,6 +56,9 @@ CREATE CONSTRAINT TRIGGER hero_settle_count
 LOCK_CLASS = 1751478895
 
 RESERVE_AND_HORIZON = f"""
+-- The events not linked yet (a few at most), found by whoever links them.
+CREATE INDEX hero_stored_event_unlinked ON hero_stored_event (id)
+    WHERE chain IS NULL;
 CREATE FUNCTION hero_reserve_positions(n integer) RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -159,6 +162,7 @@ DROP FUNCTION hero_may_append_alongside(text[], text[], boolean);
 """
 
 NO_RESERVE_AND_HORIZON = """
+DROP INDEX hero_stored_event_unlinked;
 DROP FUNCTION hero_horizon(boolean);
 DROP FUNCTION hero_reserve_positions(integer);
 """
@@ -185,14 +189,6 @@ class Migration(migrations.Migration):
                     "position and the event."
                 ),
                 null=True,
-            ),
-        ),
-        migrations.AddIndex(
-            model_name="storedevent",
-            index=models.Index(
-                condition=models.Q(("chain__isnull", True)),
-                fields=["id"],
-                name="hero_stored_event_unlinked",
             ),
         ),
         migrations.CreateModel(
