@@ -14,7 +14,11 @@ from django.db import models
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from hero.queries import AchievementQuerySet, AchievementUnlockedQuerySet
+from hero.queries import (
+    AchievementCountQuerySet,
+    AchievementQuerySet,
+    AchievementUnlockedQuerySet,
+)
 
 if TYPE_CHECKING:
     from django.db.models.expressions import Combinable
@@ -72,6 +76,14 @@ class StoredEvent(StoredEventBase):
         help_text=_(
             "HMAC-SHA-256, keyed with the site's chain key, over the previous "
             "event's chain and this event."
+        ),
+    )
+    seal = models.BinaryField(
+        null=True,
+        help_text=_(
+            "Until the event is linked (PostgreSQL links after the commit): "
+            "HMAC-SHA-256, keyed with the chain key, over its position and "
+            "the event."
         ),
     )
 
@@ -268,6 +280,8 @@ class AchievementCount(models.Model):
     level = models.PositiveSmallIntegerField(_("level"))
     holders = models.BigIntegerField(_("holders"), default=0)
 
+    objects = AchievementCountQuerySet.as_manager()
+
     class Meta:
         db_table = "hero_achievement_count"
         verbose_name = _("achievement count")
@@ -284,6 +298,34 @@ class AchievementCount(models.Model):
             "level": self.level,
             "holders": self.holders,
         }
+
+
+class AchievementCountChange(models.Model):
+    """A change in the holders of an :class:`AchievementCount` that its
+    transaction has not settled yet (PostgreSQL only).
+
+    On PostgreSQL the holdings projection records a change here instead of
+    updating the count row, and a trigger deferred to ``COMMIT`` adds it to the
+    count and deletes it: the count's row is locked for the commit only, not
+    for the rest of the writer's transaction, so that awards of one popular
+    achievement do not take turns. Outside a transaction that awards, the
+    table is empty; inside one, ``AchievementCount.objects.holders()`` adds
+    the transaction's own changes.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # No foreign key: the catalog row exists (the count's own key checks it at
+    # COMMIT), and a key here would lock it for the writer's whole transaction.
+    achievement_id = models.CharField(max_length=255)
+    level = models.PositiveSmallIntegerField()
+    holders = models.BigIntegerField()
+
+    class Meta:
+        db_table = "hero_achievement_count_change"
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"{self.achievement_id} level {self.level}: {self.holders:+d}"
 
 
 class PositionField(_BigIntegerField):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.db import models
-from django.db.models import Sum
+from django.db import connections, models
 
 if TYPE_CHECKING:
     from hero.models import AchievementUnlocked  # noqa: F401
@@ -50,11 +51,38 @@ class AchievementQuerySet(models.QuerySet[Any]):
         # An import cycle: hero.models imports this module for its managers.
         from hero.models import AchievementCount
 
-        holders = (
-            AchievementCount.objects.using(self.db)
-            .filter(achievement_id=achievement_id, level__gte=level)
-            .aggregate(total=Sum("holders"))["total"]
-            or 0
-        )
+        counts = AchievementCount.objects.using(self.db).holders([achievement_id])
+        holders = sum(n for (_, lvl), n in counts.items() if lvl >= level)
         users = get_user_model()._default_manager.db_manager(self.db).count()
         return Rarity(achievement_id, level, holders, users)
+
+
+class AchievementCountQuerySet(models.QuerySet[Any]):
+    def holders(
+        self, achievement_ids: Collection[str] | None = None
+    ) -> dict[tuple[str, int], int]:
+        """Holders per (achievement, level), of the achievements given (or all),
+        as this transaction sees them.
+
+        On PostgreSQL a transaction's own awards wait in
+        :class:`~hero.models.AchievementCountChange` until its ``COMMIT`` adds
+        them to the counts; they are added here, so that a view reads its own
+        awards. Other transactions' changes are not visible until committed,
+        and at their commit they are already in the counts.
+        """
+        # An import cycle: hero.models imports this module for its managers.
+        from hero.models import AchievementCountChange
+
+        totals: Counter[tuple[str, int]] = Counter()
+        sources: list[models.QuerySet[Any]] = [self]
+        connection = connections[self.db]
+        if connection.vendor == "postgresql" and connection.in_atomic_block:
+            sources.append(AchievementCountChange.objects.using(self.db))
+        for rows in sources:
+            if achievement_ids is not None:
+                rows = rows.filter(achievement_id__in=list(achievement_ids))
+            for achievement_id, level, n in rows.values_list(
+                "achievement_id", "level", "holders"
+            ):
+                totals[(achievement_id, level)] += n
+        return dict(totals)

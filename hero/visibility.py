@@ -399,11 +399,12 @@ def detail(achievement_id: str, viewer: Any) -> Detail | None:
             progress = _progress(achievement, row)
     if not is_revealed(achievement, holding is not None):
         return None
-    counts = dict(
-        AchievementCount.objects.using(db)
-        .filter(achievement_id=achievement.id)
-        .values_list("level", "holders")
-    )
+    counts = {
+        level: n
+        for (_, level), n in AchievementCount.objects.using(db)
+        .holders([achievement.id])
+        .items()
+    }
     users = get_user_model()._default_manager.db_manager(db).count()
     names = level_names()
     levels = sorted(set(names) | {level for level, n in counts.items() if n})

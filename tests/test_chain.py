@@ -13,6 +13,7 @@ from django.db import connections
 import hero
 from hero.models import StoredEvent
 from hero.store import verify_chain
+from hero.store.chain import link_committed
 from tests.conftest import Backend
 
 
@@ -22,6 +23,8 @@ def some_events(make_user: Any) -> list[int]:
         user = make_user(name)
         hero.achievements.unlock("score_changed", user=user, points=100)
         hero.achievements.unlock("score_changed", user=user, points=1_000)
+    # What their commits do on PostgreSQL (the test's transaction never commits).
+    link_committed()
     return list(StoredEvent.objects.order_by("id").values_list("id", flat=True))
 
 
@@ -153,6 +156,7 @@ def test_links_written_one_at_a_time_and_many_at_once_are_link(
     recorder.insert_events(written[1:2])
     recorder.insert_events(written[2:4])
     recorder.insert_events(written[4:])
+    link_committed()  # what the commits do on PostgreSQL
 
     # Assert: each stored link is link() over the one before.
     rows = StoredEvent.objects.order_by("id").values_list("chain", flat=True)
@@ -163,3 +167,58 @@ def test_links_written_one_at_a_time_and_many_at_once_are_link(
         expected.append(previous)
     assert [bytes(chain) for chain in rows] == expected
     assert verify_chain().intact
+
+
+@pytest.mark.django_db
+def test_an_event_edited_before_it_is_linked_is_found(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    # Arrange: events committed but not linked yet (this transaction is open).
+    for name in ("ann", "bob"):
+        hero.achievements.unlock("score_changed", user=make_user(name), points=100)
+    rows = list(StoredEvent.objects.order_by("id").values_list("id", "chain", "seal"))
+    assert all(chain is None and seal for _, chain, seal in rows)
+    assert verify_chain().intact
+
+    # Act: one is edited before anybody links it.
+    sql(
+        backend,
+        "UPDATE hero_stored_event SET state = %s WHERE id = %s",
+        [b'{"edited": true}', rows[1][0]],
+    )
+
+    # Assert: its seal no longer holds; linking stops before it.
+    assert verify_chain().broken_at == rows[1][0]
+    assert link_committed() == 1
+    assert verify_chain().broken_at == rows[1][0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_a_writer_committed_but_did_not_link_are_linked_by_hero_verify(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from unittest import mock
+
+    from django.db import transaction
+
+    # Arrange: a writer that dies between its commit and linking its events.
+    user = make_user()
+    with mock.patch("hero.store.recorders.link_committed", return_value=0):
+        with transaction.atomic(using=backend.alias):
+            hero.achievements.unlock("score_changed", user=user, points=100)
+    assert StoredEvent.objects.filter(chain__isnull=True).exists()
+
+    # Act
+    out = io.StringIO()
+    call_command("hero_verify", stdout=out)
+
+    # Assert: every event is linked now, and the chain verifies.
+    assert not StoredEvent.objects.filter(chain__isnull=True).exists()
+    check = verify_chain()
+    last = StoredEvent.objects.order_by("id").last()
+    assert last is not None and check.intact and check.head_position == last.id
+    assert check.head == bytes(last.chain)

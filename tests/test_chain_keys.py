@@ -22,7 +22,13 @@ from eventsourcing.persistence import StoredEvent as Stored
 import hero
 from hero.models import StoredEvent
 from hero.store import verify_chain
-from hero.store.chain import GENESIS, derive_key, link, unkeyed_link
+from hero.store.chain import (
+    GENESIS,
+    derive_key,
+    link,
+    link_committed,
+    unkeyed_link,
+)
 from tests.conftest import Backend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +110,7 @@ def test_an_event_linked_by_the_public_formula_fails(
 ) -> None:
     # Arrange: an append whose link is computed as an unkeyed chain would be.
     hero.achievements.unlock("score_changed", user=make_user(), points=100)
+    link_committed()  # what the commit does on PostgreSQL
     last = StoredEvent.objects.order_by("-id").first()
     assert last is not None
     forged = Stored(uuid4(), 1, "hero:UserAchievement.Unlocked", b"{}")
@@ -146,11 +153,13 @@ def test_a_rotated_key_verifies_with_the_old_one_as_fallback_then_rekey(
     with override_settings(SECRET_KEY="old secret"):
         hero.achievements.unlock("score_changed", user=user, points=100)
         hero.achievements.unlock("score_changed", user=user, points=1_000)
+        link_committed()  # what the commits do on PostgreSQL
     rotated = override_settings(
         SECRET_KEY="new secret", SECRET_KEY_FALLBACKS=["old secret"]
     )
     with rotated:
         hero.achievements.unlock("score_changed", user=user, points=10_000)
+        link_committed()
         positions = list(
             StoredEvent.objects.order_by("id").values_list("id", flat=True)
         )
@@ -189,6 +198,7 @@ def test_rekey_refuses_a_broken_chain_and_changes_nothing(
     user = make_user()
     hero.achievements.unlock("score_changed", user=user, points=100)
     hero.achievements.unlock("score_changed", user=user, points=1_000)
+    link_committed()  # what the commits do on PostgreSQL
     first = StoredEvent.objects.order_by("id").first()
     assert first is not None
     StoredEvent.objects.filter(id=first.id).update(state=b'{"edited": true}')

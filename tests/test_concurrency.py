@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import gc
+import io
 import threading
+import time
 from typing import Any
 
 import pytest
-from django.db import connections
+from django.core.management import call_command
+from django.db import connections, transaction
 
 import hero
 from hero.events import UserAchievement
+from hero.ledger import get_ledger
+from hero.models import AchievementCount, StoredEvent
 from tests.conftest import Backend, stored_domain_events
 
 THREADS = 8
@@ -78,3 +83,61 @@ def test_racing_upgrades_end_at_the_highest_level_without_duplicates(
     levels = [e.level for e in events]
     assert levels == sorted(set(levels)) and levels[-1] == 4  # only ever upward
     assert [e.originator_version for e in events] == list(range(1, len(events) + 1))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_that_award_do_not_wait_for_one_anothers_transactions(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL lets writers of events overlap")
+    # Arrange: a user per request, and a follower of the store reading along;
+    # a first award has made the read models current (their positions exist).
+    hero.achievements.unlock("score_changed", user=make_user(), points=10)
+    users = [make_user() for _ in range(THREADS)]
+    recorder = get_ledger().recorder
+    start = recorder.max_notification_id() or 0
+    subscription = recorder.subscribe(gt=start)
+    seen: list[int] = []
+    follower = threading.Thread(
+        target=lambda: seen.extend(n.id for n in subscription), daemon=True
+    )
+    follower.start()
+    hold = 0.5
+
+    def request(user: Any) -> tuple[float, float]:
+        connections[backend.alias].ensure_connection()
+        began = time.monotonic()
+        # As ATOMIC_REQUESTS runs a view: the award, then more of the view's work.
+        with transaction.atomic(using=backend.alias):
+            hero.achievements.unlock("score_changed", user=user, points=10)
+            time.sleep(hold)
+        return began, time.monotonic()
+
+    # Act
+    results = race(request, [(user,) for user in users])
+    stored = list(
+        StoredEvent.objects.using(backend.alias)
+        .filter(id__gt=start)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    deadline = time.monotonic() + 10
+    while len(seen) < len(stored) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    subscription.stop()
+    follower.join(5)
+
+    # Assert: the requests overlapped (one at a time would take THREADS holds)...
+    assert not [r for r in results if isinstance(r, Exception)], results
+    elapsed = max(end for _, end in results) - min(began for began, _ in results)
+    assert elapsed < hold * THREADS / 2, elapsed
+    # ...the follower read every event once, in order, none filled in behind it...
+    assert seen == stored
+    # ...and the counts, the read tables and the chain agree with the store.
+    counts = AchievementCount.objects.using(backend.alias).holders(["points"])
+    assert counts == {("points", 1): THREADS + 1}
+    out = io.StringIO()
+    call_command("hero_verify", stdout=out)
+    total = StoredEvent.objects.using(backend.alias).count()
+    assert f"{total} events chained" in out.getvalue()

@@ -37,11 +37,8 @@ from tests.test_revocation import holds
 
 
 def holders(alias: str, achievement_id: str) -> dict[int, int]:
-    return dict(
-        AchievementCount.objects.using(alias)
-        .filter(achievement=achievement_id, holders__gt=0)
-        .values_list("level", "holders")
-    )
+    counts = AchievementCount.objects.using(alias).holders([achievement_id])
+    return {level: n for (_, level), n in counts.items() if n}
 
 
 @pytest.mark.django_db

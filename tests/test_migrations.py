@@ -1,15 +1,19 @@
-"""hero's migrations describe its models: no change is left without one; the
-initial migration is unapplied and applied again cleanly."""
+"""hero's migrations describe its models: no change is left without one; they
+are unapplied and applied again cleanly, and a store of the initial schema
+migrates and still verifies."""
 
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.db import connections
 
-from hero.models import Achievement
+import hero
+from hero.models import Achievement, AchievementCount, StoredEvent
+from hero.store.chain import link_committed
 from tests.conftest import Backend
 
 
@@ -45,3 +49,63 @@ def test_hero_migrates_to_zero_and_back(backend: Backend) -> None:
 
 def tables(alias: str) -> list[str]:
     return connections[alias].introspection.table_names()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_store_of_the_initial_schema_migrates_and_verifies(
+    backend: Backend, django_user_model: Any
+) -> None:
+    # Arrange: a store as the initial schema holds it (every event linked as
+    # it was written, the counts in their rows), with awards, upgrades and a
+    # revocation of users of their own.
+    alias = backend.alias
+    users = [
+        django_user_model.objects.db_manager(alias).create_user(f"user{n}")
+        for n in range(3)
+    ]
+    for points in (10, 100):
+        for user in users:
+            hero.achievements.unlock("score_changed", user=user, points=points)
+    hero.achievements.revoke(users[0], "points", reason="tests")
+    link_committed(alias)
+    call_command("migrate", "hero", "0001_initial", database=alias, verbosity=0)
+    try:
+        columns = [
+            c.name
+            for c in connections[alias].introspection.get_table_description(
+                connections[alias].cursor(), "hero_stored_event"
+            )
+        ]
+        assert "seal" not in columns
+        assert "hero_achievement_count_change" not in tables(alias)
+        before = stored(alias)
+    finally:
+        # Act: migrate it to the current schema.
+        call_command("migrate", "hero", database=alias, verbosity=0)
+
+    # Assert: positions, links and read tables are as they were, and verify...
+    assert stored(alias) == before
+    out = StringIO()
+    call_command("hero_verify", stdout=out)
+    assert f"{len(before)} events chained" in out.getvalue()
+    # ...and so does the store once the current code has written to it.
+    hero.achievements.unlock("score_changed", user=users[0], points=10)
+    out = StringIO()
+    call_command("hero_verify", stdout=out)
+    assert f"{len(before) + 1} events chained" in out.getvalue()
+    counts = AchievementCount.objects.using(alias).holders(["points"])
+    assert {key: n for key, n in counts.items() if n} == {
+        ("points", 1): 1,
+        ("points", 2): 2,
+    }
+
+
+def stored(alias: str) -> list[tuple[Any, ...]]:
+    """Every event's position, aggregate, version and link."""
+    rows = StoredEvent.objects.using(alias).order_by("id")
+    return [
+        (position, originator, version, bytes(chain))
+        for position, originator, version, chain in rows.values_list(
+            "id", "originator_id", "originator_version", "chain"
+        )
+    ]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
@@ -17,6 +18,7 @@ from django.test import override_settings
 import hero
 from hero.events import Outcome
 from hero.exceptions import StoreBusy
+from hero.ledger import get_ledger
 from hero.models import StoredEvent
 from tests.conftest import Backend
 
@@ -128,11 +130,74 @@ def test_the_callers_own_lock_timeout_applies_again_after_the_lock(
 
 
 def test_only_the_ordering_module_takes_the_lock() -> None:
-    # The ordering guarantee depends on one function: nothing else takes the lock.
-    takers = sorted(
-        str(path.relative_to(HERO.parent))
-        for path in HERO.rglob("*.py")
-        if "LOCK TABLE" in path.read_text()
-        or "hero_ordering_lock (" in path.read_text()
-    )
-    assert takers == ["hero/store/ordering.py"]
+    # The ordering guarantee depends on one function: nothing else takes the
+    # lock, or calls the SQL functions that take it and reserve positions
+    # (which the migration that defines them holds).
+    def takers(*needles: str) -> list[str]:
+        return sorted(
+            str(path.relative_to(HERO.parent))
+            for path in HERO.rglob("*.py")
+            if any(needle in path.read_text() for needle in needles)
+            and "migrations" not in path.parts
+        )
+
+    assert takers("LOCK TABLE", "hero_ordering_lock (") == ["hero/store/ordering.py"]
+    assert takers("hero_lock_for_append(", "hero_reserve_positions(") == [
+        "hero/store/ordering.py"
+    ]
+
+
+@contextmanager
+def position_reserved_elsewhere(backend: Backend) -> Iterator[tuple[Any, int]]:
+    """Another connection's transaction that has reserved the next position
+    and not ended: (the connection, the position)."""
+    other = connections.create_connection(backend.alias)
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT hero_reserve_positions(1)")
+            (position,) = cursor.fetchone()
+        yield other, int(position)
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("ending", ["commit", "rollback"])
+def test_followers_never_see_a_position_filled_in_behind_them(
+    backend: Backend, make_user: Any, ending: str
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL writes events in transactions at once")
+    recorder = get_ledger().recorder
+    with position_reserved_elsewhere(backend) as (other, reserved):
+        # Arrange: an award commits at a position after the one reserved.
+        hero.achievements.unlock("score_changed", user=make_user(), points=10)
+        awarded = StoredEvent.objects.using(backend.alias).order_by("id").last()
+        assert awarded is not None and awarded.id > reserved
+
+        # Act: followers read the log while the reserving transaction is open.
+        seen = [n.id for n in recorder.select_notifications(0, 100)]
+        last = recorder.max_notification_id()
+
+        # Assert: they stop before the reserved position...
+        assert reserved not in seen and awarded.id not in seen
+        assert all(position < reserved for position in seen)
+        assert (last or 0) < reserved
+
+        # ...and read past it once its transaction ends, in order.
+        if ending == "commit":
+            with other.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO hero_stored_event "
+                    "(id, originator_id, originator_version, topic, state) "
+                    "VALUES (%s, %s, 1, 'elsewhere', '')",
+                    [reserved, uuid4()],
+                )
+            other.commit()
+        else:
+            other.rollback()
+    after = [n.id for n in recorder.select_notifications(0, 100)]
+    assert after == sorted(after) and awarded.id in after
+    assert (reserved in after) == (ending == "commit")
+    assert recorder.max_notification_id() == awarded.id

@@ -272,12 +272,13 @@ def test_awards_need_no_pipeline_mode(
         hero.achievements.unlock("score_changed", user=user, points=10)
         (outcome,) = hero.achievements.unlock("score_changed", user=user, points=100)
 
-    # Assert: the same results, and the events, the lock (PostgreSQL) and
+    # Assert: the same results, and the events, the lock (PostgreSQL: its
+    # function) and
     # the views' writes all went to the database.
     assert (outcome.level, outcome.previous_level) == (2, 1)
     sql = " ".join(q["sql"] for q in captured.captured_queries)
     assert "hero_ledger_entry" in sql and "hero_achievement_unlocked" in sql
-    assert ("LOCK TABLE" in sql) == (backend.name == "postgres")
+    assert ("hero_lock_for_append" in sql) == (backend.name == "postgres")
     assert count_events(backend) == 2
 
 

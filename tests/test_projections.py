@@ -22,6 +22,7 @@ from hero.ledger import get_ledger
 from hero.models import (
     Achievement,
     AchievementCount,
+    AchievementCountChange,
     AchievementUnlocked,
     LedgerEntry,
     TrackingPosition,
@@ -45,10 +46,8 @@ def holdings(alias: str) -> list[tuple[Any, ...]]:
 
 def counts(alias: str) -> dict[tuple[str, int], int]:
     return {
-        (a, level): n
-        for a, level, n in AchievementCount.objects.using(alias).values_list(
-            "achievement_id", "level", "holders"
-        )
+        key: n
+        for key, n in AchievementCount.objects.using(alias).holders().items()
         if n
     }
 
@@ -732,3 +731,51 @@ def test_the_ledger_copied_in_sql_is_the_ledger_written_from_events(
         "unlocked", "upgraded", "progressed", "revoked", "granted", "repeated",
         "triggered",
     }  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writers_of_one_count_do_not_wait_for_each_others_transactions(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL settles counts at COMMIT")
+    # Arrange: two users hold the same achievement; their events, to apply again.
+    ann, bob = make_user(), make_user()
+    for user in (ann, bob):
+        hero.achievements.unlock("score_changed", user=user, points=10)
+    changes = read_changes(0, 100)
+    achievement = changes[0].event.achievement_id
+    holdings = read_models(backend.alias, ["holdings"])[0]
+    counts = AchievementCount.objects.using(backend.alias)
+    assert counts.holders([achievement]) == {(achievement, 1): 2}
+    written, release = threading.Event(), threading.Event()
+
+    def hold_a_transaction_open() -> None:
+        try:
+            with transaction.atomic(using=backend.alias):
+                with connections[backend.alias].cursor() as cursor:
+                    holdings.write(cursor, changes[:1], users=None)
+                # The transaction sees its own change before it commits.
+                assert counts.holders([achievement]) == {(achievement, 1): 3}
+                written.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_a_transaction_open)
+    holder.start()
+    try:
+        assert written.wait(10)
+        # Act: another transaction changes the same count while the first is open.
+        with transaction.atomic(using=backend.alias):
+            with connections[backend.alias].cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+                holdings.write(cursor, changes[1:2], users=None)
+    finally:
+        release.set()
+        holder.join()
+
+    # Assert: both changes were settled at their commits, none is left pending.
+    assert counts.holders([achievement]) == {(achievement, 1): 4}
+    assert counts.get(achievement_id=achievement, level=1).holders == 4
+    assert not AchievementCountChange.objects.using(backend.alias).exists()

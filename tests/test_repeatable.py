@@ -58,8 +58,8 @@ def held(alias: str, user: Any) -> tuple[int, int] | None:
 
 
 def holders(alias: str) -> dict[int, int]:
-    rows = AchievementCount.objects.using(alias).filter(achievement="nice_answer")
-    return {level: n for level, n in rows.values_list("level", "holders") if n}
+    counts = AchievementCount.objects.using(alias).holders(["nice_answer"])
+    return {level: n for (_, level), n in counts.items() if n}
 
 
 @pytest.mark.django_db

@@ -192,10 +192,8 @@ def check_invariants(
         )
     } == model.progress
     counts = {
-        (a, level): n
-        for a, level, n in AchievementCount.objects.using(alias).values_list(
-            "achievement_id", "level", "holders"
-        )
+        key: n
+        for key, n in AchievementCount.objects.using(alias).holders().items()
         if n
     }
     assert counts == dict(Counter((a, level) for (_, a), level in model.levels.items()))

@@ -245,9 +245,9 @@ def read_tables(alias: str) -> dict[str, list[tuple[Any, ...]]]:
             )
         ),
         "counts": sorted(
-            AchievementCount.objects.using(alias)
-            .filter(holders__gt=0)
-            .values_list("achievement_id", "level", "holders")
+            (a, level, n)
+            for (a, level), n in AchievementCount.objects.using(alias).holders().items()
+            if n
         ),
         "ledger": list(
             LedgerEntry.objects.using(alias)

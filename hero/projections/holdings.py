@@ -47,7 +47,9 @@ def _upserts(vendor: str) -> dict[str, str]:
             ("user_id", "achievement_id"),
             replace=("steps", "total", "updated_at"),
         ),
-        "count": upsert(
+        "count": _COUNT_CHANGE
+        if vendor == "postgresql"
+        else upsert(
             vendor,
             "hero_achievement_count",
             ("achievement_id", "level", "holders"),
@@ -55,6 +57,19 @@ def _upserts(vendor: str) -> dict[str, str]:
             add=("holders",),
         ),
     }
+
+
+#: PostgreSQL: a count's change waits in its own row until the transaction's
+#: COMMIT, where the trigger ``hero_settle_count`` (migration 0003) adds it to
+#: the count, so the count's row is locked for the commit alone.
+_COUNT_CHANGE = (
+    "INSERT INTO hero_achievement_count_change (achievement_id, level, holders) "
+    "VALUES (%s, %s, %s)"
+)
+_COUNT_ROW = (
+    "INSERT INTO hero_achievement_count (achievement_id, level, holders) "
+    "VALUES (%s, %s, 0) ON CONFLICT (achievement_id, level) DO NOTHING"
+)
 
 
 @dataclass(slots=True)
@@ -162,6 +177,7 @@ class Holdings(ReadModel):
         and hasattr(cls, "TOPIC")
     )
     tables: ClassVar[Sequence[str]] = (
+        "hero_achievement_count_change",
         "hero_achievement_count",
         "hero_achievement_unlocked",
         "hero_achievement_progress",
@@ -230,6 +246,13 @@ class Holdings(ReadModel):
                     for (u, a), (steps, total, at) in progress.items()
                 ],
             )
-        deltas = [(a, level, n) for (a, level), n in counts.items() if n]
+        # In one order, so that writers settling at once never deadlock.
+        deltas = sorted((a, level, n) for (a, level), n in counts.items() if n)
+        if deltas and cursor.db.vendor == "postgresql":
+            # The rows are there for the rest of the transaction (the admin
+            # lists them); an existing row is not locked by this.
+            cursor.executemany(
+                _COUNT_ROW, [(a, level) for a, level, n in deltas if n > 0]
+            )
         if deltas:
             cursor.executemany(sql["count"], deltas)

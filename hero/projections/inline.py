@@ -36,6 +36,10 @@ def read_models(alias: str, names: Iterable[str] | None = None) -> list[ReadMode
 
 _inline_models: dict[str, list[ReadModel]] = {}
 
+# Registered before any write, so that every writer of events knows whether it
+# keeps them current (hero.store.ordering.hold_ordering_lock).
+keep_current(list(READ_MODELS), lambda: conf.HERO_PROJECTIONS == "inline")
+
 
 def project_inline(recordings: Sequence[Recording[UUID]]) -> None:
     """Save listener: update the read tables in the transaction of the events,

@@ -115,10 +115,8 @@ def _verify_holdings(
             )
     expected_counts = Counter((a, level) for (_, a), level in expected.items())
     actual_counts = {
-        (a, level): n
-        for a, level, n in AchievementCount.objects.using(alias).values_list(
-            "achievement_id", "level", "holders"
-        )
+        key: n
+        for key, n in AchievementCount.objects.using(alias).holders().items()
         if n
     }
     for level_key in sorted(set(expected_counts) | set(actual_counts)):

@@ -117,6 +117,30 @@ def _update(target: Any, uuid: bytes, version: int, topic: str, state: bytes) ->
     target.update(state)
 
 
+def seal(position: int, event: StoredEvent, key: bytes | None = None) -> bytes:
+    """The MAC an event carries until it is linked (PostgreSQL): HMAC-SHA-256,
+    with the current key unless ``key`` is given, over its position and the
+    event, so that an edit made before it is linked is still found."""
+    originator = event.originator_id
+    uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
+    mac = hmac.new(key or chain_keys()[0].secret, b"hero seal", sha256)
+    mac.update(position.to_bytes(8, "big", signed=True))
+    _update(mac, uuid.bytes, event.originator_version, event.topic, event.state)
+    return mac.digest()
+
+
+def _sealed_by(
+    keys: Sequence[ChainKey], position: int, event: StoredEvent, stored: bytes | None
+) -> ChainKey | None:
+    """The key whose seal ``stored`` is, if any."""
+    if stored is None:
+        return None
+    for key in keys:
+        if hmac.compare_digest(seal(position, event, key.secret), stored):
+            return key
+    return None
+
+
 def links(previous: bytes | None, events: Sequence[StoredEvent]) -> list[bytes]:
     """The links of ``events``, stored in this order after ``previous``."""
     key = chain_keys()[0].secret
@@ -125,6 +149,111 @@ def links(previous: bytes | None, events: Sequence[StoredEvent]) -> list[bytes]:
         previous = link(previous, event, key)
         result.append(previous)
     return result
+
+
+class Unlinked:
+    """PostgreSQL: the committed events not linked yet, read in the round trip
+    of the statements queued with them (a pipeline), and their links.
+
+    The rows read are those up to the horizon (:mod:`hero.store.ordering`):
+    every event before them is committed, so links are made in store order
+    and the linked events are always a prefix of the store. With
+    ``own_marks``, the reader's own reserved positions bound the horizon too:
+    a writer links the events committed before its own, which it has not
+    inserted yet. One process links at a time: ``wait`` waits for the
+    linker's advisory lock (held until the transaction ends); without it, a
+    reader that does not get it at once links nothing.
+    """
+
+    def __init__(self, cursor: Any, table: str, *, wait: bool, own_marks: bool) -> None:
+        # Lazy: the store is importable before Django has loaded the models.
+        from hero.store.ordering import BELOW_HORIZON, LINKER_LOCK
+
+        db = cursor.db
+        # Cursors of their own, read in this order once the results are in.
+        self._lock, self._horizon, self._rows, self._last = (
+            db.cursor() for _ in range(4)
+        )
+        if wait:
+            self._lock.execute("SELECT pg_advisory_xact_lock(%s), true", [LINKER_LOCK])
+        else:
+            self._lock.execute("SELECT 0, pg_try_advisory_xact_lock(%s)", [LINKER_LOCK])
+        self._horizon.execute("SELECT hero_horizon(%s)", [own_marks])
+        # Statements of their own, after the lock and the horizon: in READ
+        # COMMITTED they see what an earlier linker committed.
+        self._rows.execute(
+            "SELECT id, originator_id, originator_version, topic, state, seal "
+            f"FROM {table} WHERE chain IS NULL AND {BELOW_HORIZON} ORDER BY id"
+        )
+        self._last.execute(
+            f"SELECT chain FROM {table} WHERE chain IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1"
+        )
+
+    def links(self) -> list[tuple[bytes, int]]:
+        """(link, position) of each event to link, in store order: none if the
+        linker's lock was not free, and none from the first event whose seal
+        does not hold (an edit or a forgery, which ``hero_verify`` reports)."""
+        cursors = (self._lock, self._horizon, self._rows, self._last)
+        try:
+            held = self._lock.fetchone()[1]
+            self._horizon.fetchone()
+            rows = self._rows.fetchall()
+            last = self._last.fetchone()
+        finally:
+            for cursor in cursors:
+                cursor.close()
+        if not held or not rows:
+            return []
+        keys = chain_keys()
+        key = keys[0].secret
+        previous = bytes(last[0]) if last else None
+        result = []
+        for position, originator, version, topic, state, sealed in rows:
+            event = StoredEvent(originator, version, topic, bytes(state))
+            if _sealed_by(keys, position, event, sealed and bytes(sealed)) is None:
+                break
+            previous = link(previous, event, key)
+            result.append((previous, position))
+        return result
+
+
+def link_updates(cursor: Any, table: str, links: list[tuple[bytes, int]]) -> None:
+    """Write links made by :class:`Unlinked`, dropping the seals they replace."""
+    if links:
+        cursor.executemany(
+            f"UPDATE {table} SET chain = %s, seal = NULL WHERE id = %s", links
+        )
+
+
+def link_committed(alias: str | None = None) -> int:
+    """PostgreSQL: link the committed events not linked yet, in store order,
+    in a short transaction; return how many were linked.
+
+    Writers on PostgreSQL store each event with its :func:`seal` and no link
+    (they do not wait for one another, so none knows the link before its own
+    when it writes). A writer in a transaction of hero's own links the events
+    before its own on the way (:class:`Unlinked`); one in the caller's
+    transaction calls this at the caller's commit; ``hero_verify`` calls it
+    too, and so links what a process that died after its commit left. The
+    links are computed here, with a key the database never sees.
+    """
+    # Lazy: the store is importable before Django has loaded the models.
+    from django.db import connections, transaction
+
+    from hero.models import StoredEvent as StoredEventModel
+    from hero.store.postgres import pipelined
+
+    alias = alias or conf.HERO_DATABASE
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        return 0
+    table = connection.ops.quote_name(StoredEventModel._meta.db_table)
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        with pipelined(cursor):
+            links = Unlinked(cursor, table, wait=True, own_marks=False).links()
+        link_updates(cursor, table, links)
+    return len(links)
 
 
 class _SQLiteChain(threading.local):
@@ -202,13 +331,22 @@ class ChainCheck:
 
 def stored_rows(batch_size: int, alias: str | None = None) -> Any:
     """Every stored event as (position, originator, version, topic, state,
-    link), in store order and in batches: all positions, 0 and below included."""
+    link, seal), in store order and in batches: all positions, 0 and below
+    included."""
     # Lazy: the store is importable before Django has loaded the models.
     from hero.models import StoredEvent as StoredEventModel
 
     events = StoredEventModel.objects.using(alias or conf.HERO_DATABASE)
     events = events.order_by("id")
-    fields = ("id", "originator_id", "originator_version", "topic", "state", "chain")
+    fields = (
+        "id",
+        "originator_id",
+        "originator_version",
+        "topic",
+        "state",
+        "chain",
+        "seal",
+    )
     last = None
     while True:
         selected = events if last is None else events.filter(id__gt=last)
@@ -237,10 +375,23 @@ def verify_chain(
     stretches: list[Stretch] = []
     position = None
     anchored = False
+    head_position = None
+    unlinked = False
     for rows in stored_rows(batch_size):
-        for position, originator, version, topic, state, stored in rows:
+        for position, originator, version, topic, state, stored, sealed in rows:
             event = StoredEvent(originator, version, topic, bytes(state))
             stored_link = None if stored is None else bytes(stored)
+            if stored_link is None or unlinked:
+                # Not linked yet (PostgreSQL links after the commit): its seal
+                # must hold, and no linked event may follow it.
+                sealed_by = _sealed_by(
+                    keys, position, event, None if sealed is None else bytes(sealed)
+                )
+                if stored_link is not None or sealed_by is None:
+                    return ChainCheck(checked, broken_at=position, stretches=stretches)
+                unlinked = True
+                checked += 1
+                continue
             expected = link(previous, event, key.secret)
             if stored_link != expected:
                 matching = [
@@ -254,13 +405,14 @@ def verify_chain(
             else:
                 stretches.append(Stretch(position, position, key))
             previous = expected
+            head_position = position
             checked += 1
             if anchor is not None and position == anchor[0]:
                 anchored = expected == anchor[1]
     return ChainCheck(
         checked,
-        head=previous if checked else None,
-        head_position=position if checked else None,
+        head=previous if head_position is not None else None,
+        head_position=head_position,
         stretches=stretches,
         anchored=None if anchor is None else anchored,
     )
@@ -286,7 +438,8 @@ def rekey(
     from hero.store.postgres import pipelined
 
     alias = alias or conf.HERO_DATABASE
-    keys = [k.secret for k in chain_keys()]
+    all_keys = chain_keys()
+    keys = [k.secret for k in all_keys]
     current = keys[0]
     table = StoredEventModel._meta.db_table
     count = 0
@@ -296,12 +449,17 @@ def rekey(
         old_previous, new_previous = GENESIS, GENESIS
         for rows in stored_rows(batch_size, alias):
             updates = []
-            for position, originator, version, topic, state, stored in rows:
+            for position, originator, version, topic, state, stored, sealed in rows:
                 event = StoredEvent(originator, version, topic, bytes(state))
                 stored_link = None if stored is None else bytes(stored)
                 made = [link(old_previous, event, key) for key in keys]
                 if unkeyed:
                     made.append(unkeyed_link(old_previous, event))
+                if stored_link is None and _sealed_by(
+                    all_keys, position, event, None if sealed is None else bytes(sealed)
+                ):
+                    # Not linked yet: its seal holds; it is linked now.
+                    stored_link = made[0]
                 if stored_link is None or stored_link not in made:
                     raise ChainBroken(
                         f"The chain is broken at position {position}: the event "
@@ -314,7 +472,7 @@ def rekey(
                 updates.append((new_previous, position))
             cursor.executemany(
                 f"UPDATE {connections[alias].ops.quote_name(table)} "
-                "SET chain = %s WHERE id = %s",
+                "SET chain = %s, seal = NULL WHERE id = %s",
                 updates,
             )
             count += len(updates)

@@ -1,20 +1,29 @@
-"""The order in which events become visible: one writer at a time appends to the log.
+"""The order in which events become visible: followers never see a position
+filled in behind them.
 
 A follower of the store (``hero_project``, ``subscribe()``, ``hero_rebuild``)
-reads positions in increasing order and never looks back, so a position must
-never be committed after a higher one. hero guarantees it by letting one
-transaction at a time append: :func:`hold_ordering_lock` is the only place that
-takes the lock, and everything that must not interleave with appends (inserting
-events, placing logged triggers, starting and finishing a rebuild) calls it.
+reads positions in increasing order and never looks back, so it must never
+read past a position that may still be committed later. This module is the one
+owner of that guarantee, per backend:
 
-- **PostgreSQL**: ``LOCK TABLE hero_stored_event IN EXCLUSIVE MODE``, held until
-  the transaction ends (readers are not blocked). A writer waits at most
-  ``HERO_LOCK_TIMEOUT`` seconds for it, then gets
-  :class:`~hero.exceptions.StoreBusy`; the caller's own ``lock_timeout`` is put
-  back right after, so the rest of its transaction is unaffected.
-- **MariaDB and MySQL**: an exclusive lock on the one row of
-  ``hero_ordering_lock``, held until the transaction ends, waiting at most
-  ``HERO_LOCK_TIMEOUT`` seconds (rounded up to whole seconds).
+- **PostgreSQL**: writers do not wait for one another. A writer takes the
+  table's ``ROW EXCLUSIVE`` lock (shared by all writers; :func:`hold_ordering_lock`
+  with ``exclusive=False``), then reserves its positions from the table's
+  sequence and marks the first with an advisory lock held until its
+  transaction ends (:func:`reserve_positions`). A follower reads no further
+  than the **horizon**, the highest position below every mark
+  (:func:`below_horizon`). Reserving and reading the horizon take one short
+  gate (a session advisory lock released before they return), so no reader
+  sees the sequence past a position that is not marked yet. A rolled-back
+  writer leaves a gap. What must not interleave with any append (a rebuild
+  starting or finishing, re-keying, placing logged triggers) takes
+  ``LOCK TABLE hero_stored_event IN EXCLUSIVE MODE``, which waits for the
+  writers in progress and holds off new ones. Either lock is waited for at
+  most ``HERO_LOCK_TIMEOUT`` seconds, then :class:`~hero.exceptions.StoreBusy`;
+  the caller's own ``lock_timeout`` is put back right after.
+- **MariaDB and MySQL**: one writer at a time, with an exclusive lock on the
+  one row of ``hero_ordering_lock``, held until the transaction ends, waiting
+  at most ``HERO_LOCK_TIMEOUT`` seconds (rounded up to whole seconds).
 - **SQLite** has one writer at a time anyway: a transaction that began
   ``IMMEDIATE`` (hero's recommended ``transaction_mode``) or ``EXCLUSIVE``
   already holds the write lock; a ``DEFERRED`` one takes it at its first write,
@@ -24,6 +33,9 @@ events, placing logged triggers, starting and finishing a rebuild) calls it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.backends.utils import CursorWrapper
@@ -31,13 +43,41 @@ from django.db.backends.utils import CursorWrapper
 from hero.conf import conf
 
 
-def hold_ordering_lock(cursor: CursorWrapper) -> bool:
+@dataclass(frozen=True)
+class Followers:
+    """What decides whether a writer of events may append alongside others on
+    PostgreSQL: the tracking rows of the followers writers keep current
+    (:mod:`hero.store.positions`), and whether this writer applies its events
+    to them in its own transaction."""
+
+    keys: list[str]
+    markers: list[str]
+    applies_inline: bool
+
+
+def hold_ordering_lock(
+    cursor: CursorWrapper, *, appending: Followers | None = None
+) -> bool:
     """Hold the store's ordering lock until the cursor's transaction ends.
 
     Returns whether the transaction holds it now: always on PostgreSQL, and on
     SQLite when the transaction began ``IMMEDIATE`` or ``EXCLUSIVE``. Inside a
     pipeline (:func:`hero.store.postgres.pipelined`) the statements join the
     pipeline's round trip.
+
+    On PostgreSQL a writer of events passes ``appending``, and takes the
+    table's ``ROW EXCLUSIVE`` lock (the one its ``INSERT`` takes anyway, which
+    other writers share) when its followers' positions stay right whatever
+    other writers do meanwhile: it applies its events inline and every
+    follower is :data:`~hero.store.positions.CURRENT`, or it leaves them to a
+    worker and none is. Otherwise (a follower to catch up, or to mark as
+    behind) it takes the ``EXCLUSIVE`` lock and appends alone, as everything
+    that must not interleave with any append does (a rebuild starting or
+    finishing, re-keying the chain, placing logged triggers). Positions change
+    between those states only under the ``EXCLUSIVE`` lock, and
+    ``hero_lock_for_append`` decides again if they changed while it waited,
+    so the decision holds until the transaction ends. MariaDB, MySQL and
+    SQLite have only the exclusive lock.
     """
     connection: Any = cursor.db
     if connection.vendor == "sqlite":
@@ -55,7 +95,13 @@ def hold_ordering_lock(cursor: CursorWrapper) -> bool:
         "set_config('lock_timeout', %s, true)",
         [f"{timeout_ms}ms"],
     )
-    cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    if appending is None:
+        cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    else:
+        cursor.execute(
+            "SELECT hero_lock_for_append(%s, %s, %s)",
+            [appending.keys, appending.markers, appending.applies_inline],
+        )
     cursor.execute(
         "SELECT set_config('lock_timeout', "
         "current_setting('hero.caller_lock_timeout'), true)"
@@ -87,6 +133,55 @@ def _hold_on_mysql(cursor: CursorWrapper) -> None:
         )
     finally:
         cursor.execute("SET SESSION innodb_lock_wait_timeout = @hero_caller_lock_wait")
+
+
+#: The class id of hero's advisory locks on PostgreSQL ("hero" in ASCII): a
+#: writer's mark on its first reserved position, and the gate that reserving
+#: positions and reading the horizon take for a few statements (migration
+#: ``0003_scale_out`` holds the SQL functions that take them).
+LOCK_CLASS = 1751478895
+
+#: The advisory lock that lets one process at a time link events to the chain
+#: (:func:`hero.store.chain.link_committed`), a bigint key of hero's class id.
+LINKER_LOCK = LOCK_CLASS << 32
+
+#: The condition that keeps a PostgreSQL reader of the log at or below the
+#: horizon read by the statement before it (:func:`read_horizon`).
+BELOW_HORIZON = "id <= current_setting('hero.horizon')::bigint"
+
+
+@contextmanager
+def below_horizon(cursor: CursorWrapper) -> Iterator[str]:
+    """PostgreSQL: read the horizon, the highest position below every position
+    still reserved by another transaction that has not ended (the reader's own
+    events are visible to it already); return the condition
+    that keeps the next statement on the cursor's connection at or below it.
+
+    Every position up to the horizon is committed or will never be (its
+    writer rolled back), so a follower that reads no further never sees a
+    position filled in behind it. The condition must go in a statement of its
+    own after this one (it may be sent in the same pipeline): in READ COMMITTED
+    that statement's snapshot is taken after the horizon was read, and sees
+    every event up to it. Inside a pipeline the horizon's own result is read
+    after the block's (a cursor of its own keeps the results apart).
+    """
+    with cursor.db.cursor() as horizon:
+        horizon.execute("SELECT hero_horizon()")
+        yield BELOW_HORIZON
+        horizon.fetchone()
+
+
+def reserve_positions(cursor: CursorWrapper, count: int) -> Any:
+    """PostgreSQL: queue taking the next ``count`` positions of the events'
+    sequence, consecutive and in order, the first marked as reserved until the
+    transaction ends; return the cursor that will hold them (one row each).
+
+    Call it after :func:`hold_ordering_lock`: a writer kept waiting for a
+    rebuild then holds no mark that would stop followers.
+    """
+    reserved = cursor.db.cursor()
+    reserved.execute("SELECT hero_reserve_positions(%s)", [count])
+    return reserved
 
 
 def is_lock_timeout(error: BaseException) -> bool:

@@ -5,10 +5,12 @@ Everything that reads or writes a position goes through :class:`Positions`:
 
 - A follower's row is keyed ``"<name>@<application>"`` and holds the position of
   the last event it applied, or :data:`CURRENT`.
-- :data:`CURRENT` means "every event in the store": an inline writer of events
-  holds the store's ordering lock (:mod:`hero.store.ordering`), so the events
-  before its own are all there and all applied, and a follower that was current
-  stays current without a write (:meth:`Positions.stay_current`). Whoever writes
+- :data:`CURRENT` means "every event in the store": each inline writer of
+  events applies its own events in its own transaction, so every committed
+  event is applied with its commit, and a follower that was current stays
+  current without a write (:meth:`Positions.stay_current`). On MariaDB, MySQL
+  and SQLite writers take turns (:mod:`hero.store.ordering`); on PostgreSQL
+  they overlap, and each still applies only its own events. Whoever writes
   events without applying them sets it back to a number first
   (:meth:`Positions.mark_behind`); every reader resolves it to the store's last
   position in the same statement (:meth:`Positions.value_sql`), so it never
@@ -21,12 +23,13 @@ Everything that reads or writes a position goes through :class:`Positions`:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import IntegrityError
 
+from hero.store.ordering import Followers
 from hero.store.sql import upsert
 from hero.store.transactions import DjangoDatastore
 
@@ -51,11 +54,31 @@ _kept_current: list[str] = []
 _PREFETCHED = "positions"
 
 
-def keep_current(names: Sequence[str]) -> None:
-    """Register the followers that writers apply events to inline."""
+#: Whether this process's writers apply their events to the followers kept
+#: current (registered with them by :func:`keep_current`).
+_applies_inline: list[Callable[[], bool]] = []
+
+
+def keep_current(
+    names: Sequence[str], applies_inline: Callable[[], bool] | None = None
+) -> None:
+    """Register the followers that writers apply events to inline, and what
+    says whether they do (a setting read on every write)."""
     for name in names:
         if name not in _kept_current:
             _kept_current.append(name)
+    if applies_inline is not None:
+        _applies_inline[:] = [applies_inline]
+
+
+def followers(application_name: str = UPSTREAM) -> Followers:
+    """The followers a writer of events must keep right on PostgreSQL
+    (:func:`hero.store.ordering.hold_ordering_lock`)."""
+    return Followers(
+        keys=[tracking_key(n, application_name) for n in _kept_current],
+        markers=[rebuild_key(n, application_name) for n in _kept_current],
+        applies_inline=all(check() for check in _applies_inline),
+    )
 
 
 def tracking_key(name: str, application_name: str = UPSTREAM) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -34,12 +35,21 @@ from eventsourcing.persistence import (
 from hero.conf import conf
 from hero.store.chain import (
     SQLITE_NEXT_ROW_SQL,
+    Unlinked,
+    chain_keys,
+    link_committed,
+    link_updates,
     links,
     register_sqlite_functions,
+    seal,
     sqlite_first_row_sql,
 )
-from hero.store.ordering import hold_ordering_lock
-from hero.store.positions import Positions
+from hero.store.ordering import (
+    below_horizon,
+    hold_ordering_lock,
+    reserve_positions,
+)
+from hero.store.positions import Positions, followers
 from hero.store.postgres import Listener, announce, pipelined
 from hero.store.transactions import DjangoDatastore, VersionConflict
 
@@ -113,36 +123,27 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         if not stored_events:
             return []
         # The notification log is chained (hero.store.chain) and ordered
-        # (hero.store.ordering): on PostgreSQL the last link is read under the
-        # ordering lock; on SQLite the INSERT itself computes the links. Either
-        # way they are computed in this process, with a key the database never sees.
+        # (hero.store.ordering): on SQLite the INSERT itself computes the
+        # links, on MariaDB and MySQL the last link is read under the ordering
+        # lock, and on PostgreSQL each event is sealed and linked after the
+        # commit. Either way they are computed in this process, with a key the
+        # database never sees.
         chained = self.serialise_inserts
         in_sql = chained and self.datastore.vendor == "sqlite"
         chain: list[bytes] = []
         if in_sql:
             register_sqlite_functions(cursor.db)
+        elif chained and self.datastore.vendor == "postgresql":
+            return self._insert_sealed(cursor, stored_events)
         elif chained:
-            # Taking the lock, reading the last link and (PostgreSQL) taking the
-            # positions of the new events, with the followers' positions the
-            # inline projections will need: one round trip.
-            postgres = self.datastore.vendor == "postgresql"
             with pipelined(cursor):
                 hold_ordering_lock(cursor)
-                if postgres:
-                    announce(cursor)
-                    positions = self._reserve_positions(cursor, len(stored_events))
-                    Positions(self.datastore).prefetch(cursor)
-                cursor.execute(
-                    f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1"
-                )
-                row = cursor.fetchone()
+            cursor.execute(
+                f"SELECT chain FROM {self.events_table} ORDER BY id DESC LIMIT 1"
+            )
+            row = cursor.fetchone()
             previous = self._bytes(row[0]) if row and row[0] is not None else None
             chain = links(previous, stored_events)
-            if postgres:
-                with positions:
-                    reserved = [int(position) for (position,) in positions.fetchall()]
-                self._insert_at(cursor, stored_events, chain, reserved)
-                return reserved
         columns = "originator_id, originator_version, topic, state"
         if chained:
             columns += ", chain"
@@ -193,29 +194,55 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             )
         return result
 
-    def _reserve_positions(self, cursor: CursorWrapper, count: int) -> Any:
-        """PostgreSQL, under the ordering lock: queue taking the next ``count``
-        positions from the table's sequence, in order; return the cursor that
-        will hold them (one row each), read with the last link's round trip."""
-        reserved = cursor.db.cursor()
-        reserved.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) "
-            "FROM generate_series(1, %s)",
-            [self.events_model._meta.db_table, count],
-        )
+    def _insert_sealed(
+        self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent]
+    ) -> list[int]:
+        """PostgreSQL: reserve the events' positions and insert them sealed,
+        to be linked after the commit; writers do not wait for one another.
+
+        Sharing the table with other writers, reserving the positions and
+        (with the followers' positions the inline projections will need)
+        reading them take one round trip. Linking is asked for the moment the
+        transaction commits (:meth:`DjangoDatastore.after_commit`).
+        """
+        # In a transaction of hero's own (short), the events committed before
+        # these are linked on the way; otherwise right after the commit.
+        own = self.datastore.owns_transaction()
+        with pipelined(cursor):
+            hold_ordering_lock(cursor, appending=followers())
+            announce(cursor)
+            positions = reserve_positions(cursor, len(stored_events))
+            Positions(self.datastore).prefetch(cursor)
+            if own:
+                unlinked = Unlinked(
+                    cursor, self.events_table, wait=False, own_marks=True
+                )
+            with positions:
+                reserved = [int(position) for (position,) in positions.fetchall()]
+            earlier = unlinked.links() if own else []
+        key = chain_keys()[0].secret
+        seals = [
+            seal(position, event, key)
+            for position, event in zip(reserved, stored_events, strict=True)
+        ]
+        link_updates(cursor, self.events_table, earlier)
+        self._insert_at(cursor, stored_events, seals, reserved)
+        if not own:
+            self.datastore.after_commit(link_committed)
         return reserved
 
     def _insert_at(
         self,
         cursor: CursorWrapper,
         stored_events: Sequence[StoredEvent],
-        chain: list[bytes],
+        seals: list[bytes],
         positions: list[int],
     ) -> None:
-        """PostgreSQL: insert the events at the positions reserved for them,
-        reading nothing back. In a transaction of hero's own the statements
-        wait in its pipeline and go to the server with the projections' writes
-        and the commit (:func:`~hero.store.postgres.transaction_pipeline`)."""
+        """PostgreSQL: insert the sealed events at the positions reserved for
+        them, reading nothing back. In a transaction of hero's own the
+        statements wait in its pipeline and go to the server with the
+        projections' writes and the commit
+        (:func:`~hero.store.postgres.pipelined_transaction`)."""
         for start in range(0, len(stored_events), INSERT_CHUNK_SIZE):
             chunk = stored_events[start : start + INSERT_CHUNK_SIZE]
             params: list[Any] = []
@@ -226,12 +253,12 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                     s.originator_version,
                     s.topic,
                     s.state,
-                    chain[offset],
+                    seals[offset],
                 ]
             values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
             cursor.execute(
                 f"INSERT INTO {self.events_table} "
-                "(id, originator_id, originator_version, topic, state, chain) "
+                "(id, originator_id, originator_version, topic, state, seal) "
                 f"VALUES {values}",
                 params,
             )
@@ -402,15 +429,28 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
         if topics:
             conditions.append(f"topic IN ({', '.join(['%s'] * len(topics))})")
             params.extend(topics)
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         params.append(limit)
-        with self.datastore.cursor() as cursor:
+        with self.datastore.cursor() as cursor, self._bounded(cursor) as bound:
+            if bound:
+                conditions.append(bound)
+            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
             cursor.execute(
                 "SELECT id, originator_id, originator_version, topic, state "
                 f"FROM {self.events_table}{where} ORDER BY id LIMIT %s",
                 params,
             )
             return cursor.fetchall()  # type: ignore[no-any-return]
+
+    @contextmanager
+    def _bounded(self, cursor: CursorWrapper) -> Iterator[str]:
+        """The condition that keeps a read of the log at or below positions
+        that can no longer be filled in (PostgreSQL: the horizon, read in the
+        same round trip), or "" where inserts are never concurrent."""
+        if self.datastore.vendor != "postgresql":
+            yield ""
+            return
+        with pipelined(cursor), below_horizon(cursor) as bound:
+            yield bound
 
     def select_notifications_of(
         self, originator_ids: Sequence[UUID | str], *, stop: int | None = None
@@ -445,8 +485,9 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
         return rows
 
     def max_notification_id(self) -> int | None:
-        with self.datastore.cursor() as cursor:
-            cursor.execute(f"SELECT MAX(id) FROM {self.events_table}")
+        with self.datastore.cursor() as cursor, self._bounded(cursor) as bound:
+            where = f" WHERE {bound}" if bound else ""
+            cursor.execute(f"SELECT MAX(id) FROM {self.events_table}{where}")
             (max_id,) = cursor.fetchone()
         return None if max_id is None else int(max_id)
 

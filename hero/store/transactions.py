@@ -8,7 +8,9 @@ store as eventsourcing's persistence errors, which callers of a recorder expect.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -141,6 +143,27 @@ def _store_busy(alias: str, error: BaseException) -> StoreBusy:
     )
 
 
+#: The scratch key of the callbacks to call after the commit.
+_AFTER_COMMIT = "after_commit"
+#: The scratch key that says the transaction is hero's own, not the caller's.
+_OWN = "own"
+
+logger = logging.getLogger("hero.store")
+
+
+def _call_quietly(callback: Callable[[str], object], alias: str) -> None:
+    """Call ``callback(alias)`` after a commit, logging a database error."""
+    try:
+        callback(alias)
+    except (db_utils.Error, PersistenceError):
+        logger.warning(
+            "Database %r: %s failed after the commit; it is done again later.",
+            alias,
+            getattr(callback, "__name__", callback),
+            exc_info=True,
+        )
+
+
 # The database alias, the cursor, and what the store keeps for the rest of the
 # transaction (:meth:`DjangoDatastore.scratch`), of the atomic block hero itself
 # opened.
@@ -170,6 +193,7 @@ class DjangoDatastore:
         version was taken meanwhile may be refused only at the commit: that is
         raised as :class:`VersionConflict` too."""
         pipelined = False
+        scratch: dict[str, Any] = {}
         try:
             # Other errors keep Django's types here: callers tell them apart.
             with (
@@ -177,10 +201,11 @@ class DjangoDatastore:
                 ExitStack() as stack,
             ):
                 pipelined = stack.enter_context(pipelined_transaction(self.connection))
+                scratch[_OWN] = pipelined
                 if not pipelined:
                     stack.enter_context(transaction.atomic(using=self.alias))
                 cursor = stack.enter_context(open_cursor(self.connection))
-                token = _owned_atomic.set((self.alias, cursor, {}))
+                token = _owned_atomic.set((self.alias, cursor, scratch))
                 try:
                     yield
                 finally:
@@ -197,6 +222,36 @@ class DjangoDatastore:
                 if getattr(error.__cause__, "sqlstate", None) != "23503":
                     raise _translated(self.alias, error) from error
             raise
+        for callback in scratch.get(_AFTER_COMMIT, ()):
+            if self.connection.in_atomic_block:  # a savepoint in the caller's
+                transaction.on_commit(
+                    functools.partial(_call_quietly, callback, self.alias),
+                    using=self.alias,
+                )
+            else:
+                _call_quietly(callback, self.alias)
+
+    def owns_transaction(self) -> bool:
+        """Whether the writes now go to a transaction hero opened itself (not a
+        savepoint in the caller's), which commits as soon as hero's work is done."""
+        scratch = self.scratch()
+        return bool(scratch and scratch.get(_OWN))
+
+    def after_commit(self, callback: Callable[[str], object]) -> None:
+        """Call ``callback(alias)`` once, right after the transaction being
+        written commits (never if it rolls back): at the end of a transaction
+        hero opened, else at the caller's commit (``transaction.on_commit``).
+
+        Its work is done by then, so a database error in it is logged, not
+        raised: whatever it left undone is picked up later (linking the chain:
+        by the next writer, a follower or ``hero_verify``)."""
+        scratch = self.scratch()
+        if scratch is not None:
+            scratch.setdefault(_AFTER_COMMIT, {})[callback] = None
+            return
+        transaction.on_commit(
+            functools.partial(_call_quietly, callback, self.alias), using=self.alias
+        )
 
     def scratch(self) -> dict[str, Any] | None:
         """What the store keeps until the end of the transaction hero opened

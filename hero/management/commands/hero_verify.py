@@ -10,6 +10,7 @@ from hero.conf import conf
 from hero.management.base import TranslatedCommand
 from hero.projections.verify import verify
 from hero.store import verify_chain
+from hero.store.chain import link_committed
 
 
 def parse_anchor(value: str) -> tuple[int, bytes]:
@@ -47,6 +48,8 @@ class Command(TranslatedCommand):
 
     def handle(self, *args: Any, anchor: str | None = None, **options: Any) -> None:
         kept = None if anchor is None else parse_anchor(anchor)
+        # Events a writer committed but did not live to link (PostgreSQL).
+        link_committed()
         chain = verify_chain(anchor=kept)
         differences: list[str] = []
         if chain.broken_at is not None:
