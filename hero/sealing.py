@@ -46,6 +46,7 @@ from django.utils.crypto import salted_hmac
 
 from hero.events.personal import FORGOTTEN_VALUES, personal_fields, set_opener
 from hero.store.chain import chain_keys
+from hero.store.sql import insert_missing
 from hero.store.transactions import DjangoDatastore, VersionConflict
 
 #: The first character of every sealed payload: its format's version.
@@ -190,6 +191,52 @@ class UserKeys:
             # Kept as if read back: the next award reads this row.
             return _unwrapped.put(wrapped, user_pk, raw)
         raise RuntimeError(f"Could not make or read the data key of user {user_pk}.")
+
+    def for_writing_many(
+        self, cursor: Any, user_pks: Iterable[str]
+    ) -> dict[str, AESGCM]:
+        """The data keys of many users at once, as ciphers, made (in the
+        caller's transaction) for those who have none: a batch of awards to
+        many users (a backfill) reads them in one statement and makes the
+        missing ones in another, not two per user. A key another writer made
+        meanwhile is the one kept and returned."""
+        wanted = sorted(set(user_pks))
+        found = self._read_with(cursor, wanted)
+        missing = [pk for pk in wanted if pk not in found]
+        if missing:
+            now = _now(cursor)
+            rows = []
+            for user_pk in missing:
+                raw = AESGCM.generate_key(bit_length=256)
+                wrapped = _wrap(raw, user_pk)
+                # Kept as if read back: the read below finds it without unwrapping.
+                _unwrapped.put(wrapped, user_pk, raw)
+                rows.append((user_pk, wrapped, now))
+            cursor.executemany(
+                insert_missing(
+                    self.datastore.vendor,
+                    "hero_user_key",
+                    ("user_pk", "wrapped", "created_at"),
+                    ("user_pk",),
+                ),
+                rows,
+            )
+            found.update(self._read_with(cursor, missing))
+        return found
+
+    @staticmethod
+    def _read_with(cursor: Any, user_pks: Sequence[str]) -> dict[str, AESGCM]:
+        found: dict[str, AESGCM] = {}
+        for start in range(0, len(user_pks), 500):
+            chunk = user_pks[start : start + 500]
+            cursor.execute(
+                "SELECT user_pk, wrapped FROM hero_user_key WHERE user_pk IN "
+                f"({', '.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+            for user_pk, wrapped in cursor.fetchall():
+                found[user_pk] = UserKeys._opened(bytes(wrapped), user_pk)
+        return found
 
     def make(self, cursor: Any, user_pk: str) -> AESGCM:
         """A new data key for a user who had none when the aggregate was read.
@@ -359,6 +406,7 @@ class Sealer:
         this call (with their aggregates' events; None: the user had none),
         used without reading again."""
         keys: dict[str, AESGCM] = {}
+        waiting: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for event in events:
             names = personal_fields(type(event))
             if not names:
@@ -372,6 +420,14 @@ class Sealer:
             if not values:
                 state["sealed"] = None
                 continue
+            waiting.append((state, values))
+        unread = {
+            s["user_pk"] for s, _ in waiting if not (read and s["user_pk"] in read)
+        }
+        if len(unread) > 1:
+            # Many users' events (a backfill's batch): their keys at once.
+            keys.update(self.keys.for_writing_many(cursor, unread))
+        for state, values in waiting:
             user_pk = state["user_pk"]
             key = keys.get(user_pk)
             if key is None and read and user_pk in read:

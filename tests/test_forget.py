@@ -336,3 +336,43 @@ def test_only_deleting_a_user_is_listened_to() -> None:
 
     assert pre_delete.has_listeners(get_user_model())
     assert not pre_delete.has_listeners(AchievementCount)
+
+
+@pytest.mark.django_db
+def test_a_backfill_seals_each_users_awards_under_that_users_key(
+    backend: Backend, make_user: Any, isolated_registry: Any
+) -> None:
+    # Arrange: one of three users has a key already, from an award with state.
+    had_one, *others = users = [make_user() for _ in range(3)]
+    hero.achievements.unlock("score_changed", user=had_one, points=10)
+    keys = UserKey.objects.using(backend.alias)
+    before = bytes(keys.get(user_pk=str(had_one.pk)).wrapped)
+
+    @hero.achievements.register
+    class Founder(AchievementBase):
+        id = "founder"
+        title = "Founder"
+        events = ["never_sent"]
+
+        def unlock(self, **state: Any) -> None:
+            return None
+
+        def backfill(self) -> Any:
+            return ((user.pk, 1) for user in users)
+
+    # Act: one batch awards all three.
+    call_command("hero_backfill", "founder", stdout=io.StringIO())
+
+    # Assert: the earlier key kept, a key made for each of the others, and
+    # each user's entry opens under that user's key.
+    assert bytes(keys.get(user_pk=str(had_one.pk)).wrapped) == before
+    assert set(keys.values_list("user_pk", flat=True)) == {str(u.pk) for u in users}
+    entries = LedgerEntry.objects.using(backend.alias).filter(achievement_id="founder")
+    assert entries.count() == 3
+    for entry in entries:
+        assert entry.personal_values()["state"]["source"]
+    hero.achievements.forget(others[0])
+    assert not keys.filter(user_pk=str(others[0].pk)).exists()
+    unlocked = entries.filter(kind="unlocked")
+    assert unlocked.get(user_id=others[0].pk).payload == ""
+    assert unlocked.get(user_id=others[1].pk).personal_values()["state"]["source"]
