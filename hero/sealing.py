@@ -137,19 +137,13 @@ class UserKeys:
         wanted = sorted(set(user_pks))
         if not wanted:
             return {}
-        found: dict[str, AESGCM] = {}
         with self.datastore.cursor() as cursor:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                cursor.execute(
-                    "SELECT user_pk, wrapped FROM hero_user_key WHERE user_pk IN "
-                    f"({', '.join(['%s'] * len(chunk))})",
-                    chunk,
-                )
-                for user_pk, wrapped in cursor.fetchall():
-                    cipher = _unwrapped.get(bytes(wrapped), user_pk)
-                    if cipher is not None:
-                        found[user_pk] = cipher
+            wrapped_keys = _wrapped_keys(cursor, wanted)
+        found: dict[str, AESGCM] = {}
+        for user_pk, wrapped in wrapped_keys.items():
+            cipher = _unwrapped.get(wrapped, user_pk)
+            if cipher is not None:
+                found[user_pk] = cipher
         return found
 
     def for_writing(self, cursor: Any, user_pk: str, *, new: bool = False) -> AESGCM:
@@ -201,7 +195,7 @@ class UserKeys:
         missing ones in another, not two per user. A key another writer made
         meanwhile is the one kept and returned."""
         wanted = sorted(set(user_pks))
-        found = self._read_with(cursor, wanted)
+        found = self._opened_all(_wrapped_keys(cursor, wanted))
         missing = [pk for pk in wanted if pk not in found]
         if missing:
             now = _now(cursor)
@@ -221,22 +215,12 @@ class UserKeys:
                 ),
                 rows,
             )
-            found.update(self._read_with(cursor, missing))
+            found.update(self._opened_all(_wrapped_keys(cursor, missing)))
         return found
 
     @staticmethod
-    def _read_with(cursor: Any, user_pks: Sequence[str]) -> dict[str, AESGCM]:
-        found: dict[str, AESGCM] = {}
-        for start in range(0, len(user_pks), 500):
-            chunk = user_pks[start : start + 500]
-            cursor.execute(
-                "SELECT user_pk, wrapped FROM hero_user_key WHERE user_pk IN "
-                f"({', '.join(['%s'] * len(chunk))})",
-                chunk,
-            )
-            for user_pk, wrapped in cursor.fetchall():
-                found[user_pk] = UserKeys._opened(bytes(wrapped), user_pk)
-        return found
+    def _opened_all(wrapped_keys: Mapping[str, bytes]) -> dict[str, AESGCM]:
+        return {pk: UserKeys._opened(w, pk) for pk, w in wrapped_keys.items()}
 
     def make(self, cursor: Any, user_pk: str) -> AESGCM:
         """A new data key for a user who had none when the aggregate was read.
@@ -305,6 +289,21 @@ def rewrap_keys(alias: str, batch_size: int = 1000) -> int:
                 updates[start : start + batch_size],
             )
     return len(updates)
+
+
+def _wrapped_keys(cursor: Any, user_pks: Sequence[str]) -> dict[str, bytes]:
+    """{user pk: wrapped key} of those of ``user_pks`` that have one, read
+    with ``cursor`` (in the caller's transaction), 500 users a statement."""
+    found: dict[str, bytes] = {}
+    for start in range(0, len(user_pks), 500):
+        chunk = user_pks[start : start + 500]
+        cursor.execute(
+            "SELECT user_pk, wrapped FROM hero_user_key WHERE user_pk IN "
+            f"({', '.join(['%s'] * len(chunk))})",
+            chunk,
+        )
+        found.update((pk, bytes(wrapped)) for pk, wrapped in cursor.fetchall())
+    return found
 
 
 def _now(cursor: Any) -> Any:
