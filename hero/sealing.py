@@ -45,7 +45,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from hero.events.personal import FORGOTTEN_VALUES, personal_fields, set_opener
-from hero.store.chain import chain_keys
+from hero.store.chain import ChainKey, chain_keys
 from hero.store.sql import insert_missing
 from hero.store.transactions import DjangoDatastore, VersionConflict
 
@@ -78,6 +78,12 @@ def _wrap(raw: bytes, user_pk: str) -> bytes:
     return nonce + _wrapper(chain_keys()[0].secret).encrypt(nonce, raw, _aad(user_pk))
 
 
+def _new_key(user_pk: str) -> tuple[bytes, bytes]:
+    """A new data key for the user: (raw, wrapped with the current chain key)."""
+    raw = os.urandom(32)
+    return raw, _wrap(raw, user_pk)
+
+
 class _Unwrapped:
     """The data keys of wrapped keys read from the database, as ciphers: the
     AES work of unwrapping, done once per wrapped key.
@@ -89,15 +95,19 @@ class _Unwrapped:
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self.ciphers: OrderedDict[tuple[bytes, str], AESGCM] = OrderedDict()
+        self.keys: tuple[ChainKey, ...] = ()
         self.secrets: tuple[bytes, ...] = ()
 
     def _current(self) -> tuple[bytes, ...]:
         """The chain keys' secrets, the cache emptied if they changed."""
-        secrets = tuple(key.secret for key in chain_keys())
-        if secrets != self.secrets:
-            self.ciphers.clear()
-            self.secrets = secrets
-        return secrets
+        keys = chain_keys()
+        if keys is not self.keys:  # chain_keys() keeps one tuple per setting
+            secrets = tuple(key.secret for key in keys)
+            if secrets != self.secrets:
+                self.ciphers.clear()
+                self.secrets = secrets
+            self.keys = keys
+        return self.secrets
 
     def get(self, wrapped: bytes, user_pk: str) -> AESGCM | None:
         secrets = self._current()
@@ -165,12 +175,13 @@ class UserKeys:
                 row = cursor.fetchone()
                 if row is not None:
                     return self._opened(bytes(row[0]), user_pk)
-            raw = AESGCM.generate_key(bit_length=256)
-            wrapped = _wrap(raw, user_pk)
+            raw, wrapped = _new_key(user_pk)
             statement, returns = _make_sql(vendor)
-            params = [user_pk, wrapped, _now(cursor)]
             try:
-                cursor.execute(statement, params + [user_pk] * (vendor == "postgresql"))
+                cursor.execute(
+                    statement,
+                    [user_pk, wrapped, user_pk] if returns else [user_pk, wrapped],
+                )
             except IntegrityError:
                 # The user has one (SQLite and MySQL undo only the statement).
                 continue
@@ -198,11 +209,10 @@ class UserKeys:
         found = self._opened_all(_wrapped_keys(cursor, wanted))
         missing = [pk for pk in wanted if pk not in found]
         if missing:
-            now = _now(cursor)
+            now = cursor.db.ops.adapt_datetimefield_value(timezone.now())
             rows = []
             for user_pk in missing:
-                raw = AESGCM.generate_key(bit_length=256)
-                wrapped = _wrap(raw, user_pk)
+                raw, wrapped = _new_key(user_pk)
                 # Kept as if read back: the read below finds it without unwrapping.
                 _unwrapped.put(wrapped, user_pk, raw)
                 rows.append((user_pk, wrapped, now))
@@ -230,13 +240,10 @@ class UserKeys:
         made the user's key meanwhile, the insert fails, and the store takes it
         as a lost race (:class:`~hero.store.transactions.VersionConflict`): the
         award is decided again, and reads that key."""
-        raw = AESGCM.generate_key(bit_length=256)
-        wrapped = _wrap(raw, user_pk)
+        raw, wrapped = _new_key(user_pk)
         try:
             cursor.execute(
-                "INSERT INTO hero_user_key (user_pk, wrapped, created_at) "
-                "VALUES (%s, %s, %s)",
-                [user_pk, wrapped, _now(cursor)],
+                _make_sql(self.datastore.vendor, plain=True)[0], [user_pk, wrapped]
             )
         except IntegrityError as error:  # refused at once (not in a pipeline)
             raise VersionConflict(
@@ -306,26 +313,34 @@ def _wrapped_keys(cursor: Any, user_pks: Sequence[str]) -> dict[str, bytes]:
     return found
 
 
-def _now(cursor: Any) -> Any:
-    """Now, as the backend stores a datetime (MySQL takes no time zone)."""
-    return cursor.db.ops.adapt_datetimefield_value(timezone.now())
+#: Now, in UTC, as each backend stores a datetime (the database's clock: one
+#: parameter fewer to make and send).
+_NOW_SQL = {
+    "postgresql": "now()",
+    "mysql": "UTC_TIMESTAMP(6)",
+    "sqlite": "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now')",
+}
 
 
 @functools.cache
-def _make_sql(vendor: str) -> tuple[str, bool]:
-    """The statement that makes a user's key, and whether it returns the key
-    then in the table (the one made, or the one there).
+def _make_sql(vendor: str, *, plain: bool = False) -> tuple[str, bool]:
+    """The statement that makes a user's key (parameters: the user's pk and
+    the wrapped key), and whether it returns the key then in the table (the
+    one made, or the one there).
 
-    PostgreSQL: the insert and a read of the row in one statement, taking no
-    lock on an existing key (a failed statement would abort the transaction);
-    a key committed by another transaction after the statement began is not
-    seen, and the caller tries again. SQLite, MariaDB and MySQL: a plain
-    insert, which fails on the key there (undoing only itself), and the caller
-    reads that key: for a new user, one statement and no read."""
+    PostgreSQL: the insert and a read of the row in one statement (the pk is
+    given again), taking no lock on an existing key (a failed statement would
+    abort the transaction); a key committed by another transaction after the
+    statement began is not seen, and the caller tries again. SQLite, MariaDB
+    and MySQL, or with ``plain``: a plain insert, which fails on the key there
+    (undoing only itself), and the caller reads that key: for a new user, one
+    statement and no read."""
+    now = _NOW_SQL.get(vendor, "CURRENT_TIMESTAMP")
     insert = (
-        "INSERT INTO hero_user_key (user_pk, wrapped, created_at) VALUES (%s, %s, %s)"
+        "INSERT INTO hero_user_key (user_pk, wrapped, created_at) "
+        f"VALUES (%s, %s, {now})"
     )
-    if vendor == "postgresql":
+    if vendor == "postgresql" and not plain:
         return (
             f"WITH made AS ({insert} ON CONFLICT (user_pk) DO NOTHING RETURNING "
             "wrapped) SELECT wrapped FROM made UNION ALL SELECT wrapped FROM "
@@ -335,10 +350,13 @@ def _make_sql(vendor: str) -> tuple[str, bool]:
     return insert, False
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 def seal_values(cipher: AESGCM, user_pk: str, values: Mapping[str, Any]) -> str:
     """``values`` sealed under a user's data key, as text for the stored JSON."""
     nonce = os.urandom(_NONCE)
-    plain = json.dumps(values, separators=(",", ":"), sort_keys=True).encode()
+    plain = _encode(values).encode()
     sealed = cipher.encrypt(nonce, plain, _aad(user_pk))
     return FORMAT + base64.b64encode(nonce + sealed).decode("ascii")
 
