@@ -412,6 +412,9 @@ def revoked_key_of(achievement_id: str, key: object) -> str | None:
 # The state to record ---------------------------------------------------------
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def recorded_state(state: dict[str, Any], limit: int) -> dict[str, Any]:
     """The JSON record of ``state`` to store with an event, or InvalidState when
     it cannot be recorded faithfully: larger than ``limit`` bytes, holding text
@@ -421,43 +424,51 @@ def recorded_state(state: dict[str, Any], limit: int) -> dict[str, Any]:
     for key, value in state.items():
         if key == "user":
             continue
-        where = f"state[{describe(key)}]"
         try:
             safe[key] = json_safe(value)
         except _DuplicateKey as error:
             _refuse_state(
-                f"{where} has the keys {describe(error.first)} and "
+                f"{_state_path(key)} has the keys {describe(error.first)} and "
                 f"{describe(error.second)}, which are one key, {describe(error.key)}, "
                 "once recorded (JSON keys are text)",
                 "Give them keys that differ as text",
             )
         except RecursionError:
             _refuse_state(
-                f"{where} is nested too deeply to convert",
+                f"{_state_path(key)} is nested too deeply to convert",
                 "Pass a flat value or an identifier instead",
             )
         except Exception as error:
             _refuse_state(
-                f"converting {where} to JSON raised {type(error).__name__} (its "
-                "repr() or str() failed)",
+                f"converting {_state_path(key)} to JSON raised "
+                f"{type(error).__name__} (its repr() or str() failed)",
                 "Pass plain values (numbers, text, lists, dicts) or identifiers",
             )
-        problem = _unstorable(key, "a state key") or _unstorable(safe[key], where)
+        converted = safe[key]
+        problem = _unstorable(key, "a state key")
+        if problem is None and not (
+            converted is None or isinstance(converted, (bool, int, float))
+        ):
+            problem = _unstorable(converted, _state_path(key))
         if problem:
             _refuse_state(
                 problem, "Clean the value first, e.g. value.replace('\\x00', '')"
             )
-    sizes = {}
-    for key, value in safe.items():
-        try:
-            sizes[key] = len(json.dumps(value))
-        except ValueError as error:  # an int of more digits than Python prints
-            _refuse_state(
-                f"state[{describe(key)}] cannot be written as JSON ({error})",
-                "Pass it as text or as a smaller number",
-            )
-    size = len(json.dumps(safe, separators=(",", ":")).encode())
+    try:
+        # ASCII (JSON's escapes), so its length in bytes.
+        size = len(_compact(safe))
+    except ValueError:  # an int of more digits than Python prints
+        for key, value in safe.items():
+            try:
+                _compact(value)
+            except ValueError as error:
+                _refuse_state(
+                    f"state[{describe(key)}] cannot be written as JSON ({error})",
+                    "Pass it as text or as a smaller number",
+                )
+        raise
     if size > limit:
+        sizes = {key: len(json.dumps(value)) for key, value in safe.items()}
         biggest = max(sizes, key=sizes.__getitem__)
         raise InvalidState(
             f"The state passed to unlock() takes {size} bytes as JSON, more than "
@@ -466,6 +477,10 @@ def recorded_state(state: dict[str, Any], limit: int) -> dict[str, Any]:
             "instead of large values, or raise HERO_MAX_STATE_BYTES."
         )
     return safe
+
+
+def _state_path(key: object) -> str:
+    return f"state[{describe(key)}]"
 
 
 def _refuse_state(problem: str, fix: str) -> None:

@@ -147,6 +147,16 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         columns = "originator_id, originator_version, topic, state"
         if chained:
             columns += ", chain"
+        # On SQLite the statement also reads what the inline projections
+        # will ask of the followers' positions (one statement fewer).
+        read_ahead = (
+            Positions(self.datastore).read_with_insert()
+            if in_sql and self.returns_rows
+            else None
+        )
+        returning = "RETURNING id, originator_id, originator_version"
+        if read_ahead is not None:
+            returning += f", {read_ahead[0]}"
         first_row = sqlite_first_row_sql(self.events_table)
         next_row = SQLITE_NEXT_ROW_SQL
         plain_row = "(%s, %s, %s, %s, %s)" if chained else "(%s, %s, %s, %s)"
@@ -178,12 +188,15 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                     self._insert_without_returning(cursor, insert, params, chunk)
                 )
                 continue
-            cursor.execute(
-                f"{insert} RETURNING id, originator_id, originator_version", params
-            )
+            if read_ahead is not None:
+                params += read_ahead[1]
+            cursor.execute(f"{insert} {returning}", params)
+            returned = cursor.fetchall()
             # RETURNING promises no order: match ids to events by their key.
-            for row_id, originator_id, version in cursor.fetchall():
+            for row_id, originator_id, version, *_ in returned:
                 ids[(self._py_uuid(originator_id), version)] = row_id
+            if read_ahead is not None and returned:
+                read_ahead[2](returned[-1][3])
         result = [
             ids[(self._py_uuid(s.originator_id), s.originator_version)]
             for s in stored_events
