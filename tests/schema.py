@@ -102,17 +102,19 @@ def _sqlite(connection: BaseDatabaseWrapper, cursor: Any, table: str) -> dict[st
 
 def _sorted_definitions(sql: str) -> list[str]:
     """The column and constraint definitions of a CREATE TABLE statement, each
-    whole, in sorted order (where a column is in the table is not compared)."""
+    whole, in sorted order (where a column is in the table is not compared),
+    and its table options (``WITHOUT ROWID``) if any."""
     head, _, body = re.sub(r"\s+", " ", sql).partition("(")
-    definitions, depth, start = [], 0, 0
+    definitions, depth, start, options = [], 0, 0, ""
     for i, char in enumerate(body):
         depth += {"(": 1, ")": -1}.get(char, 0)
         if depth < 0 or (char == "," and depth == 0):
             definitions.append(body[start:i].strip())
             start = i + 1
         if depth < 0:
+            options = body[i + 1 :].strip()
             break
-    return [head.strip(), *sorted(definitions)]
+    return [head.strip(), *sorted(definitions), *([options] if options else [])]
 
 
 def _postgresql(
