@@ -18,18 +18,7 @@ backends the table stays empty: their writers update the counts directly.
 
 from django.db import migrations, models
 
-
-class PostgreSQLOnly(migrations.RunSQL):
-    """SQL that runs on PostgreSQL and does nothing elsewhere."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-
+from hero.migrations._sql import PostgreSQLOnly
 
 SETTLE_COUNT = """
 CREATE FUNCTION hero_settle_count() RETURNS trigger LANGUAGE plpgsql AS $$

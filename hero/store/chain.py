@@ -171,43 +171,44 @@ class Unlinked:
 
         db = cursor.db
         # Cursors of their own, read in this order once the results are in.
-        self._lock, self._horizon, self._rows, self._last = (
-            db.cursor() for _ in range(4)
+        self._lock, self._rows = db.cursor(), db.cursor()
+        # The linker's lock and the horizon in one statement (in either order:
+        # the rows are read by the next one, after both).
+        take = (
+            "(SELECT true FROM pg_advisory_xact_lock(%s))"
+            if wait
+            else "pg_try_advisory_xact_lock(%s)"
         )
-        if wait:
-            self._lock.execute("SELECT pg_advisory_xact_lock(%s), true", [LINKER_LOCK])
-        else:
-            self._lock.execute("SELECT 0, pg_try_advisory_xact_lock(%s)", [LINKER_LOCK])
-        self._horizon.execute("SELECT hero_horizon(%s)", [own_marks])
-        # Statements of their own, after the lock and the horizon: in READ
-        # COMMITTED they see what an earlier linker committed.
+        self._lock.execute(f"SELECT {take}, hero_horizon(%s)", [LINKER_LOCK, own_marks])
+        # A statement of its own, after the lock and the horizon: in READ
+        # COMMITTED it sees what an earlier linker committed. One snapshot
+        # holds the last link (its position NULL) and the events to link.
         self._rows.execute(
-            "SELECT id, originator_id, originator_version, topic, state, seal "
-            f"FROM {table} WHERE chain IS NULL AND {BELOW_HORIZON} ORDER BY id"
-        )
-        self._last.execute(
-            f"SELECT chain FROM {table} WHERE chain IS NOT NULL "
-            "ORDER BY id DESC LIMIT 1"
+            f"(SELECT NULL::bigint, NULL::uuid, NULL::bigint, NULL, NULL::bytea, "
+            f"chain FROM {table} WHERE chain IS NOT NULL ORDER BY id DESC LIMIT 1) "
+            "UNION ALL "
+            f"(SELECT id, originator_id, originator_version, topic, state, seal "
+            f"FROM {table} WHERE chain IS NULL AND {BELOW_HORIZON} ORDER BY id)"
         )
 
     def links(self) -> list[tuple[bytes, int]]:
         """(link, position) of each event to link, in store order: none if the
         linker's lock was not free, and none from the first event whose seal
         does not hold (an edit or a forgery, which ``hero_verify`` reports)."""
-        cursors = (self._lock, self._horizon, self._rows, self._last)
         try:
-            held = self._lock.fetchone()[1]
-            self._horizon.fetchone()
+            held = self._lock.fetchone()[0]
             rows = self._rows.fetchall()
-            last = self._last.fetchone()
         finally:
-            for cursor in cursors:
-                cursor.close()
+            self._lock.close()
+            self._rows.close()
+        # Apart and in order, whatever order the union's branches came in.
+        last = next((row for row in rows if row[0] is None), None)
+        rows = sorted((row for row in rows if row[0] is not None), key=_position)
         if not held or not rows:
             return []
         keys = chain_keys()
         key = keys[0].secret
-        previous = bytes(last[0]) if last else None
+        previous = bytes(last[5]) if last else None
         result = []
         for position, originator, version, topic, state, sealed in rows:
             event = StoredEvent(originator, version, topic, bytes(state))
@@ -216,6 +217,10 @@ class Unlinked:
             previous = link(previous, event, key)
             result.append((previous, position))
         return result
+
+
+def _position(row: tuple[Any, ...]) -> int:
+    return int(row[0])
 
 
 def link_updates(cursor: Any, table: str, links: list[tuple[bytes, int]]) -> None:

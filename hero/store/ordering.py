@@ -86,22 +86,23 @@ def hold_ordering_lock(
         _hold_on_mysql(cursor)
         return True
     table = _events_table(connection)
-    timeout_ms = max(0, round(conf.HERO_LOCK_TIMEOUT * 1000))
+    wait = f"{max(0, round(conf.HERO_LOCK_TIMEOUT * 1000))}ms"
+    if appending is not None:
+        # One statement: the function sets the wait and puts the caller's back.
+        cursor.execute(
+            "SELECT hero_lock_for_append(%s, %s, %s, %s)",
+            [appending.keys, appending.markers, appending.applies_inline, wait],
+        )
+        return True
     # SET LOCAL would last until the caller's transaction ends: keep the
     # caller's value in a setting of hero's own and put it back after the lock.
     cursor.execute(
         "SELECT set_config('hero.caller_lock_timeout', "
         "current_setting('lock_timeout'), true), "
         "set_config('lock_timeout', %s, true)",
-        [f"{timeout_ms}ms"],
+        [wait],
     )
-    if appending is None:
-        cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
-    else:
-        cursor.execute(
-            "SELECT hero_lock_for_append(%s, %s, %s)",
-            [appending.keys, appending.markers, appending.applies_inline],
-        )
+    cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
     cursor.execute(
         "SELECT set_config('lock_timeout', "
         "current_setting('hero.caller_lock_timeout'), true)"
