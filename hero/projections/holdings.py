@@ -61,14 +61,15 @@ def _upserts(vendor: str) -> dict[str, str]:
 
 #: PostgreSQL: a count's change waits in its own row until the transaction's
 #: COMMIT, where the trigger ``hero_settle_count`` (migration 0003) adds it to
-#: the count, so the count's row is locked for the commit alone.
+#: the count, so the count's row is locked for the commit alone. For a gain,
+#: the same statement makes the count's row if missing (holding 0 until then),
+#: so the row is there for the rest of the transaction (the admin lists
+#: counts); an existing row is not locked by this.
 _COUNT_CHANGE = (
-    "INSERT INTO hero_achievement_count_change (achievement_id, level, holders) "
-    "VALUES (%s, %s, %s)"
-)
-_COUNT_ROW = (
-    "INSERT INTO hero_achievement_count (achievement_id, level, holders) "
-    "VALUES (%s, %s, 0) ON CONFLICT (achievement_id, level) DO NOTHING"
+    "WITH made AS (INSERT INTO hero_achievement_count (achievement_id, level, "
+    "holders) SELECT %s, %s, 0 WHERE %s > 0 ON CONFLICT (achievement_id, level) "
+    "DO NOTHING) INSERT INTO hero_achievement_count_change (achievement_id, "
+    "level, holders) VALUES (%s, %s, %s)"
 )
 
 
@@ -248,11 +249,8 @@ class Holdings(ReadModel):
             )
         # In one order, so that writers settling at once never deadlock.
         deltas = sorted((a, level, n) for (a, level), n in counts.items() if n)
-        if deltas and cursor.db.vendor == "postgresql":
-            # The rows are there for the rest of the transaction (the admin
-            # lists them); an existing row is not locked by this.
-            cursor.executemany(
-                _COUNT_ROW, [(a, level) for a, level, n in deltas if n > 0]
-            )
         if deltas:
-            cursor.executemany(sql["count"], deltas)
+            cursor.executemany(
+                sql["count"],
+                [d + d for d in deltas] if cursor.db.vendor == "postgresql" else deltas,
+            )
