@@ -207,7 +207,7 @@ def test_events_a_writer_committed_but_did_not_link_are_linked_by_hero_verify(
 
     # Arrange: a writer that dies between its commit and linking its events.
     user = make_user()
-    with mock.patch("hero.store.recorders.link_committed", return_value=0):
+    with mock.patch("hero.store.recorders.link_after_commit", return_value=0):
         with transaction.atomic(using=backend.alias):
             hero.achievements.unlock("score_changed", user=user, points=100)
     assert StoredEvent.objects.filter(chain__isnull=True).exists()

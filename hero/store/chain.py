@@ -231,7 +231,7 @@ def link_updates(cursor: Any, table: str, links: list[tuple[bytes, int]]) -> Non
         )
 
 
-def link_committed(alias: str | None = None) -> int:
+def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
     """PostgreSQL: link the committed events not linked yet, in store order,
     in a short transaction; return how many were linked.
 
@@ -242,6 +242,9 @@ def link_committed(alias: str | None = None) -> int:
     transaction calls this at the caller's commit; ``hero_verify`` calls it
     too, and so links what a process that died after its commit left. The
     links are computed here, with a key the database never sees.
+
+    Without ``wait``, nothing is linked while another process links (it may
+    link these events too; otherwise the next linker does).
     """
     # Lazy: the store is importable before Django has loaded the models.
     from django.db import connections, transaction
@@ -263,9 +266,18 @@ def link_committed(alias: str | None = None) -> int:
                 # this one with it (the WAL is written in order): the commit
                 # need not wait for the disk, nor the next linker for it.
                 cursor.execute("SET LOCAL synchronous_commit = off")
-            links = Unlinked(cursor, table, wait=True, own_marks=False).links()
+            links = Unlinked(cursor, table, wait=wait, own_marks=False).links()
         link_updates(cursor, table, links)
     return len(links)
+
+
+def link_after_commit(alias: str | None = None) -> int:
+    """What a writer in the caller's transaction asks for at the caller's
+    commit: :func:`link_committed`, unless another process is linking at that
+    moment. Writers then never queue behind one another's linking; the events
+    left are linked by the next linker (a writer, a follower, ``hero_verify``),
+    and sealed until then."""
+    return link_committed(alias, wait=False)
 
 
 class _SQLiteChain(threading.local):

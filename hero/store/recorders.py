@@ -37,7 +37,7 @@ from hero.store.chain import (
     SQLITE_NEXT_ROW_SQL,
     Unlinked,
     chain_keys,
-    link_committed,
+    link_after_commit,
     link_updates,
     links,
     register_sqlite_functions,
@@ -241,7 +241,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         link_updates(cursor, self.events_table, earlier)
         self._insert_at(cursor, stored_events, seals, reserved)
         if not own:
-            self.datastore.after_commit(link_committed)
+            self.datastore.after_commit(link_after_commit)
         return reserved
 
     def _insert_at(
