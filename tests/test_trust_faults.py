@@ -342,3 +342,73 @@ def test_a_connection_lost_between_calls_fails_one_call_clearly_then_recovers(
     ]
     assert len(received) == 1
     verify_passes()
+
+
+# A deadlock the database breaks -----------------------------------------------
+
+
+class _DeadlockCause(Exception):
+    """What a driver's deadlock error says (PostgreSQL's SQLSTATE)."""
+
+    sqlstate = "40P01"
+
+
+def deadlocked_first(calls: list[int]) -> Any:
+    """A stand-in for the ledger's step inside its transaction that fails the
+    first time as a deadlock the database broke, then does what it does."""
+    from hero.ledger import Ledger
+
+    original = Ledger._place_triggers
+
+    def place(self: Any, pending: list[Any]) -> None:
+        calls.append(len(pending))
+        if len(calls) == 1:
+            raise DjangoOperationalError("deadlock detected") from _DeadlockCause()
+        original(self, pending)
+
+    return place
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_that_loses_a_deadlock_decides_and_writes_again(
+    backend: Backend, make_user: Any, received: list[Any]
+) -> None:
+    from unittest import mock
+
+    # Arrange: the first attempt is rolled back to break a deadlock.
+    user = make_user()
+    calls: list[int] = []
+    with mock.patch("hero.ledger.Ledger._place_triggers", deadlocked_first(calls)):
+        # Act
+        outcomes = hero.achievements.unlock("reports", user=user, level=1)
+
+    # Assert: decided and written again, once; one signal; the store verifies.
+    assert calls == [1, 1]
+    assert outcomes == [Outcome("awards_first", 1, None)]
+    assert StoredEvent.objects.using(backend.alias).count() == 1
+    assert len(received) == 1
+    verify_passes()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_that_ended_the_callers_transaction_on_mysql_is_raised(
+    backend: Backend, make_user: Any, received: list[Any]
+) -> None:
+    if backend.name != "mysql":
+        pytest.skip("only InnoDB ends the whole transaction on a deadlock")
+    from unittest import mock
+
+    # Arrange: the caller's transaction, which InnoDB would end on a deadlock.
+    user = make_user()
+    calls: list[int] = []
+    patched = mock.patch("hero.ledger.Ledger._place_triggers", deadlocked_first(calls))
+
+    # Act: hero must not carry on as if the caller's earlier work were there.
+    with patched, pytest.raises(DjangoOperationalError, match="deadlock"):
+        with transaction.atomic(using=backend.alias):
+            hero.achievements.unlock("reports", user=user, level=1)
+
+    # Assert: tried once, nothing recorded, nothing reported.
+    assert calls == [1]
+    assert not StoredEvent.objects.using(backend.alias).exists()
+    assert received == []

@@ -191,9 +191,13 @@ class DjangoDatastore:
         On PostgreSQL, a transaction of hero's own runs in one pipeline
         (:func:`~hero.store.postgres.pipelined_transaction`), so an event whose
         version was taken meanwhile may be refused only at the commit: that is
-        raised as :class:`VersionConflict` too."""
+        raised as :class:`VersionConflict` too, and so is a deadlock the
+        database broke by rolling this work back (writers of the read tables
+        and a ``hero_project`` worker can meet in one), where nothing else of
+        the transaction was lost with it."""
         pipelined = False
         scratch: dict[str, Any] = {}
+        in_callers = self.connection.in_atomic_block
         try:
             # Other errors keep Django's types here: callers tell them apart.
             with (
@@ -215,6 +219,16 @@ class DjangoDatastore:
                 raise
             if _version_taken(error):
                 raise VersionConflict(f"Database {self.alias!r}: {error}") from error
+            if lost_a_deadlock(error) and (
+                self.vendor == "postgresql" or not in_callers
+            ):
+                # Rolled back to break a deadlock with another writer of the
+                # read tables: all of hero's work (a savepoint of it on
+                # PostgreSQL; MySQL ends the whole transaction, so only one of
+                # hero's own) is undone, and it is decided and written again.
+                raise VersionConflict(
+                    f"Database {self.alias!r}: lost a deadlock: {error}"
+                ) from error
             if pipelined and isinstance(error, db_utils.Error):
                 # A statement of hero's that failed at the commit: an error as
                 # it would have been where it was sent, but for foreign keys,
