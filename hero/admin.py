@@ -425,6 +425,19 @@ class AchievementProgressAdmin(ReadOnlyAdminMixin, _AchievementProgressAdmin):
         return f"{obj.percent:.0f}%"
 
 
+class _PersonalColumns:
+    """The ledger's sealed values as columns: opened for display ("" when
+    there is none, or the user was forgotten)."""
+
+    @admin.display(description=_("actor"))
+    def actor_display(self, obj: LedgerEntry) -> str:
+        return str(obj.personal_values()["actor"])
+
+    @admin.display(description=_("reason"))
+    def reason_display(self, obj: LedgerEntry) -> str:
+        return str(obj.personal_values()["reason"])
+
+
 class _UserNames:
     """Shows the user of a ledger row by name; the ledger keeps entries of users
     deleted since, so the name is looked up, never joined."""
@@ -443,7 +456,9 @@ class _UserNames:
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, _LedgerEntryAdmin):
+class LedgerEntryAdmin(
+    _UserNames, _PersonalColumns, ReadOnlyAdminMixin, _LedgerEntryAdmin
+):
     list_display = (
         "position",
         "occurred_at",
@@ -475,20 +490,6 @@ class LedgerEntryAdmin(_UserNames, ReadOnlyAdminMixin, _LedgerEntryAdmin):
     def achievement_display(self, obj: LedgerEntry) -> str:
         return obj.achievement_id or ""
 
-    @admin.display(description=_("actor"))
-    def actor_display(self, obj: LedgerEntry) -> str:
-        return _opened(obj, "actor")
-
-    @admin.display(description=_("reason"))
-    def reason_display(self, obj: LedgerEntry) -> str:
-        return _opened(obj, "reason")
-
-
-def _opened(obj: LedgerEntry, name: str) -> str:
-    """One value of an entry's sealed payload, for display ("" when there is
-    none, or the user was forgotten)."""
-    return str(obj.personal_values()[name])
-
 
 class HistoryFormSet(_LedgerEntryFormSet):
     """The latest entries only: a busy user's history would fill the page."""
@@ -505,7 +506,9 @@ class HistoryFormSet(_LedgerEntryFormSet):
         return self._latest
 
 
-class AchievementHistoryInline(ReadOnlyAdminMixin, _LedgerEntryInline):
+class AchievementHistoryInline(
+    _PersonalColumns, ReadOnlyAdminMixin, _LedgerEntryInline
+):
     """A user's latest ledger entries, newest first (all of them: the ledger's
     admin, searched by the username)."""
 
@@ -536,14 +539,6 @@ class AchievementHistoryInline(ReadOnlyAdminMixin, _LedgerEntryInline):
     @admin.display(description=_("position"))
     def entry(self, obj: LedgerEntry) -> int:
         return obj.position
-
-    @admin.display(description=_("actor"))
-    def actor_display(self, obj: LedgerEntry) -> str:
-        return _opened(obj, "actor")
-
-    @admin.display(description=_("reason"))
-    def reason_display(self, obj: LedgerEntry) -> str:
-        return _opened(obj, "reason")
 
 
 class HeroUserAdminMixin:

@@ -324,6 +324,11 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         with self.datastore.cursor() as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
+        return self._stored_events(rows)
+
+    def _stored_events(self, rows: Sequence[Sequence[Any]]) -> list[StoredEvent]:
+        """Stored events of rows that begin with (aggregate, version, topic,
+        state)."""
         return [
             StoredEvent(
                 originator_id=self._py_uuid(row[0]),
@@ -374,16 +379,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                 rows = cursor.fetchall()
             known = bool(rows)
             wrapped = self._bytes(rows[0][4]) if known and rows[0][4] else None
-        events = [
-            StoredEvent(
-                originator_id=self._py_uuid(row[0]),
-                originator_version=row[1],
-                topic=row[2],
-                state=self._bytes(row[3]),
-            )
-            for row in rows
-        ]
-        return events, wrapped, known
+        return self._stored_events(rows), wrapped, known
 
 
 class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):

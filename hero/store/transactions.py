@@ -197,7 +197,6 @@ class DjangoDatastore:
         the transaction was lost with it."""
         pipelined = False
         scratch: dict[str, Any] = {}
-        in_callers = self.connection.in_atomic_block
         try:
             # Other errors keep Django's types here: callers tell them apart.
             with (
@@ -219,8 +218,9 @@ class DjangoDatastore:
                 raise
             if _version_taken(error):
                 raise VersionConflict(f"Database {self.alias!r}: {error}") from error
+            # Read after the block ended: the caller's transaction, if any.
             if lost_a_deadlock(error) and (
-                self.vendor == "postgresql" or not in_callers
+                self.vendor == "postgresql" or not self.connection.in_atomic_block
             ):
                 # Rolled back to break a deadlock with another writer of the
                 # read tables: all of hero's work (a savepoint of it on
