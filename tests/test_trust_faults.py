@@ -353,9 +353,13 @@ class _DeadlockCause(Exception):
     sqlstate = "40P01"
 
 
-def deadlocked_first(calls: list[int]) -> Any:
+def deadlocked_first(calls: list[int], *, translated: bool = False) -> Any:
     """A stand-in for the ledger's step inside its transaction that fails the
-    first time as a deadlock the database broke, then does what it does."""
+    first time as a deadlock the database broke, then does what it does; with
+    ``translated``, as the store's own statements raise it (eventsourcing's
+    error, caused by Django's)."""
+    from eventsourcing.persistence import OperationalError
+
     from hero.ledger import Ledger
 
     original = Ledger._place_triggers
@@ -363,7 +367,12 @@ def deadlocked_first(calls: list[int]) -> Any:
     def place(self: Any, pending: list[Any]) -> None:
         calls.append(len(pending))
         if len(calls) == 1:
-            raise DjangoOperationalError("deadlock detected") from _DeadlockCause()
+            try:
+                raise DjangoOperationalError("deadlock detected") from _DeadlockCause()
+            except DjangoOperationalError as error:
+                if translated:
+                    raise OperationalError(f"Database: {error}") from error
+                raise
         original(self, pending)
 
     return place
@@ -383,6 +392,34 @@ def test_a_writer_that_loses_a_deadlock_decides_and_writes_again(
         outcomes = hero.achievements.unlock("reports", user=user, level=1)
 
     # Assert: decided and written again, once; one signal; the store verifies.
+    assert calls == [1, 1]
+    assert outcomes == [Outcome("awards_first", 1, None)]
+    assert StoredEvent.objects.using(backend.alias).count() == 1
+    assert len(received) == 1
+    verify_passes()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_in_the_stores_own_statements_in_the_callers_transaction_is_retried(
+    backend: Backend, make_user: Any, received: list[Any]
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL writers meet in a deadlock and keep the caller's")
+    from unittest import mock
+
+    # Arrange: a deadlock as the store's statements raise it (eventsourcing's
+    # error), in a savepoint of the caller's transaction.
+    user = make_user()
+    calls: list[int] = []
+    patched = mock.patch(
+        "hero.ledger.Ledger._place_triggers", deadlocked_first(calls, translated=True)
+    )
+
+    # Act
+    with patched, transaction.atomic(using=backend.alias):
+        outcomes = hero.achievements.unlock("reports", user=user, level=1)
+
+    # Assert: decided and written again, once, in the caller's transaction.
     assert calls == [1, 1]
     assert outcomes == [Outcome("awards_first", 1, None)]
     assert StoredEvent.objects.using(backend.alias).count() == 1

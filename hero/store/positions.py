@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from eventsourcing.persistence import IntegrityError
 
 from hero.store.ordering import Followers
-from hero.store.sql import upsert
+from hero.store.sql import insert_missing, upsert
 from hero.store.transactions import DjangoDatastore
 
 if TYPE_CHECKING:
@@ -149,15 +149,36 @@ class Positions:
             "mysql": " FOR UPDATE",
         }.get(self.datastore.vendor, "")
         value = "notification_id" if current is not None else self.value_sql()
-        cursor.execute(
+        # Locked in one order by every transaction that locks several rows.
+        select = (
             f"SELECT application_name, {value} FROM {self.table} "
-            f"WHERE application_name IN ({', '.join(['%s'] * len(keys))}){lock}",
-            list(keys),
+            f"WHERE application_name IN ({', '.join(['%s'] * len(keys))})"
+            f"{' ORDER BY application_name' if lock else ''}{lock}"
         )
+        cursor.execute(select, list(keys))
+        rows = cursor.fetchall()
+        if lock:
+            found = {row[0] for row in rows}
+            missing = [k for k, (_, marker) in keys.items() if not marker and k not in found]
+            if missing:
+                # A follower that never applied anything: its row is made (at
+                # 0, which reads as a missing row does) and locked now, before
+                # this transaction writes any read row, so that two writers
+                # never meet first on the read rows and then on this one.
+                insert = insert_missing(
+                    self.datastore.vendor,
+                    self.table,
+                    ("application_name", "notification_id"),
+                    ("application_name",),
+                )
+                for key in missing:
+                    cursor.execute(insert, [key, 0])
+                cursor.execute(select, list(keys))
+                rows = cursor.fetchall()
         states: dict[str, tuple[int | None, bool]] = {
             name: (None, False) for name in names
         }
-        for key, stored in cursor.fetchall():
+        for key, stored in rows:
             name, is_marker = keys[key]
             position, marked = states[name]
             if is_marker:

@@ -213,7 +213,9 @@ class DjangoDatastore:
                     yield
                 finally:
                     _owned_atomic.reset(token)
-        except (db_utils.Error, IntegrityError) as error:
+        except (db_utils.Error, PersistenceError) as error:
+            # Django's errors, or eventsourcing's (translated on the way out of
+            # a block of the store's own): either way the cause tells.
             if isinstance(error, VersionConflict):
                 raise
             if _version_taken(error):
