@@ -385,11 +385,9 @@ class Positions:
     def mark_rebuilding(
         self, cursor: CursorWrapper, name: str, application_name: str = UPSTREAM
     ) -> None:
-        """Forget the follower's position and mark it as being rebuilt."""
-        cursor.execute(
-            f"DELETE FROM {self.table} WHERE application_name = %s",
-            [tracking_key(name, application_name)],
-        )
+        """Forget the follower's position (back to 0: its row stays, so that
+        whoever locks it finds it) and mark it as being rebuilt."""
+        self.write(cursor, [(tracking_key(name, application_name), 0)])
         cursor.execute(
             f"INSERT INTO {self.table} (application_name, notification_id) "
             "VALUES (%s, 0)",
