@@ -159,7 +159,9 @@ class Positions:
         rows = cursor.fetchall()
         if lock:
             found = {row[0] for row in rows}
-            missing = [k for k, (_, marker) in keys.items() if not marker and k not in found]
+            missing = [
+                k for k, (_, marker) in keys.items() if not marker and k not in found
+            ]
             if missing:
                 # A follower that never applied anything: its row is made (at
                 # 0, which reads as a missing row does) and locked now, before
