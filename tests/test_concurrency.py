@@ -99,9 +99,14 @@ def test_requests_that_award_do_not_wait_for_one_anothers_transactions(
     start = recorder.max_notification_id() or 0
     subscription = recorder.subscribe(gt=start)
     seen: list[int] = []
-    follower = threading.Thread(
-        target=lambda: seen.extend(n.id for n in subscription), daemon=True
-    )
+
+    def follow() -> None:
+        try:
+            seen.extend(n.id for n in subscription)
+        finally:
+            connections.close_all()  # this thread's
+
+    follower = threading.Thread(target=follow, daemon=True)
     follower.start()
     hold = 0.5
 
