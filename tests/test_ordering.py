@@ -21,6 +21,7 @@ from hero.exceptions import StoreBusy
 from hero.ledger import get_ledger
 from hero.models import StoredEvent
 from tests.conftest import Backend
+from tests.trust_helpers import verify_passes
 
 HERO = Path(__file__).resolve().parent.parent / "hero"
 
@@ -201,3 +202,50 @@ def test_followers_never_see_a_position_filled_in_behind_them(
     assert after == sorted(after) and awarded.id in after
     assert (reserved in after) == (ending == "commit")
     assert recorder.max_notification_id() == awarded.id
+
+
+@contextmanager
+def positions_from(backend: Backend, last: int) -> Iterator[None]:
+    """The events' sequence as if ``last`` positions had been given out; put
+    back afterwards (sequences ignore rollbacks and flushes)."""
+    with connections[backend.alias].cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence('hero_stored_event', 'id')")
+        (sequence,) = cursor.fetchone()
+        cursor.execute(f"SELECT last_value FROM {sequence}")
+        (before,) = cursor.fetchone()
+        cursor.execute("SELECT setval(%s, %s)", [sequence, last])
+    try:
+        yield
+    finally:
+        with connections[backend.alias].cursor() as cursor:
+            cursor.execute("SELECT setval(%s, %s)", [sequence, before])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("last", [2**31 - 1, 2**32 - 1, 2**32 + 2**31 - 1])
+def test_positions_past_32_bits_are_reserved_and_followed(
+    backend: Backend, make_user: Any, last: int
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL marks reserved positions")
+    recorder = get_ledger().recorder
+    with positions_from(backend, last):
+        with position_reserved_elsewhere(backend) as (other, reserved):
+            # Arrange: a position past 2^31 (2^32 itself is left as a gap, its
+            # mark reading as the gate's); an award commits after it.
+            assert reserved == (last + 2 if (last + 1) % 2**32 == 0 else last + 1)
+            assert hero.achievements.unlock(
+                "score_changed", user=make_user(), points=10
+            ) == [Outcome("points", 1, None)]
+
+            # Act
+            seen = [n.id for n in recorder.select_notifications(last - 5, 100)]
+            horizon = recorder.max_notification_id()
+
+            # Assert: followers stop just before the reserved position...
+            assert seen == [] and (horizon or 0) < reserved
+            other.rollback()
+        # ...and read the award once the reservation ends.
+        awarded = [n.id for n in recorder.select_notifications(last - 5, 100)]
+        assert len(awarded) == 1 and awarded[0] > reserved
+        verify_passes()
