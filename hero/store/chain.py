@@ -99,8 +99,10 @@ def link(previous: bytes | None, event: StoredEvent, key: bytes | None = None) -
 
 
 def unkeyed_link(previous: bytes | None, event: StoredEvent) -> bytes:
-    """The link as stores written before the chain was keyed hold it (plain
-    SHA-256): read only to re-key such a store, never accepted by verify."""
+    """The link that anyone could compute without the key (plain SHA-256 over
+    the same fields): what a forger who can write to the database but does not
+    hold the key would store. Never accepted by verify or :func:`rekey`; the
+    tests forge events with it."""
     originator = event.originator_id
     uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
     digest = sha256(previous or GENESIS)
@@ -442,17 +444,14 @@ def verify_chain(
     )
 
 
-def rekey(
-    alias: str | None = None, *, unkeyed: bool = False, batch_size: int = 1000
-) -> int:
+def rekey(alias: str | None = None, *, batch_size: int = 1000) -> int:
     """Link every stored event again with the current key; return how many.
 
     Each stored link is first checked against the keys that may have made it
-    (the current key and the fallbacks; with ``unkeyed``, also the plain
-    SHA-256 of stores written before the chain was keyed), so that re-keying
-    never launders an edit: a link none of them gives raises :class:`ChainBroken`
-    and changes nothing. Runs in one transaction that holds the store's ordering
-    lock, so no event is written meanwhile.
+    (the current key and the fallbacks), so that re-keying never launders an
+    edit: a link none of them gives raises :class:`ChainBroken` and changes
+    nothing. Runs in one transaction that holds the store's ordering lock, so
+    no event is written meanwhile.
     """
     # Lazy: the store is importable before Django has loaded the models.
     from django.db import connections, transaction
@@ -477,8 +476,6 @@ def rekey(
                 event = StoredEvent(originator, version, topic, bytes(state))
                 stored_link = None if stored is None else bytes(stored)
                 made = [link(old_previous, event, key) for key in keys]
-                if unkeyed:
-                    made.append(unkeyed_link(old_previous, event))
                 if stored_link is None and _sealed_by(
                     all_keys, position, event, None if sealed is None else bytes(sealed)
                 ):
