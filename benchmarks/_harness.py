@@ -396,8 +396,9 @@ def run_database(
     directory = Path(keep or tempfile.mkdtemp(prefix=f"hero-{name}-bench-"))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.sqlite3"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if keep and path.exists():
+        # Built anew, never over a database that is there already.
+        raise SystemExit(f"{path} exists: remove it, or keep the new one elsewhere.")
     try:
         yield sqlite_database(str(path), journal)
     finally:
