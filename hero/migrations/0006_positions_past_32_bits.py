@@ -13,6 +13,9 @@ A first position whose low 32 bits are all zero is never handed out (it stays
 a gap, as a rolled-back write leaves one): its mark would read as the short
 gate both functions take, ``(class, 0)``, which the horizon leaves out.
 
+The horizon reads the sequence's last value with ``pg_sequence_last_value``
+(a statement built at run time only before the first value is given out).
+
 Migrating back leaves these definitions in place; below 2^31 they do what the
 earlier ones did. Nothing changes on the other backends.
 """
@@ -59,15 +62,18 @@ $$;
 CREATE OR REPLACE FUNCTION hero_horizon(own_marks boolean DEFAULT false)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
+    sequence regclass := pg_get_serial_sequence('hero_stored_event', 'id');
     horizon bigint;
     last bigint;
 BEGIN
     PERFORM pg_advisory_lock({LOCK_CLASS}, 0);
     BEGIN
-        EXECUTE format(
-            'SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END '
-            'FROM %s', pg_get_serial_sequence('hero_stored_event', 'id')
-        ) INTO last;
+        -- The last value given out (NULL when the next is the sequence's
+        -- first, or was set to be: then one below it).
+        last := pg_sequence_last_value(sequence);
+        IF last IS NULL THEN
+            EXECUTE format('SELECT last_value - 1 FROM %s', sequence) INTO last;
+        END IF;
         -- Each mark's position: the highest at or below the last value given
         -- out that has the mark's low 32 bits.
         SELECT min(last - (last - objid::bigint) % {WRAP}) - 1 INTO horizon
