@@ -786,3 +786,47 @@ def test_writers_of_one_count_do_not_wait_for_each_others_transactions(
     assert counts.holders([achievement]) == {(achievement, 1): 4}
     assert counts.get(achievement_id=achievement, level=1).holders == 4
     assert not AchievementCountChange.objects.using(backend.alias).exists()
+
+
+@pytest.mark.django_db
+def test_followers_rows_are_there_to_lock_before_any_read_row_is_written(
+    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: an event, and followers that never applied anything (no rows).
+    hero.achievements.unlock("score_changed", user=make_user(), points=10)
+    TrackingPosition.objects.using(backend.alias).all().delete()
+    models = read_models(backend.alias)
+
+    def rows() -> dict[str, int]:
+        return dict(
+            TrackingPosition.objects.using(backend.alias).values_list(
+                "application_name", "notification_id"
+            )
+        )
+
+    # Act: lock their positions, as a writer catching them up does first.
+    with transaction.atomic(using=backend.alias):
+        with connections[backend.alias].cursor() as cursor:
+            states = models[0].positions.states(cursor, [m.name for m in models])
+
+    # Assert: where rows are locked, they are made (at 0, "nothing applied",
+    # as a missing row reads); SQLite, one writer at a time, locks none.
+    assert {name: position or 0 for name, (position, _) in states.items()} == {
+        "holdings": 0,
+        "ledger": 0,
+    }
+    made = {} if backend.name == "sqlite" else {"holdings@hero": 0, "ledger@hero": 0}
+    assert rows() == made
+
+    # Act: a rebuild that stops right after it started.
+    from hero.projections import rebuild as rebuild_module
+
+    def dies(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rebuild_module, "apply_rows", dies)
+    with pytest.raises(KeyboardInterrupt):
+        rebuild(backend.alias, ["holdings"])
+
+    # Assert: its follower's row stays, back at 0, beside the marker.
+    assert rows() == {**made, "holdings@hero": 0, "holdings@hero#rebuild": 0}
