@@ -189,7 +189,9 @@ class ReadModel(DjangoTrackingRecorder):
 
     def is_rebuilding(self, application_name: str = UPSTREAM) -> bool:
         with self.datastore.cursor() as cursor:
-            states = self.positions.states(cursor, [self.name], application_name)
+            states = self.positions.states(
+                cursor, [self.name], application_name, lock=False
+            )
             return states[self.name][1]
 
 

@@ -133,9 +133,12 @@ class Positions:
         application_name: str = UPSTREAM,
         *,
         current: int | None = None,
+        lock: bool = True,
     ) -> dict[str, tuple[int | None, bool]]:
         """Each follower's position and whether it is being rebuilt, in one
-        query (and on PostgreSQL, locked until the transaction ends).
+        query (and on PostgreSQL, MariaDB and MySQL, unless ``lock`` is false,
+        locked until the transaction ends: a follower's row missing then is
+        made first).
 
         :data:`CURRENT` reads as ``current`` when given (the position before the
         events a writer has just recorded), else as the store's last position.
@@ -144,20 +147,21 @@ class Positions:
         for name in names:
             keys[tracking_key(name, application_name)] = (name, False)
             keys[rebuild_key(name, application_name)] = (name, True)
-        lock = {
+        for_update = {
             "postgresql": f" FOR UPDATE OF {self.table}",
             "mysql": " FOR UPDATE",
-        }.get(self.datastore.vendor, "")
+        }
+        locking = for_update.get(self.datastore.vendor, "") if lock else ""
         value = "notification_id" if current is not None else self.value_sql()
         # Locked in one order by every transaction that locks several rows.
         select = (
             f"SELECT application_name, {value} FROM {self.table} "
             f"WHERE application_name IN ({', '.join(['%s'] * len(keys))})"
-            f"{' ORDER BY application_name' if lock else ''}{lock}"
+            f"{' ORDER BY application_name' if locking else ''}{locking}"
         )
         cursor.execute(select, list(keys))
         rows = cursor.fetchall()
-        if lock:
+        if locking:
             found = {row[0] for row in rows}
             missing = [
                 k for k, (_, marker) in keys.items() if not marker and k not in found
