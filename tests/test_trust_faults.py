@@ -378,6 +378,18 @@ def deadlocked_first(calls: list[int], *, translated: bool = False) -> Any:
     return place
 
 
+def assert_decided_again(
+    backend: Backend, calls: list[int], outcomes: Any, received: list[Any]
+) -> None:
+    """After a first attempt lost to a deadlock: decided twice, one award in the
+    store, one signal, and the store verifies."""
+    assert calls == [1, 1]
+    assert outcomes == [Outcome("awards_first", 1, None)]
+    assert StoredEvent.objects.using(backend.alias).count() == 1
+    assert len(received) == 1
+    verify_passes()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_writer_that_loses_a_deadlock_decides_and_writes_again(
     backend: Backend, make_user: Any, received: list[Any]
@@ -392,11 +404,7 @@ def test_a_writer_that_loses_a_deadlock_decides_and_writes_again(
         outcomes = hero.achievements.unlock("reports", user=user, level=1)
 
     # Assert: decided and written again, once; one signal; the store verifies.
-    assert calls == [1, 1]
-    assert outcomes == [Outcome("awards_first", 1, None)]
-    assert StoredEvent.objects.using(backend.alias).count() == 1
-    assert len(received) == 1
-    verify_passes()
+    assert_decided_again(backend, calls, outcomes, received)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -420,11 +428,7 @@ def test_a_deadlock_in_the_stores_own_statements_in_the_callers_transaction_is_r
         outcomes = hero.achievements.unlock("reports", user=user, level=1)
 
     # Assert: decided and written again, once, in the caller's transaction.
-    assert calls == [1, 1]
-    assert outcomes == [Outcome("awards_first", 1, None)]
-    assert StoredEvent.objects.using(backend.alias).count() == 1
-    assert len(received) == 1
-    verify_passes()
+    assert_decided_again(backend, calls, outcomes, received)
 
 
 @pytest.mark.django_db(transaction=True)
