@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
 )
 
 import hero
+from hero.exceptions import InvalidUser
 from hero.models import StoredEvent as StoredEventModel
 from hero.models import TrackingPosition
 from hero.store import sqlite as store_sqlite
@@ -317,6 +318,39 @@ def test_hero_cursors_send_the_same_statements_to_logs_and_execute_wrappers(
         assert any("hero_ledger_entry" in sql for sql in writes), seen
     assert all("%s" in sql and "?" not in sql for sql in wrapper_saw if "INSERT" in sql)
     assert count_events(backend) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_sqlite_an_award_outside_a_transaction_begins_and_ends_its_own(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "sqlite":
+        pytest.skip("hero begins its own transactions itself on SQLite")
+    # Arrange: a user, and one whose row is gone (refused only at the commit,
+    # where SQLite checks Django's deferred foreign keys).
+    db = connections[backend.alias]
+    user, gone = make_user(), make_user()
+    type(gone)._default_manager.using(backend.alias).filter(pk=gone.pk).delete()
+
+    # Act: an award outside any transaction, logged; one refused at the commit.
+    with CaptureQueriesContext(db) as awarded:
+        hero.achievements.unlock("score_changed", user=user, points=10)
+    with CaptureQueriesContext(db) as refused, pytest.raises(InvalidUser):
+        hero.achievements.unlock("score_changed", user=gone, points=10)
+
+    # Assert: the log shows the transaction (in the connection's mode) around
+    # hero's writes; the refused one was rolled back; the connection is in
+    # autocommit, outside any transaction, and works on.
+    sql = [query["sql"] for query in awarded.captured_queries]
+    begin = sql.index("BEGIN IMMEDIATE")
+    assert sql[-1] == "COMMIT", sql
+    assert all("hero_" in statement for statement in sql[begin + 1 : -1]), sql
+    assert "ROLLBACK" in [query["sql"] for query in refused.captured_queries]
+    assert db.get_autocommit() and not db.in_atomic_block
+    assert not db.connection.in_transaction
+    assert count_events(backend) == 1
+    (outcome,) = hero.achievements.unlock("score_changed", user=user, points=100)
+    assert outcome.level == 2 and count_events(backend) == 2
 
 
 @pytest.mark.django_db(transaction=True)

@@ -34,7 +34,7 @@ from hero.conf import conf
 from hero.exceptions import HeroError, StoreBusy
 from hero.store.ordering import is_lock_timeout
 from hero.store.postgres import pipelined_transaction
-from hero.store.sqlite import open_cursor
+from hero.store.sqlite import direct_transaction, open_cursor
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -187,6 +187,9 @@ class DjangoDatastore:
         """An atomic block (a savepoint in the caller's transaction, if any)
         inside which hero's own writes share one cursor and need no atomic
         blocks of their own: a failure anywhere in it rolls all of it back.
+        When the caller has no transaction, hero's own is begun and committed
+        without Django's transaction management: on SQLite by
+        :func:`~hero.store.sqlite.direct_transaction`.
 
         On PostgreSQL, a transaction of hero's own runs in one pipeline
         (:func:`~hero.store.postgres.pipelined_transaction`), so an event whose
@@ -204,10 +207,11 @@ class DjangoDatastore:
                 ExitStack() as stack,
             ):
                 pipelined = stack.enter_context(pipelined_transaction(self.connection))
-                scratch[_OWN] = pipelined
-                if not pipelined:
-                    stack.enter_context(transaction.atomic(using=self.alias))
                 cursor = stack.enter_context(open_cursor(self.connection))
+                own = pipelined or stack.enter_context(direct_transaction(cursor))
+                scratch[_OWN] = own
+                if not own:
+                    stack.enter_context(transaction.atomic(using=self.alias))
                 token = _owned_atomic.set((self.alias, cursor, scratch))
                 try:
                     yield
