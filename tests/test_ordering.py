@@ -249,3 +249,77 @@ def test_positions_past_32_bits_are_reserved_and_followed(
         awarded = [n.id for n in recorder.select_notifications(last - 5, 100)]
         assert len(awarded) == 1 and awarded[0] > reserved
         verify_passes()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("rows", "applies_inline", "alongside"),
+    [
+        ({"a@hero": -1, "b@hero": -1}, True, True),
+        ({"a@hero": -1, "b@hero": 7}, True, False),  # one to catch up
+        ({"a@hero": -1}, True, False),  # one never written
+        ({"a@hero": -1, "b@hero": -1, "b@hero#rebuild": 0}, True, False),
+        ({"a@hero": 7, "b@hero": 7}, False, True),  # async: both behind already
+        ({"a@hero": 7, "b@hero": -1}, False, False),  # async: one to mark behind
+        ({"a@hero": 7, "b@hero": 7, "a@hero#rebuild": 0}, False, True),
+        ({"other@hero": -1}, False, True),
+    ],
+    ids=[
+        "inline-all-current",
+        "inline-one-behind",
+        "inline-one-missing",
+        "inline-one-rebuilding",
+        "async-none-current",
+        "async-one-current",
+        "async-rebuilding",
+        "async-no-rows",
+    ],
+)
+def test_a_writer_appends_alongside_others_only_when_no_follower_needs_it_alone(
+    backend: Backend, rows: dict[str, int], applies_inline: bool, alongside: bool
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL writers append alongside one another")
+    # Arrange: the followers' rows (position -1: current).
+    with connections[backend.alias].cursor() as cursor:
+        for key, position in rows.items():
+            cursor.execute(
+                "INSERT INTO hero_tracking (application_name, notification_id) "
+                "VALUES (%s, %s)",
+                [key, position],
+            )
+
+        # Act: the database's answer for followers a and b, then the lock
+        # taken on it.
+        cursor.execute(
+            "SELECT hero_may_append_alongside(%s, %s, %s)",
+            [
+                ["a@hero", "b@hero"],
+                ["a@hero#rebuild", "b@hero#rebuild"],
+                applies_inline,
+            ],
+        )
+        (answer,) = cursor.fetchone()
+        cursor.execute("SELECT hero_may_append_alongside(%s, %s, %s)", [[], [], False])
+        (nobody,) = cursor.fetchone()
+        with transaction.atomic(using=backend.alias):
+            cursor.execute(
+                "SELECT hero_lock_for_append(%s, %s, %s, %s)",
+                [
+                    ["a@hero", "b@hero"],
+                    ["a@hero#rebuild", "b@hero#rebuild"],
+                    applies_inline,
+                    "1s",
+                ],
+            )
+            (returned,) = cursor.fetchone()
+            cursor.execute(
+                "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() "
+                "AND relation = 'hero_stored_event'::regclass"
+            )
+            modes = {mode for (mode,) in cursor.fetchall()}
+
+    # Assert: alongside (the writers' shared lock) only when every follower
+    # stays right whatever the others do; with no follower, always.
+    assert (answer, returned, nobody) == (alongside, alongside, True)
+    assert modes == {"RowExclusiveLock" if alongside else "ExclusiveLock"}
