@@ -167,46 +167,29 @@ class Unlinked:
     reader that does not get it at once links nothing.
     """
 
-    def __init__(self, cursor: Any, table: str, *, wait: bool, own_marks: bool) -> None:
+    def __init__(self, cursor: Any, *, wait: bool, own_marks: bool) -> None:
         # Lazy: the store is importable before Django has loaded the models.
-        from hero.store.ordering import BELOW_HORIZON, LINKER_LOCK
+        from hero.store.ordering import LINKER_LOCK
 
-        db = cursor.db
-        # Cursors of their own, read in this order once the results are in.
-        self._lock, self._rows = db.cursor(), db.cursor()
-        # The linker's lock and the horizon in one statement (in either order:
-        # the rows are read by the next one, after both).
-        take = (
-            "(SELECT true FROM pg_advisory_xact_lock(%s))"
-            if wait
-            else "pg_try_advisory_xact_lock(%s)"
-        )
-        self._lock.execute(f"SELECT {take}, hero_horizon(%s)", [LINKER_LOCK, own_marks])
-        # A statement of its own, after the lock and the horizon: in READ
-        # COMMITTED it sees what an earlier linker committed. One snapshot
-        # holds the last link (its position NULL) and the events to link.
+        # A cursor of its own, read once the results are in. The function
+        # reads the events with a statement of its own after the lock: in
+        # READ COMMITTED it sees what an earlier linker committed, and one
+        # snapshot holds the last link (its position NULL) and the events.
+        self._rows = cursor.db.cursor()
         self._rows.execute(
-            f"(SELECT NULL::bigint, NULL::uuid, NULL::bigint, NULL, NULL::bytea, "
-            f"chain FROM {table} WHERE chain IS NOT NULL ORDER BY id DESC LIMIT 1) "
-            "UNION ALL "
-            f"(SELECT id, originator_id, originator_version, topic, state, seal "
-            f"FROM {table} WHERE chain IS NULL AND {BELOW_HORIZON} ORDER BY id)"
+            "SELECT * FROM hero_unlinked(%s, %s, %s)", [LINKER_LOCK, wait, own_marks]
         )
 
     def links(self) -> list[tuple[bytes, int]]:
         """(link, position) of each event to link, in store order: none if the
         linker's lock was not free, and none from the first event whose seal
         does not hold (an edit or a forgery, which ``hero_verify`` reports)."""
-        try:
-            held = self._lock.fetchone()[0]
-            rows = self._rows.fetchall()
-        finally:
-            self._lock.close()
-            self._rows.close()
+        with self._rows:
+            rows = self._rows.fetchall()  # none if the lock was not free
         # Apart and in order, whatever order the union's branches came in.
         last = next((row for row in rows if row[0] is None), None)
         rows = sorted((row for row in rows if row[0] is not None), key=_position)
-        if not held or not rows:
+        if not rows:
             return []
         keys = chain_keys()
         key = keys[0].secret
@@ -268,7 +251,7 @@ def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
                 # this one with it (the WAL is written in order): the commit
                 # need not wait for the disk, nor the next linker for it.
                 cursor.execute("SET LOCAL synchronous_commit = off")
-            links = Unlinked(cursor, table, wait=wait, own_marks=False).links()
+            links = Unlinked(cursor, wait=wait, own_marks=False).links()
         link_updates(cursor, table, links)
     return len(links)
 

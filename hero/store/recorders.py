@@ -227,9 +227,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             positions = reserve_positions(cursor, len(stored_events))
             Positions(self.datastore).prefetch(cursor)
             if own:
-                unlinked = Unlinked(
-                    cursor, self.events_table, wait=False, own_marks=True
-                )
+                unlinked = Unlinked(cursor, wait=False, own_marks=True)
             with positions:
                 reserved = [int(position) for (position,) in positions.fetchall()]
             earlier = unlinked.links() if own else []
