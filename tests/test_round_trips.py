@@ -1,5 +1,6 @@
 """Round trips to the PostgreSQL server: an award outside the caller's
-transaction waits for the server three times (hero.store.postgres)."""
+transaction waits for the server three times, one inside it six, and the
+chain is linked after the caller's commit in two (hero.store.postgres)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 
 import hero
 from hero.models import AchievementUnlocked, LedgerEntry, StoredEvent
@@ -75,12 +76,53 @@ def test_a_first_award_and_an_upgrade_wait_for_the_server_three_times(
     assert StoredEvent.objects.using(backend.alias).count() == 3
 
 
+def test_an_award_in_the_callers_transaction_waits_six_times_and_links_in_two(
+    backend: Backend, make_user: Any, tmp_path: Path
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("round trips are counted on PostgreSQL")
+    # Arrange: the read models' positions exist; the caller's transaction has
+    # begun (its BEGIN sent with a statement of the caller's).
+    hero.achievements.unlock("score_changed", user=make_user(), points=10)
+    user = make_user()
+    atomic = transaction.atomic(using=backend.alias)
+    atomic.__enter__()
+    try:
+        connections[backend.alias].cursor().execute("SELECT 1")
+
+        # Act: an award in it, then the caller's commit.
+        award = traced(
+            backend,
+            tmp_path,
+            lambda: hero.achievements.unlock("score_changed", user=user, points=10),
+        )
+    except BaseException as error:
+        atomic.__exit__(type(error), error, error.__traceback__)
+        raise
+    commit = traced(backend, tmp_path, lambda: atomic.__exit__(None, None, None))
+
+    # Assert: the award waited for the server six times (the aggregate's read,
+    # the savepoint, the user's row, the positions, the writes, the release);
+    # the commit once, and the linking after it twice; every event is linked.
+    assert (award, commit) == (6, 3)
+    assert StoredEvent.objects.using(backend.alias).filter(chain=None).count() == 0
+    assert (
+        AchievementUnlocked.objects.using(backend.alias)
+        .get(user=user, achievement_id="points")
+        .level
+        == 1
+    )
+
+
+@pytest.mark.parametrize("where", ["autocommit", "in_transaction"])
 def test_a_version_taken_at_the_commit_is_decided_again(
-    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
+    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     """Another writer records the same aggregate's next version between this
-    call's read and its commit: the refusal comes with the commit, out of the
-    pipeline, and the call decides again and leaves the connection usable."""
+    call's read and its commit: the refusal comes with the commit (in the
+    caller's transaction: at the end of the savepoint's pipeline), and the
+    call decides again and leaves the connection (and the caller's
+    transaction) usable."""
     from hero.ledger import Ledger
 
     if backend.name != "postgres":
@@ -107,7 +149,15 @@ def test_a_version_taken_at_the_commit_is_decided_again(
         return record(self, aggregates)
 
     monkeypatch.setattr(Ledger, "record", record_after_a_rival)
-    outcomes = hero.achievements.unlock("score_changed", user=user, points=100)
+    if where == "autocommit":
+        outcomes = hero.achievements.unlock("score_changed", user=user, points=100)
+    else:
+        with transaction.atomic(using=backend.alias):
+            outcomes = hero.achievements.unlock("score_changed", user=user, points=100)
+            user.first_name = "kept"
+            user.save(using=backend.alias)
+        user.refresh_from_db(using=backend.alias)
+        assert user.first_name == "kept"
 
     assert outcomes == []  # decided again: level 3 is held, 100 points earn less
     assert raced == [True]

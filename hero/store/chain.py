@@ -24,6 +24,7 @@ from __future__ import annotations
 import hmac
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
@@ -235,17 +236,23 @@ def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
     from django.db import connections, transaction
 
     from hero.models import StoredEvent as StoredEventModel
-    from hero.store.postgres import pipelined
+    from hero.store.postgres import pipelined, pipelined_transaction
 
     alias = alias or conf.HERO_DATABASE
     connection = connections[alias]
     if connection.vendor != "postgresql":
         return 0
     table = connection.ops.quote_name(StoredEventModel._meta.db_table)
-    own = not connection.in_atomic_block
-    with transaction.atomic(using=alias), connection.cursor() as cursor:
+    in_callers = connection.in_atomic_block
+    with ExitStack() as stack:
+        # A transaction of its own where the caller has none: one pipeline,
+        # BEGIN and COMMIT in it (two round trips in all).
+        own = stack.enter_context(pipelined_transaction(connection))
+        if not own:
+            stack.enter_context(transaction.atomic(using=alias))
+        cursor = stack.enter_context(connection.cursor())
         with pipelined(cursor):
-            if own:
+            if not in_callers:
                 # Links are made again from the sealed events if a crash
                 # loses them, and a later commit that reaches the disk takes
                 # this one with it (the WAL is written in order): the commit

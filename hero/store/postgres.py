@@ -95,6 +95,12 @@ def in_pipeline(raw: Any) -> bool:
     return bool(raw.pgconn.pipeline_status)
 
 
+def in_pipeline_of(connection: Any) -> bool:
+    """Whether Django's ``connection`` is on PostgreSQL, in pipeline mode."""
+    raw = connection.connection
+    return connection.vendor == "postgresql" and raw is not None and in_pipeline(raw)
+
+
 @contextmanager
 def _pipeline(wrapper: Any, raw: Any) -> Iterator[None]:
     with wrapper.wrap_database_errors, raw.pipeline():

@@ -33,7 +33,8 @@ from eventsourcing.persistence import (
 from hero.conf import conf
 from hero.exceptions import HeroError, StoreBusy
 from hero.store.ordering import is_lock_timeout
-from hero.store.postgres import pipelined_transaction
+from hero.store.postgres import in_pipeline_of, pipelined_transaction
+from hero.store.postgres import pipelined as pipelined_block
 from hero.store.sqlite import direct_transaction, open_cursor
 
 if TYPE_CHECKING:
@@ -192,13 +193,14 @@ class DjangoDatastore:
         :func:`~hero.store.sqlite.direct_transaction`.
 
         On PostgreSQL, a transaction of hero's own runs in one pipeline
-        (:func:`~hero.store.postgres.pipelined_transaction`), so an event whose
-        version was taken meanwhile may be refused only at the commit: that is
+        (:func:`~hero.store.postgres.pipelined_transaction`), and so does the
+        savepoint in the caller's, so an event whose version was taken
+        meanwhile may be refused only at the commit or the savepoint's end: that is
         raised as :class:`VersionConflict` too, and so is a deadlock the
         database broke by rolling this work back (writers of the read tables
         and a ``hero_project`` worker can meet in one), where nothing else of
         the transaction was lost with it."""
-        pipelined = False
+        pipelined = pipelined_in_savepoint = False
         scratch: dict[str, Any] = {}
         try:
             # Other errors keep Django's types here: callers tell them apart.
@@ -212,6 +214,11 @@ class DjangoDatastore:
                 scratch[_OWN] = own
                 if not own:
                     stack.enter_context(transaction.atomic(using=self.alias))
+                    # In the caller's transaction, inside the savepoint: on
+                    # PostgreSQL one pipeline too, waited for only where a
+                    # result is read and at the end.
+                    stack.enter_context(pipelined_block(cursor))
+                    pipelined_in_savepoint = in_pipeline_of(self.connection)
                 token = _owned_atomic.set((self.alias, cursor, scratch))
                 try:
                     yield
@@ -235,10 +242,13 @@ class DjangoDatastore:
                 raise VersionConflict(
                     f"Database {self.alias!r}: lost a deadlock: {error}"
                 ) from error
-            if pipelined and isinstance(error, db_utils.Error):
-                # A statement of hero's that failed at the commit: an error as
-                # it would have been where it was sent, but for foreign keys,
-                # which PostgreSQL checks at the commit in any case.
+            if (pipelined or pipelined_in_savepoint) and isinstance(
+                error, db_utils.Error
+            ):
+                # A statement of hero's that failed at the commit or the end
+                # of the pipeline: an error as it would have been where it was
+                # sent, but for foreign keys, which PostgreSQL checks at the
+                # commit in any case.
                 if getattr(error.__cause__, "sqlstate", None) != "23503":
                     raise _translated(self.alias, error) from error
             raise
