@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from django.db.backends.utils import CursorWrapper
+
+logger = logging.getLogger("hero.store")
 
 
 def pipelined(cursor: CursorWrapper) -> AbstractContextManager[Any]:
@@ -59,8 +62,8 @@ def pipelined_transaction(connection: Any) -> Iterator[bool]:
         raw.execute("BEGIN")
     try:
         yield True
-    except BaseException as error:
-        pipeline.__exit__(type(error), error, error.__traceback__)
+    except BaseException:
+        _leave_after_error(pipeline)
         with connection.wrap_database_errors:
             _roll_back(raw)
         raise
@@ -69,8 +72,8 @@ def pipelined_transaction(connection: Any) -> Iterator[bool]:
             # Results that have arrived are read as statements are sent: an
             # earlier statement's error may be raised here.
             raw.execute("COMMIT")
-        except BaseException as error:
-            pipeline.__exit__(type(error), error, error.__traceback__)
+        except BaseException:
+            _leave_after_error(pipeline)
             _roll_back(raw)
             raise
         try:
@@ -78,6 +81,18 @@ def pipelined_transaction(connection: Any) -> Iterator[bool]:
         finally:
             # A statement refused in the pipeline skips the COMMIT after it.
             _roll_back(raw)
+
+
+def _leave_after_error(pipeline: Any) -> None:
+    """Leave pipeline mode after the block raised, its error being the one to
+    raise. A refused statement aborts the rest of the pipeline, and psycopg
+    would log that as a warning of its own ("error ignored terminating"): a
+    lost race, which hero decides again, would be a warning in the site's
+    logs at each retry."""
+    try:
+        pipeline.__exit__(None, None, None)
+    except Exception as error:  # the pipeline's, after the block's: not raised
+        logger.debug("Left a pipeline after an error: %s", error)
 
 
 def _roll_back(raw: Any) -> None:
@@ -103,8 +118,15 @@ def in_pipeline_of(connection: Any) -> bool:
 
 @contextmanager
 def _pipeline(wrapper: Any, raw: Any) -> Iterator[None]:
-    with wrapper.wrap_database_errors, raw.pipeline():
-        yield
+    with wrapper.wrap_database_errors:
+        pipeline = raw.pipeline()
+        pipeline.__enter__()
+        try:
+            yield
+        except BaseException:
+            _leave_after_error(pipeline)
+            raise
+        pipeline.__exit__(None, None, None)
 
 
 def _pipelines_supported(raw: Any) -> bool:
