@@ -116,6 +116,61 @@ def test_a_rolled_back_transaction_leaves_no_event_row_or_signal(
     verify_passes()
 
 
+class Broken(Exception):
+    pass
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("failure", ["python", "database"])
+def test_a_failure_inside_heros_work_undoes_only_that_in_the_callers_transaction(
+    backend: Backend,
+    make_user: Any,
+    received: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+) -> None:
+    from hero.projections.ledger import LedgerEntries
+
+    # Arrange: a user who holds one achievement; the ledger's read model
+    # fails once its rows are due, after the event and the holding were
+    # written (PostgreSQL: queued in the savepoint's pipeline).
+    user = make_user()
+    hero.achievements.unlock("score_changed", user=user, points=10)
+    before = table_snapshot(backend.alias)
+    received.clear()
+
+    def write(self: Any, cursor: Any, changes: Any, users: Any) -> None:
+        if failure == "python":
+            raise Broken
+        # Refused where it is sent, or at the end of the pipeline.
+        cursor.execute("SELECT 1 FROM hero_no_such_table")
+
+    # Act: in the caller's transaction, a write of the caller's, the failing
+    # award (caught), another write of the caller's, the commit.
+    alias = backend.alias
+    with monkeypatch.context() as patched:
+        patched.setattr(LedgerEntries, "write", write)
+        with transaction.atomic(using=alias):
+            user.first_name = "before"
+            user.save(using=alias)
+            with pytest.raises(Exception) as raised:
+                hero.achievements.unlock("score_changed", user=user, points=1_000)
+            user.last_name = "after"
+            user.save(using=alias)
+
+    # Assert: hero's work left nothing and sent nothing; both of the caller's
+    # writes were kept; the award is decided again, and the store verifies.
+    assert isinstance(raised.value, Broken) == (failure == "python")
+    assert table_snapshot(alias) == before
+    assert received == []
+    user.refresh_from_db(using=alias)
+    assert (user.first_name, user.last_name) == ("before", "after")
+    assert hero.achievements.unlock("score_changed", user=user, points=1_000) == [
+        Outcome("points", 3, 1)
+    ]
+    verify_passes()
+
+
 # SIGKILL part-way ---------------------------------------------------------------
 
 

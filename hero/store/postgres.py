@@ -83,6 +83,76 @@ def pipelined_transaction(connection: Any) -> Iterator[bool]:
             _roll_back(raw)
 
 
+#: The savepoint of :func:`pipelined_savepoint` (one at a time: it is not
+#: nested, and Django's names never take this form).
+_SAVEPOINT = "hero_write"
+
+
+@contextmanager
+def pipelined_savepoint(connection: Any) -> Iterator[bool]:
+    """hero's work inside the caller's transaction on PostgreSQL: in a
+    savepoint of hero's own, with one pipeline around all of it, ``SAVEPOINT``
+    and ``RELEASE SAVEPOINT`` sent as statements in it (``SAVEPOINT`` travels
+    with the first statements, ``RELEASE`` with the last writes), so that the
+    server is waited for only where a result is read and once at the end.
+    Whatever fails in the block, or at its end, is rolled back to the
+    savepoint, and the caller's transaction goes on. Yields False, doing
+    nothing, where that cannot be (not PostgreSQL with pipelines, or not in
+    the caller's transaction): the caller then opens an atomic block.
+
+    Django's savepoint bookkeeping is bypassed for the block, as
+    :func:`pipelined_transaction` bypasses its transactions: nothing in it
+    may use ``transaction.atomic()``.
+    """
+    if connection.vendor != "postgresql" or not connection.in_atomic_block:
+        yield False
+        return
+    raw = connection.connection
+    if connection.needs_rollback or not _pipelines_supported(raw):
+        yield False
+        return
+    if in_pipeline(raw):
+        yield False
+        return
+    with connection.wrap_database_errors:
+        pipeline = raw.pipeline()
+        pipeline.__enter__()
+        raw.execute(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        yield True
+    except BaseException:
+        _leave_after_error(pipeline)
+        _roll_back_to_savepoint(connection)
+        raise
+    with connection.wrap_database_errors:
+        try:
+            # Results that have arrived are read as statements are sent: an
+            # earlier statement's error may be raised here.
+            raw.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        except BaseException:
+            _leave_after_error(pipeline)
+            _roll_back_to_savepoint(connection)
+            raise
+        try:
+            pipeline.__exit__(None, None, None)
+        except BaseException:
+            # A statement refused in the pipeline skips the RELEASE after it.
+            _roll_back_to_savepoint(connection)
+            raise
+
+
+def _roll_back_to_savepoint(connection: Any) -> None:
+    """Undo hero's work back to its savepoint, out of pipeline mode; if even
+    that fails (the connection is lost), the caller's transaction can only
+    roll back."""
+    try:
+        connection.connection.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        connection.connection.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+    except Exception as error:  # the block's error is the one raised
+        logger.debug("Could not roll back to hero's savepoint: %s", error)
+        connection.needs_rollback = True
+
+
 def _leave_after_error(pipeline: Any) -> None:
     """Leave pipeline mode after the block raised, its error being the one to
     raise. A refused statement aborts the rest of the pipeline, and psycopg
@@ -108,12 +178,6 @@ _IDLE = 0
 def in_pipeline(raw: Any) -> bool:
     """Whether psycopg connection ``raw`` is in pipeline mode."""
     return bool(raw.pgconn.pipeline_status)
-
-
-def in_pipeline_of(connection: Any) -> bool:
-    """Whether Django's ``connection`` is on PostgreSQL, in pipeline mode."""
-    raw = connection.connection
-    return connection.vendor == "postgresql" and raw is not None and in_pipeline(raw)
 
 
 @contextmanager

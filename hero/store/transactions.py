@@ -33,8 +33,7 @@ from eventsourcing.persistence import (
 from hero.conf import conf
 from hero.exceptions import HeroError, StoreBusy
 from hero.store.ordering import is_lock_timeout
-from hero.store.postgres import in_pipeline_of, pipelined_transaction
-from hero.store.postgres import pipelined as pipelined_block
+from hero.store.postgres import pipelined_savepoint, pipelined_transaction
 from hero.store.sqlite import direct_transaction, open_cursor
 
 if TYPE_CHECKING:
@@ -193,8 +192,9 @@ class DjangoDatastore:
         :func:`~hero.store.sqlite.direct_transaction`.
 
         On PostgreSQL, a transaction of hero's own runs in one pipeline
-        (:func:`~hero.store.postgres.pipelined_transaction`), and so does the
-        savepoint in the caller's, so an event whose version was taken
+        (:func:`~hero.store.postgres.pipelined_transaction`), and so does its
+        savepoint in the caller's
+        (:func:`~hero.store.postgres.pipelined_savepoint`), so an event whose version was taken
         meanwhile may be refused only at the commit or the savepoint's end: that is
         raised as :class:`VersionConflict` too, and so is a deadlock the
         database broke by rolling this work back (writers of the read tables
@@ -213,12 +213,14 @@ class DjangoDatastore:
                 own = pipelined or stack.enter_context(direct_transaction(cursor))
                 scratch[_OWN] = own
                 if not own:
-                    stack.enter_context(transaction.atomic(using=self.alias))
-                    # In the caller's transaction, inside the savepoint: on
-                    # PostgreSQL one pipeline too, waited for only where a
+                    # In the caller's transaction: a savepoint, on PostgreSQL
+                    # with everything in one pipeline, waited for only where a
                     # result is read and at the end.
-                    stack.enter_context(pipelined_block(cursor))
-                    pipelined_in_savepoint = in_pipeline_of(self.connection)
+                    pipelined_in_savepoint = stack.enter_context(
+                        pipelined_savepoint(self.connection)
+                    )
+                    if not pipelined_in_savepoint:
+                        stack.enter_context(transaction.atomic(using=self.alias))
                 token = _owned_atomic.set((self.alias, cursor, scratch))
                 try:
                     yield
