@@ -193,9 +193,9 @@ class DjangoDatastore:
 
         On PostgreSQL, a transaction of hero's own runs in one pipeline
         (:func:`~hero.store.postgres.pipelined_transaction`), and so does its
-        savepoint in the caller's
-        (:func:`~hero.store.postgres.pipelined_savepoint`), so an event whose version was taken
-        meanwhile may be refused only at the commit or the savepoint's end: that is
+        savepoint in the caller's (:func:`~hero.store.postgres.pipelined_savepoint`),
+        so an event whose version was taken meanwhile may be refused only at
+        the commit or the savepoint's end: that is
         raised as :class:`VersionConflict` too, and so is a deadlock the
         database broke by rolling this work back (writers of the read tables
         and a ``hero_project`` worker can meet in one), where nothing else of
