@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -56,31 +56,8 @@ def pipelined_transaction(connection: Any) -> Iterator[bool]:
     if in_pipeline(raw):
         yield False
         return
-    with connection.wrap_database_errors:
-        pipeline = raw.pipeline()
-        pipeline.__enter__()
-        raw.execute("BEGIN")
-    try:
+    with _between(connection, "BEGIN", "COMMIT", undo=lambda: _roll_back(raw)):
         yield True
-    except BaseException:
-        _leave_after_error(pipeline)
-        with connection.wrap_database_errors:
-            _roll_back(raw)
-        raise
-    with connection.wrap_database_errors:
-        try:
-            # Results that have arrived are read as statements are sent: an
-            # earlier statement's error may be raised here.
-            raw.execute("COMMIT")
-        except BaseException:
-            _leave_after_error(pipeline)
-            _roll_back(raw)
-            raise
-        try:
-            pipeline.__exit__(None, None, None)
-        finally:
-            # A statement refused in the pipeline skips the COMMIT after it.
-            _roll_back(raw)
 
 
 #: The savepoint of :func:`pipelined_savepoint` (one at a time: it is not
@@ -114,30 +91,48 @@ def pipelined_savepoint(connection: Any) -> Iterator[bool]:
     if in_pipeline(raw):
         yield False
         return
+    with _between(
+        connection,
+        f"SAVEPOINT {_SAVEPOINT}",
+        f"RELEASE SAVEPOINT {_SAVEPOINT}",
+        undo=lambda: _roll_back_to_savepoint(connection),
+    ):
+        yield True
+
+
+@contextmanager
+def _between(
+    connection: Any, first: str, last: str, *, undo: Callable[[], None]
+) -> Iterator[None]:
+    """One pipeline around the block, with ``first`` sent before it and
+    ``last`` after it; if anything fails, in the block or at its end (a
+    statement refused in the pipeline skips ``last``), the pipeline is left
+    and ``undo`` called before the error is raised."""
+    raw = connection.connection
     with connection.wrap_database_errors:
         pipeline = raw.pipeline()
         pipeline.__enter__()
-        raw.execute(f"SAVEPOINT {_SAVEPOINT}")
+        raw.execute(first)
     try:
-        yield True
+        yield
     except BaseException:
         _leave_after_error(pipeline)
-        _roll_back_to_savepoint(connection)
+        with connection.wrap_database_errors:
+            undo()
         raise
     with connection.wrap_database_errors:
         try:
             # Results that have arrived are read as statements are sent: an
             # earlier statement's error may be raised here.
-            raw.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            raw.execute(last)
         except BaseException:
             _leave_after_error(pipeline)
-            _roll_back_to_savepoint(connection)
+            undo()
             raise
         try:
             pipeline.__exit__(None, None, None)
         except BaseException:
-            # A statement refused in the pipeline skips the RELEASE after it.
-            _roll_back_to_savepoint(connection)
+            undo()
             raise
 
 
