@@ -183,3 +183,30 @@ def test_a_version_taken_at_the_commit_is_decided_again(
             "originator_version", flat=True
         )
     ) == [1, 2]
+
+
+def test_djangos_query_log_shows_heros_transaction_and_savepoint(
+    backend: Backend, make_user: Any
+) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    if backend.name != "postgres":
+        pytest.skip("the pipelined transaction and savepoint are PostgreSQL's")
+    connection = connections[backend.alias]
+    user, other = make_user(), make_user()
+
+    # Act: an award outside any transaction, and one inside the caller's.
+    with CaptureQueriesContext(connection) as alone:
+        hero.achievements.unlock("score_changed", user=user, points=10)
+    with transaction.atomic(using=backend.alias):
+        with CaptureQueriesContext(connection) as inside:
+            hero.achievements.unlock("score_changed", user=other, points=10)
+
+    # Assert: what hero sends itself around its statements is logged with
+    # them, as Django's own BEGIN and COMMIT are; Django made no savepoint.
+    logged = [query["sql"] for query in alone.captured_queries]
+    assert logged[1] == "BEGIN" and logged[-1] == "COMMIT", logged
+    logged = [query["sql"] for query in inside.captured_queries]
+    assert logged[1] == "SAVEPOINT hero_write", logged
+    assert logged[-1] == "RELEASE SAVEPOINT hero_write", logged
+    assert sum("SAVEPOINT" in statement for statement in logged) == 2, logged

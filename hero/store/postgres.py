@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from django.db.backends.utils import CursorWrapper
+from django.db.backends.utils import CursorWrapper, debug_transaction
 
 logger = logging.getLogger("hero.store")
 
@@ -112,7 +112,8 @@ def _between(
     with connection.wrap_database_errors:
         pipeline = raw.pipeline()
         pipeline.__enter__()
-        raw.execute(first)
+        with debug_transaction(connection, first):  # in Django's query log
+            raw.execute(first)
     try:
         yield
     except BaseException:
@@ -124,7 +125,8 @@ def _between(
         try:
             # Results that have arrived are read as statements are sent: an
             # earlier statement's error may be raised here.
-            raw.execute(last)
+            with debug_transaction(connection, last):
+                raw.execute(last)
         except BaseException:
             _leave_after_error(pipeline)
             undo()
