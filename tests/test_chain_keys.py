@@ -8,9 +8,10 @@ import io
 import json
 import subprocess
 import sys
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from django.core.management import call_command
@@ -24,14 +25,26 @@ from hero.models import StoredEvent
 from hero.store import verify_chain
 from hero.store.chain import (
     GENESIS,
+    _update,
     derive_key,
     link,
     link_committed,
-    unkeyed_link,
 )
 from tests.conftest import Backend
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def unkeyed_link(previous: bytes | None, event: Stored) -> bytes:
+    """The link that anyone could compute without the key (plain SHA-256 over
+    the fields the chain covers): what a forger who can write to the database
+    but does not hold the key would store."""
+    originator = event.originator_id
+    uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
+    digest = sha256(previous or GENESIS)
+    _update(digest, uuid.bytes, event.originator_version, event.topic, event.state)
+    return digest.digest()
+
 
 # A process that has hero's code and the database, but another secret: it
 # appends an award through hero's own store, linked with the key it can derive.

@@ -99,18 +99,6 @@ def link(previous: bytes | None, event: StoredEvent, key: bytes | None = None) -
     return mac.digest()
 
 
-def unkeyed_link(previous: bytes | None, event: StoredEvent) -> bytes:
-    """The link that anyone could compute without the key (plain SHA-256 over
-    the same fields): what a forger who can write to the database but does not
-    hold the key would store. Never accepted by verify or :func:`rekey`; the
-    tests forge events with it."""
-    originator = event.originator_id
-    uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
-    digest = sha256(previous or GENESIS)
-    _update(digest, uuid.bytes, event.originator_version, event.topic, event.state)
-    return digest.digest()
-
-
 def _update(target: Any, uuid: bytes, version: int, topic: str, state: bytes) -> None:
     encoded = topic.encode()
     target.update(uuid)

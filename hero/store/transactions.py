@@ -200,7 +200,7 @@ class DjangoDatastore:
         database broke by rolling this work back (writers of the read tables
         and a ``hero_project`` worker can meet in one), where nothing else of
         the transaction was lost with it."""
-        pipelined = pipelined_in_savepoint = False
+        pipelined = False  # hero's statements in a pipeline: errors come late
         scratch: dict[str, Any] = {}
         try:
             # Other errors keep Django's types here: callers tell them apart.
@@ -216,10 +216,10 @@ class DjangoDatastore:
                     # In the caller's transaction: a savepoint, on PostgreSQL
                     # with everything in one pipeline, waited for only where a
                     # result is read and at the end.
-                    pipelined_in_savepoint = stack.enter_context(
+                    pipelined = stack.enter_context(
                         pipelined_savepoint(self.connection)
                     )
-                    if not pipelined_in_savepoint:
+                    if not pipelined:
                         stack.enter_context(transaction.atomic(using=self.alias))
                 token = _owned_atomic.set((self.alias, cursor, scratch))
                 try:
@@ -244,9 +244,7 @@ class DjangoDatastore:
                 raise VersionConflict(
                     f"Database {self.alias!r}: lost a deadlock: {error}"
                 ) from error
-            if (pipelined or pipelined_in_savepoint) and isinstance(
-                error, db_utils.Error
-            ):
+            if pipelined and isinstance(error, db_utils.Error):
                 # A statement of hero's that failed at the commit or the end
                 # of the pipeline: an error as it would have been where it was
                 # sent, but for foreign keys, which PostgreSQL checks at the
