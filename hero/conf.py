@@ -134,6 +134,19 @@ class Settings:
         return [str(key) for key in getattr(settings, "HERO_CHAIN_KEY_FALLBACKS", ())]
 
     @cached
+    def chain_key_sources(self) -> tuple[str, ...]:
+        """The secrets the chain keys derive from, the current one first:
+        ``HERO_CHAIN_KEY`` and its fallbacks when it is set, else
+        ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` (see
+        :func:`hero.store.chain.chain_keys`)."""
+        if self.HERO_CHAIN_KEY is not None:
+            return (self.HERO_CHAIN_KEY, *self.HERO_CHAIN_KEY_FALLBACKS)
+        return (
+            settings.SECRET_KEY,
+            *getattr(settings, "SECRET_KEY_FALLBACKS", ()),
+        )
+
+    @cached
     def HERO_PROJECTIONS(self) -> str:
         """``"inline"``: read tables change in the unlock's transaction;
         ``"async"``: a ``hero_project`` worker updates them."""

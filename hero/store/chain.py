@@ -30,7 +30,6 @@ from hashlib import sha256
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.utils.crypto import salted_hmac
 from eventsourcing.persistence import StoredEvent
 
@@ -69,14 +68,7 @@ _keys_cache: dict[tuple[Any, ...], tuple[ChainKey, ...]] = {}
 
 def chain_keys() -> tuple[ChainKey, ...]:
     """The key that links new events, then the old keys that still verify."""
-    explicit = conf.HERO_CHAIN_KEY
-    if explicit is not None:
-        sources = (explicit, *conf.HERO_CHAIN_KEY_FALLBACKS)
-    else:
-        sources = (
-            settings.SECRET_KEY,
-            *getattr(settings, "SECRET_KEY_FALLBACKS", ()),
-        )
+    sources = conf.chain_key_sources
     keys = _keys_cache.get(sources)
     if keys is None:
         keys = tuple(
