@@ -73,15 +73,16 @@ def _wrapper(chain_secret: bytes) -> AESGCM:
     return AESGCM(wrapping_key(chain_secret))
 
 
-def _wrap(raw: bytes, user_pk: str) -> bytes:
-    nonce = os.urandom(_NONCE)
+def _wrap(raw: bytes, user_pk: str, nonce: bytes | None = None) -> bytes:
+    nonce = nonce or os.urandom(_NONCE)
     return nonce + _wrapper(chain_keys()[0].secret).encrypt(nonce, raw, _aad(user_pk))
 
 
 def _new_key(user_pk: str) -> tuple[bytes, bytes]:
     """A new data key for the user: (raw, wrapped with the current chain key)."""
-    raw = os.urandom(32)
-    return raw, _wrap(raw, user_pk)
+    random = os.urandom(32 + _NONCE)  # the key and its wrapping's nonce
+    raw = random[:32]
+    return raw, _wrap(raw, user_pk, random[32:])
 
 
 class _Unwrapped:
@@ -191,8 +192,6 @@ class UserKeys:
                     continue  # made by a transaction that committed meanwhile
                 if bytes(row[0]) != wrapped:
                     return self._opened(bytes(row[0]), user_pk)
-            elif cursor.rowcount != 1:
-                continue  # there was one: read it
             # Kept as if read back: the next award reads this row.
             return _unwrapped.put(wrapped, user_pk, raw)
         raise RuntimeError(f"Could not make or read the data key of user {user_pk}.")
