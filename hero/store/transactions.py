@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -294,15 +294,17 @@ class DjangoDatastore:
     def connection(self) -> BaseDatabaseWrapper:
         return connections[self.alias]
 
-    @contextmanager
-    def transaction(self) -> Iterator[CursorWrapper]:
+    def transaction(self) -> AbstractContextManager[CursorWrapper]:
         """A cursor in an atomic block: a new transaction, or a savepoint in the
-        caller's, rolled back (and nothing written) if anything inside fails."""
+        caller's, rolled back (and nothing written) if anything inside fails.
+        Inside :meth:`owned_transaction`, its cursor."""
         owned = _owned_atomic.get()
         if owned is not None and owned[0] == self.alias:
-            with translate_errors(self.alias):
-                yield owned[1]
-            return
+            return _Joined(self.alias, owned[1])
+        return self._atomic()
+
+    @contextmanager
+    def _atomic(self) -> Iterator[CursorWrapper]:
         with (
             translate_errors(self.alias),
             transaction.atomic(using=self.alias),
@@ -310,8 +312,42 @@ class DjangoDatastore:
         ):
             yield cursor
 
-    @contextmanager
-    def cursor(self) -> Iterator[CursorWrapper]:
+    def cursor(self) -> AbstractContextManager[CursorWrapper]:
         """A cursor for reads, in the caller's transaction if there is one."""
-        with translate_errors(self.alias), open_cursor(self.connection) as cursor:
-            yield cursor
+        return _Reading(self.alias)
+
+
+class _Joined:
+    """The cursor of hero's transaction, joined, its errors translated as
+    :class:`translate_errors` does. (A class rather than a generator: these
+    are entered several times in every award.)"""
+
+    __slots__ = ("alias", "cursor")
+
+    def __init__(self, alias: str, cursor: CursorWrapper) -> None:
+        self.alias = alias
+        self.cursor = cursor
+
+    def __enter__(self) -> CursorWrapper:
+        return self.cursor
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        translate_errors(self.alias).__exit__(kind, error, traceback)
+
+
+class _Reading(_Joined):
+    """A new cursor, closed at the end, its errors translated."""
+
+    __slots__ = ()
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def __enter__(self) -> CursorWrapper:
+        with translate_errors(self.alias):
+            self.cursor = open_cursor(connections[self.alias])
+        return self.cursor
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        self.cursor.__exit__(kind, error, traceback)  # closes it
+        translate_errors(self.alias).__exit__(kind, error, traceback)
