@@ -47,7 +47,7 @@ from hero.events.aggregates import trigger_log_id
 from hero.events.personal import personal_fields
 from hero.exceptions import InvalidUser, UnlockConflict
 from hero.mapping import EventMapper, SubclassAwareTranscoder
-from hero.sealing import Sealer, UserKeys, open_events
+from hero.sealing import DataKeys, Sealer, open_events
 from hero.store.ordering import hold_ordering_lock
 from hero.store.postgres import pipelined
 from hero.store.recorders import DjangoApplicationRecorder
@@ -137,7 +137,7 @@ class Ledger(Application[UUID]):
         self.datastore = DjangoDatastore(alias)
         #: Seals the personal fields of events before they are stored (None:
         #: stored plain, as the benchmarks compare).
-        self.sealer: Sealer | None = Sealer(self.datastore)
+        self.sealer: Sealer | None = Sealer()
         super().__init__(
             env={"PERSISTENCE_MODULE": "hero.store", "DJANGO_DATABASE": alias}
         )
@@ -178,12 +178,13 @@ class Ledger(Application[UUID]):
             processing.aggregates[aggregate.id] = aggregate
         if self.sealer is not None:
             read = {
-                aggregate.user_pk: found[0]
+                aggregate.id: found[0]
                 for aggregate in aggregates
                 if (found := aggregate.__dict__.get("_read_key")) is not None
             }
-            with self.datastore.transaction() as cursor:
-                self.sealer.seal(cursor, processing.events, read)
+            data_keys = self.sealer.seal(processing.events, read)
+            if data_keys:  # stored by the events' own INSERT
+                processing.saved_kwargs["data_keys"] = data_keys
         recordings = self._record(processing)
         self._take_snapshots(processing)
         self._notify(recordings)
@@ -216,17 +217,14 @@ class Ledger(Application[UUID]):
     def user_achievement(self, user_pk: str, achievement_id: str) -> UserAchievement:
         """The aggregate of one user's one achievement, blank if it has no events.
 
-        Without snapshots, the user's wrapped key is read in the same statement
-        as the events, for sealing what the decision records (see
-        :meth:`record`). Should the user be forgotten before that is saved, the
-        save meets the ``Forgotten`` event's version and decides again; an
-        aggregate with no events yet would have its new event sealed under the
-        deleted key, unreadable, as what it was given was meant to be."""
+        Without snapshots, the aggregate's data key is read in the same
+        statement as its events, for sealing what the decision records (see
+        :meth:`record`); an aggregate with none gets one with its next event
+        that needs one. Should the user be forgotten before that is saved, the
+        save meets the ``Forgotten`` event's version and decides again."""
         if self.snapshots is None and self.sealer is not None:
             aggregate_id = user_achievement_id(user_pk, achievement_id)
-            stored, wrapped, known = self.recorder.select_events_and_key(
-                aggregate_id, user_pk
-            )
+            stored, key = self.recorder.select_events_and_key(aggregate_id)
             to_event = self.mapper.to_domain_event
             found: UserAchievement = (
                 replay(None, [to_event(s) for s in stored])
@@ -234,9 +232,8 @@ class Ledger(Application[UUID]):
                 else UserAchievement.start(user_pk, achievement_id)
             )
             # Bookkeeping of the ledger's, not domain state: the key as read
-            # (None: the user had none then).
-            if known:
-                found.__dict__["_read_key"] = (wrapped,)
+            # (None: the aggregate had none then).
+            found.__dict__["_read_key"] = (key,)
             return found
         try:
             aggregate: UserAchievement = self.repository.get(
@@ -462,7 +459,9 @@ class Ledger(Application[UUID]):
                 with self.datastore.owned_transaction():
                     recordings = self.record(pending) if pending else []
                     with self.datastore.transaction() as cursor:
-                        UserKeys(self.datastore).delete(cursor, user_pk)
+                        DataKeys(self.datastore).delete(
+                            cursor, user_pk, [*ids, trigger_log_id(user_pk)]
+                        )
                         for start in range(0, len(ids), 500):
                             chunk = ids[start : start + 500]
                             cursor.execute(

@@ -86,6 +86,15 @@ class StoredEvent(StoredEventBase):
             "the event."
         ),
     )
+    data_key = models.BinaryField(
+        null=True,
+        help_text=_(
+            "The data key that seals what the site passed in this event and "
+            "the aggregate's later ones, wrapped with a key derived from the "
+            "chain key; emptied when the user is forgotten. Not part of the "
+            "chain."
+        ),
+    )
 
     class Meta:
         db_table = "hero_stored_event"
@@ -419,11 +428,12 @@ class LedgerEntry(models.Model):
     def personal_values(self) -> dict[str, Any]:
         """What the site passed for the user in this entry, opened: ``state``,
         ``key``, ``actor`` and ``reason`` (empty when there was none, or the
-        user was forgotten). Reads the user's key: one query per call."""
+        user was forgotten). Reads the key: one query per call."""
         # Lazy: hero.sealing reads the store's settings, not needed to declare tables.
         from hero.sealing import open_payload
 
-        values = open_payload(str(self.user_id), self.payload) or {}
+        values = open_payload(str(self.user_id), self.payload, position=self.position)
+        values = values or {}
         return {
             "state": values.get("state") or {},
             "key": values.get("key") or "",
@@ -507,11 +517,13 @@ class NoticeCursor(models.Model):
 
 
 class UserKey(models.Model):
-    """One user's data key, which seals what the site passed for the user.
+    """One user's data key, which sealed what the site passed for the user in
+    events stored before each aggregate's key lived with its events
+    (``StoredEvent.data_key``); nothing makes new ones.
 
     Stored wrapped (encrypted with a key derived from the chain key, which the
-    database does not hold). Deleting the row is what forgetting the user
-    erases: see :mod:`hero.sealing`.
+    database does not hold). Deleting the row, which forgetting the user does,
+    erases what it sealed: see :mod:`hero.sealing`.
     """
 
     user_pk = models.CharField(

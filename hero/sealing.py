@@ -3,28 +3,40 @@
 Each event class names its personal fields (``PERSONAL``: the state an unlock
 was given, a repeatable award's key, a revocation's reason and actor). Before an
 event is stored, those fields are sealed together with AES-256-GCM under a data
-key of the event's user, into one ``sealed`` member of the stored JSON
-(:meth:`Sealer.seal`); the mapper then leaves the plain fields out. Forgetting
-the user deletes the key: the ciphertexts stay in the store, under the hash
-chain, and nobody can open them again (crypto-shredding).
+key of the event's aggregate (one user's one achievement, or the user's trigger
+log), into one ``sealed`` member of the stored JSON (:meth:`Sealer.seal`); the
+mapper then leaves the plain fields out. Forgetting the user deletes the keys:
+the ciphertexts stay in the store, under the hash chain, and nobody can open
+them again (crypto-shredding).
 
 Where the keys live:
 
-- Each user's data key (32 random bytes) is stored in ``hero_user_key``
-  *wrapped*: encrypted with a wrapping key derived from the chain key
-  (:func:`hero.store.chain.chain_keys`), which the database never holds. The
-  database alone opens nothing.
-- A key is made with the user's first event that carries something personal,
-  in the transaction of that event. An event with nothing personal (no state,
-  no key, no reason, no actor) is stored as it is and needs no key.
-- No data key is looked up by user in the process: each seal and each open
-  reads the wrapped key from the database (an award, with its aggregate's
-  events), so a key deleted by ``forget()`` in another process opens nothing
-  here either. Only the unwrapping is cached (:class:`_Unwrapped`), by the
-  wrapped key: it saves the AES work, and an entry whose row is gone can no
-  longer be looked up (it leaves memory as newer keys push it out).
+- An aggregate's data key (32 random bytes) is stored *wrapped* (encrypted with
+  a wrapping key derived from the chain key, :func:`hero.store.chain.chain_keys`,
+  which the database never holds) in the ``data_key`` column of the event it
+  was made with: the aggregate's first event that carries something personal,
+  or its first such event after its user was forgotten. The event's own INSERT
+  writes it, so a key costs no statement and no page of its own. A sealed
+  payload names the version of that event (``"2<version>.<base64>"``), and the
+  wrapped key is bound to that event's aggregate and version: moved to another
+  row, it opens nothing. The database alone opens nothing.
+- ``data_key`` is outside the chain, which covers an event's fields only:
+  forgetting a user sets it to NULL on the events of the user's aggregates,
+  and the chain still verifies.
+- Events sealed before keys lived with the events have payloads ``"1..."``,
+  sealed under one key per user, wrapped in ``hero_user_key``. They are
+  opened as before; forgetting deletes that key too. Nothing makes new ones.
+- An event with nothing personal (no state, no key, no reason, no actor) is
+  stored as it is and needs no key.
+- No data key is looked up by aggregate or user in the process: each seal uses
+  the key read with the aggregate's events in that call, and each open reads
+  the wrapped key from the database, so a key deleted by ``forget()`` in
+  another process opens nothing here either. Only the unwrapping is cached
+  (:class:`_Unwrapped`), by the wrapped key: it saves the AES work, and an
+  entry whose row is gone can no longer be looked up (it leaves memory as
+  newer keys push it out).
 
-:func:`open_payload` is the one place that decrypts.
+:func:`open_payload` and :func:`open_events` are where payloads are opened.
 """
 
 from __future__ import annotations
@@ -37,34 +49,44 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from django.db import IntegrityError, connections, transaction
-from django.utils import timezone
+from django.db import connections, transaction
 from django.utils.crypto import salted_hmac
 
 from hero.events.personal import FORGOTTEN_VALUES, personal_fields, set_opener
 from hero.store.chain import ChainKey, chain_keys
-from hero.store.sql import insert_missing
-from hero.store.transactions import DjangoDatastore, VersionConflict
+from hero.store.transactions import DjangoDatastore
 
-#: The first character of every sealed payload: its format's version.
-FORMAT = "1"
+#: The first character of a payload sealed under an aggregate's key.
+FORMAT = "2"
+#: That of a payload sealed under a key of the user's (``hero_user_key``).
+USER_FORMAT = "1"
 _NONCE = 12
 _SALT = "hero.sealing"
 
+#: (the wrapped key, what it is bound to): see :func:`key_binding`.
+Wrapped = tuple[bytes, bytes]
+
 
 def wrapping_key(chain_secret: bytes) -> bytes:
-    """The key that wraps users' data keys, derived from a chain key."""
+    """The key that wraps data keys, derived from a chain key."""
     return salted_hmac(
         _SALT, b"wrapping key", secret=chain_secret, algorithm="sha256"
     ).digest()
 
 
 def _aad(user_pk: str) -> bytes:
-    # Binds a wrapped key and a payload to their user: neither opens as another's.
+    # Binds a payload (and a user's key) to its user: neither opens as another's.
     return b"hero user " + user_pk.encode()
+
+
+def key_binding(aggregate_id: UUID, version: int) -> bytes:
+    """What an aggregate's wrapped key is bound to: its aggregate and the
+    version of the event that holds it."""
+    return b"hero key " + aggregate_id.bytes + version.to_bytes(8, "big")
 
 
 @functools.lru_cache(maxsize=8)
@@ -73,16 +95,13 @@ def _wrapper(chain_secret: bytes) -> AESGCM:
     return AESGCM(wrapping_key(chain_secret))
 
 
-def _wrap(raw: bytes, user_pk: str, nonce: bytes | None = None) -> bytes:
+def _wrap(raw: bytes, binding: bytes, nonce: bytes | None = None) -> bytes:
     nonce = nonce or os.urandom(_NONCE)
-    return nonce + _wrapper(chain_keys()[0].secret).encrypt(nonce, raw, _aad(user_pk))
+    return nonce + _wrapper(chain_keys()[0].secret).encrypt(nonce, raw, binding)
 
 
-def _new_key(user_pk: str) -> tuple[bytes, bytes]:
-    """A new data key for the user: (raw, wrapped with the current chain key)."""
-    random = os.urandom(32 + _NONCE)  # the key and its wrapping's nonce
-    raw = random[:32]
-    return raw, _wrap(raw, user_pk, random[32:])
+def _unwrap(wrapped: bytes, binding: bytes, secret: bytes) -> bytes:
+    return _wrapper(secret).decrypt(wrapped[:_NONCE], wrapped[_NONCE:], binding)
 
 
 class _Unwrapped:
@@ -90,12 +109,12 @@ class _Unwrapped:
     AES work of unwrapping, done once per wrapped key.
 
     Looked up only with a wrapped key just read from the database, so an entry
-    opens nothing once its row is deleted (nothing here is looked up by user).
-    Cleared when the chain keys change."""
+    opens nothing once its row is gone (nothing here is looked up by user or
+    aggregate). Cleared when the chain keys change."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self.ciphers: OrderedDict[tuple[bytes, str], AESGCM] = OrderedDict()
+        self.ciphers: OrderedDict[Wrapped, AESGCM] = OrderedDict()
         self.keys: tuple[ChainKey, ...] = ()
         self.secrets: tuple[bytes, ...] = ()
 
@@ -110,25 +129,23 @@ class _Unwrapped:
             self.keys = keys
         return self.secrets
 
-    def get(self, wrapped: bytes, user_pk: str) -> AESGCM | None:
+    def get(self, wrapped: bytes, binding: bytes) -> AESGCM | None:
         secrets = self._current()
-        cipher = self.ciphers.get((wrapped, user_pk))
+        cipher = self.ciphers.get((wrapped, binding))
         if cipher is not None:
             return cipher
         for secret in secrets:
             try:
-                raw = _wrapper(secret).decrypt(
-                    wrapped[:_NONCE], wrapped[_NONCE:], _aad(user_pk)
-                )
+                raw = _unwrap(wrapped, binding, secret)
             except InvalidTag:
                 continue
-            return self.put(wrapped, user_pk, raw)
+            return self.put(wrapped, binding, raw)
         return None
 
-    def put(self, wrapped: bytes, user_pk: str, raw: bytes) -> AESGCM:
+    def put(self, wrapped: bytes, binding: bytes, raw: bytes) -> AESGCM:
         """Keep a key just wrapped (with the current chain key)."""
         self._current()
-        cipher = self.ciphers[(wrapped, user_pk)] = AESGCM(raw)
+        cipher = self.ciphers[(wrapped, binding)] = AESGCM(raw)
         if len(self.ciphers) > self.size:
             self.ciphers.popitem(last=False)
         return cipher
@@ -137,292 +154,286 @@ class _Unwrapped:
 _unwrapped = _Unwrapped()
 
 
-class UserKeys:
-    """The wrapped data keys in ``hero_user_key`` of one database."""
+def _opened(wrapped: bytes, binding: bytes, whose: str) -> AESGCM:
+    cipher = _unwrapped.get(wrapped, binding)
+    if cipher is None:
+        raise ValueError(
+            f"The data key of {whose} opens with none of the chain keys: "
+            "HERO_CHAIN_KEY (or SECRET_KEY) changed without its old value "
+            "among the fallbacks."
+        )
+    return cipher
+
+
+def new_key(aggregate_id: UUID, version: int) -> tuple[AESGCM, bytes]:
+    """A new data key for an aggregate, to be stored with its event at
+    ``version``: (the key as a cipher, the key wrapped with the current chain
+    key)."""
+    random = os.urandom(32 + _NONCE)  # the key and its wrapping's nonce
+    raw, binding = random[:32], key_binding(aggregate_id, version)
+    wrapped = _wrap(raw, binding, random[32:])
+    # Kept as if read back: the aggregate's next award reads this key.
+    return _unwrapped.put(wrapped, binding, raw), wrapped
+
+
+class DataKeys:
+    """The wrapped data keys of one database: aggregates' keys in the events'
+    ``data_key`` column, and users' keys of earlier events in ``hero_user_key``."""
 
     def __init__(self, datastore: DjangoDatastore) -> None:
         self.datastore = datastore
 
-    def read(self, user_pks: Iterable[str]) -> dict[str, AESGCM]:
-        """{user pk: data key, as a cipher} of those of ``user_pks`` that have one."""
+    def of_users(self, user_pks: Iterable[str]) -> dict[str, AESGCM]:
+        """{user pk: key, as a cipher} of those of ``user_pks`` that have one in
+        ``hero_user_key`` (payloads sealed before keys lived with events)."""
         wanted = sorted(set(user_pks))
         if not wanted:
             return {}
-        with self.datastore.cursor() as cursor:
-            wrapped_keys = _wrapped_keys(cursor, wanted)
         found: dict[str, AESGCM] = {}
-        for user_pk, wrapped in wrapped_keys.items():
-            cipher = _unwrapped.get(wrapped, user_pk)
-            if cipher is not None:
-                found[user_pk] = cipher
+        with self.datastore.cursor() as cursor:
+            for user_pk, wrapped in _rows_in(
+                cursor,
+                "SELECT user_pk, wrapped FROM hero_user_key WHERE user_pk IN",
+                wanted,
+            ):
+                cipher = _unwrapped.get(bytes(wrapped), _aad(user_pk))
+                if cipher is not None:
+                    found[user_pk] = cipher
         return found
 
-    def for_writing(self, cursor: Any, user_pk: str, *, new: bool = False) -> AESGCM:
-        """The user's data key, as a cipher, made (in the caller's transaction)
-        if the user has none yet. Two writers making one at once: the first to
-        commit wins, and the other reads the winner's.
-
-        ``new`` says the key is wanted for an aggregate's first event, when the
-        user may well have none: then the key is made first, in one statement
-        for a user with none; a user with one costs a refused insert and a read
-        (on PostgreSQL, one statement either way). Otherwise the key is read
-        first, and made only if missing."""
-        vendor = self.datastore.vendor
-        for attempt in range(3):
-            if not new or attempt:
-                cursor.execute(
-                    "SELECT wrapped FROM hero_user_key WHERE user_pk = %s", [user_pk]
-                )
-                row = cursor.fetchone()
-                if row is not None:
-                    return self._opened(bytes(row[0]), user_pk)
-            raw, wrapped = _new_key(user_pk)
-            statement, returns = _make_sql(vendor)
-            try:
-                cursor.execute(
-                    statement,
-                    [user_pk, wrapped, user_pk] if returns else [user_pk, wrapped],
-                )
-            except IntegrityError:
-                # The user has one (SQLite and MySQL undo only the statement).
-                continue
-            if returns:
-                row = cursor.fetchone()
-                if row is None:
-                    continue  # made by a transaction that committed meanwhile
-                if bytes(row[0]) != wrapped:
-                    return self._opened(bytes(row[0]), user_pk)
-            # Kept as if read back: the next award reads this row.
-            return _unwrapped.put(wrapped, user_pk, raw)
-        raise RuntimeError(f"Could not make or read the data key of user {user_pk}.")
-
-    def for_writing_many(
-        self, cursor: Any, user_pks: Iterable[str]
-    ) -> dict[str, AESGCM]:
-        """The data keys of many users at once, as ciphers, made (in the
-        caller's transaction) for those who have none: a batch of awards to
-        many users (a backfill) reads them in one statement and makes the
-        missing ones in another, not two per user. A key another writer made
-        meanwhile is the one kept and returned."""
-        wanted = sorted(set(user_pks))
-        found = self._opened_all(_wrapped_keys(cursor, wanted))
-        missing = [pk for pk in wanted if pk not in found]
-        if missing:
-            now = cursor.db.ops.adapt_datetimefield_value(timezone.now())
-            rows = []
-            for user_pk in missing:
-                raw, wrapped = _new_key(user_pk)
-                # Kept as if read back: the read below finds it without unwrapping.
-                _unwrapped.put(wrapped, user_pk, raw)
-                rows.append((user_pk, wrapped, now))
-            cursor.executemany(
-                insert_missing(
-                    self.datastore.vendor,
-                    "hero_user_key",
-                    ("user_pk", "wrapped", "created_at"),
-                    ("user_pk",),
-                ),
-                rows,
+    def of_aggregates(
+        self, aggregate_ids: Iterable[UUID]
+    ) -> dict[tuple[UUID, int], AESGCM]:
+        """{(aggregate id, version): key, as a cipher} of the keys held by
+        events of those aggregates."""
+        wanted = sorted(set(aggregate_ids))
+        if not wanted:
+            return {}
+        recorder_uuid = _db_uuid(self.datastore)
+        found: dict[tuple[UUID, int], AESGCM] = {}
+        with self.datastore.cursor() as cursor:
+            rows = _rows_in(
+                cursor,
+                "SELECT originator_id, originator_version, data_key "
+                "FROM hero_stored_event WHERE data_key IS NOT NULL AND "
+                "originator_id IN",
+                [recorder_uuid(a) for a in wanted],
             )
-            found.update(self._opened_all(_wrapped_keys(cursor, missing)))
+            for originator_id, version, wrapped in rows:
+                aggregate_id = _py_uuid(originator_id)
+                cipher = _unwrapped.get(
+                    bytes(wrapped), key_binding(aggregate_id, version)
+                )
+                if cipher is not None:
+                    found[(aggregate_id, version)] = cipher
         return found
 
-    @staticmethod
-    def _opened_all(wrapped_keys: Mapping[str, bytes]) -> dict[str, AESGCM]:
-        return {pk: UserKeys._opened(w, pk) for pk, w in wrapped_keys.items()}
-
-    def make(self, cursor: Any, user_pk: str) -> AESGCM:
-        """A new data key for a user who had none when the aggregate was read.
-
-        A plain insert, with no read: on PostgreSQL its result is not waited
-        for (it goes in the pipeline of the award). Should another writer have
-        made the user's key meanwhile, the insert fails, and the store takes it
-        as a lost race (:class:`~hero.store.transactions.VersionConflict`): the
-        award is decided again, and reads that key."""
-        raw, wrapped = _new_key(user_pk)
-        try:
+    def at_position(self, position: int, version: int) -> AESGCM | None:
+        """The key held by the event at ``version`` of the aggregate of the
+        event at ``position`` (a ledger entry's), if it is there."""
+        with self.datastore.cursor() as cursor:
             cursor.execute(
-                _make_sql(self.datastore.vendor, plain=True)[0], [user_pk, wrapped]
+                "SELECT k.originator_id, k.data_key FROM hero_stored_event e "
+                "JOIN hero_stored_event k ON k.originator_id = e.originator_id "
+                "AND k.originator_version = %s WHERE e.id = %s",
+                [version, position],
             )
-        except IntegrityError as error:  # refused at once (not in a pipeline)
-            raise VersionConflict(
-                f"Database {self.datastore.alias!r}: the key of user {user_pk} "
-                "was made by another writer meanwhile."
-            ) from error
-        return _unwrapped.put(wrapped, user_pk, raw)
+            row = cursor.fetchone()
+        if row is None or row[1] is None:
+            return None
+        binding = key_binding(_py_uuid(row[0]), version)
+        return _unwrapped.get(bytes(row[1]), binding)
 
-    @staticmethod
-    def _opened(wrapped: bytes, user_pk: str) -> AESGCM:
-        cipher = _unwrapped.get(wrapped, user_pk)
-        if cipher is None:
-            raise ValueError(
-                f"The data key of user {user_pk} opens with none of the chain keys: "
-                "HERO_CHAIN_KEY (or SECRET_KEY) changed without its old value "
-                "among the fallbacks."
-            )
-        return cipher
-
-    def delete(self, cursor: Any, user_pk: str) -> None:
-        """Delete the user's data key: what it sealed can never be opened again."""
+    def delete(self, cursor: Any, user_pk: str, aggregate_ids: Sequence[UUID]) -> None:
+        """Delete a user's keys (those of ``aggregate_ids``, which are the
+        user's, and the user's own): what they sealed can never be opened
+        again."""
         cursor.execute("DELETE FROM hero_user_key WHERE user_pk = %s", [user_pk])
+        to_db = _db_uuid(self.datastore)
+        for start in range(0, len(aggregate_ids), 500):
+            chunk = aggregate_ids[start : start + 500]
+            cursor.execute(
+                "UPDATE hero_stored_event SET data_key = NULL WHERE data_key IS "
+                f"NOT NULL AND originator_id IN ({', '.join(['%s'] * len(chunk))})",
+                [to_db(a) for a in chunk],
+            )
+
+
+def _db_uuid(datastore: DjangoDatastore) -> Any:
+    """How the backend takes a UUID as a parameter of a raw statement."""
+    if datastore.native_uuid:
+        return lambda value: value
+    return lambda value: value.hex
+
+
+def _py_uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
+
+
+def _rows_in(cursor: Any, select: str, values: Sequence[Any]) -> list[Any]:
+    """The rows of ``select`` (ending ``... IN``) for ``values``, 500 a statement."""
+    rows: list[Any] = []
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        cursor.execute(f"{select} ({', '.join(['%s'] * len(chunk))})", chunk)
+        rows += cursor.fetchall()
+    return rows
 
 
 def rewrap_keys(alias: str, batch_size: int = 1000) -> int:
-    """Wrap every user's data key again with the current chain key (after the
-    chain key changed, before its old value leaves the fallbacks); return how
-    many were wrapped again. A key that opens with none of the chain keys is
-    left as it is."""
+    """Wrap every data key again with the current chain key (after the chain
+    key changed, before its old value leaves the fallbacks); return how many
+    were wrapped again. A key that opens with none of the chain keys is left
+    as it is."""
     secrets = [key.secret for key in chain_keys()]
+
+    def again(wrapped: bytes, binding: bytes) -> bytes | None:
+        for n, secret in enumerate(secrets):
+            try:
+                raw = _unwrap(wrapped, binding, secret)
+            except InvalidTag:
+                continue
+            return _wrap(raw, binding) if n else None  # n: opened with an old key
+        return None
+
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         cursor.execute("SELECT user_pk, wrapped FROM hero_user_key ORDER BY user_pk")
-        rows = cursor.fetchall()
-        updates = []
-        for user_pk, stored in rows:
-            wrapped = bytes(stored)
-            for n, secret in enumerate(secrets):
-                try:
-                    raw = _wrapper(secret).decrypt(
-                        wrapped[:_NONCE], wrapped[_NONCE:], _aad(user_pk)
-                    )
-                except InvalidTag:
-                    continue
-                if n:  # opened with an old key: wrap it with the current one
-                    updates.append((_wrap(raw, user_pk), user_pk))
-                break
-        for start in range(0, len(updates), batch_size):
-            cursor.executemany(
-                "UPDATE hero_user_key SET wrapped = %s WHERE user_pk = %s",
-                updates[start : start + batch_size],
-            )
-    return len(updates)
-
-
-def _wrapped_keys(cursor: Any, user_pks: Sequence[str]) -> dict[str, bytes]:
-    """{user pk: wrapped key} of those of ``user_pks`` that have one, read
-    with ``cursor`` (in the caller's transaction), 500 users a statement."""
-    found: dict[str, bytes] = {}
-    for start in range(0, len(user_pks), 500):
-        chunk = user_pks[start : start + 500]
+        users = [
+            (new, user_pk)
+            for user_pk, stored in cursor.fetchall()
+            if (new := again(bytes(stored), _aad(user_pk))) is not None
+        ]
         cursor.execute(
-            "SELECT user_pk, wrapped FROM hero_user_key WHERE user_pk IN "
-            f"({', '.join(['%s'] * len(chunk))})",
-            chunk,
+            "SELECT id, originator_id, originator_version, data_key FROM "
+            "hero_stored_event WHERE data_key IS NOT NULL ORDER BY id"
         )
-        found.update((pk, bytes(wrapped)) for pk, wrapped in cursor.fetchall())
-    return found
-
-
-#: Now, in UTC, as each backend stores a datetime (the database's clock: one
-#: parameter fewer to make and send).
-_NOW_SQL = {
-    "postgresql": "now()",
-    "mysql": "UTC_TIMESTAMP(6)",
-    "sqlite": "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now')",
-}
-
-
-@functools.cache
-def _make_sql(vendor: str, *, plain: bool = False) -> tuple[str, bool]:
-    """The statement that makes a user's key (parameters: the user's pk and
-    the wrapped key), and whether it returns the key then in the table (the
-    one made, or the one there).
-
-    PostgreSQL: the insert and a read of the row in one statement (the pk is
-    given again), taking no lock on an existing key (a failed statement would
-    abort the transaction); a key committed by another transaction after the
-    statement began is not seen, and the caller tries again. SQLite, MariaDB
-    and MySQL, or with ``plain``: a plain insert, which fails on the key there
-    (undoing only itself), and the caller reads that key: for a new user, one
-    statement and no read."""
-    now = _NOW_SQL.get(vendor, "CURRENT_TIMESTAMP")
-    insert = (
-        "INSERT INTO hero_user_key (user_pk, wrapped, created_at) "
-        f"VALUES (%s, %s, {now})"
-    )
-    if vendor == "postgresql" and not plain:
-        return (
-            f"WITH made AS ({insert} ON CONFLICT (user_pk) DO NOTHING RETURNING "
-            "wrapped) SELECT wrapped FROM made UNION ALL SELECT wrapped FROM "
-            "hero_user_key WHERE user_pk = %s",
-            True,
-        )
-    return insert, False
+        events = [
+            (new, row_id)
+            for row_id, originator_id, version, stored in cursor.fetchall()
+            if (
+                new := again(
+                    bytes(stored), key_binding(_py_uuid(originator_id), version)
+                )
+            )
+            is not None
+        ]
+        for statement, updates in (
+            ("UPDATE hero_user_key SET wrapped = %s WHERE user_pk = %s", users),
+            ("UPDATE hero_stored_event SET data_key = %s WHERE id = %s", events),
+        ):
+            for start in range(0, len(updates), batch_size):
+                cursor.executemany(statement, updates[start : start + batch_size])
+    return len(users) + len(events)
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
-def seal_values(cipher: AESGCM, user_pk: str, values: Mapping[str, Any]) -> str:
-    """``values`` sealed under a user's data key, as text for the stored JSON."""
+def seal_values(
+    cipher: AESGCM, user_pk: str, values: Mapping[str, Any], key_version: int
+) -> str:
+    """``values`` sealed under a data key held by the event at ``key_version``
+    of their aggregate, as text for the stored JSON."""
     nonce = os.urandom(_NONCE)
-    plain = _encode(values).encode()
-    sealed = cipher.encrypt(nonce, plain, _aad(user_pk))
-    return FORMAT + base64.b64encode(nonce + sealed).decode("ascii")
+    sealed = cipher.encrypt(nonce, _encode(values).encode(), _aad(user_pk))
+    text = binascii.b2a_base64(nonce + sealed, newline=False).decode("ascii")
+    return f"{FORMAT}{key_version}.{text}"
 
 
-def open_payload(
-    user_pk: str, payload: str | None, key: AESGCM | None = None
-) -> dict[str, Any] | None:
-    """The values sealed in ``payload`` for the user, or None when they cannot
-    be opened (the user was forgotten, or ``payload`` is not a sealed one).
-
-    The one place that decrypts. Reads the user's wrapped key from the
-    database unless ``key`` (read just now by :meth:`UserKeys.read`) is given.
-    """
-    if not payload:
+def _parse(payload: str) -> tuple[int | None, str] | None:
+    """(the version holding its key, or None for a user's key; the base64
+    text) of a sealed payload, or None if it is not one."""
+    if payload.startswith(FORMAT):
+        version, dot, text = payload[len(FORMAT) :].partition(".")
+        if dot and version.isdigit():
+            return int(version), text
         return None
-    if payload.startswith("{"):
-        # A ledger entry of an event stored before sealing: its plain values.
-        values: dict[str, Any] = json.loads(payload)
-        return values
-    if not payload.startswith(FORMAT):
-        return None
-    if key is None:
-        key = _keys().read([user_pk]).get(user_pk)
-        if key is None:
-            return None
+    if payload.startswith(USER_FORMAT):
+        return None, payload[len(USER_FORMAT) :]
+    return None
+
+
+def _decrypt(cipher: AESGCM, user_pk: str, text: str) -> dict[str, Any] | None:
     try:
-        blob = base64.b64decode(payload[len(FORMAT) :], validate=True)
-        opened_bytes = key.decrypt(blob[:_NONCE], blob[_NONCE:], _aad(user_pk))
+        blob = base64.b64decode(text, validate=True)
+        opened_bytes = cipher.decrypt(blob[:_NONCE], blob[_NONCE:], _aad(user_pk))
     except (InvalidTag, binascii.Error, ValueError):
         return None
     opened: dict[str, Any] = json.loads(opened_bytes)
     return opened
 
 
-def _keys() -> UserKeys:
+def open_payload(
+    user_pk: str,
+    payload: str | None,
+    *,
+    aggregate_id: UUID | None = None,
+    position: int | None = None,
+) -> dict[str, Any] | None:
+    """The values sealed in ``payload`` for the user, or None when they cannot
+    be opened (the user was forgotten, or ``payload`` is not a sealed one).
+
+    Reads the key from the database: the user's for a payload sealed under
+    one, else that of the payload's aggregate, named by ``aggregate_id`` or by
+    the ``position`` of one of its events (a ledger entry's)."""
+    if not payload:
+        return None
+    if payload.startswith("{"):
+        # A ledger entry of an event stored before sealing: its plain values.
+        values: dict[str, Any] = json.loads(payload)
+        return values
+    parsed = _parse(payload)
+    if parsed is None:
+        return None
+    version, text = parsed
+    keys = _keys()
+    cipher: AESGCM | None
+    if version is None:
+        cipher = keys.of_users([user_pk]).get(user_pk)
+    elif aggregate_id is not None:
+        cipher = keys.of_aggregates([aggregate_id]).get((aggregate_id, version))
+    elif position is not None:
+        cipher = keys.at_position(position, version)
+    else:
+        raise TypeError("open_payload() needs the aggregate_id or position")
+    return None if cipher is None else _decrypt(cipher, user_pk, text)
+
+
+def _keys() -> DataKeys:
     # Lazy: the settings name the database, and may change under tests.
     from hero.conf import conf
 
-    return UserKeys(DjangoDatastore(conf.HERO_DATABASE))
+    return DataKeys(DjangoDatastore(conf.HERO_DATABASE))
 
 
 def is_sealed(payload: Any) -> bool:
     """Whether ``payload`` is a sealed one (not None, not plain values)."""
-    return isinstance(payload, str) and payload.startswith(FORMAT)
+    return isinstance(payload, str) and payload[:1] in (FORMAT, USER_FORMAT)
+
+
+#: What was read of an aggregate's key with its events: (the version of the
+#: event holding it, the key wrapped), or None when none of its events holds one.
+ReadKey = tuple[int, bytes] | None
 
 
 class Sealer:
-    """Seals the personal fields of events before the ledger stores them."""
-
-    def __init__(self, datastore: DjangoDatastore) -> None:
-        self.keys = UserKeys(datastore)
+    """Seals the personal fields of events before the store records them."""
 
     def seal(
-        self,
-        cursor: Any,
-        events: Sequence[Any],
-        read: Mapping[str, bytes | None] | None = None,
-    ) -> None:
+        self, events: Sequence[Any], read: Mapping[UUID, ReadKey] | None = None
+    ) -> dict[tuple[UUID, int], bytes]:
         """Give each event with personal fields its ``sealed`` member: its
-        fields that hold something, sealed under its user's key, or None when
-        none does (then no key is needed). The plain values stay on the event
-        in memory, for the projections of this transaction; the mapper stores only the
-        sealed ones. ``read``: users' wrapped keys read from the database in
-        this call (with their aggregates' events; None: the user had none),
-        used without reading again."""
-        keys: dict[str, AESGCM] = {}
-        waiting: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        fields that hold something, sealed under its aggregate's key, or None
+        when none does (then no key is needed). The plain values stay on the
+        event in memory, for the projections of this transaction; the mapper
+        stores only the sealed ones.
+
+        ``read``: the aggregates' keys as read with their events in this call.
+        An aggregate with none there, or not read so, gets a new key with the
+        first of these events that needs one. Returns the new keys, wrapped,
+        by (aggregate id, version) of the event that stores each."""
+        made: dict[tuple[UUID, int], bytes] = {}
+        keys: dict[UUID, tuple[AESGCM, int]] = {}
         for event in events:
             names = personal_fields(type(event))
             if not names:
@@ -436,34 +447,31 @@ class Sealer:
             if not values:
                 state["sealed"] = None
                 continue
-            waiting.append((state, values))
-        unread = {
-            s["user_pk"] for s, _ in waiting if not (read and s["user_pk"] in read)
-        }
-        if len(unread) > 1:
-            # Many users' events (a backfill's batch): their keys at once.
-            keys.update(self.keys.for_writing_many(cursor, unread))
-        for state, values in waiting:
-            user_pk = state["user_pk"]
-            key = keys.get(user_pk)
-            if key is None and read and user_pk in read:
-                wrapped = read[user_pk]
-                key = keys[user_pk] = (
-                    UserKeys._opened(wrapped, user_pk)
-                    if wrapped is not None
-                    else self.keys.make(cursor, user_pk)
-                )
+            aggregate_id = state["originator_id"]
+            key = keys.get(aggregate_id)
             if key is None:
-                # An aggregate's first event: likely the user's first, too.
-                new = state.get("originator_version") == 1
-                key = keys[user_pk] = self.keys.for_writing(cursor, user_pk, new=new)
-            state["sealed"] = seal_values(key, user_pk, values)
+                found = read.get(aggregate_id) if read else None
+                if found is not None:
+                    version, wrapped = found
+                    binding = key_binding(aggregate_id, version)
+                    cipher = _opened(wrapped, binding, f"aggregate {aggregate_id}")
+                else:
+                    version = state["originator_version"]
+                    cipher, made[(aggregate_id, version)] = new_key(
+                        aggregate_id, version
+                    )
+                key = keys[aggregate_id] = (cipher, version)
+            state["sealed"] = seal_values(key[0], state["user_pk"], values, key[1])
+        return made
 
 
 def _open_event(event: Any) -> dict[str, Any]:
     """The personal fields of an event read back from the store: opened, or
     the values that stand for them once its user was forgotten."""
-    opened = open_payload(event.__dict__["user_pk"], event.__dict__.get("sealed"))
+    state = event.__dict__
+    opened = open_payload(
+        state["user_pk"], state.get("sealed"), aggregate_id=state["originator_id"]
+    )
     return _opened_fields(event, opened)
 
 
@@ -477,29 +485,41 @@ def _opened_fields(event: Any, opened: dict[str, Any] | None) -> dict[str, Any]:
 
 def open_events(events: Iterable[Any]) -> list[Any]:
     """Open the personal fields of many events read back from the store, with
-    one read of their users' keys (rather than one per event). Returns those
-    that could not be opened: their users were forgotten."""
-    waiting = [
-        event
-        for event in events
-        if is_sealed(event.__dict__.get("sealed"))
-        and any(name not in event.__dict__ for name in personal_fields(type(event)))
-    ]
+    one read of their keys (rather than one per event). Returns those that
+    could not be opened: their users were forgotten."""
+    waiting = []
+    for event in events:
+        state = event.__dict__
+        sealed = state.get("sealed")
+        if not is_sealed(sealed) or all(
+            name in state for name in personal_fields(type(event))
+        ):
+            continue
+        parsed = _parse(sealed)
+        if parsed is not None:
+            waiting.append((event, parsed))
     if not waiting:
         return []
+    keys = _keys()
+    users = keys.of_users(
+        e.__dict__["user_pk"] for e, (version, _) in waiting if version is None
+    )
+    aggregates = keys.of_aggregates(
+        e.__dict__["originator_id"] for e, (v, _) in waiting if v is not None
+    )
     unopened = []
-    keys = _keys().read(event.__dict__["user_pk"] for event in waiting)
-    for event in waiting:
-        user_pk = event.__dict__["user_pk"]
-        key = keys.get(user_pk)
-        opened = (
-            open_payload(user_pk, event.__dict__["sealed"], key)
-            if key is not None
-            else None
+    for event, (version, text) in waiting:
+        state = event.__dict__
+        user_pk = state["user_pk"]
+        cipher = (
+            users.get(user_pk)
+            if version is None
+            else aggregates.get((state["originator_id"], version))
         )
+        opened = None if cipher is None else _decrypt(cipher, user_pk, text)
         if opened is None:
             unopened.append(event)
-        event.__dict__.update(_opened_fields(event, opened))
+        state.update(_opened_fields(event, opened))
     return unopened
 
 

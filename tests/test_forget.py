@@ -1,26 +1,41 @@
 """Forgetting a user: hero.achievements.forget() and deleting a user.
 
-What the site passed for the user is sealed under the user's key; forgetting
-deletes the key, so nothing of it can be read back from any of hero's tables,
+What the site passed for the user is sealed under keys of the user's
+aggregates (and, in events stored before those, of the user's own); forgetting
+deletes them, so nothing of it can be read back from any of hero's tables,
 while the store keeps that awards happened and its chain still verifies.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import json
+import os
 import uuid
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.management import call_command
 from django.db import connections, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils.timezone import now
 
 import hero
-from hero import AchievementBase, AchievementUnlocked
+from hero import AchievementBase, AchievementUnlocked, sealing
+from hero.audit import known_achievement_ids
 from hero.events import UserAchievement
-from hero.models import AchievementCount, AchievementProgress, LedgerEntry, UserKey
+from hero.events.aggregates import trigger_log_id, user_achievement_id
+from hero.models import (
+    AchievementCount,
+    AchievementProgress,
+    LedgerEntry,
+    StoredEvent,
+    UserKey,
+)
 from hero.models import AchievementUnlocked as Holding
 from hero.projections.verify import verify
 from hero.store.chain import verify_chain
@@ -42,6 +57,15 @@ def nice_answer(isolated_registry: Any) -> type[AchievementBase]:
             return AchievementUnlocked(level=1, key=f"answer:{state['answer']}")
 
     return NiceAnswer
+
+
+def keys_held(alias: str, user: Any) -> int:
+    """How many events of the user's aggregates hold a data key."""
+    pk = str(user.pk)
+    aggregates = [user_achievement_id(pk, a) for a in known_achievement_ids(alias)]
+    aggregates.append(trigger_log_id(pk))
+    held = StoredEvent.objects.using(alias).filter(data_key__isnull=False)
+    return held.filter(originator_id__in=aggregates).count()
 
 
 def hero_tables(alias: str) -> list[str]:
@@ -150,7 +174,8 @@ def test_forgetting_makes_holdings_progress_and_counts_exact_at_once(
     }
     assert hero.achievements.levels(user) == {}
     assert not verify(backend.alias).differences
-    assert not UserKey.objects.using(backend.alias).filter(user_pk=str(user.pk))
+    assert keys_held(backend.alias, user) == 0
+    assert keys_held(backend.alias, other) == 3
 
 
 @pytest.mark.django_db
@@ -168,14 +193,14 @@ def test_deleting_a_user_forgets_them_in_the_deleting_transaction(
     with pytest.raises(RuntimeError), transaction.atomic(using=backend.alias):
         type(user).objects.db_manager(backend.alias).get(pk=pk).delete()
         raise RuntimeError("rolled back")
-    assert UserKey.objects.using(backend.alias).filter(user_pk=str(pk)).exists()
+    assert keys_held(backend.alias, user) == 1
     assert counts.holders(["points"])[("points", 2)] == 2
     user.delete()
 
     # Assert: counts exact, no rebuild needed, and the ledger keeps that the
     # award happened.
     assert counts.holders(["points"])[("points", 2)] == 1
-    assert not UserKey.objects.using(backend.alias).filter(user_pk=str(pk)).exists()
+    assert keys_held(backend.alias, user) == 0
     assert not verify(backend.alias).differences
     kinds = list(
         LedgerEntry.objects.using(backend.alias)
@@ -302,7 +327,7 @@ def test_rebuild_copies_payloads_sealed_and_keeps_a_forgotten_users_erased(
 
 
 @pytest.mark.django_db
-def test_rekey_wraps_users_keys_again_so_the_old_secret_can_go(
+def test_rekey_wraps_data_keys_again_so_the_old_secret_can_go(
     backend: Backend, make_user: Any
 ) -> None:
     # Arrange: state sealed under a key wrapped with the old secret.
@@ -322,7 +347,7 @@ def test_rekey_wraps_users_keys_again_so_the_old_secret_can_go(
         call_command("hero_rekey", stdout=out)
 
     # Assert: with only the new secret, the state opens again.
-    assert "Wrapped 1 users' keys with the current key." in out.getvalue()
+    assert "Wrapped 1 data keys with the current key." in out.getvalue()
     with override_settings(SECRET_KEY="new secret"):
         assert hero.achievements.history(user)[0].state == {
             "note": "kept",
@@ -341,14 +366,14 @@ def test_only_deleting_a_user_is_listened_to() -> None:
 
 
 @pytest.mark.django_db
-def test_a_backfill_seals_each_users_awards_under_that_users_key(
+def test_a_backfill_seals_each_award_under_a_key_of_its_own_aggregate(
     backend: Backend, make_user: Any, isolated_registry: Any
 ) -> None:
-    # Arrange: one of three users has a key already, from an award with state.
+    # Arrange: one of three users holds an achievement already, with state.
     had_one, *others = users = [make_user() for _ in range(3)]
     hero.achievements.unlock("score_changed", user=had_one, points=10)
-    keys = UserKey.objects.using(backend.alias)
-    before = bytes(keys.get(user_pk=str(had_one.pk)).wrapped)
+    keyed = StoredEvent.objects.using(backend.alias).filter(data_key__isnull=False)
+    before = {bytes(key) for key in keyed.values_list("data_key", flat=True)}
 
     @hero.achievements.register
     class Founder(AchievementBase):
@@ -365,16 +390,100 @@ def test_a_backfill_seals_each_users_awards_under_that_users_key(
     # Act: one batch awards all three.
     call_command("hero_backfill", "founder", stdout=io.StringIO())
 
-    # Assert: the earlier key kept, a key made for each of the others, and
-    # each user's entry opens under that user's key.
-    assert bytes(keys.get(user_pk=str(had_one.pk)).wrapped) == before
-    assert set(keys.values_list("user_pk", flat=True)) == {str(u.pk) for u in users}
+    # Assert: the earlier key kept, a key made with each new event, and each
+    # entry opens under its own.
+    founders = [user_achievement_id(str(user.pk), "founder") for user in users]
+    made = keyed.filter(originator_id__in=founders)
+    assert made.count() == 3
+    after = {bytes(key) for key in keyed.values_list("data_key", flat=True)}
+    assert before < after and len(after) == 4
+    assert not UserKey.objects.using(backend.alias).exists()
     entries = LedgerEntry.objects.using(backend.alias).filter(achievement_id="founder")
     assert entries.count() == 3
     for entry in entries:
         assert entry.personal_values()["state"]["source"]
     hero.achievements.forget(others[0])
-    assert not keys.filter(user_pk=str(others[0].pk)).exists()
+    assert keys_held(backend.alias, others[0]) == 0
     unlocked = entries.filter(kind="unlocked")
     assert unlocked.get(user_id=others[0].pk).payload == ""
     assert unlocked.get(user_id=others[1].pk).personal_values()["state"]["source"]
+
+
+@pytest.mark.django_db
+def test_an_aggregates_key_is_stored_by_its_events_own_insert(
+    backend: Backend, make_user: Any
+) -> None:
+    user = make_user()
+    aggregate = user_achievement_id(str(user.pk), "points")
+    events = StoredEvent.objects.using(backend.alias).filter(originator_id=aggregate)
+
+    with CaptureQueriesContext(connections[backend.alias]) as first:
+        hero.achievements.unlock("score_changed", user=user, points=10, note="a")
+    hero.achievements.unlock("score_changed", user=user, points=100, note="b")
+
+    # The key is a column of the first event: no statement of its own, and the
+    # upgrade's event is sealed under the same key, which it names.
+    assert not [q for q in first.captured_queries if "hero_user_key" in q["sql"]]
+    held = list(
+        events.order_by("originator_version").values_list("data_key", flat=True)
+    )
+    assert len(held) == 2 and held[0] is not None and held[1] is None
+    sealed = [
+        json.loads(bytes(s))["sealed"] for s in events.values_list("state", flat=True)
+    ]
+    assert [payload[:3] for payload in sealed] == ["21.", "21."]
+    assert [e.state for e in hero.achievements.history(user)] == [
+        {"note": "a", "points": 10},
+        {"note": "b", "points": 100},
+    ]
+
+
+@pytest.mark.django_db
+def test_a_key_moved_to_another_aggregates_event_opens_nothing(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: two users' first awards, each with its own key.
+    mallory, alice = make_user(), make_user()
+    hero.achievements.unlock("score_changed", user=mallory, points=10, note="m")
+    hero.achievements.unlock("score_changed", user=alice, points=10, note="a")
+    events = StoredEvent.objects.using(backend.alias)
+    first = {
+        user: events.get(
+            originator_id=user_achievement_id(str(user.pk), "points"),
+            originator_version=1,
+        )
+        for user in (mallory, alice)
+    }
+
+    # Act: whoever can write the database copies one key over the other.
+    events.filter(pk=first[alice].pk).update(data_key=first[mallory].data_key)
+
+    # Assert: the copied key is bound to its own event, so it opens nothing.
+    assert hero.achievements.history(alice)[0].state == {}
+    assert hero.achievements.history(mallory)[0].state == {"note": "m", "points": 10}
+
+
+@pytest.mark.django_db
+def test_payloads_sealed_under_a_users_own_key_open_until_the_user_is_forgotten(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: a payload as events stored before aggregates' keys were sealed,
+    # under a key of the user's in hero_user_key.
+    user = make_user()
+    hero.achievements.unlock("score_changed", user=user, points=10)
+    pk = str(user.pk)
+    raw = os.urandom(32)
+    UserKey.objects.using(backend.alias).create(
+        user_pk=pk, wrapped=sealing._wrap(raw, sealing._aad(pk)), created_at=now()
+    )
+    nonce = os.urandom(12)
+    plain = json.dumps({"state": {"email": "old@example.com"}}).encode()
+    sealed = AESGCM(raw).encrypt(nonce, plain, sealing._aad(pk))
+    payload = sealing.USER_FORMAT + base64.b64encode(nonce + sealed).decode()
+
+    opened = sealing.open_payload(pk, payload)
+    hero.achievements.forget(user)
+
+    assert opened == {"state": {"email": "old@example.com"}}
+    assert sealing.open_payload(pk, payload) is None
+    assert not UserKey.objects.using(backend.alias).exists()

@@ -285,16 +285,17 @@ def register_sqlite_functions(wrapper: Any) -> None:
 
 
 def sqlite_first_row_sql(events_table: str) -> str:
-    """A row of an INSERT on SQLite whose link starts from the last stored one;
-    its parameters: the event's four fields, twice."""
+    """The values of a row of an INSERT on SQLite whose link starts from the
+    last stored one, up to its link (no parentheses: the caller adds the
+    row's other columns); its parameters: the event's four fields, twice."""
     return (
-        "(%s, %s, %s, %s, hero_chain_start((SELECT chain FROM "
-        f"{events_table} ORDER BY id DESC LIMIT 1), %s, %s, %s, %s))"
+        "%s, %s, %s, %s, hero_chain_start((SELECT chain FROM "
+        f"{events_table} ORDER BY id DESC LIMIT 1), %s, %s, %s, %s)"
     )
 
 
 #: A further row of the same INSERT, linked to the row before it.
-SQLITE_NEXT_ROW_SQL = "(%s, %s, %s, %s, hero_chain_next(%s, %s, %s, %s))"
+SQLITE_NEXT_ROW_SQL = "%s, %s, %s, %s, hero_chain_next(%s, %s, %s, %s)"
 
 
 @dataclass(frozen=True)

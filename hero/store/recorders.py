@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -90,6 +90,17 @@ class DjangoRecorder(Recorder):
     def _py_uuid(value: UUID | str) -> UUID:
         return value if isinstance(value, UUID) else UUID(value)
 
+    @classmethod
+    def _data_key(
+        cls, data_keys: Mapping[tuple[UUID, int], bytes], stored: StoredEvent
+    ) -> bytes | None:
+        """The wrapped data key to store with an event, if it holds one."""
+        if not data_keys:
+            return None
+        return data_keys.get(
+            (cls._py_uuid(stored.originator_id), stored.originator_version)
+        )
+
     @staticmethod
     def _bytes(value: bytes | memoryview) -> bytes:
         return value if isinstance(value, bytes) else bytes(value)
@@ -106,11 +117,19 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         return None
 
     def _insert_events(
-        self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent], **_: Any
+        self,
+        cursor: CursorWrapper,
+        stored_events: Sequence[StoredEvent],
+        *,
+        data_keys: Mapping[tuple[UUID, int], bytes] | None = None,
+        **_: Any,
     ) -> list[int]:
-        """Insert in multi-row statements; return the new rows' ids in order."""
+        """Insert in multi-row statements; return the new rows' ids in order.
+
+        ``data_keys``: wrapped data keys (:mod:`hero.sealing`) to store with
+        the events, by (aggregate id, version)."""
         try:
-            return self._insert_rows(cursor, stored_events)
+            return self._insert_rows(cursor, stored_events, data_keys or {})
         except db_utils.IntegrityError as error:
             # The only constraint an event can break: its version is taken.
             raise VersionConflict(
@@ -118,7 +137,10 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             ) from error
 
     def _insert_rows(
-        self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent]
+        self,
+        cursor: CursorWrapper,
+        stored_events: Sequence[StoredEvent],
+        data_keys: Mapping[tuple[UUID, int], bytes],
     ) -> list[int]:
         if not stored_events:
             return []
@@ -134,7 +156,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         if in_sql:
             register_sqlite_functions(cursor.db)
         elif chained and self.datastore.vendor == "postgresql":
-            return self._insert_sealed(cursor, stored_events)
+            return self._insert_sealed(cursor, stored_events, data_keys)
         elif chained:
             with pipelined(cursor):
                 hold_ordering_lock(cursor)
@@ -145,8 +167,8 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             previous = self._bytes(row[0]) if row and row[0] is not None else None
             chain = links(previous, stored_events)
         columns = "originator_id, originator_version, topic, state"
-        if chained:
-            columns += ", chain"
+        if chained:  # the store's events (not snapshots)
+            columns += ", chain, data_key"
         # On SQLite the statement also reads what the inline projections
         # will ask of the followers' positions (one statement fewer).
         read_ahead = (
@@ -157,9 +179,10 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         returning = "RETURNING id, originator_id, originator_version"
         if read_ahead is not None:
             returning += f", {read_ahead[0]}"
-        first_row = sqlite_first_row_sql(self.events_table)
-        next_row = SQLITE_NEXT_ROW_SQL
-        plain_row = "(%s, %s, %s, %s, %s)" if chained else "(%s, %s, %s, %s)"
+        # On SQLite: the values up to the link, then the data key's.
+        first_row = f"({sqlite_first_row_sql(self.events_table)}, %s)"
+        next_row = f"({SQLITE_NEXT_ROW_SQL}, %s)"
+        plain_row = "(%s, %s, %s, %s, %s, %s)" if chained else "(%s, %s, %s, %s)"
         ids: dict[tuple[UUID, int], int] = {}
         for start in range(0, len(stored_events), INSERT_CHUNK_SIZE):
             chunk = stored_events[start : start + INSERT_CHUNK_SIZE]
@@ -180,6 +203,8 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                     rows.append(plain_row)
                     if chained:
                         params.append(chain[start + len(rows) - 1])
+                if chained:
+                    params.append(self._data_key(data_keys, s))
             insert = (
                 f"INSERT INTO {self.events_table} ({columns}) VALUES {', '.join(rows)}"
             )
@@ -208,7 +233,10 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         return result
 
     def _insert_sealed(
-        self, cursor: CursorWrapper, stored_events: Sequence[StoredEvent]
+        self,
+        cursor: CursorWrapper,
+        stored_events: Sequence[StoredEvent],
+        data_keys: Mapping[tuple[UUID, int], bytes],
     ) -> list[int]:
         """PostgreSQL: reserve the events' positions and insert them sealed,
         to be linked after the commit; writers do not wait for one another.
@@ -237,7 +265,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             for position, event in zip(reserved, stored_events, strict=True)
         ]
         link_updates(cursor, self.events_table, earlier)
-        self._insert_at(cursor, stored_events, seals, reserved)
+        self._insert_at(cursor, stored_events, seals, reserved, data_keys)
         if not own:
             self.datastore.after_commit(link_after_commit)
         return reserved
@@ -248,6 +276,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         stored_events: Sequence[StoredEvent],
         seals: list[bytes],
         positions: list[int],
+        data_keys: Mapping[tuple[UUID, int], bytes],
     ) -> None:
         """PostgreSQL: insert the sealed events at the positions reserved for
         them, reading nothing back. In a transaction of hero's own the
@@ -265,11 +294,13 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                     s.topic,
                     s.state,
                     seals[offset],
+                    self._data_key(data_keys, s),
                 ]
-            values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
             cursor.execute(
                 f"INSERT INTO {self.events_table} "
-                "(id, originator_id, originator_version, topic, state, seal) "
+                "(id, originator_id, originator_version, topic, state, seal, "
+                "data_key) "
                 f"VALUES {values}",
                 params,
             )
@@ -338,46 +369,24 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         ]
 
     def select_events_and_key(
-        self, originator_id: UUID | str, user_pk: str
-    ) -> tuple[list[StoredEvent], bytes | None, bool]:
-        """An aggregate's events, and its user's wrapped data key, in one
-        statement: one read, one snapshot of both. Returns the events, the key
-        (None if the user has none) and whether the key's absence is known.
-
-        On PostgreSQL, a union: the key's row (at version -1) and the events,
-        put in order here; the key is known even for an aggregate with no
-        events, so that its first award makes the key in the award's pipeline.
-        Elsewhere, a subquery with each event, which the database evaluates
-        once and costs next to nothing (SQLite's union costs more); with no
-        events, whether the user has a key is not known."""
-        params = [user_pk, self._db_uuid(originator_id)]
-        if self.datastore.vendor == "postgresql":
-            statement = (
-                "SELECT NULL, -1, NULL, wrapped FROM hero_user_key "
-                "WHERE user_pk = %s UNION ALL SELECT originator_id, "
-                f"originator_version, topic, state FROM {self.events_table} "
-                "WHERE originator_id = %s"
-            )
-            with self.datastore.cursor() as cursor:
-                cursor.execute(statement, params)
-                rows = sorted(cursor.fetchall(), key=lambda row: row[1])
-            wrapped = None
-            if rows and rows[0][1] == -1:
-                wrapped = self._bytes(rows.pop(0)[3])
-            known = True
-        else:
-            statement = (
-                "SELECT originator_id, originator_version, topic, state, "
-                "(SELECT wrapped FROM hero_user_key WHERE user_pk = %s) "
+        self, originator_id: UUID | str
+    ) -> tuple[list[StoredEvent], tuple[int, bytes] | None]:
+        """An aggregate's events, and the data key (:mod:`hero.sealing`) that
+        the latest of them holding one holds, in one statement: (the version of
+        the event holding it, the key wrapped), or None."""
+        with self.datastore.cursor() as cursor:
+            cursor.execute(
+                "SELECT originator_id, originator_version, topic, state, data_key "
                 f"FROM {self.events_table} WHERE originator_id = %s "
-                "ORDER BY originator_version"
+                "ORDER BY originator_version",
+                [self._db_uuid(originator_id)],
             )
-            with self.datastore.cursor() as cursor:
-                cursor.execute(statement, params)
-                rows = cursor.fetchall()
-            known = bool(rows)
-            wrapped = self._bytes(rows[0][4]) if known and rows[0][4] else None
-        return self._stored_events(rows), wrapped, known
+            rows = cursor.fetchall()
+        key = next(
+            ((row[1], self._bytes(row[4])) for row in reversed(rows) if row[4]),
+            None,
+        )
+        return self._stored_events(rows), key
 
 
 class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):

@@ -97,19 +97,15 @@ def _translated(alias: str, error: db_utils.Error) -> PersistenceError:
 
 def _version_taken(error: BaseException) -> bool:
     """Whether PostgreSQL refused a row for a duplicate key that means a lost
-    race: an event's aggregate version, or a user's data key that another
-    writer made first (see :meth:`hero.sealing.UserKeys.make`)."""
+    race: an event's aggregate version."""
     # Lazy: the store is importable before Django has loaded the models.
-    from hero.models import StoredEvent, UserKey
+    from hero.models import StoredEvent
 
     cause: BaseException | None = error
     while cause is not None:
         if getattr(cause, "sqlstate", None) == "23505":  # unique_violation
             diag = getattr(cause, "diag", None)
-            return getattr(diag, "table_name", None) in (
-                StoredEvent._meta.db_table,
-                UserKey._meta.db_table,
-            )
+            return getattr(diag, "table_name", None) == StoredEvent._meta.db_table
         cause = cause.__cause__
     return False
 

@@ -25,14 +25,14 @@ class Command(TranslatedCommand):
             count = rekey(conf.HERO_DATABASE)
         except ChainBroken as error:
             raise CommandError(str(error)) from None
-        # The users' data keys are wrapped with a key derived from the chain key.
+        # The data keys are wrapped with a key derived from the chain key.
         rewrapped = rewrap_keys(conf.HERO_DATABASE)
         chain = verify_chain()
         key = chain_keys()[0]
         self.stdout.write(
             f"Linked {count} events with the current key ({key.fingerprint})."
         )
-        self.stdout.write(f"Wrapped {rewrapped} users' keys with the current key.")
+        self.stdout.write(f"Wrapped {rewrapped} data keys with the current key.")
         if chain.head is not None:
             self.stdout.write(
                 f"chain head: {chain.head_position}:{chain.head.hex()} "
