@@ -61,12 +61,13 @@ class _Unsealed:
     the store differs from a sealed one only by the encryption and the keys."""
 
     @staticmethod
-    def seal(cursor: object, events: list[object], read: object = None) -> None:
+    def seal(events: list[object], read: object = None) -> dict[object, bytes]:
         from hero.events.personal import personal_fields
 
         for event in events:
             if personal_fields(type(event)):
                 event.__dict__["sealed"] = None
+        return {}  # no data keys made
 
 
 def record_users(first_index: int, count: int, *, sealed: bool = True) -> int:
