@@ -140,6 +140,11 @@ def test_forgetting_leaves_nothing_the_site_passed_in_any_hero_table(
     assert after and all(e.forgotten for e in after)
     assert marker not in repr(after)
     assert marker not in repr(stored_domain_events(backend.alias))
+    # Every key of the user's went (the trigger log's too); the other's stay.
+    assert keys_held(backend.alias, user) == 0
+    assert any(
+        e.state.get("note") == other_marker for e in hero.achievements.history(other)
+    )
     # The store still says awards happened, and the chain verifies.
     kinds = [e.kind for e in after]
     assert kinds.count("unlocked") >= 2 and "forgotten" in kinds
