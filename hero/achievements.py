@@ -193,7 +193,7 @@ def forget(user: Any) -> int:
     no longer be read from any of hero's tables, and they hold nothing.
 
     In one transaction (the caller's, if any): a ``Forgotten`` event on each of
-    the user's achievements with a history, the user's data key deleted (it
+    the user's achievements with a history, the user's data keys deleted (they
     sealed every state, key, reason and actor recorded for them), their
     snapshots deleted, and the read tables exact at once (holdings, progress
     and counts; ledger entries kept, anonymised). The store keeps that awards

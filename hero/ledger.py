@@ -114,7 +114,7 @@ def replay(aggregate: Any, events: Iterable[Any]) -> Any:
     replay itself).
 
     The keys of a repeatable achievement's awards decide, so those events are
-    opened first, with one read of the user's key (an award without a key has
+    opened first, with one read of their keys (an award without a key has
     its empty key stored plain, and needs no opening)."""
     events = list(events)
     keyed = [e for e in events if "key" in personal_fields(type(e))]
@@ -439,12 +439,14 @@ class Ledger(Application[UUID]):
     def forget(self, user_pk: str, achievement_ids: Iterable[str]) -> int:
         """Forget a user: a :class:`~UserAchievement.Forgotten` event on each
         of the user's aggregates among ``achievement_ids`` that has events,
-        the user's data key and snapshots deleted, and the forget listeners
+        the user's data keys and snapshots deleted, and the forget listeners
         (the read side) called, all in one transaction (joining the caller's).
         Returns the number of aggregates forgotten.
 
-        Deleting the key is what erases: every personal field of the user's
-        events is sealed under it. Snapshots hold aggregates' state (a
+        Deleting the keys is what erases: every personal field of the user's
+        events is sealed under one of them (those of the user's aggregates,
+        each in the event it was made with, and the user's own key of events
+        sealed before those). Snapshots hold aggregates' state (a
         repeatable achievement's keys), so they go too; later reads replay the
         events."""
         ids = [user_achievement_id(user_pk, a) for a in dict.fromkeys(achievement_ids)]

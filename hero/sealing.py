@@ -209,7 +209,7 @@ class DataKeys:
         wanted = sorted(set(aggregate_ids))
         if not wanted:
             return {}
-        recorder_uuid = _db_uuid(self.datastore)
+        to_db = _db_uuid(self.datastore)
         found: dict[tuple[UUID, int], AESGCM] = {}
         with self.datastore.cursor() as cursor:
             rows = _rows_in(
@@ -217,7 +217,7 @@ class DataKeys:
                 "SELECT originator_id, originator_version, data_key "
                 "FROM hero_stored_event WHERE data_key IS NOT NULL AND "
                 "originator_id IN",
-                [recorder_uuid(a) for a in wanted],
+                [to_db(a) for a in wanted],
             )
             for originator_id, version, wrapped in rows:
                 aggregate_id = _py_uuid(originator_id)

@@ -361,7 +361,7 @@ class UserAchievement(BaseAggregate[UUID]):
     def forget(self) -> bool:
         """Record that the user was forgotten: the level held and the progress
         are given up, and what the site passed for the user can no longer be
-        read (the store erases it by deleting the user's key). False, and
+        read (the store erases it by deleting the user's keys). False, and
         nothing recorded, when there is nothing to forget: no event yet, or
         none since the user was last forgotten."""
         if self.version == 0 or self.forgotten_version == self.version:
