@@ -95,8 +95,8 @@ def _wrapper(chain_secret: bytes) -> AESGCM:
     return AESGCM(wrapping_key(chain_secret))
 
 
-def _wrap(raw: bytes, binding: bytes, nonce: bytes | None = None) -> bytes:
-    nonce = nonce or os.urandom(_NONCE)
+def _wrap(raw: bytes, binding: bytes) -> bytes:
+    nonce = os.urandom(_NONCE)
     return nonce + _wrapper(chain_keys()[0].secret).encrypt(nonce, raw, binding)
 
 
@@ -139,13 +139,20 @@ class _Unwrapped:
                 raw = _unwrap(wrapped, binding, secret)
             except InvalidTag:
                 continue
-            return self.put(wrapped, binding, raw)
+            return self._keep((wrapped, binding), AESGCM(raw))
         return None
 
-    def put(self, wrapped: bytes, binding: bytes, raw: bytes) -> AESGCM:
-        """Keep a key just wrapped (with the current chain key)."""
-        self._current()
-        cipher = self.ciphers[(wrapped, binding)] = AESGCM(raw)
+    def make(self, binding: bytes) -> tuple[AESGCM, bytes]:
+        """A new data key bound to ``binding``: (the key as a cipher, kept as
+        if read back; the key wrapped with the current chain key)."""
+        secrets = self._current()
+        random = os.urandom(32 + _NONCE)  # the key and its wrapping's nonce
+        raw, nonce = random[:32], random[32:]
+        wrapped = nonce + _wrapper(secrets[0]).encrypt(nonce, raw, binding)
+        return self._keep((wrapped, binding), AESGCM(raw)), wrapped
+
+    def _keep(self, entry: Wrapped, cipher: AESGCM) -> AESGCM:
+        self.ciphers[entry] = cipher
         if len(self.ciphers) > self.size:
             self.ciphers.popitem(last=False)
         return cipher
@@ -169,11 +176,8 @@ def new_key(aggregate_id: UUID, version: int) -> tuple[AESGCM, bytes]:
     """A new data key for an aggregate, to be stored with its event at
     ``version``: (the key as a cipher, the key wrapped with the current chain
     key)."""
-    random = os.urandom(32 + _NONCE)  # the key and its wrapping's nonce
-    raw, binding = random[:32], key_binding(aggregate_id, version)
-    wrapped = _wrap(raw, binding, random[32:])
     # Kept as if read back: the aggregate's next award reads this key.
-    return _unwrapped.put(wrapped, binding, raw), wrapped
+    return _unwrapped.make(key_binding(aggregate_id, version))
 
 
 class DataKeys:

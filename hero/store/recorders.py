@@ -90,16 +90,17 @@ class DjangoRecorder(Recorder):
     def _py_uuid(value: UUID | str) -> UUID:
         return value if isinstance(value, UUID) else UUID(value)
 
-    @classmethod
+    @staticmethod
     def _data_key(
-        cls, data_keys: Mapping[tuple[UUID, int], bytes], stored: StoredEvent
+        data_keys: Mapping[tuple[UUID, int], bytes], stored: StoredEvent
     ) -> bytes | None:
         """The wrapped data key to store with an event, if it holds one."""
         if not data_keys:
             return None
-        return data_keys.get(
-            (cls._py_uuid(stored.originator_id), stored.originator_version)
-        )
+        originator = stored.originator_id
+        if not isinstance(originator, UUID):
+            originator = UUID(originator)
+        return data_keys.get((originator, stored.originator_version))
 
     @staticmethod
     def _bytes(value: bytes | memoryview) -> bytes:
