@@ -68,6 +68,20 @@ def keys_held(alias: str, user: Any) -> int:
     return held.filter(originator_id__in=aggregates).count()
 
 
+def sealed_under_the_users_own_key(alias: str, user: Any, values: Any) -> str:
+    """A payload as events stored before each achievement had its own key
+    were sealed: under a key of the user's, made now in ``hero_user_key``
+    (wrapped with the current chain key)."""
+    pk = str(user.pk)
+    raw = os.urandom(32)
+    UserKey.objects.using(alias).create(
+        user_pk=pk, wrapped=sealing._wrap(raw, sealing._aad(pk)), created_at=now()
+    )
+    nonce = os.urandom(12)
+    sealed = AESGCM(raw).encrypt(nonce, json.dumps(values).encode(), sealing._aad(pk))
+    return sealing.USER_FORMAT + base64.b64encode(nonce + sealed).decode()
+
+
 def hero_tables(alias: str) -> list[str]:
     connection = connections[alias]
     with connection.cursor() as cursor:
@@ -335,10 +349,12 @@ def test_rebuild_copies_payloads_sealed_and_keeps_a_forgotten_users_erased(
 def test_rekey_wraps_data_keys_again_so_the_old_secret_can_go(
     backend: Backend, make_user: Any
 ) -> None:
-    # Arrange: state sealed under a key wrapped with the old secret.
+    # Arrange: state sealed under keys wrapped with the old secret (an
+    # achievement's, and the user's own of an older payload).
     user = make_user()
     with override_settings(SECRET_KEY="old secret"):
         hero.achievements.unlock("score_changed", user=user, points=10, note="kept")
+        older = sealed_under_the_users_own_key(backend.alias, user, {"key": "k"})
     rotated = override_settings(
         SECRET_KEY="new secret", SECRET_KEY_FALLBACKS=["old secret"]
     )
@@ -352,12 +368,13 @@ def test_rekey_wraps_data_keys_again_so_the_old_secret_can_go(
         call_command("hero_rekey", stdout=out)
 
     # Assert: with only the new secret, the state opens again.
-    assert "Wrapped 1 data keys with the current key." in out.getvalue()
+    assert "Wrapped 2 data keys with the current key." in out.getvalue()
     with override_settings(SECRET_KEY="new secret"):
         assert hero.achievements.history(user)[0].state == {
             "note": "kept",
             "points": 10,
         }
+        assert sealing.open_payload(str(user.pk), older) == {"key": "k"}
 
 
 def test_only_deleting_a_user_is_listened_to() -> None:
@@ -472,23 +489,15 @@ def test_a_key_moved_to_another_aggregates_event_opens_nothing(
 def test_payloads_sealed_under_a_users_own_key_open_until_the_user_is_forgotten(
     backend: Backend, make_user: Any
 ) -> None:
-    # Arrange: a payload as events stored before aggregates' keys were sealed,
-    # under a key of the user's in hero_user_key.
     user = make_user()
     hero.achievements.unlock("score_changed", user=user, points=10)
     pk = str(user.pk)
-    raw = os.urandom(32)
-    UserKey.objects.using(backend.alias).create(
-        user_pk=pk, wrapped=sealing._wrap(raw, sealing._aad(pk)), created_at=now()
-    )
-    nonce = os.urandom(12)
-    plain = json.dumps({"state": {"email": "old@example.com"}}).encode()
-    sealed = AESGCM(raw).encrypt(nonce, plain, sealing._aad(pk))
-    payload = sealing.USER_FORMAT + base64.b64encode(nonce + sealed).decode()
+    values = {"state": {"email": "old@example.com"}}
+    payload = sealed_under_the_users_own_key(backend.alias, user, values)
 
     opened = sealing.open_payload(pk, payload)
     hero.achievements.forget(user)
 
-    assert opened == {"state": {"email": "old@example.com"}}
+    assert opened == values
     assert sealing.open_payload(pk, payload) is None
     assert not UserKey.objects.using(backend.alias).exists()
