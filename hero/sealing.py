@@ -307,27 +307,41 @@ def rewrap_keys(alias: str, batch_size: int = 1000) -> int:
             for user_pk, stored in cursor.fetchall()
             if (new := again(bytes(stored), _aad(user_pk))) is not None
         ]
-        cursor.execute(
-            "SELECT id, originator_id, originator_version, data_key FROM "
-            "hero_stored_event WHERE data_key IS NOT NULL ORDER BY id"
-        )
-        events = [
-            (new, row_id)
-            for row_id, originator_id, version, stored in cursor.fetchall()
-            if (
-                new := again(
-                    bytes(stored), key_binding(_py_uuid(originator_id), version)
-                )
+        for start in range(0, len(users), batch_size):
+            cursor.executemany(
+                "UPDATE hero_user_key SET wrapped = %s WHERE user_pk = %s",
+                users[start : start + batch_size],
             )
-            is not None
-        ]
-        for statement, updates in (
-            ("UPDATE hero_user_key SET wrapped = %s WHERE user_pk = %s", users),
-            ("UPDATE hero_stored_event SET data_key = %s WHERE id = %s", events),
-        ):
-            for start in range(0, len(updates), batch_size):
-                cursor.executemany(statement, updates[start : start + batch_size])
-    return len(users) + len(events)
+        # The events' keys, one per aggregate: a batch at a time.
+        events, after = 0, 0
+        while True:
+            cursor.execute(
+                "SELECT id, originator_id, originator_version, data_key FROM "
+                "hero_stored_event WHERE data_key IS NOT NULL AND id > %s "
+                "ORDER BY id LIMIT %s",
+                [after, batch_size],
+            )
+            rows = cursor.fetchall()
+            if not rows:
+                break
+            after = rows[-1][0]
+            updates = [
+                (new, row_id)
+                for row_id, originator_id, version, stored in rows
+                if (
+                    new := again(
+                        bytes(stored), key_binding(_py_uuid(originator_id), version)
+                    )
+                )
+                is not None
+            ]
+            if updates:
+                cursor.executemany(
+                    "UPDATE hero_stored_event SET data_key = %s WHERE id = %s",
+                    updates,
+                )
+                events += len(updates)
+    return len(users) + events
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode

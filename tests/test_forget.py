@@ -377,6 +377,27 @@ def test_rekey_wraps_data_keys_again_so_the_old_secret_can_go(
         assert sealing.open_payload(str(user.pk), older) == {"key": "k"}
 
 
+@pytest.mark.django_db
+def test_rewrapping_goes_through_the_events_keys_a_batch_at_a_time(
+    backend: Backend, make_user: Any
+) -> None:
+    users = [make_user() for _ in range(3)]
+    with override_settings(SECRET_KEY="old secret"):
+        for n, user in enumerate(users):
+            hero.achievements.unlock("score_changed", user=user, points=10, note=n)
+
+    with override_settings(
+        SECRET_KEY="new secret", SECRET_KEY_FALLBACKS=["old secret"]
+    ):
+        first = sealing.rewrap_keys(backend.alias, batch_size=2)
+        again = sealing.rewrap_keys(backend.alias, batch_size=2)
+
+    assert (first, again) == (3, 0)
+    with override_settings(SECRET_KEY="new secret"):
+        notes = [hero.achievements.history(u)[0].state["note"] for u in users]
+    assert notes == [0, 1, 2]
+
+
 def test_only_deleting_a_user_is_listened_to() -> None:
     # A pre_delete receiver for every model would keep Django from deleting
     # other models' rows in bulk; hero listens to the user model alone.
