@@ -57,7 +57,7 @@ from django.db import connections, transaction
 from django.utils.crypto import salted_hmac
 
 from hero.events.personal import FORGOTTEN_VALUES, personal_fields, set_opener
-from hero.store.chain import ChainKey, chain_keys
+from hero.store.chain import ChainKey, chain_keys, keep_linkers_away
 from hero.store.transactions import DjangoDatastore
 
 #: The first character of a payload sealed under an aggregate's key.
@@ -253,6 +253,7 @@ class DataKeys:
         user's, and the user's own): what they sealed can never be opened
         again."""
         cursor.execute("DELETE FROM hero_user_key WHERE user_pk = %s", [user_pk])
+        keep_linkers_away(cursor)  # the events' rows are locked to the end
         to_db = _db_uuid(self.datastore)
         for start in range(0, len(aggregate_ids), 500):
             chunk = aggregate_ids[start : start + 500]

@@ -12,8 +12,11 @@ import base64
 import io
 import json
 import os
+import threading
+import time
 import uuid
 from typing import Any
+from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -38,7 +41,7 @@ from hero.models import (
 )
 from hero.models import AchievementUnlocked as Holding
 from hero.projections.verify import verify
-from hero.store.chain import verify_chain
+from hero.store.chain import link_committed, verify_chain
 from tests.conftest import Backend, stored_domain_events
 
 
@@ -522,3 +525,48 @@ def test_payloads_sealed_under_a_users_own_key_open_until_the_user_is_forgotten(
     assert opened == values
     assert sealing.open_payload(pk, payload) is None
     assert not UserKey.objects.using(backend.alias).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forgetting_in_a_transaction_still_open_keeps_no_linker_waiting(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    # Arrange: the user's award committed, its event (holding the key) not
+    # linked yet; then the user forgotten in a transaction left open.
+    user = make_user()
+    with mock.patch("hero.store.recorders.link_after_commit", return_value=0):
+        with transaction.atomic(using=backend.alias):
+            hero.achievements.unlock("score_changed", user=user, points=10, note="n")
+    forgotten, release = threading.Event(), threading.Event()
+
+    def forget_and_hold() -> None:
+        try:
+            with transaction.atomic(using=backend.alias):
+                hero.achievements.forget(user)
+                forgotten.set()
+                release.wait(10)
+        finally:
+            connections[backend.alias].close()
+
+    holder = threading.Thread(target=forget_and_hold)
+    holder.start()
+    try:
+        assert forgotten.wait(10)
+
+        # Act: a linker that does not wait, as after another writer's commit.
+        started = time.monotonic()
+        linked = link_committed(backend.alias, wait=False)
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join()
+
+    # Assert: it left the linking to the next linker instead of waiting for
+    # the forgetting transaction; once that ended, everything is linked.
+    assert (linked, took < 5) == (0, True)
+    link_committed(backend.alias)
+    assert not StoredEvent.objects.filter(chain__isnull=True).exists()
+    assert verify_chain().intact
+    assert keys_held(backend.alias, user) == 0

@@ -197,6 +197,23 @@ def link_updates(cursor: Any, table: str, links: list[tuple[bytes, int]]) -> Non
         )
 
 
+def keep_linkers_away(cursor: Any) -> None:
+    """PostgreSQL: take the linker's lock until this transaction ends, before
+    it updates committed events (``forget()`` empties their data keys).
+
+    A linker updates the events it links; one that met a row this
+    transaction locked would wait for this transaction, which may be the
+    caller's. Holding the linker's lock instead, linkers that do not wait
+    (writers, the linking after a commit) link nothing meanwhile and leave it
+    to the next one; only ``hero_verify`` waits. Taking it waits at most for
+    one linker's short transaction."""
+    # Lazy: the store is importable before Django has loaded the models.
+    from hero.store.ordering import LINKER_LOCK
+
+    if cursor.db.vendor == "postgresql":
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LINKER_LOCK])
+
+
 def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
     """PostgreSQL: link the committed events not linked yet, in store order,
     in a short transaction; return how many were linked.
