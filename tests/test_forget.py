@@ -535,10 +535,13 @@ def test_forgetting_in_a_transaction_still_open_keeps_no_linker_waiting(
         pytest.skip("only PostgreSQL links events after their commit")
     # Arrange: the user's award committed, its event (holding the key) not
     # linked yet; then the user forgotten in a transaction left open.
-    user = make_user()
+    user, other = make_user(), make_user()
     with mock.patch("hero.store.recorders.link_after_commit", return_value=0):
         with transaction.atomic(using=backend.alias):
-            hero.achievements.unlock("score_changed", user=user, points=10, note="n")
+            for someone in (user, other):
+                hero.achievements.unlock(
+                    "score_changed", user=someone, points=10, note="n"
+                )
     forgotten, release = threading.Event(), threading.Event()
 
     def forget_and_hold() -> None:
@@ -555,17 +558,21 @@ def test_forgetting_in_a_transaction_still_open_keeps_no_linker_waiting(
     try:
         assert forgotten.wait(10)
 
-        # Act: a linker that does not wait, as after another writer's commit.
+        # Act: a linker that does not wait, as after another writer's commit;
+        # and another user forgotten meanwhile.
         started = time.monotonic()
         linked = link_committed(backend.alias, wait=False)
         took = time.monotonic() - started
+        hero.achievements.forget(other)
+        took_to_forget = time.monotonic() - started - took
     finally:
         release.set()
         holder.join()
 
-    # Assert: it left the linking to the next linker instead of waiting for
-    # the forgetting transaction; once that ended, everything is linked.
-    assert (linked, took < 5) == (0, True)
+    # Assert: neither waited for the forgetting transaction (the linker left
+    # the linking to the next one); once it ended, everything is linked.
+    assert (linked, took < 5, took_to_forget < 5) == (0, True, True)
+    assert keys_held(backend.alias, other) == 0
     link_committed(backend.alias)
     assert not StoredEvent.objects.filter(chain__isnull=True).exists()
     assert verify_chain().intact

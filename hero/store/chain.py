@@ -203,15 +203,16 @@ def keep_linkers_away(cursor: Any) -> None:
 
     A linker updates the events it links; one that met a row this
     transaction locked would wait for this transaction, which may be the
-    caller's. Holding the linker's lock instead, linkers that do not wait
-    (writers, the linking after a commit) link nothing meanwhile and leave it
-    to the next one; only ``hero_verify`` waits. Taking it waits at most for
-    one linker's short transaction."""
+    caller's. Holding the linker's lock instead (shared: transactions doing
+    this do not wait for one another), linkers that do not wait (writers,
+    the linking after a commit) link nothing meanwhile and leave it to the
+    next one; only ``hero_verify`` waits. Taking it waits at most for one
+    linker's short transaction."""
     # Lazy: the store is importable before Django has loaded the models.
     from hero.store.ordering import LINKER_LOCK
 
     if cursor.db.vendor == "postgresql":
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LINKER_LOCK])
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [LINKER_LOCK])
 
 
 def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
