@@ -577,3 +577,62 @@ def test_forgetting_in_a_transaction_still_open_keeps_no_linker_waiting(
     assert not StoredEvent.objects.filter(chain__isnull=True).exists()
     assert verify_chain().intact
     assert keys_held(backend.alias, user) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forgetting_while_others_award_keeps_the_store_and_the_keys_exact(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: twelve users, four of whom are forgotten again and again while
+    # three threads award all of them, each award in a transaction of its own.
+    users = [make_user() for _ in range(12)]
+    leaving, staying = users[:4], users[4:]
+    errors: list[BaseException] = []
+
+    def in_a_thread(work: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as error:  # reported by the assertion below
+                errors.append(error)
+            finally:
+                connections[backend.alias].close()
+
+        return threading.Thread(target=run)
+
+    def award(chunk: list[Any]) -> None:
+        for points in (10, 100, 1_000):
+            for user in chunk:
+                with transaction.atomic(using=backend.alias):
+                    hero.achievements.unlock(
+                        "score_changed", user=user, points=points, note=f"n{user.pk}"
+                    )
+
+    def forget_again_and_again() -> None:
+        for _ in range(3):
+            for user in leaving:
+                with transaction.atomic(using=backend.alias):
+                    hero.achievements.forget(user)
+
+    threads = [in_a_thread(lambda c=users[n::3]: award(c)) for n in range(3)]
+    threads.append(in_a_thread(forget_again_and_again))
+
+    # Act
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for user in leaving:  # what they earned after the last forgetting goes too
+        hero.achievements.forget(user)
+
+    # Assert
+    assert errors == []
+    link_committed(backend.alias)
+    assert verify_chain().intact
+    assert not verify(backend.alias).differences
+    for user in leaving:
+        assert keys_held(backend.alias, user) == 0
+        assert all(e.state == {} for e in hero.achievements.history(user))
+    for user in staying:
+        assert hero.achievements.levels(user) == {"points": 3}
+        assert hero.achievements.history(user)[-1].state["note"] == f"n{user.pk}"
