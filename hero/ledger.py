@@ -461,7 +461,7 @@ class Ledger(Application[UUID]):
                 with self.datastore.owned_transaction():
                     recordings = self.record(pending) if pending else []
                     with self.datastore.transaction() as cursor:
-                        DataKeys(self.datastore).delete(
+                        DataKeys(self.recorder).delete(
                             cursor, user_pk, [*ids, trigger_log_id(user_pk)]
                         )
                         for start in range(0, len(ids), 500):

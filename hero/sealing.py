@@ -57,7 +57,8 @@ from django.db import connections, transaction
 from django.utils.crypto import salted_hmac
 
 from hero.events.personal import FORGOTTEN_VALUES, personal_fields, set_opener
-from hero.store.chain import ChainKey, chain_keys, keep_linkers_away
+from hero.store.chain import ChainKey, chain_keys
+from hero.store.recorders import DjangoAggregateRecorder
 from hero.store.transactions import DjangoDatastore
 
 #: The first character of a payload sealed under an aggregate's key.
@@ -182,27 +183,29 @@ def new_key(aggregate_id: UUID, version: int) -> tuple[AESGCM, bytes]:
 
 class DataKeys:
     """The wrapped data keys of one database: aggregates' keys in the events'
-    ``data_key`` column, and users' keys of earlier events in ``hero_user_key``."""
+    ``data_key`` column (read and written by the store's recorder), and users'
+    keys of earlier events in ``hero_user_key``."""
 
-    def __init__(self, datastore: DjangoDatastore) -> None:
-        self.datastore = datastore
+    def __init__(self, recorder: DjangoAggregateRecorder) -> None:
+        self.recorder = recorder
 
     def of_users(self, user_pks: Iterable[str]) -> dict[str, AESGCM]:
         """{user pk: key, as a cipher} of those of ``user_pks`` that have one in
         ``hero_user_key`` (payloads sealed before keys lived with events)."""
         wanted = sorted(set(user_pks))
-        if not wanted:
-            return {}
         found: dict[str, AESGCM] = {}
-        with self.datastore.cursor() as cursor:
-            for user_pk, wrapped in _rows_in(
-                cursor,
-                "SELECT user_pk, wrapped FROM hero_user_key WHERE user_pk IN",
-                wanted,
-            ):
-                cipher = _unwrapped.get(bytes(wrapped), _aad(user_pk))
-                if cipher is not None:
-                    found[user_pk] = cipher
+        with self.recorder.datastore.cursor() as cursor:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                cursor.execute(
+                    "SELECT user_pk, wrapped FROM hero_user_key WHERE user_pk IN "
+                    f"({', '.join(['%s'] * len(chunk))})",
+                    chunk,
+                )
+                for user_pk, wrapped in cursor.fetchall():
+                    cipher = _unwrapped.get(bytes(wrapped), _aad(user_pk))
+                    if cipher is not None:
+                        found[user_pk] = cipher
         return found
 
     def of_aggregates(
@@ -210,79 +213,30 @@ class DataKeys:
     ) -> dict[tuple[UUID, int], AESGCM]:
         """{(aggregate id, version): key, as a cipher} of the keys held by
         events of those aggregates."""
-        wanted = sorted(set(aggregate_ids))
-        if not wanted:
-            return {}
-        to_db = _db_uuid(self.datastore)
         found: dict[tuple[UUID, int], AESGCM] = {}
-        with self.datastore.cursor() as cursor:
-            rows = _rows_in(
-                cursor,
-                "SELECT originator_id, originator_version, data_key "
-                "FROM hero_stored_event WHERE data_key IS NOT NULL AND "
-                "originator_id IN",
-                [to_db(a) for a in wanted],
-            )
-            for originator_id, version, wrapped in rows:
-                aggregate_id = _py_uuid(originator_id)
-                cipher = _unwrapped.get(
-                    bytes(wrapped), key_binding(aggregate_id, version)
-                )
-                if cipher is not None:
-                    found[(aggregate_id, version)] = cipher
+        for aggregate_id, version, wrapped in self.recorder.select_data_keys(
+            aggregate_ids
+        ):
+            cipher = _unwrapped.get(wrapped, key_binding(aggregate_id, version))
+            if cipher is not None:
+                found[(aggregate_id, version)] = cipher
         return found
 
     def at_position(self, position: int, version: int) -> AESGCM | None:
         """The key held by the event at ``version`` of the aggregate of the
         event at ``position`` (a ledger entry's), if it is there."""
-        with self.datastore.cursor() as cursor:
-            cursor.execute(
-                "SELECT k.originator_id, k.data_key FROM hero_stored_event e "
-                "JOIN hero_stored_event k ON k.originator_id = e.originator_id "
-                "AND k.originator_version = %s WHERE e.id = %s",
-                [version, position],
-            )
-            row = cursor.fetchone()
-        if row is None or row[1] is None:
+        found = self.recorder.select_data_key_at(position, version)
+        if found is None:
             return None
-        binding = key_binding(_py_uuid(row[0]), version)
-        return _unwrapped.get(bytes(row[1]), binding)
+        aggregate_id, wrapped = found
+        return _unwrapped.get(wrapped, key_binding(aggregate_id, version))
 
     def delete(self, cursor: Any, user_pk: str, aggregate_ids: Sequence[UUID]) -> None:
         """Delete a user's keys (those of ``aggregate_ids``, which are the
         user's, and the user's own): what they sealed can never be opened
         again."""
         cursor.execute("DELETE FROM hero_user_key WHERE user_pk = %s", [user_pk])
-        keep_linkers_away(cursor)  # the events' rows are locked to the end
-        to_db = _db_uuid(self.datastore)
-        for start in range(0, len(aggregate_ids), 500):
-            chunk = aggregate_ids[start : start + 500]
-            cursor.execute(
-                "UPDATE hero_stored_event SET data_key = NULL WHERE data_key IS "
-                f"NOT NULL AND originator_id IN ({', '.join(['%s'] * len(chunk))})",
-                [to_db(a) for a in chunk],
-            )
-
-
-def _db_uuid(datastore: DjangoDatastore) -> Any:
-    """How the backend takes a UUID as a parameter of a raw statement."""
-    if datastore.native_uuid:
-        return lambda value: value
-    return lambda value: value.hex
-
-
-def _py_uuid(value: UUID | str) -> UUID:
-    return value if isinstance(value, UUID) else UUID(value)
-
-
-def _rows_in(cursor: Any, select: str, values: Sequence[Any]) -> list[Any]:
-    """The rows of ``select`` (ending ``... IN``) for ``values``, 500 a statement."""
-    rows: list[Any] = []
-    for start in range(0, len(values), 500):
-        chunk = values[start : start + 500]
-        cursor.execute(f"{select} ({', '.join(['%s'] * len(chunk))})", chunk)
-        rows += cursor.fetchall()
-    return rows
+        self.recorder.empty_data_keys(aggregate_ids)
 
 
 def rewrap_keys(alias: str, batch_size: int = 1000) -> int:
@@ -314,34 +268,18 @@ def rewrap_keys(alias: str, batch_size: int = 1000) -> int:
                 users[start : start + batch_size],
             )
         # The events' keys, one per aggregate: a batch at a time.
+        recorder = DjangoAggregateRecorder(DjangoDatastore(alias))
         events, after = 0, 0
-        while True:
-            cursor.execute(
-                "SELECT id, originator_id, originator_version, data_key FROM "
-                "hero_stored_event WHERE data_key IS NOT NULL AND id > %s "
-                "ORDER BY id LIMIT %s",
-                [after, batch_size],
-            )
-            rows = cursor.fetchall()
-            if not rows:
-                break
+        while rows := recorder.select_data_keys_after(after, batch_size):
             after = rows[-1][0]
             updates = [
-                (new, row_id)
-                for row_id, originator_id, version, stored in rows
-                if (
-                    new := again(
-                        bytes(stored), key_binding(_py_uuid(originator_id), version)
-                    )
-                )
+                (new, position)
+                for position, aggregate_id, version, stored in rows
+                if (new := again(stored, key_binding(aggregate_id, version)))
                 is not None
             ]
-            if updates:
-                cursor.executemany(
-                    "UPDATE hero_stored_event SET data_key = %s WHERE id = %s",
-                    updates,
-                )
-                events += len(updates)
+            recorder.replace_data_keys(updates)
+            events += len(updates)
     return len(users) + events
 
 
@@ -422,7 +360,7 @@ def _keys() -> DataKeys:
     # Lazy: the settings name the database, and may change under tests.
     from hero.conf import conf
 
-    return DataKeys(DjangoDatastore(conf.HERO_DATABASE))
+    return DataKeys(DjangoAggregateRecorder(DjangoDatastore(conf.HERO_DATABASE)))
 
 
 def is_sealed(payload: Any) -> bool:

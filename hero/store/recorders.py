@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -37,6 +37,7 @@ from hero.store.chain import (
     SQLITE_NEXT_ROW_SQL,
     Unlinked,
     chain_keys,
+    keep_linkers_away,
     link_after_commit,
     link_updates,
     links,
@@ -388,6 +389,88 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             None,
         )
         return self._stored_events(rows), key
+
+    def select_data_keys(
+        self, originator_ids: Iterable[UUID]
+    ) -> list[tuple[UUID, int, bytes]]:
+        """(aggregate, version, wrapped key) of each event of these aggregates
+        that holds a data key (:mod:`hero.sealing`)."""
+        wanted = [self._db_uuid(i) for i in sorted(set(originator_ids))]
+        found: list[tuple[UUID, int, bytes]] = []
+        with self.datastore.cursor() as cursor:
+            for start in range(0, len(wanted), INSERT_CHUNK_SIZE):
+                chunk = wanted[start : start + INSERT_CHUNK_SIZE]
+                cursor.execute(
+                    "SELECT originator_id, originator_version, data_key "
+                    f"FROM {self.events_table} WHERE data_key IS NOT NULL "
+                    f"AND originator_id IN ({', '.join(['%s'] * len(chunk))})",
+                    chunk,
+                )
+                found += [
+                    (self._py_uuid(aggregate), version, self._bytes(key))
+                    for aggregate, version, key in cursor.fetchall()
+                ]
+        return found
+
+    def select_data_key_at(
+        self, position: int, version: int
+    ) -> tuple[UUID, bytes] | None:
+        """(aggregate, wrapped key) held by the event at ``version`` of the
+        aggregate of the event at ``position``, if it holds one."""
+        with self.datastore.cursor() as cursor:
+            cursor.execute(
+                "SELECT k.originator_id, k.data_key "
+                f"FROM {self.events_table} e JOIN {self.events_table} k "
+                "ON k.originator_id = e.originator_id AND k.originator_version = %s "
+                "WHERE e.id = %s",
+                [version, position],
+            )
+            row = cursor.fetchone()
+        if row is None or row[1] is None:
+            return None
+        return self._py_uuid(row[0]), self._bytes(row[1])
+
+    def select_data_keys_after(
+        self, position: int, limit: int
+    ) -> list[tuple[int, UUID, int, bytes]]:
+        """(position, aggregate, version, wrapped key) of the next ``limit``
+        events after ``position`` that hold a data key, in store order."""
+        with self.datastore.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, originator_id, originator_version, data_key "
+                f"FROM {self.events_table} WHERE data_key IS NOT NULL AND id > %s "
+                "ORDER BY id LIMIT %s",
+                [position, limit],
+            )
+            rows = cursor.fetchall()
+        return [
+            (row_id, self._py_uuid(aggregate), version, self._bytes(key))
+            for row_id, aggregate, version, key in rows
+        ]
+
+    def replace_data_keys(self, keys: Sequence[tuple[bytes, int]]) -> None:
+        """Store (wrapped key, position) pairs: each event's key wrapped again."""
+        if keys:
+            with self.datastore.transaction() as cursor:
+                cursor.executemany(
+                    f"UPDATE {self.events_table} SET data_key = %s WHERE id = %s", keys
+                )
+
+    def empty_data_keys(self, originator_ids: Sequence[UUID]) -> None:
+        """Set to NULL the data keys held by these aggregates' events, their
+        user being forgotten, in the caller's transaction if there is one
+        (linkers are kept away until it ends: see
+        :func:`~hero.store.chain.keep_linkers_away`)."""
+        with self.datastore.transaction() as cursor:
+            keep_linkers_away(cursor)  # the events' rows are locked to the end
+            for start in range(0, len(originator_ids), INSERT_CHUNK_SIZE):
+                chunk = originator_ids[start : start + INSERT_CHUNK_SIZE]
+                cursor.execute(
+                    f"UPDATE {self.events_table} SET data_key = NULL "
+                    "WHERE data_key IS NOT NULL AND originator_id IN "
+                    f"({', '.join(['%s'] * len(chunk))})",
+                    [self._db_uuid(i) for i in chunk],
+                )
 
 
 class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
