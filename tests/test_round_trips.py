@@ -48,14 +48,20 @@ def traced(backend: Backend, tmp_path: Path, call: Any) -> int:
     return exchanges(path.read_text())
 
 
-def test_a_first_award_and_an_upgrade_wait_for_the_server_three_times(
-    backend: Backend, make_user: Any, tmp_path: Path
-) -> None:
+@pytest.fixture
+def new_user(backend: Backend, make_user: Any) -> Any:
+    """On PostgreSQL, a user who holds nothing, in a store whose read models'
+    positions exist (the store's first award writes them)."""
     if backend.name != "postgres":
         pytest.skip("round trips are counted on PostgreSQL")
-    # The read models' positions exist (the store's first award writes them).
     hero.achievements.unlock("score_changed", user=make_user(), points=10)
-    user = make_user()
+    return make_user()
+
+
+def test_a_first_award_and_an_upgrade_wait_for_the_server_three_times(
+    backend: Backend, new_user: Any, tmp_path: Path
+) -> None:
+    user = new_user
 
     first = traced(
         backend,
@@ -78,14 +84,11 @@ def test_a_first_award_and_an_upgrade_wait_for_the_server_three_times(
 
 
 def test_an_award_in_the_callers_transaction_waits_four_times_and_links_in_two(
-    backend: Backend, make_user: Any, tmp_path: Path
+    backend: Backend, new_user: Any, tmp_path: Path
 ) -> None:
-    if backend.name != "postgres":
-        pytest.skip("round trips are counted on PostgreSQL")
-    # Arrange: the read models' positions exist; the caller's transaction has
-    # begun (its BEGIN sent with a statement of the caller's).
-    hero.achievements.unlock("score_changed", user=make_user(), points=10)
-    user = make_user()
+    # Arrange: the caller's transaction has begun (its BEGIN sent with a
+    # statement of the caller's).
+    user = new_user
     atomic = transaction.atomic(using=backend.alias)
     atomic.__enter__()
     try:
