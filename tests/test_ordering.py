@@ -12,7 +12,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 from django.test import override_settings
 
 import hero
@@ -20,6 +20,8 @@ from hero.events import Outcome
 from hero.exceptions import StoreBusy
 from hero.ledger import get_ledger
 from hero.models import StoredEvent
+from hero.store.chain import link_committed
+from hero.store.ordering import LOCK_CLASS
 from tests.conftest import Backend
 from tests.trust_helpers import verify_passes
 
@@ -323,3 +325,71 @@ def test_a_writer_appends_alongside_others_only_when_no_follower_needs_it_alone(
     # stays right whatever the others do; with no follower, always.
     assert (answer, returned, nobody) == (alongside, alongside, True)
     assert modes == {"RowExclusiveLock" if alongside else "ExclusiveLock"}
+
+
+@contextmanager
+def gate_held_elsewhere(backend: Backend) -> Iterator[None]:
+    """Another connection holds the gate that reading the horizon takes
+    (``hero_horizon`` waits for it; nothing else in a linker does)."""
+    other = connections.create_connection(backend.alias)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, 0)", [LOCK_CLASS])
+        yield
+    finally:
+        other.close()
+
+
+@contextmanager
+def lock_timeout(backend: Backend, value: str) -> Iterator[None]:
+    with connections[backend.alias].cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, false)", [value])
+    try:
+        yield
+    finally:
+        with connections[backend.alias].cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_linker_reads_the_horizon_only_past_a_gap(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    # Arrange: the first position still being written, an award after it.
+    with position_reserved_elsewhere(backend) as (other, reserved):
+        hero.achievements.unlock("score_changed", user=make_user("ann"), points=10)
+
+        # Act / assert: with no link yet the linker reads the horizon, which
+        # stops it before the reserved position.
+        assert link_committed(backend.alias) == 0
+        other.rollback()
+
+    # Arrange: another award, which links the first on the way; the writer
+    # cannot link its own event.
+    hero.achievements.unlock("score_changed", user=make_user("bob"), points=10)
+    assert StoredEvent.objects.filter(chain__isnull=True).count() == 1
+
+    # Act / assert: the event follows the last link, so the linker links it
+    # without the horizon (reading it would wait for the gate, past the timeout).
+    with gate_held_elsewhere(backend), lock_timeout(backend, "1s"):
+        assert link_committed(backend.alias) == 1
+
+    with position_reserved_elsewhere(backend) as (other, reserved):
+        # Arrange: an award after a position still being written.
+        hero.achievements.unlock("score_changed", user=make_user("cy"), points=10)
+        assert StoredEvent.objects.get(chain__isnull=True).id > reserved
+
+        # Act / assert: past the gap the linker reads the horizon (it waits
+        # for the gate), which stops it before the reserved position...
+        with gate_held_elsewhere(backend), lock_timeout(backend, "200ms"):
+            with pytest.raises(OperationalError, match="lock timeout"):
+                link_committed(backend.alias)
+        assert link_committed(backend.alias) == 0
+        other.rollback()
+
+    # ...and lets it link past the position once its writer has rolled back.
+    assert link_committed(backend.alias) == 1
+    assert not StoredEvent.objects.filter(chain__isnull=True).exists()
+    verify_passes()
