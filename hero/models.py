@@ -402,8 +402,8 @@ class LedgerEntry(models.Model):
         blank=True,
         help_text=_(
             "What the site passed for the user (state, key, actor, reason), "
-            "sealed under the user's key; empty when there was nothing, or once "
-            "the user was forgotten."
+            "sealed under the data key of the user's achievement; empty when "
+            "there was nothing, or once the user was forgotten."
         ),
     )
     occurred_at = models.DateTimeField(
