@@ -117,10 +117,20 @@ _MYSQL_FOREVER = 1073741824
 def _hold_on_mysql(cursor: CursorWrapper) -> None:
     """On MariaDB and MySQL, an exclusive lock on the one row of
     ``hero_ordering_lock`` (made if missing): ``LOCK TABLES`` would commit the
-    caller's transaction. The wait is the session's ``innodb_lock_wait_timeout``
-    (whole seconds), set for the lock and put back after, also when it fails."""
+    caller's transaction. The wait is ``innodb_lock_wait_timeout`` (whole
+    seconds), set for the lock's statement alone on MariaDB (``SET STATEMENT``);
+    on MySQL set for the session and put back after, also when it fails."""
     timeout = conf.HERO_LOCK_TIMEOUT
     seconds = _MYSQL_FOREVER if timeout <= 0 else max(1, math.ceil(timeout))
+    if cursor.db.mysql_is_mariadb:
+        # One statement: MariaDB sets the wait for it alone.
+        cursor.execute(
+            "SET STATEMENT innodb_lock_wait_timeout = %s FOR "
+            "INSERT INTO hero_ordering_lock (id) VALUES (%s) "
+            "ON DUPLICATE KEY UPDATE id = id",
+            [seconds, 1],
+        )
+        return
     cursor.execute(
         "SET @hero_caller_lock_wait = @@innodb_lock_wait_timeout, "
         "SESSION innodb_lock_wait_timeout = %s",
