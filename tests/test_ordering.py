@@ -348,6 +348,7 @@ def gate_held_elsewhere(backend: Backend) -> Iterator[None]:
 
 @contextmanager
 def lock_timeout(backend: Backend, value: str) -> Iterator[None]:
+    """The test connection waits for a lock at most ``value``."""
     with connections[backend.alias].cursor() as cursor:
         cursor.execute("SELECT set_config('lock_timeout', %s, false)", [value])
     try:
@@ -363,7 +364,7 @@ def test_a_linker_reads_the_horizon_only_past_a_gap(
 ) -> None:
     if backend.name != "postgres":
         pytest.skip("only PostgreSQL links events after their commit")
-    # Arrange: the first position still being written, an award after it.
+    # Arrange: an empty store; a position still being written, an award after it.
     with position_reserved_elsewhere(backend) as (other, reserved):
         hero.achievements.unlock("score_changed", user=make_user("ann"), points=10)
 
