@@ -218,6 +218,16 @@ def check_settings(
                 id="hero.E011",
             )
         )
+    notify = conf.as_set("HERO_NOTIFY")
+    if notify is not None and not isinstance(notify, bool):
+        errors.append(
+            Error(
+                f"HERO_NOTIFY must be True, False or None, got {notify!r}.",
+                hint="Leave it unset (None: announce with HERO_PROJECTIONS = "
+                "'async' only), or set it to True or False.",
+                id="hero.E016",
+            )
+        )
     return errors
 
 

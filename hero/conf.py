@@ -153,6 +153,28 @@ class Settings:
         return str(getattr(settings, "HERO_PROJECTIONS", "inline"))
 
     @cached
+    def HERO_NOTIFY(self) -> bool | None:
+        """PostgreSQL: whether writers announce their events (``NOTIFY``), so
+        that followers of the store wake at once instead of at their next
+        poll; None (unset) leaves it to :attr:`announces`. Only ``True`` or
+        ``False`` otherwise (check hero.E016 reports any other value, which
+        reads as unset)."""
+        value = getattr(settings, "HERO_NOTIFY", None)
+        return value if isinstance(value, bool) else None
+
+    @cached
+    def announces(self) -> bool:
+        """Whether writers on PostgreSQL send ``NOTIFY``: as ``HERO_NOTIFY``
+        says, and when it is unset only with ``HERO_PROJECTIONS = "async"``,
+        whose ``hero_project`` workers wait for it. PostgreSQL makes the
+        commits of every transaction that notifies take turns, server-wide,
+        so a site whose read tables change in the unlock's transaction does
+        not pay for announcements nothing of hero's needs."""
+        if self.HERO_NOTIFY is not None:
+            return self.HERO_NOTIFY
+        return self.HERO_PROJECTIONS == "async"
+
+    @cached
     def HERO_PUBLIC_PROFILES(self) -> bool:
         """Let anyone see a user's achievements page and JSON, found by username.
         Off by default: a user's achievements are theirs alone to see. Only

@@ -227,3 +227,9 @@ def test_profiles_by_pk_without_public_profiles_is_a_warning(settings: Any) -> N
 
     settings.HERO_PUBLIC_PROFILES = True
     assert ids() == set()
+
+
+@pytest.mark.parametrize("value", ["False", "yes", 1, 0])
+def test_hero_notify_is_true_false_or_unset(settings: Any, value: Any) -> None:
+    settings.HERO_NOTIFY = value
+    assert ids() == {"hero.E016"}

@@ -405,8 +405,27 @@ def test_hero_cursors_still_wrap_database_errors(backend: Backend) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_subscription_wakes_when_events_are_committed(backend: Backend) -> None:
-    # Arrange: a follower that has read everything, polling once a minute.
+@pytest.mark.parametrize(
+    ("projections", "notify", "announced"),
+    [
+        ("async", None, True),  # hero_project workers wait for announcements
+        ("inline", None, False),  # nothing of hero's does
+        ("inline", True, True),
+        ("async", False, False),
+    ],
+)
+def test_a_subscription_wakes_when_events_are_committed(
+    backend: Backend,
+    settings: Any,
+    projections: str,
+    notify: bool | None,
+    announced: bool,
+) -> None:
+    # Arrange: a follower that has read everything, polling once a minute;
+    # writers that announce their events or not.
+    settings.HERO_PROJECTIONS = projections
+    if notify is not None:
+        settings.HERO_NOTIFY = notify
     recorder = DjangoApplicationRecorder(DjangoDatastore(backend.alias))
     recorder.insert_events(stored_events(1))
     subscription = PollingSubscription(recorder, gt=None, poll_interval=60.0)
@@ -425,14 +444,15 @@ def test_a_subscription_wakes_when_events_are_committed(backend: Backend) -> Non
     # Act: another event is committed.
     committed = time.monotonic()
     recorder.insert_events(stored_events(1))
-    follower.join(timeout=5 if backend.name == "postgres" else 0.5)
+    woken = backend.name == "postgres" and announced
+    follower.join(timeout=5 if woken else 0.5)
     subscription.stop()
     follower.join(timeout=65)
 
-    # Assert: on PostgreSQL the announcement woke it at once; elsewhere it only
-    # polls, and the minute had not passed.
+    # Assert: on PostgreSQL an announcement woke it at once; without one, or
+    # elsewhere, it only polls, and the minute had not passed.
     assert first.id >= 1
-    if backend.name == "postgres":
+    if woken:
         assert received and received[0] - committed < 1.0
     else:
         assert received == []

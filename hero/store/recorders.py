@@ -253,7 +253,8 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         own = self.datastore.owns_transaction()
         with pipelined(cursor):
             hold_ordering_lock(cursor, appending=followers())
-            announce(cursor)
+            if conf.announces:
+                announce(cursor)
             positions = reserve_positions(cursor, len(stored_events))
             Positions(self.datastore).prefetch(cursor)
             if own:
