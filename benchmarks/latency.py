@@ -46,6 +46,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add("--gap", 50.0, text)
     parser.add("--poll", 1.0, "ms the observer sleeps between two looks")
     parser.add("--seed", 1, "seed of the random gaps")
+    text = "writers send no NOTIFY (HERO_NOTIFY = False): the worker polls alone"
+    parser.add("--no-notify", False, text)
     text = "the PostgreSQL schema of the run, created and dropped"
     parser.add("--schema", "hero_latency_bench", text)
     options = parser.parse(argv, "awards")
@@ -168,8 +170,12 @@ def print_figures(
     )
     print(
         "From the moment the award's COMMIT returned to the first look of the\n"
-        f"observer (every {options.poll:g} ms, one query) that found its row. Polling\n"
-        "alone (no LISTEN) is not measured: hero has no setting to turn LISTEN off."
+        f"observer (every {options.poll:g} ms, one query) that found its row. "
+        + (
+            "Writers sent\nno NOTIFY: the worker found the events by polling alone."
+            if options.no_notify
+            else "The worker\nwas woken by the writers' NOTIFY (--no-notify: polling alone)."
+        )
     )
     report.figures.update(tables=figures, observer_looks=found["looks"])
     for name, figure in figures.items():
@@ -187,13 +193,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _harness.run_database(
         "postgres", "latency", schema=options.schema
     ) as database:
-        _harness.setup_django(database, "latency", migrate=True, **_projector.ASYNC)
+        announcing = {"HERO_NOTIFY": False} if options.no_notify else {}
+        _harness.setup_django(
+            database, "latency", migrate=True, **_projector.ASYNC, **announcing
+        )
         from hero.conf import conf
 
         _harness.print_header(
             f"--awards {options.awards}, --gap {options.gap:g} ms (mean, at random), "
             f"--poll {options.poll:g} ms; HERO_PROJECTIONS='async', one hero_project "
-            "process (LISTEN/NOTIFY wake-up, poll interval "
+            "process ("
+            + ("polling alone" if options.no_notify else "LISTEN/NOTIFY wake-up")
+            + ", poll interval "
             f"{conf.HERO_SUBSCRIPTION_POLL_INTERVAL:g} s)"
         )
         names = [f"latency-{n:06d}" for n in range(WARMUP_AWARDS + options.awards)]
