@@ -96,8 +96,8 @@ def _wrapper(chain_secret: bytes) -> AESGCM:
     return AESGCM(wrapping_key(chain_secret))
 
 
-def _wrap(raw: bytes, binding: bytes) -> bytes:
-    nonce = os.urandom(_NONCE)
+def _wrap(raw: bytes, binding: bytes, nonce: bytes | None = None) -> bytes:
+    nonce = nonce or os.urandom(_NONCE)
     return nonce + _wrapper(chain_keys()[0].secret).encrypt(nonce, raw, binding)
 
 
@@ -146,10 +146,10 @@ class _Unwrapped:
     def make(self, binding: bytes) -> tuple[AESGCM, bytes]:
         """A new data key bound to ``binding``: (the key as a cipher, kept as
         if read back; the key wrapped with the current chain key)."""
-        secrets = self._current()
+        self._current()
         random = os.urandom(32 + _NONCE)  # the key and its wrapping's nonce
-        raw, nonce = random[:32], random[32:]
-        wrapped = nonce + _wrapper(secrets[0]).encrypt(nonce, raw, binding)
+        raw = random[:32]
+        wrapped = _wrap(raw, binding, random[32:])
         return self._keep((wrapped, binding), AESGCM(raw)), wrapped
 
     def _keep(self, entry: Wrapped, cipher: AESGCM) -> AESGCM:

@@ -98,9 +98,7 @@ class DjangoRecorder(Recorder):
         """The wrapped data key to store with an event, if it holds one."""
         if not data_keys:
             return None
-        originator = stored.originator_id
-        if not isinstance(originator, UUID):
-            originator = UUID(originator)
+        originator = DjangoRecorder._py_uuid(stored.originator_id)
         return data_keys.get((originator, stored.originator_version))
 
     @staticmethod
