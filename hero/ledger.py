@@ -51,7 +51,7 @@ from hero.sealing import DataKeys, Sealer, open_events
 from hero.store.ordering import hold_ordering_lock
 from hero.store.postgres import pipelined
 from hero.store.recorders import DjangoApplicationRecorder
-from hero.store.transactions import DjangoDatastore, VersionConflict
+from hero.store.transactions import DjangoDatastore, VersionConflict, translate_errors
 from hero.users import user_model, user_pk_adapter
 
 SaveListener = Callable[[Sequence[Recording[UUID]]], None]
@@ -411,11 +411,22 @@ class Ledger(Application[UUID]):
             in_callers_transaction = self.datastore.connection.in_atomic_block
             try:
                 with self.datastore.owned_transaction():
-                    if user_pk is not None and in_callers_transaction:
-                        # Found now, not when the caller commits.
-                        self._require_user(user_pk, lock=True)
-                    self._place_triggers(pending)
-                    self.record(pending)
+                    # Found now, not when the caller commits: asked first (and
+                    # locked on PostgreSQL), its answer read once the writes are
+                    # sent, with the positions' (no round trip of its own).
+                    check = (
+                        _UserCheck(self, user_pk, lock=True)
+                        if user_pk is not None and in_callers_transaction
+                        else None
+                    )
+                    try:
+                        self._place_triggers(pending)
+                        self.record(pending)
+                        if check is not None:
+                            check.require()
+                    finally:
+                        if check is not None:
+                            check.cursor.close()
             except VersionConflict as error:
                 if attempt == attempts:
                     raise UnlockConflict(
@@ -487,26 +498,7 @@ class Ledger(Application[UUID]):
     def _require_user(self, user_pk: str, *, lock: bool) -> None:
         """Raise InvalidUser if the user no longer exists; with ``lock`` on
         PostgreSQL, also keep it from being deleted until the transaction ends."""
-        model = user_model()
-        pk = model._meta.pk
-        assert pk is not None
-        connection = self.datastore.connection
-        column_value = user_pk_adapter(connection)
-        lock_clause = (
-            " FOR KEY SHARE" if lock and self.datastore.vendor == "postgresql" else ""
-        )
-        with self.datastore.cursor() as cursor:
-            cursor.execute(
-                f"SELECT 1 FROM {connection.ops.quote_name(model._meta.db_table)} "
-                f"WHERE {connection.ops.quote_name(pk.column)} = %s{lock_clause}",
-                [column_value(user_pk)],
-            )
-            found = cursor.fetchone() is not None
-        if not found:
-            raise InvalidUser(
-                f"User {user_pk} no longer exists (it was deleted meanwhile); "
-                "nothing was recorded for it."
-            )
+        _UserCheck(self, user_pk, lock=lock).require()
 
     def _place_triggers(self, pending: list[Any]) -> None:
         """Give logged triggers their version under the store's ordering lock,
@@ -551,3 +543,40 @@ def get_ledger() -> Ledger:
             if ledger is None:
                 ledger = _ledgers[alias] = Ledger(alias)
     return ledger
+
+
+class _UserCheck:
+    """Whether a user still exists, asked now and answered by :meth:`require`:
+    in a pipeline (PostgreSQL) the question travels with the statements after
+    it, and its answer arrives with theirs. With ``lock`` on PostgreSQL, the
+    user's row is kept from being deleted until the transaction ends."""
+
+    __slots__ = ("alias", "cursor", "user_pk")
+
+    def __init__(self, ledger: Ledger, user_pk: str, *, lock: bool) -> None:
+        model = user_model()
+        pk = model._meta.pk
+        assert pk is not None
+        connection = ledger.datastore.connection
+        column_value = user_pk_adapter(connection)
+        lock_clause = (
+            " FOR KEY SHARE" if lock and ledger.datastore.vendor == "postgresql" else ""
+        )
+        self.alias, self.user_pk = ledger.datastore.alias, user_pk
+        self.cursor = connection.cursor()
+        with translate_errors(self.alias):
+            self.cursor.execute(
+                f"SELECT 1 FROM {connection.ops.quote_name(model._meta.db_table)} "
+                f"WHERE {connection.ops.quote_name(pk.column)} = %s{lock_clause}",
+                [column_value(user_pk)],
+            )
+
+    def require(self) -> None:
+        """Raise InvalidUser if the user was not found."""
+        with translate_errors(self.alias), self.cursor:
+            found = self.cursor.fetchone() is not None
+        if not found:
+            raise InvalidUser(
+                f"User {self.user_pk} no longer exists (it was deleted meanwhile); "
+                "nothing was recorded for it."
+            )

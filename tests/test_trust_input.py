@@ -111,6 +111,40 @@ def test_a_user_deleted_meanwhile_is_refused_clearly(
     assert table_snapshot(backend.alias) == before
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_caller_that_catches_a_deleted_user_goes_on_and_commits_its_own_work(
+    backend: Backend, make_user: Any
+) -> None:
+    # Arrange: a user object whose row another request has just deleted, and
+    # the caller's own work before the call.
+    other = make_user()
+    user = make_user()
+    type(user)._default_manager.using(backend.alias).filter(pk=user.pk).delete()
+    before = table_snapshot(backend.alias)
+
+    # Act: the caller catches the refusal and goes on in its transaction.
+    with transaction.atomic(using=backend.alias):
+        other.first_name = "before"
+        other.save(using=backend.alias)
+        with pytest.raises(InvalidUser, match=str(user.pk)):
+            hero.achievements.unlock("reports", user=user, level=1)
+        other.last_name = "after"
+        other.save(using=backend.alias)
+        hero.achievements.unlock("reports", user=other, level=1)
+
+    # Assert: the caller's work and its award of the other user committed;
+    # nothing of the refused call was; the chain verifies.
+    other.refresh_from_db(using=backend.alias)
+    assert (other.first_name, other.last_name) == ("before", "after")
+    holdings = AchievementUnlocked.objects.using(backend.alias)
+    assert list(holdings.values_list("user_id", "level")) == [(other.pk, 1)]
+    after = table_snapshot(backend.alias)
+    assert len(after["hero_stored_event"]) == len(before["hero_stored_event"]) + 1
+    ledger = LedgerEntry.objects.using(backend.alias)
+    assert not ledger.filter(user_id=user.pk).exists()
+    call_command("hero_verify", stdout=io.StringIO())
+
+
 # Levels -----------------------------------------------------------------------
 
 
