@@ -222,3 +222,116 @@ def test_events_a_writer_committed_but_did_not_link_are_linked_by_hero_verify(
     last = StoredEvent.objects.order_by("id").last()
     assert last is not None and check.intact and check.head_position == last.id
     assert check.head == bytes(last.chain)
+
+
+def unlinked_awards(backend: Backend, make_user: Any, names: tuple[str, ...]) -> None:
+    """Awards committed by writers that did not link them (PostgreSQL)."""
+    from unittest import mock
+
+    from django.db import transaction
+
+    with mock.patch("hero.store.recorders.link_after_commit", return_value=0):
+        for name in names:
+            with transaction.atomic(using=backend.alias):
+                hero.achievements.unlock(
+                    "score_changed", user=make_user(name), points=100
+                )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_linking_after_a_commit_reads_and_writes_in_one_statement_each(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from django.db import transaction
+    from django.test.utils import CaptureQueriesContext
+
+    # Arrange: an award committed but not linked, and a caller's transaction.
+    unlinked_awards(backend, make_user, ("ann",))
+    connection = connections[backend.alias]
+
+    # Act: an award in the caller's transaction, and its commit.
+    with CaptureQueriesContext(connection) as queries:
+        with transaction.atomic(using=backend.alias):
+            hero.achievements.unlock("score_changed", user=make_user("bob"), points=100)
+            awarded = len(queries.captured_queries)
+
+    # Assert: after the caller's commit, the events were read and linked by
+    # one statement each, in autocommit (no BEGIN or COMMIT of their own).
+    after = [query["sql"] for query in queries.captured_queries[awarded:]]
+    assert [statement.split("(")[0] for statement in after] == [
+        "COMMIT",
+        "SELECT * FROM hero_unlinked",
+        "SELECT hero_link",
+    ], after
+    assert not StoredEvent.objects.filter(chain__isnull=True).exists()
+    assert verify_chain().intact
+
+
+@pytest.mark.django_db(transaction=True)
+def test_links_are_written_only_where_the_chain_still_ends_where_they_were_made(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from hero.store.chain import Unlinked
+    from hero.store.ordering import LINKER_LOCK
+
+    def read() -> tuple[bytes | None, list[tuple[bytes, int]]]:
+        with connections[backend.alias].cursor() as cursor:
+            unlinked = Unlinked(cursor, wait=False, own_marks=False)
+            made = unlinked.links()
+        return unlinked.base, made
+
+    def write(base: bytes | None, made: list[tuple[bytes, int]]) -> int:
+        with connections[backend.alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT hero_link(%s, %s, %s, %s)",
+                [LINKER_LOCK, base, [p for _, p in made], [m for m, _ in made]],
+            )
+            return int(cursor.fetchone()[0])
+
+    def unlinked() -> int:
+        return int(StoredEvent.objects.filter(chain__isnull=True).count())
+
+    # Arrange: three events committed, none linked (no link yet at all).
+    unlinked_awards(backend, make_user, ("ann", "bob", "cy"))
+    base, made = read()
+    assert base is None and len(made) == 3
+
+    # Act / assert: links made from another end of the chain are not written.
+    assert write(b"\x01" * 32, made) == 0
+    assert unlinked() == 3
+    # Another linker links the first two meanwhile (with the same key):
+    # only the third is written.
+    assert write(base, made[:2]) == 2
+    assert write(base, made) == 1
+    assert unlinked() == 0
+    assert verify_chain().intact
+
+    # Arrange: two more; links made, then the chain moves on past them.
+    unlinked_awards(backend, make_user, ("dee", "eve"))
+    base, made = read()
+    assert base is not None and len(made) == 2
+    assert write(base, made) == 2
+
+    # Act / assert: made again from the same base, they are not written twice
+    # (nothing after the last link is theirs); with the linker's lock held
+    # elsewhere, nothing is written.
+    assert write(base, made) == 0
+    unlinked_awards(backend, make_user, ("fay",))
+    base, made = read()
+    other = connections[backend.alias].copy()
+    try:
+        other.ensure_connection()
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LINKER_LOCK])
+        assert write(base, made) == 0
+        assert unlinked() == 1
+    finally:
+        other.rollback()
+        other.close()
+    assert write(base, made) == 1
+    assert verify_chain().intact
