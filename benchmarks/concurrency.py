@@ -43,7 +43,13 @@ VARIANTS = {
     "same": "every worker awards the same achievement",
     "three": "worker k awards the (k mod 3)th of three achievements",
     "triggers": "the same achievement, and the trigger log (HERO_RECORD_TRIGGERS)",
+    "pinax": "pinax-badges 3.0 awarding the same badge: what the same requests "
+    "reach without hero",
 }
+#: The variants run unless --variants names others ("pinax" needs pinax-badges).
+DEFAULT_VARIANTS = ("same", "three", "triggers")
+#: The variant whose requests the reference's are set against.
+REFERENCE, AGAINST = "pinax", "same"
 #: The achievements of the requests: "points" (``_points.py``), and two more for
 #: the variant "three", each awarding level 1 on an event of its own.
 REQUEST_ACHIEVEMENTS = (ACHIEVEMENT, "points_b", "points_c")
@@ -91,8 +97,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add("--request-workers", "1,2,4,8", text)
     text = "requests: ms each holds its transaction after the award (0 always run)"
     parser.add("--holds", "0,10,50", text)
-    text = f"requests: the variants, comma-separated, of {', '.join(VARIANTS)}"
-    parser.add("--variants", ",".join(VARIANTS), text)
+    text = (
+        f"requests: the variants, comma-separated, of {', '.join(VARIANTS)} "
+        "(pinax needs pip install --no-deps pinax-badges==3.0.0)"
+    )
+    parser.add("--variants", ",".join(DEFAULT_VARIANTS), text)
     parser.add("--seconds", 1.0, "requests: seconds of requests per cell, once each")
     text = "how the read tables are kept: in the award's transaction, or hero_project"
     parser.add("--projections", "inline", text, choices=("inline", "async"))
@@ -386,6 +395,26 @@ def request_calls() -> list[Callable[[Any], Any]]:
     return calls
 
 
+def django_apps(variants: Sequence[str]) -> tuple[str, ...]:
+    """The apps of the run: hero, and pinax-badges for its reference variant
+    (its shims applied first, as ``unlock.py`` does)."""
+    if REFERENCE not in variants:
+        return ("hero",)
+    import _pinax_shims
+
+    _pinax_shims.apply()
+    return ("hero", "pinax.badges")
+
+
+def reference_call() -> Callable[[Any], Any]:
+    """Register the points badge with pinax-badges; one call that awards its
+    first level to the user it is given (pinax returns nothing)."""
+    import _points
+
+    award = _points.pinax_call()
+    return lambda user: award(user, CALLS[0])
+
+
 def last_position() -> int:
     """The position of the store's last event (0: none)."""
     from django.db.models import Max
@@ -426,13 +455,17 @@ def request_worker_main(
     ``sync``: the barrier, the results queue and the prefix of the usernames."""
     barrier, results, prefix = sync
     try:
-        _harness.setup_django(database, "concurrency", **settings)
+        apps = django_apps([variant for variant, _ in cells])
+        _harness.setup_django(database, "concurrency", apps, **settings)
         from django.test.utils import override_settings
 
         calls = request_calls()
+        reference = reference_call() if len(apps) > 1 else None
         for cell, (variant, hold_ms) in enumerate(cells):
             which = number % len(calls) if variant == "three" else 0
-            call, hold = calls[which], hold_ms / 1000
+            call = reference if variant == REFERENCE else calls[which]
+            assert call is not None
+            hold = hold_ms / 1000
             names = (f"{prefix}-c{cell}-w{number}-{i:06d}" for i in itertools.count())
             budget = user_budget(seconds, hold_ms)
             warmup, *users = _harness.create_users(
@@ -457,7 +490,8 @@ def request_worker_main(
                     outcomes = request(call, user, hold)
                     spent.append(time.perf_counter() - begun)
                     awarded.append(user.pk)
-                    wrong += [outcome.level for outcome in outcomes] != [1]
+                    if variant != REFERENCE:  # pinax's are checked in its table
+                        wrong += [outcome.level for outcome in outcomes] != [1]
                 finished = time.monotonic()
             results.put(
                 {
@@ -571,7 +605,7 @@ def run_requests(
         for (variant, hold), reports in zip(cells, by_cell, strict=True):
             run = request_figures(reports, workers, hold)
             runs.setdefault(variant, {}).setdefault(workers, {})[hold] = run
-            written.add(reports, triggers=variant == "triggers")
+            written.add(reports, variant)
             print(
                 f"  requests, {variant}, {workers} worker(s), holding {hold} ms: "
                 f"{run['awards']:,} awards in {run['seconds']:.2f} s = "
@@ -594,12 +628,17 @@ class Written:
         self.last_user, self.position = last_user, position
         self.pairs: list[tuple[int, str]] = []
         self.logged: list[int] = []
+        #: The users of the reference's requests (pinax-badges).
+        self.badged: list[int] = []
 
-    def add(self, reports: list[dict[str, Any]], *, triggers: bool) -> None:
+    def add(self, reports: list[dict[str, Any]], variant: str) -> None:
         for report in reports:
             users = [report["warmup"], *report["users"]]
+            if variant == REFERENCE:
+                self.badged += users
+                continue
             self.pairs += [(user, report["achievement"]) for user in users]
-            self.logged += users if triggers else []
+            self.logged += users if variant == "triggers" else []
 
     def problems(self, runs: dict[str, dict[int, dict[int, Any]]]) -> list[str]:
         from django.db.models import Count
@@ -655,6 +694,17 @@ class Written:
         counts = {(c.achievement_id, c.level): c.holders for c in counted}
         if counts != holders:
             problems.append(f"AchievementCount {counts}, holders {holders}")
+        if self.badged:
+            from pinax.badges.models import BadgeAward
+
+            awards = BadgeAward.objects.filter(user_id__in=self.badged)
+            found = Counter(awards.values_list("user_id", "slug", "level"))
+            if found != Counter((user, ACHIEVEMENT, 0) for user in self.badged):
+                problems.append(
+                    f"pinax's BadgeAward rows of its requests' users: "
+                    f"{sum(found.values()):,}, wanted one at level index 0 for "
+                    f"each of {len(self.badged):,} requests"
+                )
         return problems
 
     def summary(self) -> str:
@@ -664,6 +714,12 @@ class Written:
             "holdings once at level 1; one Triggered event per request with the "
             f"trigger log ({len(self.logged):,}); AchievementCount equals the "
             f"holders of {', '.join(REQUEST_ACHIEVEMENTS)} at each level"
+            + (
+                f"; pinax-badges: its {len(self.badged):,} requests (with the "
+                "warm-ups) each left one BadgeAward at its first level"
+                if self.badged
+                else ""
+            )
         )
 
 
@@ -786,7 +842,8 @@ def report_requests(
             f"requests, {variant}: one request alone, holding nothing (S)",
             f"{single:.2f} ms",
         )
-        for workers in GOAL_WORKERS if GOAL_HOLD in options.hold_list else ():
+        goals = GOAL_WORKERS if GOAL_HOLD in options.hold_list else ()
+        for workers in goals if variant != REFERENCE else ():
             if workers not in by_workers:
                 continue
             run = by_workers[workers][GOAL_HOLD]
@@ -804,6 +861,21 @@ def report_requests(
             )
             if options.check_goals:
                 report.check([] if met else [f"goal not met: {label}"], label + ": met")
+    if REFERENCE in runs and AGAINST in runs:
+        for workers, by_hold in runs[AGAINST].items():
+            for hold, run in by_hold.items():
+                other = runs[REFERENCE].get(workers, {}).get(hold)
+                if hold != GOAL_HOLD or other is None:
+                    continue
+                run["to_reference"] = (
+                    run["awards_per_second"] / other["awards_per_second"]
+                )
+                report.figure(
+                    f"requests, {workers} worker(s) holding {hold} ms: hero "
+                    f"({AGAINST}) / pinax awards/s",
+                    f"{run['to_reference']:.2f} ({run['awards_per_second']:,.1f} / "
+                    f"{other['awards_per_second']:,.1f})",
+                )
     report.figures["requests"] = {
         variant: {
             str(workers): {str(hold): run for hold, run in by_hold.items()}
@@ -844,7 +916,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         database = stack.enter_context(
             _harness.run_database("postgres", "concurrency", schema=options.schema)
         )
-        _harness.setup_django(database, "concurrency", migrate=True, **settings)
+        apps = django_apps(options.variants_list)
+        _harness.setup_django(database, "concurrency", apps, migrate=True, **settings)
         request_calls()  # the achievements hero_verify finds in the store
         _harness.print_header(
             f"--workers {','.join(map(str, counts))}, --users {options.users}, "

@@ -191,6 +191,48 @@ def test_concurrency_benchmark_checks_requests_with_async_projections(
 
 
 @needs_postgres
+def test_concurrency_benchmark_sets_the_requests_against_pinax_badges(
+    tmp_path: Path, django_db_setup: None
+) -> None:
+    pytest.importorskip("pinax.badges", reason="pinax-badges 3.0.0 is not installed")
+    summary = tmp_path / "concurrency.json"
+    done = run_benchmark(
+        "concurrency.py",
+        "--quick",
+        "--scenarios",
+        "requests",
+        "--variants",
+        "same,pinax",
+        "--holds",
+        "50",
+        "--seconds",
+        "0.2",
+        "--schema",
+        f"hero_reference_test_{os.getpid()}",
+        "--summary",
+        str(summary),
+        env=postgres_env(),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "CHECK FAILED" not in output
+    checked = "\n".join(checked_lines(done.stdout))
+    assert "pinax-badges: its " in checked, output
+    assert "each left one BadgeAward at its first level" in checked, output
+    figures = json.loads(summary.read_text())
+    assert figures["checks_passed"] is True
+    assert set(figures["requests"]) == {"same", "pinax"}
+    for workers in ("1", "2"):
+        hero = figures["requests"]["same"][workers]["50"]
+        pinax = figures["requests"]["pinax"][workers]["50"]
+        assert pinax["awards"] > 0
+        assert hero["to_reference"] == pytest.approx(
+            hero["awards_per_second"] / pinax["awards_per_second"]
+        )
+    assert "hero (same) / pinax awards/s" in done.stdout
+
+
+@needs_postgres
 def test_latency_benchmark_sees_every_award_reach_the_read_tables(
     tmp_path: Path, django_db_setup: None
 ) -> None:
