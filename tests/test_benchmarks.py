@@ -146,10 +146,10 @@ def test_concurrency_benchmark_checks_what_the_workers_wrote(
     assert shared["gave_up"] == 0
 
 
-@needs_postgres
-def test_concurrency_benchmark_checks_requests_with_async_projections(
-    tmp_path: Path, django_db_setup: None
-) -> None:
+def quick_requests(tmp_path: Path, *more: str) -> tuple[Any, dict[str, Any]]:
+    """concurrency.py's requests at small sizes (1 and 2 workers, holding 0 and
+    50 ms, 0.2 s each) with ``more`` options; its run, and its figures once
+    it passed every check."""
     summary = tmp_path / "concurrency.json"
     done = run_benchmark(
         "concurrency.py",
@@ -160,8 +160,7 @@ def test_concurrency_benchmark_checks_requests_with_async_projections(
         "50",
         "--seconds",
         "0.2",
-        "--projections",
-        "async",
+        *more,
         "--schema",
         f"hero_requests_test_{os.getpid()}",
         "--summary",
@@ -171,12 +170,21 @@ def test_concurrency_benchmark_checks_requests_with_async_projections(
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "CHECK FAILED" not in output
+    figures = json.loads(summary.read_text())
+    assert figures["checks_passed"] is True
+    return done, figures
+
+
+@needs_postgres
+def test_concurrency_benchmark_checks_requests_with_async_projections(
+    tmp_path: Path, django_db_setup: None
+) -> None:
+    done, figures = quick_requests(tmp_path, "--projections", "async")
+    output = done.stdout + done.stderr
     checked = "\n".join(checked_lines(done.stdout))
     assert "Checked: requests: " in checked, output
     assert "Checked: hero_project caught up with the store" in checked, output
     assert "Checked: hero_verify: The read tables match the event store" in checked
-    figures = json.loads(summary.read_text())
-    assert figures["checks_passed"] is True
     # Every variant ran with 1 and 2 workers, holding 0 (always) and 50 ms.
     assert {
         variant: {workers: sorted(by_hold) for workers, by_hold in runs.items()}
@@ -195,32 +203,11 @@ def test_concurrency_benchmark_sets_the_requests_against_pinax_badges(
     tmp_path: Path, django_db_setup: None
 ) -> None:
     pytest.importorskip("pinax.badges", reason="pinax-badges 3.0.0 is not installed")
-    summary = tmp_path / "concurrency.json"
-    done = run_benchmark(
-        "concurrency.py",
-        "--quick",
-        "--scenarios",
-        "requests",
-        "--variants",
-        "same,pinax",
-        "--holds",
-        "50",
-        "--seconds",
-        "0.2",
-        "--schema",
-        f"hero_reference_test_{os.getpid()}",
-        "--summary",
-        str(summary),
-        env=postgres_env(),
-    )
+    done, figures = quick_requests(tmp_path, "--variants", "same,pinax")
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "CHECK FAILED" not in output
     checked = "\n".join(checked_lines(done.stdout))
     assert "pinax-badges: its " in checked, output
     assert "each left one BadgeAward at its first level" in checked, output
-    figures = json.loads(summary.read_text())
-    assert figures["checks_passed"] is True
     assert set(figures["requests"]) == {"same", "pinax"}
     for workers in ("1", "2"):
         hero = figures["requests"]["same"][workers]["50"]
