@@ -148,10 +148,6 @@ class Unlinked:
     reader that does not get it at once links nothing.
     """
 
-    #: The last link before the events to link (None: none yet), once
-    #: :meth:`links` has read it.
-    base: bytes | None = None
-
     def __init__(self, cursor: Any, *, wait: bool, own_marks: bool) -> None:
         # Lazy: the store is importable before Django has loaded the models.
         from hero.store.ordering import LINKER_LOCK
@@ -178,7 +174,7 @@ class Unlinked:
             return []
         keys = chain_keys()
         key = keys[0].secret
-        previous = self.base = bytes(last[5]) if last else None
+        previous = bytes(last[5]) if last else None
         result = []
         for position, originator, version, topic, state, sealed in rows:
             event = StoredEvent(originator, version, topic, bytes(state))
@@ -267,43 +263,11 @@ def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
 
 def link_after_commit(alias: str | None = None) -> int:
     """What a writer in the caller's transaction asks for at the caller's
-    commit: link the committed events not linked yet, unless another process
-    is linking at that moment. Writers then never queue behind one another's
-    linking; the events left are linked by the next linker (a writer, a
-    follower, ``hero_verify``), and sealed until then.
-
-    In autocommit (as after a commit), two statements, each its own
-    transaction: :class:`Unlinked` reads, and ``hero_link`` (migration 0011)
-    writes the links made from what it read, if the chain still ends where
-    they were made from (it tries the linker's lock again, and commits
-    without waiting for the disk). Otherwise, :func:`link_committed`."""
-    # Lazy: the store is importable before Django has loaded the models.
-    from django.db import connections
-
-    from hero.store.ordering import LINKER_LOCK
-
-    alias = alias or conf.HERO_DATABASE
-    connection = connections[alias]
-    if connection.vendor != "postgresql":
-        return 0
-    if connection.in_atomic_block or not connection.get_autocommit():
-        return link_committed(alias, wait=False)
-    with connection.cursor() as cursor:
-        unlinked = Unlinked(cursor, wait=False, own_marks=False)
-        made = unlinked.links()
-        if not made:
-            return 0
-        cursor.execute(
-            "SELECT hero_link(%s, %s, %s, %s)",
-            [
-                LINKER_LOCK,
-                unlinked.base,
-                [position for _, position in made],
-                [made_link for made_link, _ in made],
-            ],
-        )
-        (linked,) = cursor.fetchone()
-    return int(linked)
+    commit: :func:`link_committed`, unless another process is linking at that
+    moment. Writers then never queue behind one another's linking; the events
+    left are linked by the next linker (a writer, a follower, ``hero_verify``),
+    and sealed until then."""
+    return link_committed(alias, wait=False)
 
 
 class _SQLiteChain(threading.local):
