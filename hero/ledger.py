@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -419,14 +420,12 @@ class Ledger(Application[UUID]):
                         if user_pk is not None and in_callers_transaction
                         else None
                     )
-                    try:
+                    closing: AbstractContextManager[Any] = check or nullcontext()
+                    with closing:
                         self._place_triggers(pending)
                         self.record(pending)
                         if check is not None:
                             check.require()
-                    finally:
-                        if check is not None:
-                            check.cursor.close()
             except VersionConflict as error:
                 if attempt == attempts:
                     raise UnlockConflict(
@@ -498,7 +497,8 @@ class Ledger(Application[UUID]):
     def _require_user(self, user_pk: str, *, lock: bool) -> None:
         """Raise InvalidUser if the user no longer exists; with ``lock`` on
         PostgreSQL, also keep it from being deleted until the transaction ends."""
-        _UserCheck(self, user_pk, lock=lock).require()
+        with _UserCheck(self, user_pk, lock=lock) as check:
+            check.require()
 
     def _place_triggers(self, pending: list[Any]) -> None:
         """Give logged triggers their version under the store's ordering lock,
@@ -549,7 +549,8 @@ class _UserCheck:
     """Whether a user still exists, asked now and answered by :meth:`require`:
     in a pipeline (PostgreSQL) the question travels with the statements after
     it, and its answer arrives with theirs. With ``lock`` on PostgreSQL, the
-    user's row is kept from being deleted until the transaction ends."""
+    user's row is kept from being deleted until the transaction ends. Its
+    cursor is closed at the end of the ``with`` block."""
 
     __slots__ = ("alias", "cursor", "user_pk")
 
@@ -571,9 +572,15 @@ class _UserCheck:
                 [column_value(user_pk)],
             )
 
+    def __enter__(self) -> _UserCheck:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cursor.close()
+
     def require(self) -> None:
         """Raise InvalidUser if the user was not found."""
-        with translate_errors(self.alias), self.cursor:
+        with translate_errors(self.alias):
             found = self.cursor.fetchone() is not None
         if not found:
             raise InvalidUser(

@@ -146,7 +146,7 @@ class _Unwrapped:
     def make(self, binding: bytes) -> tuple[AESGCM, bytes]:
         """A new data key bound to ``binding``: (the key as a cipher, kept as
         if read back; the key wrapped with the current chain key)."""
-        self._current()
+        self._current()  # empties the cache if the chain keys changed
         random = os.urandom(32 + _NONCE)  # the key and its wrapping's nonce
         raw = random[:32]
         wrapped = _wrap(raw, binding, random[32:])
