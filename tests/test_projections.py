@@ -487,9 +487,18 @@ def test_an_async_write_marks_current_views_behind_until_they_catch_up(
     assert apply_read_models(read_models(backend.alias), changes) == 1
     assert set(stored.values_list("notification_id", flat=True)) == {last}
 
-    # ... and the next inline write makes them current again.
-    hero.achievements.unlock("score_changed", user=ann, points=1_000)
+    # ... and the next inline write makes them current again, with one write
+    # of the positions.
+    with CaptureQueriesContext(connections[backend.alias]) as queries:
+        hero.achievements.unlock("score_changed", user=ann, points=1_000)
     assert set(stored.values_list("notification_id", flat=True)) == {CURRENT}
+    writes = [
+        q["sql"]
+        for q in queries
+        if re.match(r'(UPDATE|INSERT INTO|DELETE FROM) [`"]?hero_tracking', q["sql"])
+    ]
+    assert len(writes) == 1, writes
+    assert "SET notification_id = -1" in writes[0]
     assert not verify(backend.alias).behind
     assert counts(backend.alias) == {("points", 2): 1, ("points", 3): 1}
 

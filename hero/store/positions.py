@@ -293,12 +293,19 @@ class Positions:
         # unless one moved meanwhile (PostgreSQL: a worker holding its row; the
         # UPDATE waits).
         in_keys = ", ".join(["%s"] * len(keys))
-        cursor.execute(
+        update = (
             f"UPDATE {self.table} SET notification_id = {CURRENT} "
-            f"WHERE application_name IN ({in_keys}) AND notification_id = %s",
-            [*keys, before],
+            f"WHERE application_name IN ({in_keys}) AND notification_id = %s"
         )
-        moved: int = cursor.rowcount
+        moved: int
+        if self.datastore.vendor == "postgresql":
+            # In a pipeline the row count is not known until the result is
+            # read: the rows moved are read back instead.
+            cursor.execute(f"{update} RETURNING 1", [*keys, before])
+            moved = len(cursor.fetchall())
+        else:
+            cursor.execute(update, [*keys, before])
+            moved = cursor.rowcount
         if moved and moved != len(keys):
             # Put back the ones just moved: none was CURRENT (only writers set
             # it, and they wait for this one).
