@@ -839,3 +839,30 @@ def test_followers_rows_are_there_to_lock_before_any_read_row_is_written(
 
     # Assert: its follower's row stays, back at 0, beside the marker.
     assert rows() == {**made, "holdings@hero": 0, "holdings@hero#rebuild": 0}
+
+
+@pytest.mark.django_db
+def test_a_failed_verification_in_the_trust_tests_shows_the_store_around_a_missing_entry(
+    backend: Backend, make_user: Any
+) -> None:
+    from tests.trust_helpers import verify_passes
+
+    # Arrange: an entry of the ledger lost.
+    activity(make_user)
+    entries = LedgerEntry.objects.using(backend.alias)
+    position = entries.order_by("position")[2].position
+    entries.filter(position=position).delete()
+
+    # Act
+    with pytest.raises(AssertionError) as failed:
+        verify_passes()
+
+    # Assert: the report names it, with the events and entries beside it and
+    # the followers' positions.
+    message = str(failed.value)
+    assert f"missing entry at position {position} (" in message
+    assert f"around position {position}:" in message
+    assert f"  event ({position}, " in message
+    assert f"  entry ({position}, " not in message
+    assert f"  entry ({position + 1}, " in message
+    assert "positions: [('holdings@hero', -1), ('ledger@hero', -1)]" in message

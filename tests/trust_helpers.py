@@ -31,6 +31,7 @@ import json
 import os
 import queue
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -694,5 +695,38 @@ def verify_passes() -> None:
     try:
         call_command("hero_verify", stdout=out)
     except CommandError as error:
-        raise AssertionError(f"{error}\n{out.getvalue()}") from None
+        report = out.getvalue()
+        raise AssertionError(
+            f"{error}\n{report}{_around_differences(report)}"
+        ) from None
     assert "The read tables match the event store" in out.getvalue(), out.getvalue()
+
+
+def _around_differences(report: str) -> str:
+    """For a ledger entry reported missing: the followers' positions, and the
+    store's events and the ledger's entries on either side of it."""
+    from hero.conf import conf
+    from hero.models import LedgerEntry, StoredEvent, TrackingPosition
+
+    alias = conf.HERO_DATABASE
+    lines = []
+    for match in re.finditer(r"missing entry at position (\d+)", report):
+        position = int(match.group(1))
+        near = {"id__gte": position - 3, "id__lte": position + 3}
+        lines.append(f"around position {position}:")
+        events = StoredEvent.objects.using(alias).filter(**near).order_by("id")
+        for event in events.values_list("id", "originator_version", "topic"):
+            lines.append(f"  event {event}")
+        entries = LedgerEntry.objects.using(alias).filter(
+            position__gte=position - 3, position__lte=position + 3
+        )
+        for entry in entries.order_by("position").values_list(
+            "position", "kind", "level", "recorded_at"
+        ):
+            lines.append(f"  entry {entry}")
+    if lines:
+        tracking = TrackingPosition.objects.using(alias).values_list(
+            "application_name", "notification_id"
+        )
+        lines.append(f"positions: {sorted(tracking)}")
+    return "\n".join(lines)
