@@ -866,3 +866,91 @@ def test_a_failed_verification_in_the_trust_tests_shows_the_store_around_a_missi
     assert f"  entry ({position}, " not in message
     assert f"  entry ({position + 1}, " in message
     assert "positions: [('holdings@hero', -1), ('ledger@hero', -1)]" in message
+
+
+@pytest.mark.django_db
+def test_the_trust_tests_store_log_says_who_reserved_a_missing_entry_and_who_passed_it(
+    backend: Backend, make_user: Any, settings: Any, tmp_path: Any
+) -> None:
+    from tests.store_log import recording
+    from tests.trust_helpers import verify_passes
+
+    # Arrange: events the ledger applied inline, then two left to a follower,
+    # which applies them; the first one's entry is lost afterwards.
+    with recording(tmp_path / "store.log"):
+        activity(make_user)
+        settings.HERO_PROJECTIONS = "async"
+        dan = make_user("dan")
+        hero.achievements.unlock("score_changed", user=dan, points=100)
+        hero.achievements.unlock("points_awarded", user=dan)
+        ledger = read_models(backend.alias, ["ledger"])
+        changes = read_changes(ledger[0].max_tracking_id(UPSTREAM) or 0, 10)
+        first, second = (change.position for change in changes)
+        apply_read_models(ledger, changes)
+        LedgerEntry.objects.using(backend.alias).filter(position=first).delete()
+
+        # Act
+        with pytest.raises(AssertionError) as failed:
+            verify_passes()
+
+    # Assert: the message says who reserved it, in which mode, who marked the
+    # ledger behind it and who moved the ledger past it.
+    message = str(failed.value)
+    assert f"missing entry at position {first} (" in message
+    assert re.search(rf"pid \d+: reserved \[{first}\] \(async projections\)", message)
+    assert f"marked ['holdings', 'ledger'] behind at {first - 1}" in message
+    assert f"first set ledger@hero past it, to {second}" in message
+
+
+def test_the_store_log_finds_a_read_that_passed_a_position_by(tmp_path: Any) -> None:
+    from tests.store_log import explain
+
+    # Arrange: a writer reserved 7 and 8; a follower read 6 and 8 before 7
+    # was committed, then set its position to 8.
+    log = tmp_path / "store.log"
+    records = [
+        {"kind": "reserved", "t": 1.0, "pid": 10, "ids": [7, 8], "mode": "async"},
+        {"kind": "read", "t": 2.0, "pid": 20, "after": 5, "stop": None,
+         "limit": 500, "topics": False, "ids": [6, 8]},
+        {"kind": "read", "t": 2.5, "pid": 20, "after": 8, "stop": None,
+         "limit": 500, "topics": False, "ids": [9]},
+        {"kind": "positions", "t": 3.0, "pid": 20, "pairs": [["ledger@hero", 8]]},
+        {"kind": "positions", "t": 4.0, "pid": 20, "pairs": [["ledger@hero", 9]]},
+    ]  # fmt: skip
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    # Act
+    lines = explain(log, 7)
+
+    # Assert: the reservation, the read that passed 7, the first position past it.
+    assert lines == [
+        "1.000000 pid 10: reserved [7, 8] (async projections)",
+        "2.000000 pid 20: a read after 5 (stop None, limit 500) returned 6,8, not 7",
+        "3.000000 pid 20: first set ledger@hero past it, to 8",
+    ]
+
+
+def test_the_store_log_lists_the_events_a_read_passed_by(tmp_path: Any) -> None:
+    from tests.store_log import passed_by
+
+    # Arrange: reads of the log, one of which passed 7 by; 9 was never
+    # committed, and a read of topics skips other events by design.
+    log = tmp_path / "store.log"
+    records = [
+        {"kind": "read", "t": 2.0, "pid": 20, "after": 5, "stop": None,
+         "limit": 500, "topics": False, "ids": [6, 8, 10]},
+        {"kind": "read", "t": 2.5, "pid": 20, "after": 0, "stop": 4,
+         "limit": 4, "topics": False, "ids": [1, 2, 3, 4]},
+        {"kind": "read", "t": 2.6, "pid": 21, "after": 0, "stop": None,
+         "limit": 500, "topics": True, "ids": [2, 6]},
+    ]  # fmt: skip
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    # Act
+    passed = passed_by(log, store={1, 2, 3, 4, 6, 7, 8, 10})
+
+    # Assert
+    assert list(passed) == [7]
+    assert passed[7] == [
+        "2.000000 pid 20: a read after 5 (stop None, limit 500) returned 6,8,10, not 7"
+    ]

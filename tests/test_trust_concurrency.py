@@ -19,6 +19,7 @@ import signal
 import threading
 import traceback
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from hero.events import TriggerLog, UserAchievement
 from hero.models import AchievementUnlocked
 from hero.projections.verify import verify
 from tests.conftest import Backend
+from tests.store_log import recording
 from tests.trust_helpers import (
     LoadResult,
     StoreFollower,
@@ -96,6 +98,14 @@ def assert_consistent(alias: str, result: LoadResult) -> None:
         (e.user_pk, e.achievement_id, e.level, e.previous_level) for e in events
     )
     assert Counter(result.outcomes) == recorded
+
+
+@pytest.fixture(autouse=True)
+def store_log(tmp_path: Any) -> Iterator[None]:
+    """What each process did with the store's positions, for the message of a
+    verification that finds an entry missing (:mod:`tests.store_log`)."""
+    with recording(tmp_path / "store.log"):
+        yield
 
 
 def stop_once_caught_up(worker: Any, alias: str) -> None:

@@ -577,9 +577,10 @@ def setup_child() -> str:
     import django
 
     django.setup()
-    from tests import routers
+    from tests import routers, store_log
 
     routers.current_alias = alias
+    store_log.install_if_asked()
     return alias
 
 
@@ -700,6 +701,27 @@ def verify_passes() -> None:
             f"{error}\n{report}{_around_differences(report)}"
         ) from None
     assert "The read tables match the event store" in out.getvalue(), out.getvalue()
+    _no_read_passed_an_event()
+
+
+def _no_read_passed_an_event() -> None:
+    """When the test keeps a store log: no read of the log passed by an event
+    that is in the store now (committed after the read; a follower would
+    never apply it, and rebuilding a read model would hide that)."""
+    from hero.conf import conf
+    from hero.models import StoredEvent
+    from tests import store_log
+
+    path = os.environ.get(store_log.ENV_LOG)
+    if not path:
+        return
+    store_log.flush()
+    events = StoredEvent.objects.using(conf.HERO_DATABASE)
+    passed = store_log.passed_by(Path(path), set(events.values_list("id", flat=True)))
+    assert not passed, "reads passed events committed after them:\n" + "\n".join(
+        f"position {position}:\n" + "\n".join(f"  {line}" for line in lines)
+        for position, lines in passed.items()
+    )
 
 
 def _around_differences(report: str) -> str:
@@ -724,9 +746,21 @@ def _around_differences(report: str) -> str:
             "position", "kind", "level", "recorded_at"
         ):
             lines.append(f"  entry {entry}")
+        lines += [f"  {line}" for line in _logged(position)]
     if lines:
         tracking = TrackingPosition.objects.using(alias).values_list(
             "application_name", "notification_id"
         )
         lines.append(f"positions: {sorted(tracking)}")
     return "\n".join(lines)
+
+
+def _logged(position: int) -> list[str]:
+    """What the store log of the test (if it keeps one) says about ``position``."""
+    from tests import store_log
+
+    path = os.environ.get(store_log.ENV_LOG)
+    if not path:
+        return []
+    store_log.flush()
+    return store_log.explain(Path(path), position) or ["(nothing in the store log)"]
