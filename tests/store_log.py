@@ -3,8 +3,9 @@
 When a test finds a read model missing an event, the log tells how: which
 process reserved the event's position (and whether it projected inline), which
 read of the store passed that position without returning it (a follower's
-subscription, a writer catching a read model up, a rebuild), and which
-process first moved the read model's position past it. ``hero_verify`` alone
+subscription, a writer catching a read model up, a rebuild), which read
+models applied it, and which process first moved a read model's position
+past it. ``hero_verify`` alone
 says only that the entry is missing.
 
 A test turns it on with :func:`recording` (its children inherit the file's
@@ -57,6 +58,7 @@ def install() -> None:
     if _installed:
         return
     from hero.conf import conf
+    from hero.projections.base import ReadModel
     from hero.store.positions import Positions
     from hero.store.recorders import DjangoAggregateRecorder, DjangoApplicationRecorder
 
@@ -96,19 +98,33 @@ def install() -> None:
         _note("reserved", ids=list(positions), mode=conf.HERO_PROJECTIONS)
 
     def marked_behind(
-        result: Any, positions: Any, names: Any, position: int, *args: Any
+        result: Any, positions: Any, names: Any, position: int, *args: Any, **_: Any
     ) -> None:
         _note("behind", names=list(names), position=position)
 
-    def written(result: Any, positions: Any, cursor: Any, pairs: Any) -> None:
+    def written(
+        result: Any, positions: Any, cursor: Any, pairs: Any, *args: Any, **_: Any
+    ) -> None:
         _note("positions", pairs=[list(pair) for pair in pairs])
 
     def stayed(
-        result: Any, positions: Any, cursor: Any, names: Any, before: int, *args: Any
+        result: Any,
+        positions: Any,
+        cursor: Any,
+        names: Any,
+        before: int,
+        *args: Any,
+        **_: Any,
     ) -> None:
         _note("stay_current", before=before, result=result)
 
+    def applied(
+        result: Any, model: Any, cursor: Any, changes: Any, *args: Any, **_: Any
+    ) -> None:
+        _note("applied", model=model.name, ids=[c.position for c in changes])
+
     wrap(DjangoApplicationRecorder, "select_rows", read)
+    wrap(ReadModel, "_write", applied)
     wrap(DjangoAggregateRecorder, "_insert_rows", reserved)
     wrap(Positions, "mark_behind", marked_behind)
     wrap(Positions, "write", written)
@@ -167,7 +183,8 @@ def passed_by(path: Path, store: set[int]) -> dict[int, list[str]]:
 
 def explain(path: Path, position: int) -> list[str]:
     """What the log says about ``position``: who reserved it, the reads that
-    passed it without returning it, the first marks and positions past it."""
+    passed it without returning it, the read models that applied it, and the
+    first marks and positions past it."""
     if not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line]
@@ -182,6 +199,8 @@ def explain(path: Path, position: int) -> list[str]:
         stamp = f"{r['t']:.6f} pid {r['pid']}"
         if r in reserved:
             lines.append(f"{stamp}: reserved {r['ids']} ({r['mode']} projections)")
+        elif r["kind"] == "applied" and position in r["ids"]:
+            lines.append(f"{stamp}: applied to {r['model']} with {_ranges(r['ids'])}")
         elif r["kind"] == "read" and r["ids"] and position not in r["ids"]:
             end = r["stop"] if r["stop"] is not None else r["ids"][-1]
             if r["after"] < position <= end:

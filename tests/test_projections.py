@@ -894,11 +894,12 @@ def test_the_trust_tests_store_log_says_who_reserved_a_missing_entry_and_who_pas
             verify_passes()
 
     # Assert: the message says who reserved it, in which mode, who marked the
-    # ledger behind it and who moved the ledger past it.
+    # ledger behind it, who applied it and who moved the ledger past it.
     message = str(failed.value)
     assert f"missing entry at position {first} (" in message
     assert re.search(rf"pid \d+: reserved \[{first}\] \(async projections\)", message)
     assert f"marked ['holdings', 'ledger'] behind at {first - 1}" in message
+    assert f"applied to ledger with {first}-{second}" in message
     assert f"first set ledger@hero past it, to {second}" in message
 
 
