@@ -94,8 +94,9 @@ def install() -> None:
             ids=[row[0] for row in rows],
         )
 
-    def reserved(positions: Any, *args: Any, **kwargs: Any) -> None:
-        _note("reserved", ids=list(positions), mode=conf.HERO_PROJECTIONS)
+    def reserved(positions: Any, recorder: Any, *args: Any, **_: Any) -> None:
+        if recorder.serialise_inserts:  # the store's events, not snapshots
+            _note("reserved", ids=list(positions), mode=conf.HERO_PROJECTIONS)
 
     def marked_behind(
         result: Any, positions: Any, names: Any, position: int, *args: Any, **_: Any
