@@ -102,8 +102,9 @@ def assert_consistent(alias: str, result: LoadResult) -> None:
 
 @pytest.fixture(autouse=True)
 def store_log(tmp_path: Any) -> Iterator[None]:
-    """What each process did with the store's positions, for the message of a
-    verification that finds an entry missing (:mod:`tests.store_log`)."""
+    """What each process does with the store's positions (:mod:`tests.store_log`):
+    ``verify_passes()`` then fails on a read that passed by an event committed
+    after it, and says how a missing entry went missing."""
     with recording(tmp_path / "store.log"):
         yield
 
