@@ -5,8 +5,7 @@ process reserved the event's position (and whether it projected inline), which
 read of the store passed that position without returning it (a follower's
 subscription, a writer catching a read model up, a rebuild), which read
 models applied it, and which process first moved a read model's position
-past it. ``hero_verify`` alone
-says only that the entry is missing.
+past it. ``hero_verify`` alone says only that the entry is missing.
 
 A test turns it on with :func:`recording` (its children inherit the file's
 path through the environment); each process keeps its records in memory and
@@ -50,6 +49,16 @@ def flush() -> None:
     if path and records:
         with open(path, "a") as file:
             file.writelines(json.dumps(r, default=str) + "\n" for r in records)
+
+
+def flushed() -> Path | None:
+    """The log file of the test being recorded, with this process's records
+    written to it; None when no test keeps a log."""
+    path = os.environ.get(ENV_LOG)
+    if not path:
+        return None
+    flush()
+    return Path(path)
 
 
 def install() -> None:
@@ -165,31 +174,37 @@ def passed_by(path: Path, store: set[int]) -> dict[int, list[str]]:
     """The positions in ``store`` (the events there now) that a read of the log
     passed without returning them, each with what the log says of it: a
     follower that read past them would never apply them."""
-    if not path.exists():
-        return {}
-    missed: set[int] = set()
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        if r["kind"] != "read" or not r["ids"] or r["topics"]:
-            continue
-        end = r["stop"] if r["stop"] is not None else r["ids"][-1]
-        returned = set(r["ids"])
-        missed.update(
-            p
-            for p in range(r["after"] + 1, end + 1)
-            if p in store and p not in returned
-        )
-    return {position: explain(path, position) for position in sorted(missed)}
+    records = _load(path)
+    missed = {p for r in records for p in _passed(r) if p in store}
+    return {position: _explain(records, position) for position in sorted(missed)}
 
 
 def explain(path: Path, position: int) -> list[str]:
     """What the log says about ``position``: who reserved it, the reads that
     passed it without returning it, the read models that applied it, and the
     first marks and positions past it."""
+    return _explain(_load(path), position)
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    """The log's records, in the order they were made."""
     if not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line]
-    records.sort(key=lambda r: r["t"])
+    return sorted(records, key=lambda r: r["t"])
+
+
+def _passed(record: dict[str, Any]) -> set[int]:
+    """The positions a read passed without returning them: up to its ``stop``
+    if it had one, else up to the last it returned; none for a read of some
+    topics only (it skips the others by design), nor for what is not a read."""
+    if record["kind"] != "read" or not record["ids"] or record["topics"]:
+        return set()
+    end = record["stop"] if record["stop"] is not None else record["ids"][-1]
+    return set(range(record["after"] + 1, end + 1)) - set(record["ids"])
+
+
+def _explain(records: list[dict[str, Any]], position: int) -> list[str]:
     reserved = [r for r in records if r["kind"] == "reserved" and position in r["ids"]]
     # CURRENT means "every event so far": past the position only once it exists.
     since = reserved[0]["t"] if reserved else 0.0
@@ -202,14 +217,11 @@ def explain(path: Path, position: int) -> list[str]:
             lines.append(f"{stamp}: reserved {r['ids']} ({r['mode']} projections)")
         elif r["kind"] == "applied" and position in r["ids"]:
             lines.append(f"{stamp}: applied to {r['model']} with {_ranges(r['ids'])}")
-        elif r["kind"] == "read" and r["ids"] and position not in r["ids"]:
-            end = r["stop"] if r["stop"] is not None else r["ids"][-1]
-            if r["after"] < position <= end:
-                lines.append(
-                    f"{stamp}: a read after {r['after']} (stop {r['stop']}, "
-                    f"limit {r['limit']}) returned {_ranges(r['ids'])}, "
-                    f"not {position}"
-                )
+        elif position in _passed(r):
+            lines.append(
+                f"{stamp}: a read after {r['after']} (stop {r['stop']}, "
+                f"limit {r['limit']}) returned {_ranges(r['ids'])}, not {position}"
+            )
         elif r["t"] < since:
             continue
         elif r["kind"] == "behind" and behind < 3:

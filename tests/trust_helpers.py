@@ -712,12 +712,11 @@ def _no_read_passed_an_event() -> None:
     from hero.models import StoredEvent
     from tests import store_log
 
-    path = os.environ.get(store_log.ENV_LOG)
-    if not path:
+    path = store_log.flushed()
+    if path is None:
         return
-    store_log.flush()
     events = StoredEvent.objects.using(conf.HERO_DATABASE)
-    passed = store_log.passed_by(Path(path), set(events.values_list("id", flat=True)))
+    passed = store_log.passed_by(path, set(events.values_list("id", flat=True)))
     assert not passed, "reads passed events committed after them:\n" + "\n".join(
         f"position {position}:\n" + "\n".join(f"  {line}" for line in lines)
         for position, lines in passed.items()
@@ -759,8 +758,7 @@ def _logged(position: int) -> list[str]:
     """What the store log of the test (if it keeps one) says about ``position``."""
     from tests import store_log
 
-    path = os.environ.get(store_log.ENV_LOG)
-    if not path:
+    path = store_log.flushed()
+    if path is None:
         return []
-    store_log.flush()
-    return store_log.explain(Path(path), position) or ["(nothing in the store log)"]
+    return store_log.explain(path, position) or ["(nothing in the store log)"]
