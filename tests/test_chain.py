@@ -222,3 +222,33 @@ def test_events_a_writer_committed_but_did_not_link_are_linked_by_hero_verify(
     last = StoredEvent.objects.order_by("id").last()
     assert last is not None and check.intact and check.head_position == last.id
     assert check.head == bytes(last.chain)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_linker_reads_a_few_rows_however_many_events_are_linked(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from hero.store.ordering import LINKER_LOCK
+
+    # Arrange: awards in transactions of hero's own, each linking the one
+    # before it (what the table's statistics were when the linker's plans
+    # were made does not matter: none were gathered).
+    for n in range(300):
+        hero.achievements.unlock("score_changed", user=make_user(f"u{n}"), points=100)
+    assert StoredEvent.objects.filter(chain__isnull=True).count() == 1
+
+    # Act: find the events to link, as every writer does.
+    with connections[backend.alias].cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+            "SELECT * FROM hero_unlinked(%s, true, false)",
+            [LINKER_LOCK],
+        )
+        plan = cursor.fetchone()[0][0]["Plan"]
+
+    # Assert: the last link and the one event after it, read by position,
+    # in a few pages, not a page per event linked before them.
+    assert plan["Actual Rows"] == 2
+    assert plan["Shared Hit Blocks"] + plan["Shared Read Blocks"] < 20
