@@ -47,6 +47,7 @@ backfill         | backfill.py    |                                           | 
 audit            | audit.py       |                                           | --events 10000 --repeat 20 --passes 1     | Audit of one user as the store grows
 concurrency      | concurrency.py |                                           | --quick --users 30                        | Concurrent unlocks on PostgreSQL
 latency          | latency.py     |                                           | --awards 20                               | Asynchronous projections: from a commit to the read tables, PostgreSQL
+growth           | growth.py      |                                           | --awards 1200 --block 200                 | An award's time as the store grows, PostgreSQL
 """.strip().splitlines()
 ]
 NAMES = tuple(benchmark.name for benchmark in BENCHMARKS)

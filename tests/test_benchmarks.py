@@ -1,4 +1,4 @@
-"""The audit, concurrency and latency benchmarks, and unlock.py's trace of the
+"""The audit, concurrency, latency and growth benchmarks, and unlock.py's trace of the
 protocol, run at tiny sizes, and their checks pass.
 
 Each benchmark runs as its own process, as from the command line; the figures
@@ -249,6 +249,45 @@ def test_latency_benchmark_sees_every_award_reach_the_read_tables(
         "holdings": 10,
         "ledger": 10,
     }
+
+
+def growth_run(tmp_path: Path, *arguments: str, env: Any = None) -> dict[str, Any]:
+    summary = tmp_path / "growth.json"
+    done = run_benchmark(
+        "growth.py",
+        "--awards",
+        "120",
+        "--block",
+        "20",
+        *arguments,
+        "--summary",
+        str(summary),
+        env=env,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "CHECK FAILED" not in output
+    assert checked_lines(done.stdout)[0] == (
+        "Checked: the store holds the 220 awards' events"
+    ), output
+    figures: dict[str, Any] = json.loads(summary.read_text())
+    assert figures["checks_passed"] is True
+    assert len(figures["ms_per_award"]) == 6
+    assert figures["ratio"] == pytest.approx(figures["last_ms"] / figures["first_ms"])
+    return figures
+
+
+def test_growth_benchmark_times_every_block_on_sqlite(tmp_path: Path) -> None:
+    growth_run(tmp_path, "--database", "sqlite")
+
+
+@needs_postgres
+def test_growth_benchmark_times_every_block_on_postgresql(
+    tmp_path: Path, django_db_setup: None
+) -> None:
+    growth_run(
+        tmp_path, "--schema", f"hero_growth_test_{os.getpid()}", env=postgres_env()
+    )
 
 
 @needs_postgres
