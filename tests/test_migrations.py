@@ -109,3 +109,54 @@ def stored(alias: str) -> list[tuple[Any, ...]]:
             "id", "originator_id", "originator_version", "chain"
         )
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_left_unlinked_under_0010_are_linked_after_0011(
+    backend: Backend, django_user_model: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from unittest import mock
+
+    from django.db import transaction
+
+    # Arrange: a store at 0010, its events linked through the partial index,
+    # and then awards whose writers did not link them (as after a crash).
+    alias = backend.alias
+    users = [
+        django_user_model.objects.db_manager(alias).create_user(f"user{n}")
+        for n in range(4)
+    ]
+    call_command("migrate", "hero", "0010", database=alias, verbosity=0)
+    try:
+        assert "hero_stored_event_unlinked" in indexes(alias)
+        for user in users[:2]:
+            hero.achievements.unlock("score_changed", user=user, points=10)
+        link_committed(alias)
+        with mock.patch("hero.store.recorders.link_after_commit", return_value=0):
+            for user in users[2:]:
+                with transaction.atomic(using=alias):
+                    hero.achievements.unlock("score_changed", user=user, points=10)
+        unlinked = StoredEvent.objects.using(alias).filter(chain__isnull=True)
+        assert unlinked.count() == 2
+    finally:
+        # Act: migrate to the current schema.
+        call_command("migrate", "hero", database=alias, verbosity=0)
+
+    # Assert: the index is gone; the linker finds the two events after the
+    # last link, and the chain verifies.
+    assert "hero_stored_event_unlinked" not in indexes(alias)
+    assert link_committed(alias) == 2
+    out = StringIO()
+    call_command("hero_verify", stdout=out)
+    assert "4 events chained" in out.getvalue()
+
+
+def indexes(alias: str) -> set[str]:
+    with connections[alias].cursor() as cursor:
+        return set(
+            connections[alias].introspection.get_constraints(
+                cursor, "hero_stored_event"
+            )
+        )
