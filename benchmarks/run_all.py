@@ -42,7 +42,7 @@ unlock-delete    | unlock.py      | --journal delete --users 300 --repeat 5   | 
 unlock-postgres  | unlock.py      | --database postgres --repeat 5            | --database postgres --users 50 --repeat 1 | Unlock paths, hero against pinax-badges, PostgreSQL
 unlock-mysql     | unlock.py      | --database mysql --repeat 5               | --database mysql --users 50 --repeat 1    | Unlock paths, hero against pinax-badges, MariaDB
 rebuild          | rebuild.py     |                                           | --events 10000                            | Rebuild: hero_rebuild against a plain-sqlite3 baseline
-rebuild-postgres | rebuild.py     | --database postgres --events 100000       | --database postgres --events 1000         | Rebuild: hero_rebuild against a plain-psycopg baseline
+rebuild-postgres | rebuild.py     | --database postgres                       | --database postgres --events 1000         | Rebuild: hero_rebuild against a plain-psycopg baseline
 backfill         | backfill.py    |                                           | --users 1000                              | Backfill: hero_backfill, and unlock() calls in one transaction
 audit            | audit.py       |                                           | --events 10000 --repeat 20 --passes 1     | Audit of one user as the store grows
 concurrency      | concurrency.py |                                           | --quick --users 30                        | Concurrent unlocks on PostgreSQL
