@@ -49,7 +49,7 @@ from hero.events.personal import personal_fields
 from hero.exceptions import InvalidUser, UnlockConflict
 from hero.mapping import EventMapper, SubclassAwareTranscoder
 from hero.sealing import DataKeys, Sealer, open_events
-from hero.store.ordering import hold_ordering_lock
+from hero.store.ordering import hold_log_locks
 from hero.store.postgres import pipelined
 from hero.store.recorders import DjangoApplicationRecorder
 from hero.store.transactions import DjangoDatastore, VersionConflict, translate_errors
@@ -501,15 +501,17 @@ class Ledger(Application[UUID]):
             check.require()
 
     def _place_triggers(self, pending: list[Any]) -> None:
-        """Give logged triggers their version under the store's ordering lock,
-        so that logging calls never collide. (Where the transaction cannot hold
-        it yet, a DEFERRED SQLite transaction, a collision is decided again like
-        any other.)"""
-        if not any(isinstance(item, TriggerLog) for item in pending):
+        """Give logged triggers their version under their logs' locks, so
+        that logging calls never collide (one user's calls take turns; other
+        users' go on alongside). Where the transaction cannot hold them yet, a
+        DEFERRED SQLite transaction, a collision is decided again like any
+        other."""
+        logs = [item.id for item in pending if isinstance(item, TriggerLog)]
+        if not logs:
             return
         with self.datastore.cursor() as cursor:
             with pipelined(cursor):
-                held = hold_ordering_lock(cursor)
+                held = hold_log_locks(cursor, logs)
         if not held:
             return
         for index, item in enumerate(pending):

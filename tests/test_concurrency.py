@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.db import connections, transaction
 
 import hero
-from hero.events import UserAchievement
+from hero.events import TriggerLog, UserAchievement
 from hero.ledger import get_ledger
 from hero.models import AchievementCount, StoredEvent
 from tests.conftest import Backend, stored_domain_events
@@ -86,13 +86,16 @@ def test_racing_upgrades_end_at_the_highest_level_without_duplicates(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("logged", [False, True], ids=["awards", "with-trigger-log"])
 def test_requests_that_award_do_not_wait_for_one_anothers_transactions(
-    backend: Backend, make_user: Any
+    backend: Backend, make_user: Any, settings: Any, logged: bool
 ) -> None:
     if backend.name != "postgres":
         pytest.skip("only PostgreSQL lets writers of events overlap")
     # Arrange: a user per request, and a follower of the store reading along;
     # a first award has made the read models current (their positions exist).
+    # With the trigger log on, every request also appends to its user's log.
+    settings.HERO_RECORD_TRIGGERS = logged
     hero.achievements.unlock("score_changed", user=make_user(), points=10)
     users = [make_user() for _ in range(THREADS)]
     recorder = get_ledger().recorder
@@ -142,6 +145,43 @@ def test_requests_that_award_do_not_wait_for_one_anothers_transactions(
     # ...and the counts, the read tables and the chain agree with the store.
     counts = AchievementCount.objects.using(backend.alias).holders(["points"])
     assert counts == {("points", 1): THREADS + 1}
+    logs = [e for e in stored_domain_events() if isinstance(e, TriggerLog.Triggered)]
+    assert len(logs) == ((THREADS + 1) if logged else 0)
+    out = io.StringIO()
+    call_command("hero_verify", stdout=out)
+    total = StoredEvent.objects.using(backend.alias).count()
+    assert f"{total} events chained" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_users_logged_calls_take_turns_and_never_collide(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("elsewhere writers of events take turns anyway")
+    # Arrange: one user's requests at once, each logging its call, then
+    # holding its transaction.
+    settings.HERO_RECORD_TRIGGERS = True
+    user = make_user()
+    hold, requests = 0.2, 4
+
+    def request(points: int) -> float:
+        connections[backend.alias].ensure_connection()
+        with transaction.atomic(using=backend.alias):
+            hero.achievements.unlock("score_changed", user=user, points=points)
+            time.sleep(hold)
+        return time.monotonic()
+
+    # Act
+    began = time.monotonic()
+    results = race(request, [(points,) for points in (5, 10, 100, 1_000)])
+
+    # Assert: every call was logged once, at versions one after another,
+    # which the requests reached in turn, each after the one before ended.
+    assert not [r for r in results if isinstance(r, Exception)], results
+    logs = [e for e in stored_domain_events() if isinstance(e, TriggerLog.Triggered)]
+    assert sorted(e.originator_version for e in logs) == list(range(1, requests + 1))
+    assert max(results) - began >= hold * requests
     out = io.StringIO()
     call_command("hero_verify", stdout=out)
     total = StoredEvent.objects.using(backend.alias).count()

@@ -16,11 +16,14 @@ owner of that guarantee, per backend:
   gate (a session advisory lock released before they return), so no reader
   sees the sequence past a position that is not marked yet. A rolled-back
   writer leaves a gap. What must not interleave with any append (a rebuild
-  starting or finishing, re-keying, placing logged triggers) takes
+  starting or finishing, re-keying) takes
   ``LOCK TABLE hero_stored_event IN EXCLUSIVE MODE``, which waits for the
-  writers in progress and holds off new ones. Either lock is waited for at
-  most ``HERO_LOCK_TIMEOUT`` seconds, then :class:`~hero.exceptions.StoreBusy`;
-  the caller's own ``lock_timeout`` is put back right after.
+  writers in progress and holds off new ones. Appends to one log (a user's
+  trigger log) take turns on an advisory lock of that log's own
+  (:func:`hold_log_locks`), so that writers of other logs never wait. Each
+  lock is waited for at most ``HERO_LOCK_TIMEOUT`` seconds, then
+  :class:`~hero.exceptions.StoreBusy`; the caller's own ``lock_timeout`` is
+  put back right after.
 - **MariaDB and MySQL**: one writer at a time, with an exclusive lock on the
   one row of ``hero_ordering_lock``, held until the transaction ends, waiting
   at most ``HERO_LOCK_TIMEOUT`` seconds (rounded up to whole seconds).
@@ -33,10 +36,11 @@ owner of that guarantee, per backend:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from django.db.backends.utils import CursorWrapper
 
@@ -73,7 +77,7 @@ def hold_ordering_lock(
     worker and none is. Otherwise (a follower to catch up, or to mark as
     behind) it takes the ``EXCLUSIVE`` lock and appends alone, as everything
     that must not interleave with any append does (a rebuild starting or
-    finishing, re-keying the chain, placing logged triggers). Positions change
+    finishing, re-keying the chain). Positions change
     between those states only under the ``EXCLUSIVE`` lock, and
     ``hero_lock_for_append`` decides again if they changed while it waited,
     so the decision holds until the transaction ends. MariaDB, MySQL and
@@ -94,20 +98,63 @@ def hold_ordering_lock(
             [appending.keys, appending.markers, appending.applies_inline, wait],
         )
         return True
-    # SET LOCAL would last until the caller's transaction ends: keep the
-    # caller's value in a setting of hero's own and put it back after the lock.
+    with _waiting_at_most(cursor, wait):
+        cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    return True
+
+
+def hold_log_locks(cursor: CursorWrapper, log_ids: Iterable[UUID]) -> bool:
+    """Keep appends to each of these logs in turn until the cursor's
+    transaction ends: aggregates that are only ever appended to, at the
+    version after their last (a user's trigger log), whose writers must never
+    collide. Returns whether the transaction holds the locks now, as
+    :func:`hold_ordering_lock` does.
+
+    On PostgreSQL each log has an advisory lock of its own, so that a writer
+    waits only for writers of the same log, and writers of other logs append
+    alongside it; the events still reserve their positions as any others do.
+    MariaDB, MySQL and SQLite have one writer at a time anyway: there it is
+    the ordering lock.
+    """
+    connection: Any = cursor.db
+    if connection.vendor != "postgresql":
+        return hold_ordering_lock(cursor)
+    keys = sorted({_log_key(log_id) for log_id in log_ids})
+    wait = f"{max(0, round(conf.HERO_LOCK_TIMEOUT * 1000))}ms"
+    with _waiting_at_most(cursor, wait):
+        # In one order, so that writers of several logs never deadlock.
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, key) FROM unnest(%s::integer[]) "
+            "WITH ORDINALITY AS k(key, n) ORDER BY n",
+            [LOG_LOCK_CLASS, keys],
+        )
+    return True
+
+
+def _log_key(log_id: UUID) -> int:
+    """A log's advisory lock key: 32 bits of its id (two logs that share
+    them merely take turns)."""
+    return int.from_bytes(log_id.bytes[:4], "big", signed=True)
+
+
+@contextmanager
+def _waiting_at_most(cursor: CursorWrapper, wait: str) -> Iterator[None]:
+    """PostgreSQL: the block's lock statements wait at most ``wait``, and the
+    caller's ``lock_timeout`` is put back after them. (``SET LOCAL`` would last
+    until the caller's transaction ends: the caller's value is kept in a
+    setting of hero's own.) A lock not had in time fails the statement, and
+    the transaction or savepoint with it."""
     cursor.execute(
         "SELECT set_config('hero.caller_lock_timeout', "
         "current_setting('lock_timeout'), true), "
         "set_config('lock_timeout', %s, true)",
         [wait],
     )
-    cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    yield
     cursor.execute(
         "SELECT set_config('lock_timeout', "
         "current_setting('hero.caller_lock_timeout'), true)"
     )
-    return True
 
 
 #: innodb_lock_wait_timeout's largest value: "wait for ever".
@@ -151,6 +198,11 @@ def _hold_on_mysql(cursor: CursorWrapper) -> None:
 #: positions and reading the horizon take for a few statements (migration
 #: ``0003_scale_out`` holds the SQL functions that take them).
 LOCK_CLASS = 1751478895
+
+#: The class id of the advisory locks of appends to one log
+#: (:func:`hold_log_locks`; "hrtl" in ASCII): apart from the marks, which the
+#: horizon reads by :data:`LOCK_CLASS`.
+LOG_LOCK_CLASS = 1752331372
 
 #: The advisory lock that lets one process at a time link events to the chain
 #: (:func:`hero.store.chain.link_committed`), a bigint key of hero's class id.
