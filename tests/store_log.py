@@ -133,12 +133,29 @@ def install() -> None:
     ) -> None:
         _note("applied", model=model.name, ids=[c.position for c in changes])
 
+    def prefetched(result: Any, positions: Any, *args: Any, **_: Any) -> None:
+        # What a writer read right after its lock, for stay_current.
+        if result is not None:
+            _note("prefetched", found=dict(result))
+
+    def states(
+        result: Any, positions: Any, cursor: Any, names: Any, *args: Any, **kw: Any
+    ) -> None:
+        # The positions a writer catches up from (CURRENT as "current" when given).
+        _note(
+            "states",
+            current=kw.get("current"),
+            found={name: list(state) for name, state in result.items()},
+        )
+
     wrap(DjangoApplicationRecorder, "select_rows", read)
     wrap(ReadModel, "_write", applied)
     wrap(DjangoAggregateRecorder, "_insert_rows", reserved)
     wrap(Positions, "mark_behind", marked_behind)
     wrap(Positions, "write", written)
     wrap(Positions, "stay_current", stayed)
+    wrap(Positions, "_prefetched", prefetched)
+    wrap(Positions, "states", states)
 
 
 def uninstall() -> None:
@@ -210,7 +227,7 @@ def _explain(records: list[dict[str, Any]], position: int) -> list[str]:
     since = reserved[0]["t"] if reserved else 0.0
     lines = []
     first_past: set[str] = set()
-    behind = stays = 0
+    behind = stays = seen = 0
     for r in records:
         stamp = f"{r['t']:.6f} pid {r['pid']}"
         if r in reserved:
@@ -235,6 +252,15 @@ def _explain(records: list[dict[str, Any]], position: int) -> list[str]:
         elif r["kind"] == "stay_current" and r["before"] >= position and stays < 3:
             stays += 1
             lines.append(f"{stamp}: stay current after {r['before']}: {r['result']}")
+        elif r["kind"] in ("prefetched", "states") and seen < 6:
+            seen += 1
+            found = r["found"]
+            if r["kind"] == "states":
+                lines.append(
+                    f"{stamp}: positions read (current={r['current']}): {found}"
+                )
+            else:
+                lines.append(f"{stamp}: positions read after its lock: {found}")
     return lines
 
 
