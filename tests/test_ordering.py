@@ -400,3 +400,41 @@ def test_a_linker_reads_the_horizon_only_past_a_gap(
     assert link_committed(backend.alias) == 1
     assert not StoredEvent.objects.filter(chain__isnull=True).exists()
     verify_passes()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_logged_call_kept_waiting_for_its_users_log_records_nothing(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("elsewhere a logged call waits for the ordering lock, as above")
+    from hero.events import trigger_log_id
+    from hero.store.ordering import LOG_LOCK_CLASS
+
+    # Arrange: the trigger log on, and another transaction holding the lock
+    # of one user's log (as a call of that user's would, until it ends).
+    settings.HERO_RECORD_TRIGGERS = True
+    user, other_user = make_user(), make_user()
+    key = int.from_bytes(trigger_log_id(str(user.pk)).bytes[:4], "big", signed=True)
+    other = connections.create_connection(backend.alias)
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", [LOG_LOCK_CLASS, key]
+            )
+        with override_settings(HERO_LOCK_TIMEOUT=0.2):
+            # Act / assert: another user's call goes in at once...
+            hero.achievements.unlock("score_changed", user=other_user, points=10)
+            # ...and this user's waits for the lock, then fails clearly.
+            with pytest.raises(StoreBusy, match=r"0\.2s") as error:
+                hero.achievements.unlock("score_changed", user=user, points=10)
+        assert "the same user's log" in str(error.value)
+        logged = StoredEvent.objects.filter(originator_id=trigger_log_id(str(user.pk)))
+        assert not logged.exists()
+    finally:
+        other.close()
+
+    # Once the lock is free, the call goes in, logged.
+    hero.achievements.unlock("score_changed", user=user, points=10)
+    assert logged.count() == 1

@@ -134,7 +134,8 @@ def _store_busy(alias: str, error: BaseException) -> StoreBusy:
     )
     return StoreBusy(
         f"Database {alias!r}: another transaction held the event store's "
-        f"ordering lock for longer than {setting}; nothing was recorded. Keep "
+        "ordering lock (or, with the trigger log on, the lock of the same "
+        f"user's log) for longer than {setting}; nothing was recorded. Keep "
         "transactions that record achievements short, or raise the timeout."
     )
 
