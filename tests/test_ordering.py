@@ -409,13 +409,13 @@ def test_a_logged_call_kept_waiting_for_its_users_log_records_nothing(
     if backend.name != "postgres":
         pytest.skip("elsewhere a logged call waits for the ordering lock, as above")
     from hero.events import trigger_log_id
-    from hero.store.ordering import LOG_LOCK_CLASS
+    from hero.store.ordering import LOG_LOCK_CLASS, _log_key
 
     # Arrange: the trigger log on, and another transaction holding the lock
     # of one user's log (as a call of that user's would, until it ends).
     settings.HERO_RECORD_TRIGGERS = True
     user, other_user = make_user(), make_user()
-    key = int.from_bytes(trigger_log_id(str(user.pk)).bytes[:4], "big", signed=True)
+    key = _log_key(trigger_log_id(str(user.pk)))
     other = connections.create_connection(backend.alias)
     try:
         other.set_autocommit(False)

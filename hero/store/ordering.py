@@ -90,15 +90,14 @@ def hold_ordering_lock(
         _hold_on_mysql(cursor)
         return True
     table = _events_table(connection)
-    wait = f"{max(0, round(conf.HERO_LOCK_TIMEOUT * 1000))}ms"
     if appending is not None:
         # One statement: the function sets the wait and puts the caller's back.
         cursor.execute(
             "SELECT hero_lock_for_append(%s, %s, %s, %s)",
-            [appending.keys, appending.markers, appending.applies_inline, wait],
+            [appending.keys, appending.markers, appending.applies_inline, _wait()],
         )
         return True
-    with _waiting_at_most(cursor, wait):
+    with _waiting_at_most(cursor):
         cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
     return True
 
@@ -120,12 +119,11 @@ def hold_log_locks(cursor: CursorWrapper, log_ids: Iterable[UUID]) -> bool:
     if connection.vendor != "postgresql":
         return hold_ordering_lock(cursor)
     keys = sorted({_log_key(log_id) for log_id in log_ids})
-    wait = f"{max(0, round(conf.HERO_LOCK_TIMEOUT * 1000))}ms"
-    with _waiting_at_most(cursor, wait):
+    with _waiting_at_most(cursor):
         # In one order, so that writers of several logs never deadlock.
         cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, key) FROM unnest(%s::integer[]) "
-            "WITH ORDINALITY AS k(key, n) ORDER BY n",
+            "SELECT pg_advisory_xact_lock(%s, key) "
+            "FROM unnest(%s::integer[]) AS key ORDER BY key",
             [LOG_LOCK_CLASS, keys],
         )
     return True
@@ -137,18 +135,23 @@ def _log_key(log_id: UUID) -> int:
     return int.from_bytes(log_id.bytes[:4], "big", signed=True)
 
 
+def _wait() -> str:
+    """``HERO_LOCK_TIMEOUT`` as PostgreSQL's ``lock_timeout`` takes it."""
+    return f"{max(0, round(conf.HERO_LOCK_TIMEOUT * 1000))}ms"
+
+
 @contextmanager
-def _waiting_at_most(cursor: CursorWrapper, wait: str) -> Iterator[None]:
-    """PostgreSQL: the block's lock statements wait at most ``wait``, and the
-    caller's ``lock_timeout`` is put back after them. (``SET LOCAL`` would last
-    until the caller's transaction ends: the caller's value is kept in a
-    setting of hero's own.) A lock not had in time fails the statement, and
-    the transaction or savepoint with it."""
+def _waiting_at_most(cursor: CursorWrapper) -> Iterator[None]:
+    """PostgreSQL: the block's lock statements wait at most
+    ``HERO_LOCK_TIMEOUT``, and the caller's ``lock_timeout`` is put back after
+    them. (``SET LOCAL`` would last until the caller's transaction ends: the
+    caller's value is kept in a setting of hero's own.) A lock not had in time
+    fails the statement, and the transaction or savepoint with it."""
     cursor.execute(
         "SELECT set_config('hero.caller_lock_timeout', "
         "current_setting('lock_timeout'), true), "
         "set_config('lock_timeout', %s, true)",
-        [wait],
+        [_wait()],
     )
     yield
     cursor.execute(
