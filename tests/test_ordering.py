@@ -20,7 +20,7 @@ import hero
 from hero.events import Outcome
 from hero.exceptions import StoreBusy
 from hero.ledger import get_ledger
-from hero.models import StoredEvent
+from hero.models import LedgerEntry, StoredEvent
 from hero.store.chain import link_committed
 from hero.store.ordering import LOCK_CLASS
 from tests.conftest import Backend
@@ -210,6 +210,48 @@ def test_followers_never_see_a_position_filled_in_behind_them(
     assert after == sorted(after) and awarded.id in after
     assert (reserved in after) == (ending == "commit")
     assert recorder.max_notification_id() == awarded.id
+
+
+@contextmanager
+def mark_held_elsewhere(backend: Backend, position: int) -> Iterator[None]:
+    """Another connection holds the mark of ``position``, committed already:
+    what every writer's commit leaves for an instant, since PostgreSQL lets go
+    of a transaction's table locks before its advisory locks."""
+    other = connections.create_connection(backend.alias)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, position])
+        yield
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_catching_up_alone_reads_past_marks_of_writers_that_have_ended(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL marks reserved positions")
+    # Arrange: the read models current, then an award written without them
+    # (async), which marks them behind; its writer has committed but its mark
+    # is still there.
+    hero.achievements.unlock("score_changed", user=make_user(), points=10)
+    with override_settings(HERO_PROJECTIONS="async"):
+        hero.achievements.unlock("score_changed", user=make_user(), points=10)
+    missed = StoredEvent.objects.using(backend.alias).order_by("id").last()
+    assert missed is not None
+    with mark_held_elsewhere(backend, missed.id):
+        # Act: an inline award, which catches the read models up, holding the
+        # store alone (no other writer can be under way).
+        hero.achievements.unlock("score_changed", user=make_user(), points=10)
+        # A follower, which does not hold the store, still stops below the mark.
+        followed = get_ledger().recorder.max_notification_id()
+
+    # Assert: the writer applied the award before its own, and left nothing
+    # behind.
+    assert (followed or 0) < missed.id
+    assert LedgerEntry.objects.using(backend.alias).filter(position=missed.id).exists()
+    verify_passes()
 
 
 @contextmanager

@@ -15,7 +15,10 @@ owner of that guarantee, per backend:
   (:func:`below_horizon`). Reserving and reading the horizon take one short
   gate (a session advisory lock released before they return), so no reader
   sees the sequence past a position that is not marked yet. A rolled-back
-  writer leaves a gap. What must not interleave with any append (a rebuild
+  writer leaves a gap. A transaction holding the ``EXCLUSIVE`` lock (below)
+  reads the horizon past other transactions' marks: no other writer is under
+  way then, and PostgreSQL lets go of an ended transaction's advisory locks
+  an instant after its table locks. What must not interleave with any append (a rebuild
   starting or finishing, re-keying) takes
   ``LOCK TABLE hero_stored_event IN EXCLUSIVE MODE``, which waits for the
   writers in progress and holds off new ones. Appends to one log (a user's
