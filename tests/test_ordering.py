@@ -213,14 +213,17 @@ def test_followers_never_see_a_position_filled_in_behind_them(
 
 
 @contextmanager
-def mark_held_elsewhere(backend: Backend, position: int) -> Iterator[None]:
-    """Another connection holds the mark of ``position``, committed already:
+def advisory_lock_held_elsewhere(backend: Backend, key: int) -> Iterator[None]:
+    """Another connection holds hero's advisory lock ``(LOCK_CLASS, key)``
+    for its session: with key 0 the gate that reading the horizon takes
+    (``hero_horizon`` waits for it; nothing else in a linker does); with a
+    position, that position's mark, its writer having committed already:
     what every writer's commit leaves for an instant, since PostgreSQL lets go
     of a transaction's table locks before its advisory locks."""
     other = connections.create_connection(backend.alias)
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, position])
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, key])
         yield
     finally:
         other.close()
@@ -240,7 +243,7 @@ def test_a_writer_catching_up_alone_reads_past_marks_of_writers_that_have_ended(
         hero.achievements.unlock("score_changed", user=make_user(), points=10)
     missed = StoredEvent.objects.using(backend.alias).order_by("id").last()
     assert missed is not None
-    with mark_held_elsewhere(backend, missed.id):
+    with advisory_lock_held_elsewhere(backend, missed.id):
         # Act: an inline award, which catches the read models up, holding the
         # store alone (no other writer can be under way).
         hero.achievements.unlock("score_changed", user=make_user(), points=10)
@@ -376,19 +379,6 @@ def test_a_writer_appends_alongside_others_only_when_no_follower_needs_it_alone(
 
 
 @contextmanager
-def gate_held_elsewhere(backend: Backend) -> Iterator[None]:
-    """Another connection holds the gate that reading the horizon takes
-    (``hero_horizon`` waits for it; nothing else in a linker does)."""
-    other = connections.create_connection(backend.alias)
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s, 0)", [LOCK_CLASS])
-        yield
-    finally:
-        other.close()
-
-
-@contextmanager
 def lock_timeout(backend: Backend, value: str) -> Iterator[None]:
     """The test connection waits for a lock at most ``value``."""
     with connections[backend.alias].cursor() as cursor:
@@ -422,7 +412,7 @@ def test_a_linker_reads_the_horizon_only_past_a_gap(
 
     # Act / assert: the event follows the last link, so the linker links it
     # without the horizon (reading it would wait for the gate, past the timeout).
-    with gate_held_elsewhere(backend), lock_timeout(backend, "1s"):
+    with advisory_lock_held_elsewhere(backend, 0), lock_timeout(backend, "1s"):
         assert link_committed(backend.alias) == 1
 
     with position_reserved_elsewhere(backend) as (other, reserved):
@@ -432,7 +422,7 @@ def test_a_linker_reads_the_horizon_only_past_a_gap(
 
         # Act / assert: past the gap the linker reads the horizon (it waits
         # for the gate), which stops it before the reserved position...
-        with gate_held_elsewhere(backend), lock_timeout(backend, "200ms"):
+        with advisory_lock_held_elsewhere(backend, 0), lock_timeout(backend, "200ms"):
             with pytest.raises(OperationalError, match="lock timeout"):
                 link_committed(backend.alias)
         assert link_committed(backend.alias) == 0
