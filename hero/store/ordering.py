@@ -223,7 +223,8 @@ BELOW_HORIZON = "id <= current_setting('hero.horizon')::bigint"
 def below_horizon(cursor: CursorWrapper) -> Iterator[str]:
     """PostgreSQL: read the horizon, the highest position below every position
     still reserved by another transaction that has not ended (the reader's own
-    events are visible to it already); return the condition
+    events are visible to it already; for a reader holding the ``EXCLUSIVE``
+    lock, no other writer is under way); return the condition
     that keeps the next statement on the cursor's connection at or below it.
 
     Every position up to the horizon is committed or will never be (its
