@@ -847,16 +847,19 @@ def report_requests(
             if workers not in by_workers:
                 continue
             run = by_workers[workers][GOAL_HOLD]
+            # The goal as the issue sets it: workers x 1000 / hold, S left out.
+            bound = workers * 1000 / GOAL_HOLD
             label = (
                 f"requests, {variant}, {workers} workers holding {GOAL_HOLD} ms: "
-                "awards/s (x ideal)"
+                "awards/s (x workers*1000/hold)"
             )
-            met = run["ratio"] >= GOAL_RATIO
+            met = run["ratio_to_hold"] >= GOAL_RATIO
             report.figure(
                 label,
-                f"{run['awards_per_second']:,.1f} ({run['ratio']:.2f}x of "
+                f"{run['awards_per_second']:,.1f} ({run['ratio_to_hold']:.2f}x of "
+                f"{bound:,.1f}; {run['ratio']:.2f}x of the ideal with S, "
                 f"{run['ideal']:,.1f})",
-                f">= {GOAL_RATIO}x ideal",
+                f">= {GOAL_RATIO}x workers*1000/hold",
                 met,
             )
             if options.check_goals:
@@ -889,8 +892,8 @@ def report_requests(
         "percentile. ideal: workers x 1000 / (hold + S) awards/s, S the mean request\n"
         "of one worker holding nothing (the variant's first row): workers that never\n"
         "wait for one another. x workers*1000/hold: against the ideal that ignores S.\n"
-        f"Goal: >= {GOAL_RATIO}x ideal with {' and '.join(map(str, GOAL_WORKERS))} "
-        f"workers holding {GOAL_HOLD} ms."
+        f"Goal: >= {GOAL_RATIO}x workers x 1000/hold with "
+        f"{' and '.join(map(str, GOAL_WORKERS))} workers holding {GOAL_HOLD} ms."
     )
 
 
