@@ -18,8 +18,8 @@ owner of that guarantee, per backend:
   writer leaves a gap. A transaction holding the ``EXCLUSIVE`` lock (below)
   reads the horizon past other transactions' marks: no other writer is under
   way then, and PostgreSQL lets go of an ended transaction's advisory locks
-  an instant after its table locks. What must not interleave with any append (a rebuild
-  starting or finishing, re-keying) takes
+  an instant after its table locks. What must not interleave with any append
+  (a rebuild starting or finishing, re-keying) takes
   ``LOCK TABLE hero_stored_event IN EXCLUSIVE MODE``, which waits for the
   writers in progress and holds off new ones. Appends to one log (a user's
   trigger log) take turns on an advisory lock of that log's own
