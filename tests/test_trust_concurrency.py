@@ -20,6 +20,7 @@ import threading
 import traceback
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -140,7 +141,11 @@ def test_processes_unlocking_at_once_with_inline_projections(backend: Backend) -
 
     # Act: 8 processes unlock, upgrade and repeat for the same users at once,
     # while the follower reads the store.
-    with StoreFollower() as follower, children() as started:
+    with (
+        StoreFollower() as follower,
+        children() as started,
+        commits_lingering(backend),
+    ):
         result = run_load(
             started,
             backend.alias,
@@ -173,16 +178,17 @@ def test_processes_unlocking_at_once_with_a_projection_worker(backend: Backend) 
         worker.expect("Projecting holdings, ledger", timeout=60)
 
         # Act: the writers run; then the worker catches up and is stopped.
-        result = run_load(
-            started,
-            backend.alias,
-            users,
-            workers=WORKERS,
-            seconds=SECONDS,
-            settings={"HERO_PROJECTIONS": "async"},
-            per_window=PER_WINDOW,
-            window=WINDOW,
-        )
+        with commits_lingering(backend):
+            result = run_load(
+                started,
+                backend.alias,
+                users,
+                workers=WORKERS,
+                seconds=SECONDS,
+                settings={"HERO_PROJECTIONS": "async"},
+                per_window=PER_WINDOW,
+                window=WINDOW,
+            )
         stop_once_caught_up(worker, backend.alias)
         assert "Stopped; the next run resumes" in worker.output()
 
@@ -221,34 +227,29 @@ def test_inline_and_async_writers_at_once_with_a_worker_and_rebuilds(
         finally:
             connections.close_all()
 
-    lingering = threading.Thread(
-        target=linger_over_commits, args=(backend.alias, stop), daemon=True
-    )
-
     with children() as started:
         worker = started.manage(backend.alias, "hero_project", HERO_PROJECTIONS="async")
         worker.expect("Projecting holdings, ledger", timeout=60)
         rebuilder = threading.Thread(target=rebuild_now_and_then)
         rebuilder.start()
-        if backend.name == "postgres":
-            lingering.start()
         try:
             # Act
-            result = run_load(
-                started,
-                backend.alias,
-                users,
-                workers=WORKERS,
-                seconds=SECONDS,
-                settings_of=lambda i: {"HERO_PROJECTIONS": ("inline", "async")[i % 2]},
-                per_window=PER_WINDOW,
-                window=WINDOW,
-            )
+            with commits_lingering(backend):
+                result = run_load(
+                    started,
+                    backend.alias,
+                    users,
+                    workers=WORKERS,
+                    seconds=SECONDS,
+                    settings_of=lambda i: {
+                        "HERO_PROJECTIONS": ("inline", "async")[i % 2]
+                    },
+                    per_window=PER_WINDOW,
+                    window=WINDOW,
+                )
         finally:
             stop.set()
             rebuilder.join(timeout=120)
-            if lingering.is_alive():
-                lingering.join(timeout=30)
         stop_once_caught_up(worker, backend.alias)
 
     # Assert: the rebuilds ran and finished; the tables are what the store says.
@@ -284,6 +285,24 @@ def linger_over_commits(alias: str, stop: threading.Event) -> None:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, key])
     finally:
         connection.close()
+
+
+@contextmanager
+def commits_lingering(backend: Backend) -> Iterator[None]:
+    """On PostgreSQL, :func:`linger_over_commits` in a thread for the block."""
+    if backend.name != "postgres":
+        yield
+        return
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=linger_over_commits, args=(backend.alias, stop), daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def call_in_threads(calls: int, threads: int, call: Any) -> list[str]:
