@@ -213,17 +213,20 @@ def test_followers_never_see_a_position_filled_in_behind_them(
 
 
 @contextmanager
-def advisory_lock_held_elsewhere(backend: Backend, key: int) -> Iterator[None]:
-    """Another connection holds hero's advisory lock ``(LOCK_CLASS, key)``
+def advisory_lock_held_elsewhere(
+    backend: Backend, key: int, lock_class: int = LOCK_CLASS
+) -> Iterator[None]:
+    """Another connection holds hero's advisory lock ``(lock_class, key)``
     for its session: with key 0 the gate that reading the horizon takes
     (``hero_horizon`` waits for it; nothing else in a linker does); with a
     position, that position's mark, its writer having committed already:
     what every writer's commit leaves for an instant, since PostgreSQL lets go
-    of a transaction's table locks before its advisory locks."""
+    of a transaction's table locks before its advisory locks; with
+    ``hero.store.ordering.LOG_LOCK_CLASS``, the lock of a user's trigger log."""
     other = connections.create_connection(backend.alias)
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, key])
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [lock_class, key])
         yield
     finally:
         other.close()
@@ -448,24 +451,18 @@ def test_a_logged_call_kept_waiting_for_its_users_log_records_nothing(
     settings.HERO_RECORD_TRIGGERS = True
     user, other_user = make_user(), make_user()
     key = _log_key(trigger_log_id(str(user.pk)))
-    other = connections.create_connection(backend.alias)
-    try:
-        other.set_autocommit(False)
-        with other.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [LOG_LOCK_CLASS, key]
-            )
-        with override_settings(HERO_LOCK_TIMEOUT=0.2):
-            # Act / assert: another user's call goes in at once...
-            hero.achievements.unlock("score_changed", user=other_user, points=10)
-            # ...and this user's waits for the lock, then fails clearly.
-            with pytest.raises(StoreBusy, match=r"0\.2s") as error:
-                hero.achievements.unlock("score_changed", user=user, points=10)
-        assert "the same user's log" in str(error.value)
-        logged = StoredEvent.objects.filter(originator_id=trigger_log_id(str(user.pk)))
-        assert not logged.exists()
-    finally:
-        other.close()
+    with (
+        advisory_lock_held_elsewhere(backend, key, LOG_LOCK_CLASS),
+        override_settings(HERO_LOCK_TIMEOUT=0.2),
+    ):
+        # Act / assert: another user's call goes in at once...
+        hero.achievements.unlock("score_changed", user=other_user, points=10)
+        # ...and this user's waits for the lock, then fails clearly.
+        with pytest.raises(StoreBusy, match=r"0\.2s") as error:
+            hero.achievements.unlock("score_changed", user=user, points=10)
+    assert "the same user's log" in str(error.value)
+    logged = StoredEvent.objects.filter(originator_id=trigger_log_id(str(user.pk)))
+    assert not logged.exists()
 
     # Once the lock is free, the call goes in, logged.
     hero.achievements.unlock("score_changed", user=user, points=10)

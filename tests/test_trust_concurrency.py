@@ -20,7 +20,6 @@ import threading
 import traceback
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -141,11 +140,7 @@ def test_processes_unlocking_at_once_with_inline_projections(backend: Backend) -
 
     # Act: 8 processes unlock, upgrade and repeat for the same users at once,
     # while the follower reads the store.
-    with (
-        StoreFollower() as follower,
-        children() as started,
-        commits_lingering(backend),
-    ):
+    with StoreFollower() as follower, children() as started:
         result = run_load(
             started,
             backend.alias,
@@ -178,17 +173,16 @@ def test_processes_unlocking_at_once_with_a_projection_worker(backend: Backend) 
         worker.expect("Projecting holdings, ledger", timeout=60)
 
         # Act: the writers run; then the worker catches up and is stopped.
-        with commits_lingering(backend):
-            result = run_load(
-                started,
-                backend.alias,
-                users,
-                workers=WORKERS,
-                seconds=SECONDS,
-                settings={"HERO_PROJECTIONS": "async"},
-                per_window=PER_WINDOW,
-                window=WINDOW,
-            )
+        result = run_load(
+            started,
+            backend.alias,
+            users,
+            workers=WORKERS,
+            seconds=SECONDS,
+            settings={"HERO_PROJECTIONS": "async"},
+            per_window=PER_WINDOW,
+            window=WINDOW,
+        )
         stop_once_caught_up(worker, backend.alias)
         assert "Stopped; the next run resumes" in worker.output()
 
@@ -234,19 +228,16 @@ def test_inline_and_async_writers_at_once_with_a_worker_and_rebuilds(
         rebuilder.start()
         try:
             # Act
-            with commits_lingering(backend):
-                result = run_load(
-                    started,
-                    backend.alias,
-                    users,
-                    workers=WORKERS,
-                    seconds=SECONDS,
-                    settings_of=lambda i: {
-                        "HERO_PROJECTIONS": ("inline", "async")[i % 2]
-                    },
-                    per_window=PER_WINDOW,
-                    window=WINDOW,
-                )
+            result = run_load(
+                started,
+                backend.alias,
+                users,
+                workers=WORKERS,
+                seconds=SECONDS,
+                settings_of=lambda i: {"HERO_PROJECTIONS": ("inline", "async")[i % 2]},
+                per_window=PER_WINDOW,
+                window=WINDOW,
+            )
         finally:
             stop.set()
             rebuilder.join(timeout=120)
@@ -260,49 +251,6 @@ def test_inline_and_async_writers_at_once_with_a_worker_and_rebuilds(
     )
     assert_consistent(backend.alias, result)
     verify_passes()
-
-
-def linger_over_commits(alias: str, stop: threading.Event) -> None:
-    """Until ``stop``: hold the mark of the store's last committed position
-    from a connection of its own, a few milliseconds at a time. PostgreSQL
-    lets go of a transaction's table locks an instant before its advisory
-    locks, so every commit leaves its writer's mark behind it for a moment;
-    this stretches that moment, so that writers catching a read model up meet
-    it all through the run (the ledger once lost an entry there)."""
-    from hero.store.ordering import LOCK_CLASS
-
-    connection = connections.create_connection(alias)
-    try:
-        with connection.cursor() as cursor:
-            while not stop.wait(0.002):
-                cursor.execute("SELECT max(id) FROM hero_stored_event")
-                (last,) = cursor.fetchone()
-                if last is None or last % 2**32 == 0:
-                    continue
-                key = last % 2**32 - (2**32 if last % 2**32 >= 2**31 else 0)
-                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, key])
-                stop.wait(0.005)
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, key])
-    finally:
-        connection.close()
-
-
-@contextmanager
-def commits_lingering(backend: Backend) -> Iterator[None]:
-    """On PostgreSQL, :func:`linger_over_commits` in a thread for the block."""
-    if backend.name != "postgres":
-        yield
-        return
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=linger_over_commits, args=(backend.alias, stop), daemon=True
-    )
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def call_in_threads(calls: int, threads: int, call: Any) -> list[str]:
