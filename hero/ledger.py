@@ -80,6 +80,48 @@ class Decision:
     key: str | None = None
 
 
+class LevelsSeen:
+    """The level each (user, achievement) held when this process last decided
+    on it: a hint, never a fact the decision rests on, of whether a call will
+    write anything, for :meth:`Ledger._retrying` to reserve positions ahead.
+    At most :attr:`SIZE` entries, forgotten all at once when full."""
+
+    SIZE = 8192
+
+    __slots__ = ("_levels",)
+
+    def __init__(self) -> None:
+        self._levels: dict[tuple[str, str], int | None] = {}
+
+    def clear(self) -> None:
+        self._levels.clear()
+
+    def note(self, user_pk: str, achievement_id: str, level: int | None) -> None:
+        levels = self._levels
+        if len(levels) >= self.SIZE:
+            levels.clear()
+        levels[user_pk, achievement_id] = level
+
+    def likely_writes(self, user_pk: str, decisions: Sequence[Decision]) -> int:
+        """How many of ``decisions`` likely write an event: all but those that
+        revoke if held (mostly nothing held) and awards of a level seen held."""
+        levels = self._levels
+        count = 0
+        for decision in decisions:
+            if decision.unmet:
+                continue
+            if (
+                decision.level is not None
+                and decision.steps is None
+                and not decision.key
+            ):
+                held = levels.get((user_pk, decision.achievement_id))
+                if held is not None and held >= decision.level:
+                    continue
+            count += 1
+        return count
+
+
 _save_listeners: list[SaveListener] = []
 
 
@@ -139,6 +181,7 @@ class Ledger(Application[UUID]):
         #: Seals the personal fields of events before they are stored (None:
         #: stored plain, as the benchmarks compare).
         self.sealer: Sealer | None = Sealer()
+        self._levels_seen = LevelsSeen()
         super().__init__(
             env={"PERSISTENCE_MODULE": "hero.store", "DJANGO_DATABASE": alias}
         )
@@ -285,6 +328,8 @@ class Ledger(Application[UUID]):
             for d in decisions
         ]
 
+        seen = self._levels_seen
+
         def decide() -> tuple[list[Effect], list[Any]]:
             changes: list[Effect] = []
             pending: list[Any] = []
@@ -293,14 +338,17 @@ class Ledger(Application[UUID]):
                 changes.extend(
                     self._decide(aggregate, decision, trigger, state, awarded_at)
                 )
+                seen.note(user_pk, decision.achievement_id, aggregate.level)
                 if aggregate.pending_events:
                     pending.append(aggregate)
             if log_trigger:
                 pending.append(self._logged_trigger(user_pk, trigger, state))
             return changes, pending
 
+        # A trigger log's lock is taken before the store's: nothing ahead then.
+        ahead = 0 if log_trigger else seen.likely_writes(user_pk, wanted)
         return self._retrying(
-            decide, f"recording {trigger!r} for user {user_pk}", user_pk
+            decide, f"recording {trigger!r} for user {user_pk}", user_pk, ahead=ahead
         )
 
     def revoke(
@@ -401,14 +449,25 @@ class Ledger(Application[UUID]):
         decide: Callable[[], tuple[list[_Result], list[Any]]],
         what: str,
         user_pk: str | None = None,
+        *,
+        ahead: int = 0,
     ) -> list[_Result]:
         """Decide and record; after losing a race (another writer changed the same
-        aggregate first), wait a little and decide again on the new state."""
+        aggregate first), wait a little and decide again on the new state.
+
+        With ``ahead`` (the events the decision will likely write) on
+        PostgreSQL, the transaction is opened first and the writer's first
+        statements (the store shared, positions reserved) travel with the
+        decision's reads, in one round trip; positions the decision does not
+        use are left as gaps."""
         attempts = max(1, conf.HERO_UNLOCK_ATTEMPTS)
+        early = ahead > 0 and self.datastore.vendor == "postgresql"
         for attempt in range(1, attempts + 1):
-            changes, pending = decide()
-            if not pending:
-                return changes
+            pending: list[Any] = []
+            if not early:
+                changes, pending = decide()
+                if not pending:
+                    return changes
             in_callers_transaction = self.datastore.connection.in_atomic_block
             try:
                 with self.datastore.owned_transaction():
@@ -422,10 +481,16 @@ class Ledger(Application[UUID]):
                     )
                     closing: AbstractContextManager[Any] = check or nullcontext()
                     with closing:
-                        self._place_triggers(pending)
-                        self.record(pending)
-                        if check is not None:
-                            check.require()
+                        if early:
+                            self.recorder.reserve_ahead(ahead)
+                            changes, pending = decide()
+                            if not pending:
+                                self.datastore.discard()
+                        if pending:
+                            self._place_triggers(pending)
+                            self.record(pending)
+                            if check is not None:
+                                check.require()
             except VersionConflict as error:
                 if attempt == attempts:
                     raise UnlockConflict(

@@ -310,27 +310,41 @@ def test_logging_every_call_under_contention_surfaces_no_conflict(
 def test_a_call_losing_every_race_to_real_changes_still_succeeds(
     backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hero.ledger import Ledger
+    from hero.events.aggregates import user_achievement_id
+    from hero.ledger import Ledger, get_ledger, replay
 
-    # Arrange: each time our call loads an aggregate, another process writes
-    # the next real change to it first (points 1, 2, 3, 4, then night_owl 1),
-    # one per attempt, so that five attempts in a row conflict. (A 150 s load
-    # run on PostgreSQL once hit this with HERO_UNLOCK_ATTEMPTS at 5.)
+    # Arrange: each time our call loads an aggregate, another process has
+    # just written the next real change to it (points 1, 2, 3, 4, then
+    # night_owl 1), one per attempt, so that five attempts in a row conflict.
+    # (A 150 s load run on PostgreSQL once hit this with HERO_UNLOCK_ATTEMPTS
+    # at 5.) The rivals' changes are stored first; each attempt reads the
+    # aggregate as it was before the change it loses to. (On PostgreSQL the
+    # read is in hero's transaction: a rival written there would roll back
+    # with it.)
     user = make_user()
+    ledger = get_ledger()
+    for achievement_id, levels in (("points", [1, 2, 3, 4]), ("night_owl", [1])):
+        for level in levels:
+            rival = ledger.user_achievement(str(user.pk), achievement_id)
+            rival.award(level, trigger="rival", state={})
+            ledger.save(rival)
     original = Ledger.user_achievement
-    rivals = {"points": [1, 2, 3, 4], "night_owl": [1]}
-    rival_this_attempt = [False]
+    # (points, night_owl) versions each attempt reads; None: as they are.
+    stale = [(0, None), (1, None), (2, None), (3, None), (None, 0)]
+    attempts: list[tuple[int | None, int | None]] = []
 
     def load_then_lose(self: Ledger, user_pk: str, achievement_id: str) -> Any:
-        if achievement_id == "points":
-            rival_this_attempt[0] = False  # an attempt starts with "points"
-        aggregate = original(self, user_pk, achievement_id)
-        if rivals.get(achievement_id) and not rival_this_attempt[0]:
-            rival = original(self, user_pk, achievement_id)
-            rival.award(rivals[achievement_id].pop(0), trigger="rival", state={})
-            self.save(rival)
-            rival_this_attempt[0] = True
-        return aggregate
+        if achievement_id == "points":  # an attempt starts with "points"
+            attempts.append(stale.pop(0) if stale else (None, None))
+        version = attempts[-1][achievement_id == "night_owl"]
+        if version is None:
+            return original(self, user_pk, achievement_id)
+        stored = self.recorder.select_events(
+            user_achievement_id(user_pk, achievement_id), lte=version
+        )
+        if not stored:
+            return UserAchievement.start(user_pk, achievement_id)
+        return replay(None, [self.mapper.to_domain_event(e) for e in stored])
 
     monkeypatch.setattr(Ledger, "user_achievement", load_then_lose)
 
@@ -341,7 +355,7 @@ def test_a_call_losing_every_race_to_real_changes_still_succeeds(
 
     # Assert: the rivals did it all; the caller is told there was nothing to do.
     assert outcomes == []
-    assert rivals == {"points": [], "night_owl": []}
+    assert len(attempts) == 6 and not stale
     levels = {
         (e.achievement_id, e.level)
         for e in domain_events()

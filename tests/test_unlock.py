@@ -352,15 +352,17 @@ def test_a_lost_race_is_decided_again(
     original = Ledger.user_achievement
     raced: list[bool] = []
 
+    # Another process unlocks level 1 after we loaded the aggregate: we load
+    # it as it was before, blank, the first time.
+    rival = original(ledger, str(user.pk), "points")
+    rival.award(1, trigger="rival", state={})
+    ledger.save(rival)
+
     def stale_then_fresh(self: Ledger, user_pk: str, achievement_id: str) -> Any:
-        aggregate = original(self, user_pk, achievement_id)
         if not raced:
-            # Another process unlocks level 1 after we loaded the aggregate.
             raced.append(True)
-            rival = original(self, user_pk, achievement_id)
-            rival.award(1, trigger="rival", state={})
-            self.save(rival)
-        return aggregate
+            return UserAchievement.start(user_pk, achievement_id)
+        return original(self, user_pk, achievement_id)
 
     monkeypatch.setattr(Ledger, "user_achievement", stale_then_fresh)
     outcomes = hero.achievements.unlock("score_changed", user=user, points=100)

@@ -30,8 +30,14 @@ def pipelined(cursor: CursorWrapper) -> AbstractContextManager[Any]:
     return _pipeline(cursor.db, raw)
 
 
+def _always() -> bool:
+    return True
+
+
 @contextmanager
-def pipelined_transaction(connection: Any) -> Iterator[bool]:
+def pipelined_transaction(
+    connection: Any, *, kept: Callable[[], bool] = _always
+) -> Iterator[bool]:
     """A transaction of hero's own on PostgreSQL, when the caller has none: one
     pipeline around all of it, ``BEGIN`` and ``COMMIT`` sent as statements in
     it, so that the server is waited for only where a result is read and once
@@ -39,7 +45,8 @@ def pipelined_transaction(connection: Any) -> Iterator[bool]:
     the last writes). Statements whose results are not read fail at the next
     read or at the end. Yields False, doing nothing, where that cannot be (not
     PostgreSQL with pipelines, or inside the caller's transaction): the caller
-    then opens an atomic block as usual.
+    then opens an atomic block as usual. When ``kept()`` is false at the end
+    (nothing was written), ``ROLLBACK`` is sent in place of ``COMMIT``.
 
     Django's transaction management is bypassed for the block (it sees the
     connection in autocommit mode, as it is between statements): nothing in
@@ -56,7 +63,12 @@ def pipelined_transaction(connection: Any) -> Iterator[bool]:
     if in_pipeline(raw):
         yield False
         return
-    with _between(connection, "BEGIN", "COMMIT", undo=lambda: _roll_back(raw)):
+    with _between(
+        connection,
+        "BEGIN",
+        lambda: ("COMMIT",) if kept() else ("ROLLBACK",),
+        undo=lambda: _roll_back(raw),
+    ):
         yield True
 
 
@@ -66,7 +78,9 @@ _SAVEPOINT = "hero_write"
 
 
 @contextmanager
-def pipelined_savepoint(connection: Any) -> Iterator[bool]:
+def pipelined_savepoint(
+    connection: Any, *, kept: Callable[[], bool] = _always
+) -> Iterator[bool]:
     """hero's work inside the caller's transaction on PostgreSQL: in a
     savepoint of hero's own, with one pipeline around all of it, ``SAVEPOINT``
     and ``RELEASE SAVEPOINT`` sent as statements in it (``SAVEPOINT`` travels
@@ -75,7 +89,9 @@ def pipelined_savepoint(connection: Any) -> Iterator[bool]:
     Whatever fails in the block, or at its end, is rolled back to the
     savepoint, and the caller's transaction goes on. Yields False, doing
     nothing, where that cannot be (not PostgreSQL with pipelines, or not in
-    the caller's transaction): the caller then opens an atomic block.
+    the caller's transaction): the caller then opens an atomic block. When
+    ``kept()`` is false at the end (nothing was written), the savepoint is
+    rolled back before its release, which lets go of its locks at once.
 
     Django's savepoint bookkeeping is bypassed for the block, as
     :func:`pipelined_transaction` bypasses its transactions: nothing in it
@@ -91,10 +107,13 @@ def pipelined_savepoint(connection: Any) -> Iterator[bool]:
     if in_pipeline(raw):
         yield False
         return
+    release = f"RELEASE SAVEPOINT {_SAVEPOINT}"
     with _between(
         connection,
         f"SAVEPOINT {_SAVEPOINT}",
-        f"RELEASE SAVEPOINT {_SAVEPOINT}",
+        lambda: (
+            (release,) if kept() else (f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", release)
+        ),
         undo=lambda: _roll_back_to_savepoint(connection),
     ):
         yield True
@@ -102,12 +121,16 @@ def pipelined_savepoint(connection: Any) -> Iterator[bool]:
 
 @contextmanager
 def _between(
-    connection: Any, first: str, last: str, *, undo: Callable[[], None]
+    connection: Any,
+    first: str,
+    last: Callable[[], tuple[str, ...]],
+    *,
+    undo: Callable[[], None],
 ) -> Iterator[None]:
-    """One pipeline around the block, with ``first`` sent before it and
-    ``last`` after it; if anything fails, in the block or at its end (a
-    statement refused in the pipeline skips ``last``), the pipeline is left
-    and ``undo`` called before the error is raised."""
+    """One pipeline around the block, with ``first`` sent before it and the
+    statements ``last()`` names after it; if anything fails, in the block or
+    at its end (a statement refused in the pipeline skips the rest), the
+    pipeline is left and ``undo`` called before the error is raised."""
     raw = connection.connection
     with connection.wrap_database_errors:
         pipeline = raw.pipeline()
@@ -125,8 +148,9 @@ def _between(
         try:
             # Results that have arrived are read as statements are sent: an
             # earlier statement's error may be raised here.
-            with debug_transaction(connection, last):
-                raw.execute(last)
+            for statement in last():
+                with debug_transaction(connection, statement):
+                    raw.execute(statement)
         except BaseException:
             _leave_after_error(pipeline)
             undo()

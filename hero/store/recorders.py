@@ -232,6 +232,20 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             )
         return result
 
+    def reserve_ahead(self, count: int) -> None:
+        """PostgreSQL, in a transaction hero opened
+        (:meth:`~hero.store.transactions.DjangoDatastore.owned_transaction`):
+        queue what :meth:`_insert_sealed` sends before its writes (the store
+        shared with other writers, ``count`` positions reserved, the
+        followers' positions read), so that it travels with the reads of the
+        decision made before them, in their round trip. Positions not taken
+        are left as gaps, as a rolled-back writer leaves them."""
+        scratch = self.datastore.scratch()
+        if scratch is None or self.datastore.vendor != "postgresql" or count < 1:
+            return
+        with self.datastore.transaction() as cursor:
+            scratch[_RESERVED] = _Reservation(self, cursor, count)
+
     def _insert_sealed(
         self,
         cursor: CursorWrapper,
@@ -243,23 +257,15 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
 
         Sharing the table with other writers, reserving the positions and
         (with the followers' positions the inline projections will need)
-        reading them take one round trip. Linking is asked for the moment the
-        transaction commits (:meth:`DjangoDatastore.after_commit`).
+        reading them take one round trip, or travel with the decision's reads
+        when reserved ahead (:meth:`reserve_ahead`). Linking is asked for the
+        moment the transaction commits (:meth:`DjangoDatastore.after_commit`).
         """
-        # In a transaction of hero's own (short), the events committed before
-        # these are linked on the way; otherwise right after the commit.
-        own = self.datastore.owns_transaction()
-        with pipelined(cursor):
-            hold_ordering_lock(cursor, appending=followers())
-            if conf.announces:
-                announce(cursor)
-            positions = reserve_positions(cursor, len(stored_events))
-            Positions(self.datastore).prefetch(cursor)
-            if own:
-                unlinked = Unlinked(cursor, wait=False, own_marks=True)
-            with positions:
-                reserved = [int(position) for (position,) in positions.fetchall()]
-            earlier = unlinked.links() if own else []
+        scratch = self.datastore.scratch()
+        reservation = scratch.pop(_RESERVED, None) if scratch is not None else None
+        if reservation is None:
+            reservation = _Reservation(self, cursor, len(stored_events))
+        reserved, earlier = reservation.take(cursor, len(stored_events))
         key = chain_keys()[0].secret
         seals = [
             seal(position, event, key)
@@ -267,7 +273,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         ]
         link_updates(cursor, self.events_table, earlier)
         self._insert_at(cursor, stored_events, seals, reserved, data_keys)
-        if not own:
+        if not reservation.own:
             self.datastore.after_commit(link_after_commit)
         return reserved
 
@@ -470,6 +476,51 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                     f"({', '.join(['%s'] * len(chunk))})",
                     [self._db_uuid(i) for i in chunk],
                 )
+
+
+#: The scratch key of the positions reserved ahead
+#: (:meth:`DjangoAggregateRecorder.reserve_ahead`).
+_RESERVED = "reserved"
+
+
+class _Reservation:
+    """PostgreSQL: the statements a writer of events sends before its writes,
+    queued in its transaction's pipeline: the store shared with other writers
+    (:func:`~hero.store.ordering.hold_ordering_lock`), an announcement, positions
+    reserved, the followers' positions read ahead and, in a transaction of
+    hero's own, the committed events to link on the way."""
+
+    __slots__ = ("own", "positions", "unlinked")
+
+    def __init__(
+        self, recorder: DjangoAggregateRecorder, cursor: Any, count: int
+    ) -> None:
+        # In a transaction of hero's own (short), the events committed before
+        # these are linked on the way; otherwise right after the commit.
+        self.own = recorder.datastore.owns_transaction()
+        with pipelined(cursor):
+            hold_ordering_lock(cursor, appending=followers())
+            if conf.announces:
+                announce(cursor)
+            self.positions = reserve_positions(cursor, count)
+            Positions(recorder.datastore).prefetch(cursor)
+            self.unlinked = (
+                Unlinked(cursor, wait=False, own_marks=True) if self.own else None
+            )
+
+    def take(
+        self, cursor: Any, count: int
+    ) -> tuple[list[int], list[tuple[bytes, int]]]:
+        """The positions of ``count`` events (more reserved if the first
+        reservation was short), and the links of the events to link on the way."""
+        with self.positions:
+            reserved = [int(position) for (position,) in self.positions.fetchall()]
+        earlier = self.unlinked.links() if self.unlinked is not None else []
+        if count > len(reserved):
+            more = reserve_positions(cursor, count - len(reserved))
+            with more:
+                reserved += [int(position) for (position,) in more.fetchall()]
+        return reserved[:count], earlier
 
 
 class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):

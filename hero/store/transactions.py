@@ -144,6 +144,14 @@ def _store_busy(alias: str, error: BaseException) -> StoreBusy:
 _AFTER_COMMIT = "after_commit"
 #: The scratch key that says the transaction is hero's own, not the caller's.
 _OWN = "own"
+#: The scratch key that says the transaction wrote nothing to keep
+#: (:meth:`DjangoDatastore.discard`).
+_DISCARD = "discard"
+
+
+def _kept(scratch: dict[str, Any]) -> bool:
+    return not scratch.get(_DISCARD)
+
 
 logger = logging.getLogger("hero.store")
 
@@ -198,6 +206,7 @@ class DjangoDatastore:
         and a ``hero_project`` worker can meet in one), where nothing else of
         the transaction was lost with it."""
         pipelined = False  # hero's statements in a pipeline: errors come late
+        entered = False  # hero's transaction or savepoint begun
         scratch: dict[str, Any] = {}
         try:
             # Other errors keep Django's types here: callers tell them apart.
@@ -205,7 +214,10 @@ class DjangoDatastore:
                 translate_errors(self.alias, lock_timeouts_only=True),
                 ExitStack() as stack,
             ):
-                pipelined = stack.enter_context(pipelined_transaction(self.connection))
+                kept = functools.partial(_kept, scratch)
+                pipelined = stack.enter_context(
+                    pipelined_transaction(self.connection, kept=kept)
+                )
                 cursor = stack.enter_context(open_cursor(self.connection))
                 own = pipelined or stack.enter_context(direct_transaction(cursor))
                 scratch[_OWN] = own
@@ -214,10 +226,11 @@ class DjangoDatastore:
                     # with everything in one pipeline, waited for only where a
                     # result is read and at the end.
                     pipelined = stack.enter_context(
-                        pipelined_savepoint(self.connection)
+                        pipelined_savepoint(self.connection, kept=kept)
                     )
                     if not pipelined:
                         stack.enter_context(transaction.atomic(using=self.alias))
+                entered = True
                 token = _owned_atomic.set((self.alias, cursor, scratch))
                 try:
                     yield
@@ -241,9 +254,10 @@ class DjangoDatastore:
                 raise VersionConflict(
                     f"Database {self.alias!r}: lost a deadlock: {error}"
                 ) from error
-            if pipelined and isinstance(error, db_utils.Error):
+            if (pipelined or not entered) and isinstance(error, db_utils.Error):
                 # A statement of hero's that failed at the commit or the end
-                # of the pipeline: an error as it would have been where it was
+                # of the pipeline, or beginning hero's transaction (a lost
+                # connection): an error as it would have been where it was
                 # sent, but for foreign keys, which PostgreSQL checks at the
                 # commit in any case.
                 if getattr(error.__cause__, "sqlstate", None) != "23503":
@@ -257,6 +271,15 @@ class DjangoDatastore:
                 )
             else:
                 _call_quietly(callback, self.alias)
+
+    def discard(self) -> None:
+        """Say that the transaction hero opened wrote nothing worth keeping:
+        on PostgreSQL it ends with ``ROLLBACK`` (or its savepoint is rolled
+        back), which lets go of what it took (the store's lock, a reserved
+        position's mark) at once; elsewhere it commits as usual."""
+        scratch = self.scratch()
+        if scratch is not None:
+            scratch[_DISCARD] = True
 
     def owns_transaction(self) -> bool:
         """Whether the writes now go to a transaction hero opened itself (not a
