@@ -13,8 +13,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -123,6 +124,12 @@ class LevelsSeen:
 
 
 _save_listeners: list[SaveListener] = []
+
+#: Aggregates' events and keys read ahead for :meth:`Ledger.user_achievement`
+#: (:meth:`Ledger._reading_ahead`), each taken once.
+_read_ahead: ContextVar[
+    dict[UUID, tuple[list[StoredEvent], tuple[int, bytes] | None]] | None
+] = ContextVar("hero_read_ahead", default=None)
 
 
 def add_save_listener(listener: SaveListener) -> None:
@@ -268,7 +275,9 @@ class Ledger(Application[UUID]):
         save meets the ``Forgotten`` event's version and decides again."""
         if self.snapshots is None and self.sealer is not None:
             aggregate_id = user_achievement_id(user_pk, achievement_id)
-            stored, key = self.recorder.select_events_and_key(aggregate_id)
+            ahead = _read_ahead.get()
+            read = ahead.pop(aggregate_id, None) if ahead else None
+            stored, key = read or self.recorder.select_events_and_key(aggregate_id)
             to_event = self.mapper.to_domain_event
             found: UserAchievement = (
                 replay(None, [to_event(s) for s in stored])
@@ -286,6 +295,26 @@ class Ledger(Application[UUID]):
         except AggregateNotFoundError:
             return UserAchievement.start(user_pk, achievement_id)
         return aggregate
+
+    @contextmanager
+    def _reading_ahead(
+        self, user_pk: str, decisions: Sequence[Decision]
+    ) -> Iterator[None]:
+        """For a call on several of one user's achievements, read their
+        aggregates' events and keys in one statement, for
+        :meth:`user_achievement` to take instead of a statement each."""
+        ids = {d.achievement_id for d in decisions}
+        if len(ids) < 2 or self.snapshots is not None or self.sealer is None:
+            yield
+            return
+        read = self.recorder.select_events_and_keys(
+            [user_achievement_id(user_pk, i) for i in sorted(ids)]
+        )
+        token = _read_ahead.set(read)
+        try:
+            yield
+        finally:
+            _read_ahead.reset(token)
 
     def user_achievements(
         self, user_pks: Iterable[str], achievement_id: str
@@ -333,14 +362,15 @@ class Ledger(Application[UUID]):
         def decide() -> tuple[list[Effect], list[Any]]:
             changes: list[Effect] = []
             pending: list[Any] = []
-            for decision in wanted:
-                aggregate = self.user_achievement(user_pk, decision.achievement_id)
-                changes.extend(
-                    self._decide(aggregate, decision, trigger, state, awarded_at)
-                )
-                seen.note(user_pk, decision.achievement_id, aggregate.level)
-                if aggregate.pending_events:
-                    pending.append(aggregate)
+            with self._reading_ahead(user_pk, wanted):
+                for decision in wanted:
+                    aggregate = self.user_achievement(user_pk, decision.achievement_id)
+                    changes.extend(
+                        self._decide(aggregate, decision, trigger, state, awarded_at)
+                    )
+                    seen.note(user_pk, decision.achievement_id, aggregate.level)
+                    if aggregate.pending_events:
+                        pending.append(aggregate)
             if log_trigger:
                 pending.append(self._logged_trigger(user_pk, trigger, state))
             return changes, pending

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.db import connections, transaction
 
 import hero
+from hero.events import Outcome
 from hero.models import AchievementUnlocked, LedgerEntry, StoredEvent
 from tests.conftest import Backend
 
@@ -307,10 +308,10 @@ def test_a_call_that_writes_more_than_it_reserved_reserves_the_rest(
         ),
     )
 
-    # One wait for each aggregate's read (the first with the store's lock and
-    # one position), one for the second event's position, one for the writes
-    # and the commit; both events are stored in order.
-    assert waits == 4
+    # One wait for the two aggregates' read with the store's lock and one
+    # position, one for the second event's position, one for the writes and
+    # the commit; both events are stored in order.
+    assert waits == 3
     rows = list(
         StoredEvent.objects.using(backend.alias)
         .filter(originator_version=1)
@@ -324,6 +325,66 @@ def test_a_call_that_writes_more_than_it_reserved_reserves_the_rest(
         .values_list("achievement_id", "level")
     )
     assert held == {("points", 1), ("night_owl", 1)}
+    out = StringIO()
+    call_command("hero_verify", stdout=out)
+    assert "match" in out.getvalue(), out.getvalue()
+
+
+def test_a_decision_that_read_past_its_reserved_positions_writes_after_what_it_read(
+    backend: Backend, new_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Positions are reserved before the aggregate is read: another writer
+    may reserve after them and commit the aggregate's next event before the
+    read. The event decided on what was read must come after it in the store,
+    not at the position reserved first."""
+    import time
+
+    from hero.events import UserAchievement
+    from hero.ledger import Ledger
+
+    user = new_user
+    original = Ledger.user_achievement
+    raced: list[bool] = []
+
+    def unlock_elsewhere() -> None:
+        try:
+            # Once the call's position is reserved (its mark is held), unlock
+            # level 1 on another connection, and commit.
+            with connections[backend.alias].cursor() as cursor:
+                for _ in range(500):
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND pid <> pg_backend_pid() AND objid::bigint <> 0"
+                    )
+                    if cursor.fetchone()[0]:
+                        break
+                    time.sleep(0.01)
+            hero.achievements.unlock("score_changed", user=user, points=10)
+        finally:
+            connections.close_all()
+
+    def read_after_a_rival(self: Ledger, user_pk: str, achievement_id: str) -> Any:
+        if not raced:
+            raced.append(True)
+            rival = threading.Thread(target=unlock_elsewhere)
+            rival.start()
+            rival.join()
+        return original(self, user_pk, achievement_id)
+
+    monkeypatch.setattr(Ledger, "user_achievement", read_after_a_rival)
+    outcomes = hero.achievements.unlock("score_changed", user=user, points=100)
+
+    # Decided on the rival's level 1, stored after it.
+    assert outcomes == [Outcome("points", 2, 1)]
+    aggregate = UserAchievement.start(str(user.pk), "points").id
+    stored = list(
+        StoredEvent.objects.using(backend.alias)
+        .filter(originator_id=aggregate)
+        .order_by("originator_version")
+        .values_list("originator_version", "id")
+    )
+    assert [version for version, _ in stored] == [1, 2]
+    assert stored[0][1] < stored[1][1], stored
     out = StringIO()
     call_command("hero_verify", stdout=out)
     assert "match" in out.getvalue(), out.getvalue()

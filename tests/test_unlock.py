@@ -374,6 +374,35 @@ def test_a_lost_race_is_decided_again(
     assert ledger is get_ledger()
 
 
+@pytest.mark.django_db
+def test_a_call_on_several_achievements_reads_them_in_one_statement(
+    backend: Backend, make_user: Any
+) -> None:
+    user = make_user()
+    hero.achievements.unlock("score_changed", user=user, points=10, night=True)
+
+    with CaptureQueriesContext(connections[backend.alias]) as queries:
+        outcomes = hero.achievements.unlock(
+            "score_changed", user=user, points=100, night=True
+        )
+
+    # Both aggregates were read in one statement: points upgraded, night_owl
+    # held already.
+    assert outcomes == [Outcome("points", 2, 1)]
+    reads = [
+        query["sql"]
+        for query in queries.captured_queries
+        if query["sql"].startswith("SELECT originator_id")
+    ]
+    assert len(reads) == 1 and " IN (" in reads[0], reads
+    kinds = [(type(e).__name__, e.achievement_id, e.level) for e in award_events()]
+    assert sorted(kinds) == [
+        ("LevelUpgraded", "points", 2),
+        ("Unlocked", "night_owl", 1),
+        ("Unlocked", "points", 1),
+    ]
+
+
 def test_unlocked_is_importable_from_hero_and_hero_models() -> None:
     from hero.models import AchievementUnlocked as FromModels
 

@@ -261,11 +261,13 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         when reserved ahead (:meth:`reserve_ahead`). Linking is asked for the
         moment the transaction commits (:meth:`DjangoDatastore.after_commit`).
         """
-        scratch = self.datastore.scratch()
-        reservation = scratch.pop(_RESERVED, None) if scratch is not None else None
+        scratch = self.datastore.scratch() or {}
+        reservation: _Reservation | None = scratch.pop(_RESERVED, None)
         if reservation is None:
             reservation = _Reservation(self, cursor, len(stored_events))
-        reserved, earlier = reservation.take(cursor, len(stored_events))
+        reserved, earlier = reservation.take(
+            cursor, len(stored_events), after=scratch.get(_READ_UP_TO, 0)
+        )
         key = chain_keys()[0].secret
         seals = [
             seal(position, event, key)
@@ -383,12 +385,53 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         the event holding it, the key wrapped), or None."""
         with self.datastore.cursor() as cursor:
             cursor.execute(
-                "SELECT originator_id, originator_version, topic, state, data_key "
-                f"FROM {self.events_table} WHERE originator_id = %s "
+                "SELECT originator_id, originator_version, topic, state, data_key, "
+                f"id FROM {self.events_table} WHERE originator_id = %s "
                 "ORDER BY originator_version",
                 [self._db_uuid(originator_id)],
             )
             rows = cursor.fetchall()
+        self._note_read(rows)
+        return self._events_and_key(rows)
+
+    def select_events_and_keys(
+        self, originator_ids: Sequence[UUID]
+    ) -> dict[UUID, tuple[list[StoredEvent], tuple[int, bytes] | None]]:
+        """:meth:`select_events_and_key` of several aggregates, in one
+        statement (for a few; a chunk a statement for many)."""
+        found: dict[UUID, list[Any]] = {i: [] for i in originator_ids}
+        wanted = [self._db_uuid(i) for i in found]
+        with self.datastore.cursor() as cursor:
+            for start in range(0, len(wanted), INSERT_CHUNK_SIZE):
+                chunk = wanted[start : start + INSERT_CHUNK_SIZE]
+                cursor.execute(
+                    "SELECT originator_id, originator_version, topic, state, "
+                    f"data_key, id FROM {self.events_table} "
+                    f"WHERE originator_id IN ({', '.join(['%s'] * len(chunk))}) "
+                    "ORDER BY originator_id, originator_version",
+                    chunk,
+                )
+                rows = cursor.fetchall()
+                self._note_read(rows)
+                for row in rows:
+                    found[self._py_uuid(row[0])].append(row)
+        return {i: self._events_and_key(rows) for i, rows in found.items()}
+
+    def _note_read(self, rows: Sequence[Sequence[Any]]) -> None:
+        """In a transaction hero opened, keep the highest position among
+        ``rows`` (position last) that the transaction's decision read: the
+        positions it writes at must come after it (:meth:`reserve_ahead`)."""
+        scratch = self.datastore.scratch()
+        if scratch is not None and rows:
+            highest = max(int(row[-1]) for row in rows)
+            scratch[_READ_UP_TO] = max(highest, scratch.get(_READ_UP_TO, 0))
+
+    def _events_and_key(
+        self, rows: Sequence[Sequence[Any]]
+    ) -> tuple[list[StoredEvent], tuple[int, bytes] | None]:
+        """One aggregate's rows (aggregate, version, topic, state, data key), in
+        order, as its stored events and the data key the latest of them
+        holding one holds."""
         key = next(
             ((row[1], self._bytes(row[4])) for row in reversed(rows) if row[4]),
             None,
@@ -481,6 +524,8 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
 #: The scratch key of the positions reserved ahead
 #: (:meth:`DjangoAggregateRecorder.reserve_ahead`).
 _RESERVED = "reserved"
+#: The scratch key of the highest position the transaction's decision read.
+_READ_UP_TO = "read_up_to"
 
 
 class _Reservation:
@@ -509,18 +554,26 @@ class _Reservation:
             )
 
     def take(
-        self, cursor: Any, count: int
+        self, cursor: Any, count: int, *, after: int = 0
     ) -> tuple[list[int], list[tuple[bytes, int]]]:
-        """The positions of ``count`` events (more reserved if the first
-        reservation was short), and the links of the events to link on the way."""
+        """The positions of ``count`` events, all past ``after`` (the highest
+        position the decision read), and the links of the events to link on
+        the way.
+
+        Positions reserved before the decision's read may come before an
+        event it read, committed by another writer in between: an event of
+        the same aggregate would then be stored before the one it follows.
+        Those are left as gaps, and positions reserved anew, after the read;
+        so are more, if the first reservation was short."""
         with self.positions:
             reserved = [int(position) for (position,) in self.positions.fetchall()]
         earlier = self.unlinked.links() if self.unlinked is not None else []
-        if count > len(reserved):
-            more = reserve_positions(cursor, count - len(reserved))
+        usable = [position for position in reserved if position > after]
+        if count > len(usable):
+            more = reserve_positions(cursor, count - len(usable))
             with more:
-                reserved += [int(position) for (position,) in more.fetchall()]
-        return reserved[:count], earlier
+                usable += [int(position) for (position,) in more.fetchall()]
+        return usable[:count], earlier
 
 
 class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
