@@ -400,21 +400,17 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         """:meth:`select_events_and_key` of several aggregates, in one
         statement (for a few; a chunk a statement for many)."""
         found: dict[UUID, list[Any]] = {i: [] for i in originator_ids}
-        wanted = [self._db_uuid(i) for i in found]
         with self.datastore.cursor() as cursor:
-            for start in range(0, len(wanted), INSERT_CHUNK_SIZE):
-                chunk = wanted[start : start + INSERT_CHUNK_SIZE]
-                cursor.execute(
-                    "SELECT originator_id, originator_version, topic, state, "
-                    f"data_key, id FROM {self.events_table} "
-                    f"WHERE originator_id IN ({', '.join(['%s'] * len(chunk))}) "
-                    "ORDER BY originator_id, originator_version",
-                    chunk,
-                )
-                rows = cursor.fetchall()
-                self._note_read(rows)
-                for row in rows:
-                    found[self._py_uuid(row[0])].append(row)
+            rows = _in_chunks(
+                cursor,
+                "SELECT originator_id, originator_version, topic, state, data_key, "
+                f"id FROM {self.events_table} WHERE originator_id IN ({{ids}}) "
+                "ORDER BY originator_id, originator_version",
+                [self._db_uuid(i) for i in found],
+            )
+        self._note_read(rows)
+        for row in rows:
+            found[self._py_uuid(row[0])].append(row)
         return {i: self._events_and_key(rows) for i, rows in found.items()}
 
     def _note_read(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -444,20 +440,18 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         """(aggregate, version, wrapped key) of each event of these aggregates
         that holds a data key (:mod:`hero.sealing`)."""
         wanted = [self._db_uuid(i) for i in sorted(set(originator_ids))]
-        found: list[tuple[UUID, int, bytes]] = []
         with self.datastore.cursor() as cursor:
-            for start in range(0, len(wanted), INSERT_CHUNK_SIZE):
-                chunk = wanted[start : start + INSERT_CHUNK_SIZE]
-                cursor.execute(
-                    "SELECT originator_id, originator_version, data_key "
-                    f"FROM {self.events_table} WHERE data_key IS NOT NULL "
-                    f"AND originator_id IN ({', '.join(['%s'] * len(chunk))})",
-                    chunk,
-                )
-                found += [
-                    (self._py_uuid(aggregate), version, self._bytes(key))
-                    for aggregate, version, key in cursor.fetchall()
-                ]
+            rows = _in_chunks(
+                cursor,
+                "SELECT originator_id, originator_version, data_key "
+                f"FROM {self.events_table} WHERE data_key IS NOT NULL "
+                "AND originator_id IN ({ids})",
+                wanted,
+            )
+        found = [
+            (self._py_uuid(aggregate), version, self._bytes(key))
+            for aggregate, version, key in rows
+        ]
         return found
 
     def select_data_key_at(
@@ -519,6 +513,22 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
                     f"({', '.join(['%s'] * len(chunk))})",
                     [self._db_uuid(i) for i in chunk],
                 )
+
+
+def _in_chunks(
+    cursor: CursorWrapper, statement: str, ids: Sequence[Any], *more: Any
+) -> list[Any]:
+    """The rows of ``statement`` for ``ids``, a chunk of them a statement:
+    its ``{ids}`` stands for the chunk's placeholders, and ``more`` are the
+    parameters after them."""
+    rows: list[Any] = []
+    for start in range(0, len(ids), INSERT_CHUNK_SIZE):
+        chunk = ids[start : start + INSERT_CHUNK_SIZE]
+        cursor.execute(
+            statement.format(ids=", ".join(["%s"] * len(chunk))), [*chunk, *more]
+        )
+        rows += cursor.fetchall()
+    return rows
 
 
 #: The scratch key of the positions reserved ahead
@@ -668,22 +678,15 @@ class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
     ) -> list[tuple[int, Any, int, str, Any]]:
         """:meth:`select_notifications_of` as the database's rows, in the form
         of :meth:`select_rows`."""
-        rows: list[tuple[int, Any, int, str, Any]] = []
-        for start in range(0, len(originator_ids), INSERT_CHUNK_SIZE):
-            chunk = originator_ids[start : start + INSERT_CHUNK_SIZE]
-            params: list[Any] = [self._db_uuid(i) for i in chunk]
-            until = ""
-            if stop is not None:
-                until = " AND id <= %s"
-                params.append(stop)
-            with self.datastore.cursor() as cursor:
-                cursor.execute(
-                    "SELECT id, originator_id, originator_version, topic, state "
-                    f"FROM {self.events_table} "
-                    f"WHERE originator_id IN ({', '.join(['%s'] * len(chunk))}){until}",
-                    params,
-                )
-                rows.extend(cursor.fetchall())
+        until = "" if stop is None else " AND id <= %s"
+        with self.datastore.cursor() as cursor:
+            rows: list[tuple[int, Any, int, str, Any]] = _in_chunks(
+                cursor,
+                "SELECT id, originator_id, originator_version, topic, state "
+                f"FROM {self.events_table} WHERE originator_id IN ({{ids}}){until}",
+                [self._db_uuid(i) for i in originator_ids],
+                *([] if stop is None else [stop]),
+            )
         rows.sort(key=lambda row: row[0])
         return rows
 
