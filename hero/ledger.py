@@ -491,7 +491,14 @@ class Ledger(Application[UUID]):
         decision's reads, in one round trip; positions the decision does not
         use are left as gaps."""
         attempts = max(1, conf.HERO_UNLOCK_ATTEMPTS)
-        early = ahead > 0 and self.datastore.vendor == "postgresql"
+        # Only where the aggregates are read with their events' positions,
+        # which the writes must come after (not through snapshots).
+        early = (
+            ahead > 0
+            and self.datastore.vendor == "postgresql"
+            and self.snapshots is None
+            and self.sealer is not None
+        )
         for attempt in range(1, attempts + 1):
             pending: list[Any] = []
             if not early:

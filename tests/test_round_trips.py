@@ -388,3 +388,35 @@ def test_a_decision_that_read_past_its_reserved_positions_writes_after_what_it_r
     out = StringIO()
     call_command("hero_verify", stdout=out)
     assert "match" in out.getvalue(), out.getvalue()
+
+
+def test_with_snapshots_an_award_reads_before_it_reserves(
+    backend: Backend,
+    new_user: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    """Through snapshots the aggregate is read without its events' positions,
+    which positions reserved ahead must come after: the reads go first (the
+    snapshot's, then the events after it), then the positions, then the
+    writes, four waits for the server."""
+    from hero import ledger as ledger_module
+
+    settings.HERO_STORE_OPTIONS = {"IS_SNAPSHOTTING_ENABLED": "y"}
+    monkeypatch.setattr(ledger_module, "_ledgers", {})  # made afresh
+    assert ledger_module.get_ledger().snapshots is not None
+
+    waits = traced(
+        backend,
+        tmp_path,
+        lambda: hero.achievements.unlock("score_changed", user=new_user, points=10),
+    )
+
+    assert waits == 4
+    assert (
+        AchievementUnlocked.objects.using(backend.alias)
+        .get(user=new_user, achievement_id="points")
+        .level
+        == 1
+    )
