@@ -420,3 +420,25 @@ def test_with_snapshots_an_award_reads_before_it_reserves(
         .level
         == 1
     )
+
+
+def test_a_first_award_of_two_achievements_waits_for_the_server_twice(
+    backend: Backend, new_user: Any, tmp_path: Path
+) -> None:
+    waits = traced(
+        backend,
+        tmp_path,
+        lambda: hero.achievements.unlock(
+            "score_changed", user=new_user, points=10, night=True
+        ),
+    )
+
+    # Two positions and both aggregates read in the first, the writes and
+    # the commit in the second.
+    assert waits == 2
+    held = set(
+        AchievementUnlocked.objects.using(backend.alias)
+        .filter(user=new_user)
+        .values_list("achievement_id", "level")
+    )
+    assert held == {("points", 1), ("night_owl", 1)}
