@@ -51,6 +51,20 @@ def traced(backend: Backend, tmp_path: Path, call: Any) -> int:
     return exchanges(path.read_text())
 
 
+def level_held(backend: Backend, user: Any, achievement_id: str = "points") -> int:
+    return int(
+        AchievementUnlocked.objects.using(backend.alias)
+        .get(user=user, achievement_id=achievement_id)
+        .level
+    )
+
+
+def assert_verified() -> None:
+    out = StringIO()
+    call_command("hero_verify", stdout=out)
+    assert "match" in out.getvalue(), out.getvalue()
+
+
 @pytest.fixture
 def new_user(backend: Backend, make_user: Any) -> Any:
     """On PostgreSQL, a user who holds nothing, in a store whose read models'
@@ -78,10 +92,7 @@ def test_a_first_award_and_an_upgrade_wait_for_the_server_twice(
     )
 
     assert (first, upgrade) == (2, 2)
-    holding = AchievementUnlocked.objects.using(backend.alias).get(
-        user=user, achievement_id="points"
-    )
-    assert holding.level == 2
+    assert level_held(backend, user) == 2
     assert LedgerEntry.objects.using(backend.alias).filter(user_id=user.pk).count() == 2
     assert StoredEvent.objects.using(backend.alias).count() == 3
 
@@ -114,12 +125,7 @@ def test_an_award_in_the_callers_transaction_waits_twice_and_links_in_two(
     # every event is linked.
     assert (award, commit) == (2, 3)
     assert StoredEvent.objects.using(backend.alias).filter(chain=None).count() == 0
-    assert (
-        AchievementUnlocked.objects.using(backend.alias)
-        .get(user=user, achievement_id="points")
-        .level
-        == 1
-    )
+    assert level_held(backend, user) == 1
 
 
 @pytest.mark.parametrize("where", ["autocommit", "in_transaction"])
@@ -179,10 +185,7 @@ def test_a_version_taken_at_the_commit_is_decided_again(
     assert [
         r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
     ] == []
-    holding = AchievementUnlocked.objects.using(backend.alias).get(
-        user=user, achievement_id="points"
-    )
-    assert holding.level == 3
+    assert level_held(backend, user) == 3
     # The first award and the rival's upgrade; the connection works on.
     assert list(
         StoredEvent.objects.using(backend.alias).values_list(
@@ -285,49 +288,7 @@ def test_a_repeat_this_process_has_not_seen_keeps_nothing_it_reserved(
     assert StoredEvent.objects.using(backend.alias).count() == events + (
         1 if where == "in_transaction" else 0
     )
-    out = StringIO()
-    call_command("hero_verify", stdout=out)
-    assert "match" in out.getvalue(), out.getvalue()
-
-
-def test_a_call_that_writes_more_than_it_reserved_reserves_the_rest(
-    backend: Backend, new_user: Any, tmp_path: Path
-) -> None:
-    from hero.ledger import get_ledger
-
-    user = new_user
-    # The hint says night_owl is held (it is not): one position reserved
-    # ahead, for two events.
-    get_ledger()._levels_seen.note(str(user.pk), "night_owl", 1)
-
-    waits = traced(
-        backend,
-        tmp_path,
-        lambda: hero.achievements.unlock(
-            "score_changed", user=user, points=10, night=True
-        ),
-    )
-
-    # One wait for the two aggregates' read with the store's lock and one
-    # position, one for the second event's position, one for the writes and
-    # the commit; both events are stored in order.
-    assert waits == 3
-    rows = list(
-        StoredEvent.objects.using(backend.alias)
-        .filter(originator_version=1)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-    assert len(rows) == 3 and rows == sorted(set(rows))
-    held = set(
-        AchievementUnlocked.objects.using(backend.alias)
-        .filter(user=user)
-        .values_list("achievement_id", "level")
-    )
-    assert held == {("points", 1), ("night_owl", 1)}
-    out = StringIO()
-    call_command("hero_verify", stdout=out)
-    assert "match" in out.getvalue(), out.getvalue()
+    assert_verified()
 
 
 def test_a_decision_that_read_past_its_reserved_positions_writes_after_what_it_read(
@@ -385,9 +346,7 @@ def test_a_decision_that_read_past_its_reserved_positions_writes_after_what_it_r
     )
     assert [version for version, _ in stored] == [1, 2]
     assert stored[0][1] < stored[1][1], stored
-    out = StringIO()
-    call_command("hero_verify", stdout=out)
-    assert "match" in out.getvalue(), out.getvalue()
+    assert_verified()
 
 
 def test_with_snapshots_an_award_reads_before_it_reserves(
@@ -414,31 +373,44 @@ def test_with_snapshots_an_award_reads_before_it_reserves(
     )
 
     assert waits == 4
-    assert (
-        AchievementUnlocked.objects.using(backend.alias)
-        .get(user=new_user, achievement_id="points")
-        .level
-        == 1
-    )
+    assert level_held(backend, new_user) == 1
 
 
-def test_a_first_award_of_two_achievements_waits_for_the_server_twice(
-    backend: Backend, new_user: Any, tmp_path: Path
+@pytest.mark.parametrize("hint", ["right", "wrong"])
+def test_a_first_award_of_two_achievements_waits_twice_and_once_more_for_a_position_not_reserved(
+    backend: Backend, new_user: Any, tmp_path: Path, hint: str
 ) -> None:
+    from hero.ledger import get_ledger
+
+    user = new_user
+    if hint == "wrong":
+        # The hint says night_owl is held (it is not): one position reserved
+        # ahead, for two events.
+        get_ledger()._levels_seen.note(str(user.pk), "night_owl", 1)
+
     waits = traced(
         backend,
         tmp_path,
         lambda: hero.achievements.unlock(
-            "score_changed", user=new_user, points=10, night=True
+            "score_changed", user=user, points=10, night=True
         ),
     )
 
-    # Two positions and both aggregates read in the first, the writes and
-    # the commit in the second.
-    assert waits == 2
+    # The positions and both aggregates' read in the first wait, the writes
+    # and the commit in the last; a position not reserved ahead takes one
+    # more between them. Both events are stored in order.
+    assert waits == (2 if hint == "right" else 3)
+    rows = list(
+        StoredEvent.objects.using(backend.alias)
+        .filter(originator_version=1)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    assert len(rows) == 3 and rows == sorted(set(rows))
     held = set(
         AchievementUnlocked.objects.using(backend.alias)
-        .filter(user=new_user)
+        .filter(user=user)
         .values_list("achievement_id", "level")
     )
     assert held == {("points", 1), ("night_owl", 1)}
+    assert_verified()
