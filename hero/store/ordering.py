@@ -15,8 +15,11 @@ owner of that guarantee, per backend:
   (:func:`below_horizon`). Reserving and reading the horizon take one short
   gate (a session advisory lock released before they return), so no reader
   sees the sequence past a position that is not marked yet. A rolled-back
-  writer leaves a gap. A transaction holding the ``EXCLUSIVE`` lock (below)
-  reads the horizon past other transactions' marks: no other writer is under
+  writer leaves a gap. A writer that reserves before it reads what it
+  decides on writes only at positions past the events it read
+  (:func:`positions_past`), so that an aggregate's events stay in order. A
+  transaction holding the ``EXCLUSIVE`` lock (below) reads the horizon past
+  other transactions' marks: no other writer is under
   way then, and PostgreSQL lets go of an ended transaction's advisory locks
   an instant after its table locks. What must not interleave with any append
   (a rebuild starting or finishing, re-keying) takes
@@ -252,6 +255,27 @@ def reserve_positions(cursor: CursorWrapper, count: int) -> Any:
     reserved = cursor.db.cursor()
     reserved.execute("SELECT hero_reserve_positions(%s)", [count])
     return reserved
+
+
+def positions_past(
+    cursor: CursorWrapper, reserved: list[int], count: int, after: int
+) -> list[int]:
+    """PostgreSQL: ``count`` positions past ``after``, the highest position
+    of the events a writer read to decide, taken from those it ``reserved``
+    (queued before that read, in the same round trip) and, where they fall
+    short, reserved now.
+
+    A position reserved before the read can come before an event another
+    writer committed in between: an aggregate's event decided on it would
+    then be stored before the one it follows. Such positions are left as
+    gaps, as a rolled-back writer leaves them; positions reserved after the
+    read come after every event it saw."""
+    usable = [position for position in reserved if position > after]
+    if count > len(usable):
+        more = reserve_positions(cursor, count - len(usable))
+        with more:
+            usable += [int(position) for (position,) in more.fetchall()]
+    return usable[:count]
 
 
 def is_lock_timeout(error: BaseException) -> bool:

@@ -48,6 +48,7 @@ from hero.store.chain import (
 from hero.store.ordering import (
     below_horizon,
     hold_ordering_lock,
+    positions_past,
     reserve_positions,
 )
 from hero.store.positions import Positions, followers
@@ -567,23 +568,12 @@ class _Reservation:
         self, cursor: Any, count: int, *, after: int = 0
     ) -> tuple[list[int], list[tuple[bytes, int]]]:
         """The positions of ``count`` events, all past ``after`` (the highest
-        position the decision read), and the links of the events to link on
-        the way.
-
-        Positions reserved before the decision's read may come before an
-        event it read, committed by another writer in between: an event of
-        the same aggregate would then be stored before the one it follows.
-        Those are left as gaps, and positions reserved anew, after the read;
-        so are more, if the first reservation was short."""
+        position the decision read: :func:`~hero.store.ordering.positions_past`),
+        and the links of the events to link on the way."""
         with self.positions:
             reserved = [int(position) for (position,) in self.positions.fetchall()]
         earlier = self.unlinked.links() if self.unlinked is not None else []
-        usable = [position for position in reserved if position > after]
-        if count > len(usable):
-            more = reserve_positions(cursor, count - len(usable))
-            with more:
-                usable += [int(position) for (position,) in more.fetchall()]
-        return usable[:count], earlier
+        return positions_past(cursor, reserved, count, after), earlier
 
 
 class DjangoApplicationRecorder(DjangoAggregateRecorder, ApplicationRecorder):
