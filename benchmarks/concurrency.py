@@ -138,9 +138,9 @@ class Instruments:
         load, insert_events = ledger.user_achievement, ledger.recorder._insert_events
         owned_transaction = ledger.datastore.owned_transaction
 
-        def counted_load(user_pk: str, achievement_id: str) -> Any:
+        def counted_load(user_pk: str, achievement_id: str, read: Any = None) -> Any:
             self.attempts += 1
-            return load(user_pk, achievement_id)
+            return load(user_pk, achievement_id, read)
 
         @contextlib.contextmanager
         def timed_transaction() -> Iterator[None]:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -52,7 +51,7 @@ from hero.mapping import EventMapper, SubclassAwareTranscoder
 from hero.sealing import DataKeys, Sealer, open_events
 from hero.store.ordering import hold_log_locks
 from hero.store.postgres import pipelined
-from hero.store.recorders import DjangoApplicationRecorder
+from hero.store.recorders import DjangoApplicationRecorder, EventsAndKey
 from hero.store.transactions import DjangoDatastore, VersionConflict, translate_errors
 from hero.users import user_model, user_pk_adapter
 
@@ -124,12 +123,6 @@ class LevelsSeen:
 
 
 _save_listeners: list[SaveListener] = []
-
-#: Aggregates' events and keys read ahead for :meth:`Ledger.user_achievement`
-#: (:meth:`Ledger._reading_ahead`), each taken once.
-_read_ahead: ContextVar[
-    dict[UUID, tuple[list[StoredEvent], tuple[int, bytes] | None]] | None
-] = ContextVar("hero_read_ahead", default=None)
 
 
 def add_save_listener(listener: SaveListener) -> None:
@@ -265,18 +258,19 @@ class Ledger(Application[UUID]):
             for row in rows
         ]
 
-    def user_achievement(self, user_pk: str, achievement_id: str) -> UserAchievement:
+    def user_achievement(
+        self, user_pk: str, achievement_id: str, read: EventsAndKey | None = None
+    ) -> UserAchievement:
         """The aggregate of one user's one achievement, blank if it has no events.
 
         Without snapshots, the aggregate's data key is read in the same
         statement as its events, for sealing what the decision records (see
         :meth:`record`); an aggregate with none gets one with its next event
         that needs one. Should the user be forgotten before that is saved, the
-        save meets the ``Forgotten`` event's version and decides again."""
+        save meets the ``Forgotten`` event's version and decides again.
+        ``read``: those, read already (:meth:`_read_many`)."""
         if self.snapshots is None and self.sealer is not None:
             aggregate_id = user_achievement_id(user_pk, achievement_id)
-            ahead = _read_ahead.get()
-            read = ahead.pop(aggregate_id, None) if ahead else None
             stored, key = read or self.recorder.select_events_and_key(aggregate_id)
             to_event = self.mapper.to_domain_event
             found: UserAchievement = (
@@ -296,25 +290,33 @@ class Ledger(Application[UUID]):
             return UserAchievement.start(user_pk, achievement_id)
         return aggregate
 
-    @contextmanager
-    def _reading_ahead(
+    def _read_many(
         self, user_pk: str, decisions: Sequence[Decision]
-    ) -> Iterator[None]:
-        """For a call on several of one user's achievements, read their
-        aggregates' events and keys in one statement, for
-        :meth:`user_achievement` to take instead of a statement each."""
-        ids = {d.achievement_id for d in decisions}
+    ) -> dict[str, EventsAndKey]:
+        """For a call on several of one user's achievements, their aggregates'
+        events and keys by achievement, read in one statement for
+        :meth:`user_achievement` to take instead of a statement each (none
+        for one achievement, or through snapshots)."""
+        ids = {
+            d.achievement_id: user_achievement_id(user_pk, d.achievement_id)
+            for d in decisions
+        }
         if len(ids) < 2 or self.snapshots is not None or self.sealer is None:
-            yield
-            return
-        read = self.recorder.select_events_and_keys(
-            [user_achievement_id(user_pk, i) for i in sorted(ids)]
+            return {}
+        read = self.recorder.select_events_and_keys(sorted(ids.values()))
+        return {achievement_id: read[i] for achievement_id, i in ids.items()}
+
+    @property
+    def _reserves_ahead(self) -> bool:
+        """Whether a call may reserve its positions with its read
+        (:meth:`_retrying`): on PostgreSQL, where the aggregates are read with
+        their events' positions, which the writes must come after (not
+        through snapshots)."""
+        return (
+            self.datastore.vendor == "postgresql"
+            and self.snapshots is None
+            and self.sealer is not None
         )
-        token = _read_ahead.set(read)
-        try:
-            yield
-        finally:
-            _read_ahead.reset(token)
 
     def user_achievements(
         self, user_pks: Iterable[str], achievement_id: str
@@ -357,26 +359,34 @@ class Ledger(Application[UUID]):
             for d in decisions
         ]
 
-        seen = self._levels_seen
+        # The hint of what a call writes serves only where it may reserve
+        # ahead; a trigger log's lock is taken before the store's, so nothing
+        # is reserved ahead with it.
+        seen = self._levels_seen if self._reserves_ahead else None
 
         def decide() -> tuple[list[Effect], list[Any]]:
             changes: list[Effect] = []
             pending: list[Any] = []
-            with self._reading_ahead(user_pk, wanted):
-                for decision in wanted:
-                    aggregate = self.user_achievement(user_pk, decision.achievement_id)
-                    changes.extend(
-                        self._decide(aggregate, decision, trigger, state, awarded_at)
-                    )
-                    seen.note(user_pk, decision.achievement_id, aggregate.level)
-                    if aggregate.pending_events:
-                        pending.append(aggregate)
+            reads = self._read_many(user_pk, wanted)
+            for decision in wanted:
+                achievement_id = decision.achievement_id
+                aggregate = self.user_achievement(
+                    user_pk, achievement_id, reads.get(achievement_id)
+                )
+                changes.extend(
+                    self._decide(aggregate, decision, trigger, state, awarded_at)
+                )
+                if seen is not None:
+                    seen.note(user_pk, achievement_id, aggregate.level)
+                if aggregate.pending_events:
+                    pending.append(aggregate)
             if log_trigger:
                 pending.append(self._logged_trigger(user_pk, trigger, state))
             return changes, pending
 
-        # A trigger log's lock is taken before the store's: nothing ahead then.
-        ahead = 0 if log_trigger else seen.likely_writes(user_pk, wanted)
+        ahead = 0
+        if seen is not None and not log_trigger:
+            ahead = seen.likely_writes(user_pk, wanted)
         return self._retrying(
             decide, f"recording {trigger!r} for user {user_pk}", user_pk, ahead=ahead
         )
@@ -485,20 +495,13 @@ class Ledger(Application[UUID]):
         """Decide and record; after losing a race (another writer changed the same
         aggregate first), wait a little and decide again on the new state.
 
-        With ``ahead`` (the events the decision will likely write) on
-        PostgreSQL, the transaction is opened first and the writer's first
+        With ``ahead`` (the events the decision will likely write, where
+        :attr:`_reserves_ahead`), the transaction is opened first and the writer's first
         statements (the store shared, positions reserved) travel with the
         decision's reads, in one round trip; positions the decision does not
         use are left as gaps."""
         attempts = max(1, conf.HERO_UNLOCK_ATTEMPTS)
-        # Only where the aggregates are read with their events' positions,
-        # which the writes must come after (not through snapshots).
-        early = (
-            ahead > 0
-            and self.datastore.vendor == "postgresql"
-            and self.snapshots is None
-            and self.sealer is not None
-        )
+        early = ahead > 0
         for attempt in range(1, attempts + 1):
             pending: list[Any] = []
             if not early:

@@ -324,13 +324,15 @@ def test_a_decision_that_read_past_its_reserved_positions_writes_after_what_it_r
         finally:
             connections.close_all()
 
-    def read_after_a_rival(self: Ledger, user_pk: str, achievement_id: str) -> Any:
+    def read_after_a_rival(
+        self: Ledger, user_pk: str, achievement_id: str, read: Any = None
+    ) -> Any:
         if not raced:
             raced.append(True)
             rival = threading.Thread(target=unlock_elsewhere)
             rival.start()
             rival.join()
-        return original(self, user_pk, achievement_id)
+        return original(self, user_pk, achievement_id, read)
 
     monkeypatch.setattr(Ledger, "user_achievement", read_after_a_rival)
     outcomes = hero.achievements.unlock("score_changed", user=user, points=100)

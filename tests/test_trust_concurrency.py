@@ -333,12 +333,14 @@ def test_a_call_losing_every_race_to_real_changes_still_succeeds(
     stale = [(0, None), (1, None), (2, None), (3, None), (None, 0)]
     attempts: list[tuple[int | None, int | None]] = []
 
-    def load_then_lose(self: Ledger, user_pk: str, achievement_id: str) -> Any:
+    def load_then_lose(
+        self: Ledger, user_pk: str, achievement_id: str, read: Any = None
+    ) -> Any:
         if achievement_id == "points":  # an attempt starts with "points"
             attempts.append(stale.pop(0) if stale else (None, None))
         version = attempts[-1][achievement_id == "night_owl"]
         if version is None:
-            return original(self, user_pk, achievement_id)
+            return original(self, user_pk, achievement_id, read)
         stored = self.recorder.select_events(
             user_achievement_id(user_pk, achievement_id), lte=version
         )

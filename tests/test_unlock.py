@@ -358,11 +358,13 @@ def test_a_lost_race_is_decided_again(
     rival.award(1, trigger="rival", state={})
     ledger.save(rival)
 
-    def stale_then_fresh(self: Ledger, user_pk: str, achievement_id: str) -> Any:
+    def stale_then_fresh(
+        self: Ledger, user_pk: str, achievement_id: str, read: Any = None
+    ) -> Any:
         if not raced:
             raced.append(True)
             return UserAchievement.start(user_pk, achievement_id)
-        return original(self, user_pk, achievement_id)
+        return original(self, user_pk, achievement_id, read)
 
     monkeypatch.setattr(Ledger, "user_achievement", stale_then_fresh)
     outcomes = hero.achievements.unlock("score_changed", user=user, points=100)

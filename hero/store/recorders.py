@@ -61,6 +61,10 @@ if TYPE_CHECKING:
 #: Rows per INSERT statement; keeps parameters well under every backend's limit.
 INSERT_CHUNK_SIZE = 500
 
+#: An aggregate's stored events, and the data key the latest of them holding
+#: one holds: (the version of the event holding it, the key wrapped), or None.
+EventsAndKey = tuple[list[StoredEvent], tuple[int, bytes] | None]
+
 
 class DjangoRecorder(Recorder):
     """Base of hero's recorders: SQL on the tables declared in :mod:`hero.models`."""
@@ -378,9 +382,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             for row in rows
         ]
 
-    def select_events_and_key(
-        self, originator_id: UUID | str
-    ) -> tuple[list[StoredEvent], tuple[int, bytes] | None]:
+    def select_events_and_key(self, originator_id: UUID | str) -> EventsAndKey:
         """An aggregate's events, and the data key (:mod:`hero.sealing`) that
         the latest of them holding one holds, in one statement: (the version of
         the event holding it, the key wrapped), or None."""
@@ -397,7 +399,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
 
     def select_events_and_keys(
         self, originator_ids: Sequence[UUID]
-    ) -> dict[UUID, tuple[list[StoredEvent], tuple[int, bytes] | None]]:
+    ) -> dict[UUID, EventsAndKey]:
         """:meth:`select_events_and_key` of several aggregates, in one
         statement (for a few; a chunk a statement for many)."""
         found: dict[UUID, list[Any]] = {i: [] for i in originator_ids}
@@ -423,9 +425,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
             highest = max(int(row[-1]) for row in rows)
             scratch[_READ_UP_TO] = max(highest, scratch.get(_READ_UP_TO, 0))
 
-    def _events_and_key(
-        self, rows: Sequence[Sequence[Any]]
-    ) -> tuple[list[StoredEvent], tuple[int, bytes] | None]:
+    def _events_and_key(self, rows: Sequence[Sequence[Any]]) -> EventsAndKey:
         """One aggregate's rows (aggregate, version, topic, state, data key), in
         order, as its stored events and the data key the latest of them
         holding one holds."""
