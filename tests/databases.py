@@ -13,8 +13,11 @@ under CI (``CI=true``), where it is an error: CI must run every backend's tests.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dj_database_url
@@ -28,6 +31,11 @@ VENDORS = {
     "django.db.backends.mysql": "mysql",
 }
 SERVERS = {"postgres": "PostgreSQL", "mysql": "MariaDB/MySQL"}
+
+#: More of the PostgreSQL database's ``OPTIONS``, as a JSON object: the suite
+#: runs on Django's defaults, and ``dev.py test --matrix`` runs it once more
+#: with ``{"server_side_binding": true, "prepare_threshold": 5}``.
+POSTGRES_OPTIONS = "HERO_TEST_POSTGRES_OPTIONS"
 
 
 def _sqlite(config: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +59,7 @@ def _postgres(config: dict[str, Any]) -> dict[str, Any]:
         "DEPENDENCIES": [],
     }
     config.setdefault("OPTIONS", {})["connect_timeout"] = 5
+    config["OPTIONS"].update(json.loads(os.environ.get(POSTGRES_OPTIONS) or "{}"))
     return config
 
 
@@ -134,3 +143,24 @@ def configure() -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, st
     if not databases:
         raise RuntimeError("HERO_TEST_DATABASE_URL names no database this run can use")
     return databases, aliases, skipped
+
+
+@contextmanager
+def reopened_with(alias: str, **options: Any) -> Iterator[Any]:
+    """The connection of ``alias``, closed and opened again with these
+    ``OPTIONS`` for the block, and as it was after it."""
+    from django.db import connections
+
+    connection = connections[alias]
+    settings_options = connection.settings_dict["OPTIONS"]
+    before = dict(settings_options)
+    connection.close()
+    settings_options.update(options)
+    connection.features.__dict__.pop("uses_server_side_binding", None)
+    try:
+        yield connection
+    finally:
+        connection.close()
+        settings_options.clear()
+        settings_options.update(before)
+        connection.features.__dict__.pop("uses_server_side_binding", None)

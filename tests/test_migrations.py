@@ -15,6 +15,7 @@ import hero
 from hero.models import Achievement, AchievementCount, StoredEvent
 from hero.store.chain import link_committed
 from tests.conftest import Backend
+from tests.databases import reopened_with
 
 
 @pytest.mark.django_db(databases="__all__")
@@ -45,6 +46,35 @@ def test_hero_migrates_to_zero_and_back(backend: Backend) -> None:
     # Assert: the tables are back, and the catalog is written.
     assert "hero_stored_event" in tables(alias)
     assert Achievement.objects.using(alias).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hero_migrates_to_zero_and_back_with_server_side_binding(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("an option of Django's PostgreSQL backend")
+    # Arrange: the connection opened again with Django's server_side_binding
+    # option, with which psycopg sends statements and parameters apart, and
+    # with every statement prepared (PostgreSQL refuses several commands in a
+    # prepared statement).
+    alias = backend.alias
+    with reopened_with(alias, server_side_binding=True, prepare_threshold=0) as db:
+        # Act: unapply hero's migrations and apply them again, their
+        # PostgreSQL functions and triggers included.
+        call_command("migrate", "hero", "zero", database=alias, verbosity=0)
+        call_command("migrate", "hero", database=alias, verbosity=0)
+        binding = type(db.connection.cursor()).__name__
+
+        # Assert: the connection did bind on the server, and hero works on it.
+        assert binding == "ServerBindingCursor"
+        outcomes = hero.achievements.unlock(
+            "score_changed", user=make_user(), points=100
+        )
+        assert [outcome.level for outcome in outcomes] == [2]
+        out = StringIO()
+        call_command("hero_verify", stdout=out)
+        assert "1 events chained" in out.getvalue()
 
 
 def tables(alias: str) -> list[str]:
