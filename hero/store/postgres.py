@@ -132,34 +132,54 @@ def _between(
     at its end (a statement refused in the pipeline skips the rest), the
     pipeline is left and ``undo`` called before the error is raised."""
     raw = connection.connection
-    with connection.wrap_database_errors:
-        pipeline = raw.pipeline()
-        pipeline.__enter__()
-        with debug_transaction(connection, first):  # in Django's query log
-            raw.execute(first)
-    try:
-        yield
-    except BaseException:
-        _leave_after_error(pipeline)
+    with _unprepared(raw):
         with connection.wrap_database_errors:
-            undo()
-        raise
-    with connection.wrap_database_errors:
+            pipeline = raw.pipeline()
+            pipeline.__enter__()
+            with debug_transaction(connection, first):  # in Django's query log
+                raw.execute(first)
         try:
-            # Results that have arrived are read as statements are sent: an
-            # earlier statement's error may be raised here.
-            for statement in last():
-                with debug_transaction(connection, statement):
-                    raw.execute(statement)
+            yield
         except BaseException:
             _leave_after_error(pipeline)
-            undo()
+            with connection.wrap_database_errors:
+                undo()
             raise
-        try:
-            pipeline.__exit__(None, None, None)
-        except BaseException:
-            undo()
-            raise
+        with connection.wrap_database_errors:
+            try:
+                # Results that have arrived are read as statements are sent: an
+                # earlier statement's error may be raised here.
+                for statement in last():
+                    with debug_transaction(connection, statement):
+                        raw.execute(statement)
+            except BaseException:
+                _leave_after_error(pipeline)
+                undo()
+                raise
+            try:
+                pipeline.__exit__(None, None, None)
+            except BaseException:
+                undo()
+                raise
+
+
+@contextmanager
+def _unprepared(raw: Any) -> Iterator[None]:
+    """No statement prepared on the server in the block, whatever the site's
+    ``prepare_threshold`` (``OPTIONS`` of the database; Django's default is
+    None, none prepared). psycopg (3.3 at least) loses track of its prepared
+    statements when a ``ROLLBACK`` or ``ROLLBACK TO SAVEPOINT`` is sent in a
+    pipeline, as hero's are when a call writes nothing: a statement it then
+    believes prepared fails with "prepared statement does not exist"."""
+    threshold = raw.prepare_threshold
+    if threshold is None:
+        yield
+        return
+    raw.prepare_threshold = None
+    try:
+        yield
+    finally:
+        raw.prepare_threshold = threshold
 
 
 def _roll_back_to_savepoint(connection: Any) -> None:
@@ -203,7 +223,7 @@ def in_pipeline(raw: Any) -> bool:
 
 @contextmanager
 def _pipeline(wrapper: Any, raw: Any) -> Iterator[None]:
-    with wrapper.wrap_database_errors:
+    with _unprepared(raw), wrapper.wrap_database_errors:
         pipeline = raw.pipeline()
         pipeline.__enter__()
         try:
