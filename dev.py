@@ -5,7 +5,8 @@
     python3 dev.py test [PYTEST ARGS ...]      # the whole test suite
     python3 dev.py test --matrix [PYTEST ARGS ...]
         # the suite on each supported combination in turn: Python 3.11 with
-        # Django 5.2 (in .venv), then Python 3.13 with Django 6.1
+        # Django 5.2 (in .venv), then Python 3.13 with Django 6.1, its
+        # PostgreSQL connections binding on the server and preparing statements
 
 The first run creates ``.venv`` and installs hero with its test extras into it;
 later runs reinstall only when ``pyproject.toml`` has changed. MariaDB's driver
@@ -34,6 +35,8 @@ class Combination:
     python: str  # "" for the Python running this script
     django: str  # "" for what pyproject.toml resolves to
     venv: str
+    #: Environment variables of the test run (see tests/databases.py).
+    environment: tuple[tuple[str, str], ...] = ()
 
     @property
     def bin(self) -> Path:
@@ -45,14 +48,24 @@ class Combination:
 
     @property
     def label(self) -> str:
-        return f"Python {self.python_version}, Django {self.django}"
+        more = "".join(f", {name}={value}" for name, value in self.environment)
+        return f"Python {self.python_version}, Django {self.django}{more}"
 
+
+_PREPARED = '{"server_side_binding": true, "prepare_threshold": 5}'
 
 #: What ``dev.py test`` runs: this Python, with Django 5.2 LTS.
 DEFAULT = Combination(python="", django=">=5.2,<5.3", venv=".venv")
 MATRIX = (
     Combination(python="3.11", django=">=5.2,<5.3", venv=".venv"),
-    Combination(python="3.13", django=">=6.1,<6.2", venv=".venv-py3.13-django6.1"),
+    # PostgreSQL as sites that have psycopg bind parameters on the server and
+    # prepare statements have it (Django's default is neither).
+    Combination(
+        python="3.13",
+        django=">=6.1,<6.2",
+        venv=".venv-py3.13-django6.1",
+        environment=(("HERO_TEST_POSTGRES_OPTIONS", _PREPARED),),
+    ),
 )
 
 
@@ -131,7 +144,10 @@ def ensure_environment(combination: Combination) -> None:
 
 
 def run(combination: Combination, *args: str) -> int:
-    return subprocess.run([str(combination.bin / "python"), *args], cwd=ROOT).returncode
+    environment = {**os.environ, **dict(combination.environment)}
+    return subprocess.run(
+        [str(combination.bin / "python"), *args], cwd=ROOT, env=environment
+    ).returncode
 
 
 def main(argv: list[str]) -> int:
