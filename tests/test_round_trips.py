@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from django.core.management import call_command
 from django.db import connections, transaction
 
 import hero
-from hero.events import Outcome
+from hero.events import Outcome, Progress
 from hero.models import AchievementUnlocked, LedgerEntry, StoredEvent
 from tests.conftest import Backend
+from tests.databases import reopened_with
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -416,3 +418,41 @@ def test_a_first_award_of_two_achievements_waits_twice_and_once_more_for_a_posit
     )
     assert held == {("points", 1), ("night_owl", 1)}
     assert_verified()
+
+
+@pytest.mark.parametrize("where", ["autocommit", "in_transaction"])
+def test_calls_that_write_nothing_leave_a_sites_prepared_statements_intact(
+    backend: Backend, make_user: Any, where: str
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("psycopg's prepared statements")
+    # Arrange: the connection opened again as a site that has psycopg prepare
+    # every statement has it, and a reader who has read two chapters.
+    alias = backend.alias
+    block = transaction.atomic if where == "in_transaction" else nullcontext
+    with reopened_with(alias, server_side_binding=True, prepare_threshold=0):
+        user = make_user()
+        outcomes = []
+        for chapters in (2, 2, 1, 2, 3, 4, 4, 5):
+            # Act: reports of progress, some of which change nothing (those
+            # end in a ROLLBACK, or a ROLLBACK TO SAVEPOINT, sent in hero's
+            # pipeline), each sending the statements of the one before.
+            with block():
+                outcomes.append(
+                    hero.achievements.unlock(
+                        "chapter_read", user=user, chapters=chapters
+                    )
+                )
+
+        # Assert: none refused for a statement psycopg believed prepared.
+        assert outcomes == [
+            [Progress("bookworm", 2, 0, 5)],
+            [],
+            [],
+            [],
+            [Progress("bookworm", 3, 2, 5)],
+            [Progress("bookworm", 4, 3, 5)],
+            [],
+            [Progress("bookworm", 5, 4, 5), Outcome("bookworm", 1, None)],
+        ]
+        assert_verified()
