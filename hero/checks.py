@@ -57,7 +57,36 @@ def _check_store_database(alias: str) -> list[CheckMessage]:
                 id="hero.E015",
             )
         ]
-    return []
+    return _check_sqlite_transactions(alias, engine)
+
+
+#: SQLite's transaction modes that take the write lock at ``BEGIN``.
+_WRITING_MODES = {"IMMEDIATE", "EXCLUSIVE"}
+
+
+def _check_sqlite_transactions(alias: str, engine: str) -> list[CheckMessage]:
+    """On SQLite, transactions that begin as writers: a transaction begun as a
+    reader (Django's default, ``DEFERRED``) that reads and then writes, as a
+    view's transaction around ``unlock()`` does, fails with "database is
+    locked" instead of waiting when another connection writes meanwhile."""
+    if _vendor(alias, engine) != "sqlite":
+        return []
+    options = settings.DATABASES[alias].get("OPTIONS") or {}
+    mode = str(options.get("transaction_mode") or "DEFERRED").upper()
+    if mode in _WRITING_MODES:
+        return []
+    return [
+        Warning(
+            f"Database {alias!r} (SQLite) begins transactions as {mode}: a "
+            "transaction that reads before unlock() writes fails with "
+            "'database is locked' when another thread or process writes "
+            "at the same time.",
+            hint="Set 'transaction_mode': 'IMMEDIATE' in its OPTIONS (and, "
+            "for several processes, WAL mode): see 'SQLite settings that suit "
+            "the store' in hero's documentation.",
+            id="hero.W002",
+        )
+    ]
 
 
 def _vendor(alias: str, engine: str) -> str:

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 from django.core.checks import run_checks
+from django.db import connections
 
 import hero
 from hero import AchievementBase, AchievementUnlocked
+from hero.conf import conf
 from hero.exceptions import DuplicateAchievement
 
 
@@ -188,6 +190,37 @@ def test_hero_database_must_hold_the_users(settings: Any, engine: str) -> None:
     }
     settings.HERO_DATABASE = "other"
     assert ids() == {"hero.E015"}
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (None, {"hero.W002"}),
+        ("DEFERRED", {"hero.W002"}),
+        ("IMMEDIATE", set()),
+        ("EXCLUSIVE", set()),
+    ],
+)
+def test_sqlite_that_begins_transactions_as_a_reader_is_a_warning(
+    settings: Any, mode: str | None, expected: set[str]
+) -> None:
+    alias = conf.HERO_DATABASE
+    if connections[alias].vendor != "sqlite":
+        pytest.skip("a check of SQLite's settings")
+    # Arrange: the store's database with Django's default transactions, or
+    # with a mode that takes the write lock at BEGIN.
+    options = {**settings.DATABASES[alias].get("OPTIONS", {})}
+    options.pop("transaction_mode", None)
+    if mode is not None:
+        options["transaction_mode"] = mode
+    settings.DATABASES = {
+        **settings.DATABASES,
+        alias: {**settings.DATABASES[alias], "OPTIONS": options},
+    }
+
+    # Act / assert
+    assert ids() == expected
 
 
 def test_projection_mode(settings: Any) -> None:
