@@ -167,10 +167,14 @@ def _between(
 def _unprepared(raw: Any) -> Iterator[None]:
     """No statement prepared on the server in the block, whatever the site's
     ``prepare_threshold`` (``OPTIONS`` of the database; Django's default is
-    None, none prepared). psycopg (3.3 at least) loses track of its prepared
-    statements when a ``ROLLBACK`` or ``ROLLBACK TO SAVEPOINT`` is sent in a
-    pipeline, as hero's are when a call writes nothing: a statement it then
-    believes prepared fails with "prepared statement does not exist"."""
+    None, none prepared). psycopg (3.3 at least) loses track of statements
+    it prepared in a pipeline: when it reads a ``ROLLBACK``'s result there,
+    as hero's are when a call writes nothing, it forgets them all and
+    deallocates them on the server after the next statement it sends, which
+    may be one it has just prepared; under concurrent writers it loses some
+    in other ways too (keeping only the ``ROLLBACK`` unprepared still failed
+    there). A statement it then believes prepared fails with "prepared
+    statement does not exist"."""
     threshold = raw.prepare_threshold
     if threshold is None:
         yield
