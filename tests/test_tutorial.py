@@ -97,6 +97,8 @@ def test_the_tutorial_works_as_written(tmp_path: Path) -> None:
         with path.open("a" if append else "w") as file:
             file.write(("\n" if append else "") + text)
 
-    # Assert: what step 6 promises, and the award in the store's history.
+    # Assert: what step 6 promises, the award in the store's history, and a
+    # project whose checks (hero's among them) find nothing to warn about.
     assert "seen" in run(f"python manage.py shell -c {shlex.quote(SEE_IT)}", tmp_path)
+    assert "no issues" in run("python manage.py check", tmp_path)
     assert "welcome" in run("python manage.py hero_audit ann", tmp_path)
