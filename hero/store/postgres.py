@@ -63,11 +63,14 @@ def pipelined_transaction(
     if in_pipeline(raw):
         yield False
         return
-    with _between(
-        connection,
-        "BEGIN",
-        lambda: ("COMMIT",) if kept() else ("ROLLBACK",),
-        undo=lambda: _roll_back(raw),
+    with (
+        _unprepared(raw),
+        _between(
+            connection,
+            "BEGIN",
+            lambda: ("COMMIT",) if kept() else ("ROLLBACK",),
+            undo=lambda: _roll_back(raw),
+        ),
     ):
         yield True
 
@@ -108,13 +111,18 @@ def pipelined_savepoint(
         yield False
         return
     release = f"RELEASE SAVEPOINT {_SAVEPOINT}"
-    with _between(
-        connection,
-        f"SAVEPOINT {_SAVEPOINT}",
-        lambda: (
-            (release,) if kept() else (f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", release)
+    with (
+        _unprepared(raw),
+        _between(
+            connection,
+            f"SAVEPOINT {_SAVEPOINT}",
+            lambda: (
+                (release,)
+                if kept()
+                else (f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", release)
+            ),
+            undo=lambda: _roll_back_to_savepoint(connection),
         ),
-        undo=lambda: _roll_back_to_savepoint(connection),
     ):
         yield True
 
@@ -132,35 +140,34 @@ def _between(
     at its end (a statement refused in the pipeline skips the rest), the
     pipeline is left and ``undo`` called before the error is raised."""
     raw = connection.connection
-    with _unprepared(raw):
+    with connection.wrap_database_errors:
+        pipeline = raw.pipeline()
+        pipeline.__enter__()
+        with debug_transaction(connection, first):  # in Django's query log
+            raw.execute(first)
+    try:
+        yield
+    except BaseException:
+        _leave_after_error(pipeline)
         with connection.wrap_database_errors:
-            pipeline = raw.pipeline()
-            pipeline.__enter__()
-            with debug_transaction(connection, first):  # in Django's query log
-                raw.execute(first)
+            undo()
+        raise
+    with connection.wrap_database_errors:
         try:
-            yield
+            # Results that have arrived are read as statements are sent: an
+            # earlier statement's error may be raised here.
+            for statement in last():
+                with debug_transaction(connection, statement):
+                    raw.execute(statement)
         except BaseException:
             _leave_after_error(pipeline)
-            with connection.wrap_database_errors:
-                undo()
+            undo()
             raise
-        with connection.wrap_database_errors:
-            try:
-                # Results that have arrived are read as statements are sent: an
-                # earlier statement's error may be raised here.
-                for statement in last():
-                    with debug_transaction(connection, statement):
-                        raw.execute(statement)
-            except BaseException:
-                _leave_after_error(pipeline)
-                undo()
-                raise
-            try:
-                pipeline.__exit__(None, None, None)
-            except BaseException:
-                undo()
-                raise
+        try:
+            pipeline.__exit__(None, None, None)
+        except BaseException:
+            undo()
+            raise
 
 
 @contextmanager
