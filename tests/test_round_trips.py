@@ -4,6 +4,7 @@ after the caller's commit in two (hero.store.postgres)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from contextlib import nullcontext
@@ -427,9 +428,13 @@ def test_calls_that_write_nothing_leave_a_sites_prepared_statements_intact(
     if backend.name != "postgres":
         pytest.skip("psycopg's prepared statements")
     # Arrange: the connection opened again as a site that has psycopg prepare
-    # every statement has it, and a reader who has read two chapters.
+    # every statement has it, and a new reader.
     alias = backend.alias
-    block = transaction.atomic if where == "in_transaction" else nullcontext
+    block = (
+        functools.partial(transaction.atomic, using=alias)
+        if where == "in_transaction"
+        else nullcontext
+    )
     with reopened_with(alias, server_side_binding=True, prepare_threshold=0):
         user = make_user()
         outcomes = []
