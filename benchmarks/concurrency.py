@@ -430,16 +430,23 @@ def user_budget(seconds: float, hold_ms: int) -> int:
     return math.ceil(seconds * 1000 / (hold_ms + FASTEST_REQUEST_MS))
 
 
-def request(call: Callable[[Any], Any], user: Any, hold: float) -> list[Any]:
+def request(
+    call: Callable[[Any], Any], user: Any, hold: float
+) -> tuple[list[Any], float, float]:
     """One request as ``ATOMIC_REQUESTS`` makes it: in one transaction, the
-    award, then ``hold`` seconds of the view's other work."""
+    award, then ``hold`` seconds of the view's other work. Returns what the
+    call returned, the award's seconds, and the commit's (with what runs at
+    it: on PostgreSQL, hero's linking of the chain)."""
     from django.db import transaction
 
+    begun = time.perf_counter()
     with transaction.atomic():
         outcomes: list[Any] = call(user)
+        awarded = time.perf_counter()
         if hold:
             time.sleep(hold)
-    return outcomes
+        held = time.perf_counter()
+    return outcomes, awarded - begun, time.perf_counter() - held
 
 
 def request_worker_main(
@@ -478,6 +485,7 @@ def request_worker_main(
                 barrier.wait(timeout=BARRIER_TIMEOUT)
                 started = time.monotonic()
                 deadline, spent, awarded = started + seconds, [], []
+                award_spent, commit_spent = [], []
                 refills = wrong = 0
                 while time.monotonic() < deadline:
                     if len(awarded) == len(users):
@@ -487,8 +495,10 @@ def request_worker_main(
                         refills += 1
                     user = users[len(awarded)]
                     begun = time.perf_counter()
-                    outcomes = request(call, user, hold)
+                    outcomes, award, commit = request(call, user, hold)
                     spent.append(time.perf_counter() - begun)
+                    award_spent.append(award)
+                    commit_spent.append(commit)
                     awarded.append(user.pk)
                     if variant != REFERENCE:  # pinax's are checked in its table
                         wrong += [outcome.level for outcome in outcomes] != [1]
@@ -501,6 +511,8 @@ def request_worker_main(
                     "warmup": warmup.pk,
                     "users": awarded,
                     "spent": spent,
+                    "award_spent": award_spent,
+                    "commit_spent": commit_spent,
                     "wrong": wrong,
                     "refills": refills,
                     "started": started,
@@ -580,6 +592,10 @@ def request_figures(
         "awards_per_second": len(spent) / seconds,
         "request_ms": 1000 * statistics.fmean(spent),
         "request_p95_ms": 1000 * p95,
+        "award_ms": 1000
+        * statistics.fmean(t for report in reports for t in report["award_spent"]),
+        "commit_ms": 1000
+        * statistics.fmean(t for report in reports for t in report["commit_spent"]),
         "wrong": sum(r["wrong"] for r in reports),
         "refills": sum(r["refills"] for r in reports),
     }
@@ -808,6 +824,8 @@ REQUEST_COLUMNS = (
     ("awards/s", "awards_per_second", "{:,.1f}"),
     ("request", "request_ms", "{:.1f} ms"),
     ("p95", "request_p95_ms", "{:.1f} ms"),
+    ("award", "award_ms", "{:.2f} ms"),
+    ("commit", "commit_ms", "{:.2f} ms"),
     ("ideal awards/s", "ideal", "{:,.1f}"),
     ("x ideal", "ratio", "{:.2f}"),
     ("x workers*1000/hold", "ratio_to_hold", "{:.2f}"),
@@ -889,7 +907,8 @@ def report_requests(
     print(
         "awards/s: all workers' awards / seconds from the first start to the last end;\n"
         "request, p95: a request's time (award, hold, commit), mean and 95th\n"
-        "percentile. ideal: workers x 1000 / (hold + S) awards/s, S the mean request\n"
+        "percentile; award, commit: the award's time and the commit's (with what\n"
+        "runs at it: hero's linking on PostgreSQL), means. ideal: workers x 1000 / (hold + S) awards/s, S the mean request\n"
         "of one worker holding nothing (the variant's first row): workers that never\n"
         "wait for one another. x workers*1000/hold: against the ideal that ignores S.\n"
         f"Goal: >= {GOAL_RATIO}x workers x 1000/hold with "
