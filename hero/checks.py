@@ -36,7 +36,8 @@ def _check_store_database(alias: str) -> list[CheckMessage]:
     """The store's database: a backend hero supports, and the one users live in
     (hero's tables refer to the user model, and check that a user exists)."""
     engine = str(settings.DATABASES[alias].get("ENGINE", ""))
-    if _vendor(alias, engine) not in VENDORS:
+    vendor = _vendor(alias, engine)
+    if vendor not in VENDORS:
         return [
             Error(
                 f"hero's event store runs on {', '.join(VENDORS.values())}; "
@@ -57,20 +58,18 @@ def _check_store_database(alias: str) -> list[CheckMessage]:
                 id="hero.E015",
             )
         ]
-    return _check_sqlite_transactions(alias, engine)
+    return _check_sqlite_transactions(alias) if vendor == "sqlite" else []
 
 
 #: SQLite's transaction modes that take the write lock at ``BEGIN``.
 _WRITING_MODES = {"IMMEDIATE", "EXCLUSIVE"}
 
 
-def _check_sqlite_transactions(alias: str, engine: str) -> list[CheckMessage]:
-    """On SQLite, transactions that begin as writers: a transaction begun as a
-    reader (Django's default, ``DEFERRED``) that reads and then writes, as a
-    view's transaction around ``unlock()`` does, fails with "database is
-    locked" instead of waiting when another connection writes meanwhile."""
-    if _vendor(alias, engine) != "sqlite":
-        return []
+def _check_sqlite_transactions(alias: str) -> list[CheckMessage]:
+    """SQLite's transactions begun as writers: a transaction begun as a reader
+    (Django's default, ``DEFERRED``) that reads and then writes, as a view's
+    transaction around ``unlock()`` does, fails with "database is locked"
+    instead of waiting when another connection writes meanwhile."""
     options = settings.DATABASES[alias].get("OPTIONS") or {}
     mode = str(options.get("transaction_mode") or "DEFERRED").upper()
     if mode in _WRITING_MODES:

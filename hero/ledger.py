@@ -297,11 +297,13 @@ class Ledger(Application[UUID]):
         events and keys by achievement, read in one statement for
         :meth:`user_achievement` to take instead of a statement each (none
         for one achievement, or through snapshots)."""
+        if len(decisions) < 2 or self.snapshots is not None or self.sealer is None:
+            return {}
         ids = {
             d.achievement_id: user_achievement_id(user_pk, d.achievement_id)
             for d in decisions
         }
-        if len(ids) < 2 or self.snapshots is not None or self.sealer is None:
+        if len(ids) < 2:
             return {}
         read = self.recorder.select_events_and_keys(sorted(ids.values()))
         return {achievement_id: read[i] for achievement_id, i in ids.items()}

@@ -417,11 +417,12 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         return {i: self._events_and_key(rows) for i, rows in found.items()}
 
     def _note_read(self, rows: Sequence[Sequence[Any]]) -> None:
-        """In a transaction hero opened, keep the highest position among
-        ``rows`` (position last) that the transaction's decision read: the
-        positions it writes at must come after it (:meth:`reserve_ahead`)."""
+        """In a transaction hero opened that reserved positions ahead of its
+        read (:meth:`reserve_ahead`), keep the highest position among ``rows``
+        (position last) that its decision read: the positions it writes at
+        must come after it. Positions reserved after the read are past it."""
         scratch = self.datastore.scratch()
-        if scratch is not None and rows:
+        if scratch is not None and rows and _RESERVED in scratch:
             highest = max(int(row[-1]) for row in rows)
             scratch[_READ_UP_TO] = max(highest, scratch.get(_READ_UP_TO, 0))
 
