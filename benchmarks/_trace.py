@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-#: The messages that carry a statement to the server.
-STATEMENTS = frozenset({"Query", "Execute"})
+#: The message the server ends each statement it ran with.
+COMPLETED = "CommandComplete"
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,10 @@ class Trace:
 
     @property
     def statements(self) -> int:
-        """Statements sent: simple queries, and executions of extended ones."""
+        """Statements the server ran: each ends with its ``CommandComplete``,
+        whether it came alone, in a pipeline or in a query of several."""
         fields = (line.split("\t") for line in self.lines)
-        return sum(1 for f in fields if f[0] == "F" and f[2:3] and f[2] in STATEMENTS)
+        return sum(1 for f in fields if f[0] == "B" and f[2:3] == [COMPLETED])
 
     def annotated(self, title: str) -> str:
         """The trace under ``title``, a comment line before each exchange."""
@@ -72,4 +73,16 @@ def traced(connection: Any, call: Callable[[], object]) -> Trace:
         finally:
             pgconn.untrace()
         file.seek(0)
-        return Trace([line for line in file.read().splitlines() if line])
+        return Trace(_messages(file.read()))
+
+
+def _messages(text: str) -> list[str]:
+    """The trace's messages, one a line: a message whose contents hold line
+    breaks (a query of several statements) is joined back into one line."""
+    messages: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(("F\t", "B\t")) or not messages:
+            messages.append(line)
+        else:
+            messages[-1] += "\n" + line
+    return [message for message in messages if message]

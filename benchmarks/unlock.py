@@ -371,9 +371,9 @@ def print_exchanges(results: Results, libraries: Sequence[str], path: str) -> No
     )
     _harness.print_table(headers, rows, left=1)
     print(
-        "exchange: the client sends, then waits for the server's answer (a pipeline "
-        "sends several\nstatements in one); statements: simple queries and executions "
-        f"of extended ones. Traces of\nthe first user of each: {path}"
+        "exchange: the client sends, then waits for the server's answer (a query "
+        "of several\nstatements, or a pipeline, sends several in one); statements: "
+        f"those the server ran. Traces of\nthe first user of each: {path}"
     )
     with open(path, "w") as file:
         for (library, unlock_path), calls in results.traces.items():

@@ -215,21 +215,23 @@ class DjangoDatastore:
                 ExitStack() as stack,
             ):
                 kept = functools.partial(_kept, scratch)
-                pipelined = stack.enter_context(
+                own = stack.enter_context(
                     pipelined_transaction(self.connection, kept=kept)
                 )
+                # In the caller's transaction: a savepoint, on PostgreSQL with
+                # everything in one batch, waited for only where a result is
+                # read and at the end. Either batch is entered before the
+                # cursor is made, which is then one of the batch's.
+                pipelined = own or stack.enter_context(
+                    pipelined_savepoint(self.connection, kept=kept)
+                )
                 cursor = stack.enter_context(open_cursor(self.connection))
-                own = pipelined or stack.enter_context(direct_transaction(cursor))
+                own = own or (
+                    not pipelined and stack.enter_context(direct_transaction(cursor))
+                )
                 scratch[_OWN] = own
-                if not own:
-                    # In the caller's transaction: a savepoint, on PostgreSQL
-                    # with everything in one pipeline, waited for only where a
-                    # result is read and at the end.
-                    pipelined = stack.enter_context(
-                        pipelined_savepoint(self.connection, kept=kept)
-                    )
-                    if not pipelined:
-                        stack.enter_context(transaction.atomic(using=self.alias))
+                if not own and not pipelined:
+                    stack.enter_context(transaction.atomic(using=self.alias))
                 entered = True
                 token = _owned_atomic.set((self.alias, cursor, scratch))
                 try:
