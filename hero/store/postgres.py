@@ -1,4 +1,5 @@
-"""PostgreSQL pipelines: several statements sent in one round trip (psycopg 3)."""
+"""PostgreSQL batches and pipelines: several statements sent in one round trip
+(psycopg 3)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def pipelined(cursor: CursorWrapper) -> AbstractContextManager[Any]:
     if not _pipelines_supported(raw):
         return nullcontext()
     if in_pipeline(raw):
-        # Inside a transaction's pipeline: leaving a nested block would make
-        # a round trip of its own.
+        # Inside a transaction's batch or pipeline: leaving a nested block
+        # would make a round trip of its own.
         return nullcontext()
     return _pipeline(cursor.db, raw)
 
@@ -41,12 +42,12 @@ def pipelined_transaction(
     connection: Any, *, kept: Callable[[], bool] = _always
 ) -> Iterator[bool]:
     """A transaction of hero's own on PostgreSQL, when the caller has none: one
-    pipeline around all of it, ``BEGIN`` and ``COMMIT`` sent as statements in
-    it, so that the server is waited for only where a result is read and once
-    at the end (``BEGIN`` travels with the first statements, ``COMMIT`` with
-    the last writes). Statements whose results are not read fail at the next
-    read or at the end. Yields False, doing nothing, where that cannot be (not
-    PostgreSQL with pipelines, or inside the caller's transaction): the caller
+    batch (:class:`_Batch`) around all of it, ``BEGIN`` and ``COMMIT`` sent as
+    statements in it, so that the server is waited for only where a result is
+    read and once at the end (``BEGIN`` travels with the first statements,
+    ``COMMIT`` with the last writes). Statements whose results are not read
+    fail at the next read or at the end. Yields False, doing nothing, where
+    that cannot be (not psycopg 3, or inside the caller's transaction): the caller
     then opens an atomic block as usual. When ``kept()`` is false at the end
     (nothing was written), ``ROLLBACK`` is sent in place of ``COMMIT``.
 
@@ -59,7 +60,7 @@ def pipelined_transaction(
         return
     connection.ensure_connection()
     raw = connection.connection
-    if not connection.get_autocommit() or not _pipelines_supported(raw):
+    if not connection.get_autocommit() or not _batches_supported(raw):
         yield False
         return
     if in_pipeline(raw):
@@ -84,14 +85,14 @@ def pipelined_savepoint(
     connection: Any, *, kept: Callable[[], bool] = _always
 ) -> Iterator[bool]:
     """hero's work inside the caller's transaction on PostgreSQL: in a
-    savepoint of hero's own, with one pipeline around all of it, ``SAVEPOINT``
+    savepoint of hero's own, with one batch around all of it, ``SAVEPOINT``
     and ``RELEASE SAVEPOINT`` sent as statements in it (``SAVEPOINT`` travels
     with the first statements, ``RELEASE`` with the last writes), so that the
     server is waited for only where a result is read and once at the end.
     Whatever fails in the block, or at its end, is rolled back to the
     savepoint, and the caller's transaction goes on. Yields False, doing
-    nothing, where that cannot be (not PostgreSQL with pipelines, or not in
-    the caller's transaction): the caller then opens an atomic block. When
+    nothing, where that cannot be (not psycopg 3, or not in the caller's
+    transaction): the caller then opens an atomic block. When
     ``kept()`` is false at the end (nothing was written), the savepoint is
     rolled back before its release, which lets go of its locks at once.
 
@@ -103,7 +104,7 @@ def pipelined_savepoint(
         yield False
         return
     raw = connection.connection
-    if connection.needs_rollback or not _pipelines_supported(raw):
+    if connection.needs_rollback or not _batches_supported(raw):
         yield False
         return
     if in_pipeline(raw):
@@ -425,6 +426,10 @@ def _pipeline(wrapper: Any, raw: Any) -> Iterator[None]:
             _leave_after_error(pipeline)
             raise
         pipeline.__exit__(None, None, None)
+
+
+def _batches_supported(raw: Any) -> bool:
+    return hasattr(raw, "pgconn")  # psycopg 3 (psycopg 2 has no ClientCursor)
 
 
 def _pipelines_supported(raw: Any) -> bool:
