@@ -1,0 +1,152 @@
+"""hero's batches on PostgreSQL (hero.store.postgres): the statements of hero's
+transaction or savepoint go to the server as queries of several statements,
+each cursor reads its own results, and what the server refuses is raised
+where results are read and undone as far as hero's work goes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import DataError, connections, transaction
+
+from hero.store import postgres
+from tests.conftest import Backend
+from tests.test_round_trips import traced
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+INSERT = "INSERT INTO hero_tracking (application_name, notification_id) VALUES (%s, %s)"
+
+
+@pytest.fixture
+def alias(backend: Backend) -> str:
+    if backend.name != "postgres":
+        pytest.skip("hero batches its statements on PostgreSQL")
+    return backend.alias
+
+
+def kept(alias: str) -> dict[str, int]:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT application_name, notification_id FROM hero_tracking")
+        return dict(cursor.fetchall())
+
+
+def test_a_batch_sends_its_statements_together_and_each_cursor_reads_its_own(
+    alias: str, tmp_path: Path
+) -> None:
+    connection = connections[alias]
+    read: dict[str, Any] = {}
+
+    def call() -> None:
+        with postgres.pipelined_transaction(connection) as batched:
+            assert batched
+            first, second, third, fourth = (connection.cursor() for _ in range(4))
+            first.execute("SELECT %s::int", [1])
+            second.execute("SELECT %s::text, %s::int", ["50% off", 2])
+            third.executemany(INSERT, [("batch-a", 1), ("batch-b", 2)])
+            fourth.execute("SELECT 3 -- a comment closing the statement")
+            # Read out of order: the first read sends every statement queued.
+            read["second"] = second.fetchall()
+            read["first"] = first.fetchone()
+            read["third"] = third.rowcount
+            read["fourth"] = fourth.fetchone()
+
+    # Act: one wait for the reads, one for the commit.
+    waits = traced(Backend("postgres", alias), tmp_path, call)
+
+    # Assert
+    assert read == {
+        "second": [("50% off", 2)],
+        "first": (1,),
+        "third": 2,
+        "fourth": (3,),
+    }
+    assert waits == 2
+    assert kept(alias) == {"batch-a": 1, "batch-b": 2}
+
+
+def test_a_statement_refused_is_raised_where_results_are_read_and_nothing_is_kept(
+    alias: str,
+) -> None:
+    connection = connections[alias]
+    with pytest.raises(DataError, match="division by zero"):
+        with postgres.pipelined_transaction(connection):
+            with connection.cursor() as cursor:
+                cursor.execute(INSERT, ["refused", 1])
+                cursor.execute("SELECT 1 / %s", [0])
+                cursor.fetchone()
+
+    # Rolled back, and the connection usable at once.
+    assert kept(alias) == {}
+    assert connection.connection.pgconn.transaction_status == 0  # idle
+
+
+def test_in_the_callers_transaction_a_refusal_undoes_heros_work_only(
+    alias: str,
+) -> None:
+    connection = connections[alias]
+    with transaction.atomic(using=alias):
+        with connection.cursor() as cursor:
+            cursor.execute(INSERT, ["before", 1])
+        with pytest.raises(DataError):
+            with postgres.pipelined_savepoint(connection) as batched:
+                assert batched
+                with connection.cursor() as cursor:
+                    cursor.execute(INSERT, ["hero's", 2])
+                    cursor.execute("SELECT 1 / %s", [0])
+                    cursor.fetchone()
+        with connection.cursor() as cursor:
+            cursor.execute(INSERT, ["after", 3])
+
+    assert kept(alias) == {"before": 1, "after": 3}
+
+
+def test_a_block_that_fails_before_anything_is_sent_leaves_the_callers_alone(
+    alias: str,
+) -> None:
+    connection = connections[alias]
+    with transaction.atomic(using=alias):
+        with connection.cursor() as cursor:
+            cursor.execute(INSERT, ["before", 1])
+        with pytest.raises(RuntimeError, match="the site's own"):
+            with postgres.pipelined_savepoint(connection):
+                with connection.cursor() as cursor:
+                    cursor.execute(INSERT, ["never sent", 2])
+                raise RuntimeError("the site's own")
+        # Nothing to undo was sent: the caller's transaction goes on.
+        assert not connection.needs_rollback
+
+    assert kept(alias) == {"before": 1}
+
+
+def test_more_statements_than_one_query_holds_go_in_several(alias: str) -> None:
+    connection = connections[alias]
+    rows = [(f"row-{n}", n) for n in range(postgres._BATCH_SIZE * 2 + 7)]
+    with postgres.pipelined_transaction(connection):
+        with connection.cursor() as cursor:
+            cursor.executemany(INSERT, rows)
+            assert cursor.rowcount == len(rows)
+
+    assert kept(alias) == dict(rows)
+
+
+def test_the_orm_reads_and_writes_inside_a_batch(alias: str) -> None:
+    # Arrange: a site's achievement that reads its own tables as it decides
+    # runs inside hero's transaction.
+    connection = connections[alias]
+    users = get_user_model().objects.db_manager(alias)
+    users.create_user("ann")
+
+    # Act
+    with postgres.pipelined_transaction(connection):
+        created = users.create_user("bob")
+        counted = users.filter(username__in=["ann", "bob"]).count()
+        names = list(users.order_by("username").values_list("username", flat=True))
+        users.filter(pk=created.pk).update(first_name="Bob")
+
+    # Assert
+    assert (counted, names) == (2, ["ann", "bob"])
+    assert users.get(pk=created.pk).first_name == "Bob"
