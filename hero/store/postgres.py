@@ -135,11 +135,11 @@ def _between(
     block or at its end (a statement refused skips the rest), ``undo`` is
     called before the error is raised, where anything was sent."""
     raw = connection.connection
-    with connection.wrap_database_errors:
-        batch = _Batch(connection)
-        with debug_transaction(connection, first):  # in Django's query log
-            raw.execute(first)
+    batch = _Batch(connection)
     try:
+        with connection.wrap_database_errors:
+            with debug_transaction(connection, first):  # in Django's query log
+                raw.execute(first)
         yield
         with connection.wrap_database_errors:
             for statement in last():
@@ -283,9 +283,14 @@ class _Batch:
                 cursor.failed(error, generation)
             raise
         for number, (_, cursor, generation) in enumerate(queued):
-            if number:
-                self.binder.nextset()
-            cursor.take(self.binder, generation)
+            try:
+                if number:
+                    self.binder.nextset()
+                cursor.take(self.binder, generation)
+            except BaseException as error:  # a value that did not load
+                for _, rest, later in queued[number:]:
+                    rest.failed(error, later)
+                raise
 
     def close(self) -> None:
         """Stop batching: statements not sent are dropped (the block failed)."""
