@@ -222,8 +222,11 @@ class DjangoDatastore:
                 # everything in one batch, waited for only where a result is
                 # read and at the end. Either batch is entered before the
                 # cursor is made, which is then one of the batch's.
-                pipelined = own or stack.enter_context(
-                    pipelined_savepoint(self.connection, kept=kept)
+                pipelined = own or (
+                    self.vendor == "postgresql"
+                    and stack.enter_context(
+                        pipelined_savepoint(self.connection, kept=kept)
+                    )
                 )
                 cursor = stack.enter_context(open_cursor(self.connection))
                 own = own or (
