@@ -43,16 +43,20 @@ def test_a_batch_sends_its_statements_together_and_each_cursor_reads_its_own(
     def call() -> None:
         with postgres.pipelined_transaction(connection) as batched:
             assert batched
-            first, second, third, fourth = (connection.cursor() for _ in range(4))
+            first, second, third, fourth, fifth = (
+                connection.cursor() for _ in range(5)
+            )
             first.execute("SELECT %s::int", [1])
             second.execute("SELECT %s::text, %s::int", ["50% off", 2])
             third.executemany(INSERT, [("batch-a", 1), ("batch-b", 2)])
             fourth.execute("SELECT 3 -- a comment closing the statement")
+            fifth.execute("SELECT generate_series(1, %s)", [5])
             # Read out of order: the first read sends every statement queued.
             read["second"] = second.fetchall()
             read["first"] = first.fetchone()
             read["third"] = third.rowcount
             read["fourth"] = fourth.fetchone()
+            read["fifth"] = [fifth.fetchmany(2), fifth.fetchone(), list(fifth)]
 
     # Act: one wait for the reads, one for the commit.
     waits = traced(Backend("postgres", alias), tmp_path, call)
@@ -63,6 +67,7 @@ def test_a_batch_sends_its_statements_together_and_each_cursor_reads_its_own(
         "first": (1,),
         "third": 2,
         "fourth": (3,),
+        "fifth": [[(1,), (2,)], (3,), [(4,), (5,)]],
     }
     assert waits == 2
     assert kept(alias) == {"batch-a": 1, "batch-b": 2}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -325,7 +326,7 @@ class _BatchCursor:
         self.generation = 0
         self.error: BaseException | None = None
         self._pending = 0
-        self._rows: list[Any] = []
+        self._rows: deque[Any] = deque()
         self._rowcount = -1
         self._description: Any = None
 
@@ -343,7 +344,7 @@ class _BatchCursor:
         self.generation += 1
         self.error = None
         self._pending = 0
-        self._rows, self._rowcount, self._description = [], -1, None
+        self._rows, self._rowcount, self._description = deque(), -1, None
 
     def _queue(self, query: Any, params: Any) -> None:
         statement = self.batch.binder.mogrify(query, params)
@@ -390,22 +391,21 @@ class _BatchCursor:
 
     def fetchone(self) -> Any:
         self._results()
-        return self._rows.pop(0) if self._rows else None
+        return self._rows.popleft() if self._rows else None
 
     def fetchmany(self, size: int = 1) -> list[Any]:
         self._results()
-        taken, self._rows = self._rows[:size], self._rows[size:]
-        return taken
+        return [self._rows.popleft() for _ in range(min(size, len(self._rows)))]
 
     def fetchall(self) -> list[Any]:
         self._results()
-        taken, self._rows = self._rows, []
+        taken, self._rows = list(self._rows), deque()
         return taken
 
     def __iter__(self) -> Iterator[Any]:
         self._results()
         while self._rows:
-            yield self._rows.pop(0)
+            yield self._rows.popleft()
 
     def nextset(self) -> None:
         return None
