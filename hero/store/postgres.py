@@ -320,7 +320,6 @@ class _BatchCursor:
         self.batch = batch
         self.connection = connection
         self.adapters = batch.binder.adapters
-        self.closed = False
         self._query: _Query | None = None
         #: Which of the cursor's statements the results are those of.
         self.generation = 0
@@ -385,10 +384,6 @@ class _BatchCursor:
         self._results()
         return self._description
 
-    @property
-    def statusmessage(self) -> str | None:
-        return None
-
     def fetchone(self) -> Any:
         self._results()
         return self._rows.popleft() if self._rows else None
@@ -407,11 +402,8 @@ class _BatchCursor:
         while self._rows:
             yield self._rows.popleft()
 
-    def nextset(self) -> None:
-        return None
-
     def close(self) -> None:
-        self.closed = True
+        """Nothing to let go of: the batch's own cursor holds the results."""
 
     def __enter__(self) -> _BatchCursor:
         return self
