@@ -19,6 +19,7 @@ import functools
 import itertools
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,53 @@ class Results:
     traces: dict[tuple[str, UnlockPath], list[_trace.Trace]] = field(
         default_factory=dict
     )
+    #: Nanoseconds over the timed passes (``--cpu``): wall, this thread's CPU,
+    #: the server's CPU for the connection (None where it is not measured).
+    spent: dict[tuple[str, UnlockPath], Spent] = field(default_factory=dict)
+
+
+@dataclass
+class Spent:
+    """Where the timed calls of one (library, path) spent their time."""
+
+    calls: int = 0
+    wall: int = 0
+    process: int = 0
+    server: int | None = None
+
+    def per_call(self, nanoseconds: int | None) -> str:
+        if nanoseconds is None or not self.calls:
+            return "-"
+        return f"{nanoseconds / self.calls / 1000:,.0f}"
+
+
+class Clocks:
+    """This thread's CPU time and, with PostgreSQL on this machine, the CPU
+    time of the server process serving Django's connection (from
+    ``/proc/<pid>/schedstat``, in nanoseconds); SQLite's work is the
+    process's own."""
+
+    def __init__(self) -> None:
+        from django.db import connection
+
+        self.schedstat: str | None = None
+        if connection.vendor == "postgresql":
+            connection.ensure_connection()
+            path = f"/proc/{connection.connection.info.backend_pid}/schedstat"
+            try:
+                with open(path) as file:
+                    file.read()
+            except OSError:
+                pass  # a server elsewhere: its CPU time is not measured
+            else:
+                self.schedstat = path
+
+    def read(self) -> tuple[int, int, int | None]:
+        server = None
+        if self.schedstat is not None:
+            with open(self.schedstat) as file:
+                server = int(file.read().split()[0])
+        return time.perf_counter_ns(), time.thread_time_ns(), server
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -115,6 +163,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"{TRACE_USERS} users per path) and write the traces to FILE"
     )
     parser.add("--trace", None, text, metavar="FILE")
+    text = (
+        "also split each call's time into this process's CPU, the server's CPU "
+        "(PostgreSQL on this machine) and the rest (waiting)"
+    )
+    parser.add("--cpu", False, text)
     options = parser.parse(argv, "users", "repeat")
     if options.trace and options.database != "postgres":
         parser.error("--trace needs --database postgres (it traces libpq)")
@@ -186,11 +239,17 @@ def sample_path(call: Call, users: Sequence[Any], points: int) -> Sample:
 
 
 def time_rounds(
-    callers: dict[str, Call], users: Sequence[Any], per_round: int, rounds: int
+    callers: dict[str, Call],
+    users: Sequence[Any],
+    per_round: int,
+    rounds: int,
+    spent: dict[tuple[str, UnlockPath], Spent] | None = None,
 ) -> dict[tuple[str, UnlockPath], float]:
-    """Best calls per second of each (library, path), over the rounds."""
+    """Best calls per second of each (library, path), over the rounds; with
+    ``spent``, also where the time of every timed call went, added up."""
     libraries = tuple(callers)
     best_rate: dict[tuple[str, UnlockPath], float] = {}
+    clocks = Clocks() if spent is not None else None
     for round_number in range(rounds):
         round_users = users[round_number * per_round : (round_number + 1) * per_round]
         for path in PATHS:
@@ -208,10 +267,18 @@ def time_rounds(
                     for library in libraries[::-1] if flip else libraries:
                         call = callers[library]
                         with _harness.gc_paused():
+                            before = clocks.read() if clocks else None
                             start = time.perf_counter()
                             for user in turn_users:
                                 call(user, path.points)
                             seconds[library] += time.perf_counter() - start
+                            if clocks and before and spent is not None:
+                                add_spent(
+                                    spent[library, path],
+                                    len(turn_users),
+                                    before,
+                                    clocks.read(),
+                                )
                 for library in libraries:
                     rate = len(round_users) / seconds[library]
                     best_rate[library, path] = max(
@@ -220,15 +287,31 @@ def time_rounds(
     return best_rate
 
 
+def add_spent(
+    spent: Spent,
+    calls: int,
+    before: tuple[int, int, int | None],
+    after: tuple[int, int, int | None],
+) -> None:
+    spent.calls += calls
+    spent.wall += after[0] - before[0]
+    spent.process += after[1] - before[1]
+    if after[2] is not None and before[2] is not None:
+        spent.server = (spent.server or 0) + after[2] - before[2]
+
+
 def measure(
     callers: dict[str, Call],
     users: Sequence[Any],
     per_round: int,
     rounds: int,
     trace_users: int = 0,
+    *,
+    cpu: bool = False,
 ) -> Results:
     """Warm up, sample the SQL, time, trace memory, and with ``trace_users``
-    trace the protocol: each on its own users."""
+    trace the protocol: each on its own users. With ``cpu``, the timed passes
+    also measure where the time went (:class:`Clocks`)."""
     sizes = (WARMUP_USERS, SAMPLE_USERS, MEMORY_USERS, trace_users)
     ends = itertools.accumulate(sizes, initial=0)
     warmup, sample, memory, traced, timed = (
@@ -242,7 +325,11 @@ def measure(
     for path in PATHS:
         for library, call in callers.items():
             results.samples[library, path] = sample_path(call, sample, path.points)
-    results.best_rate = time_rounds(callers, timed, per_round, rounds)
+    spent: defaultdict[tuple[str, UnlockPath], Spent] | None = (
+        defaultdict(Spent) if cpu else None
+    )
+    results.best_rate = time_rounds(callers, timed, per_round, rounds, spent)
+    results.spent = dict(spent or {})
     with _harness.tracing():
         for path in PATHS:
             for library, call in callers.items():
@@ -385,6 +472,33 @@ def print_exchanges(results: Results, libraries: Sequence[str], path: str) -> No
             file.write(first.annotated(title) + "\n")
 
 
+def print_spent(results: Results, libraries: Sequence[str]) -> None:
+    """Where the timed calls' time went, per call, each library side by side."""
+    headers = ["path"]
+    parts = ("wall", "process CPU", "server CPU", "waiting")
+    headers += [f"{lib} {part}" for part in parts for lib in libraries]
+    rows = []
+    for path in PATHS:
+        spent = [results.spent[library, path] for library in libraries]
+        cells = {
+            "wall": [s.per_call(s.wall) for s in spent],
+            "process CPU": [s.per_call(s.process) for s in spent],
+            "server CPU": [s.per_call(s.server) for s in spent],
+            "waiting": [
+                s.per_call(s.wall - s.process - (s.server or 0)) for s in spent
+            ],
+        }
+        rows.append([path.label, *(cell for part in parts for cell in cells[part])])
+    print("\nWhere a call's time goes (microseconds per call, every timed pass)")
+    _harness.print_table(headers, rows, left=1)
+    print(
+        "process CPU: this thread's (Python, the driver, SQLite's work); server "
+        "CPU: the PostgreSQL\nserver process of the connection, where it runs on "
+        "this machine ('-' elsewhere and on SQLite);\nwaiting: the rest (the "
+        "network, the disk's flushes, other processes on the cores)."
+    )
+
+
 def headline(
     results: Results, libraries: Sequence[str], report: _harness.Report
 ) -> None:
@@ -421,6 +535,22 @@ def headline(
         " / ".join(memory(peaks[lib, PATHS[1]]) for lib in libraries),
     )
     report.figure("peak RSS of the process (both libraries)", _harness.mb(peak_rss))
+    if results.spent:
+        report.figures["spent_us"] = {
+            path.key: {
+                lib: {
+                    part: None if value is None else value / spent.calls / 1000
+                    for part, value in (
+                        ("wall", spent.wall),
+                        ("process", spent.process),
+                        ("server", spent.server),
+                    )
+                }
+                for lib in libraries
+                if (spent := results.spent[lib, path]).calls
+            }
+            for path in PATHS
+        }
     if not results.traces:
         return
     report.figures["exchanges"] = {
@@ -469,12 +599,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.sealing_cost:
             twins = _harness.create_users([f"twin-{name}" for name in names])
             callers = sealing_calls(callers["hero"], users, twins)
-        results = measure(callers, users, options.users, options.repeat, trace_users)
+        results = measure(
+            callers,
+            users,
+            options.users,
+            options.repeat,
+            trace_users,
+            cpu=options.cpu,
+        )
         print_results(
             results,
             options.show_queries,
             libraries if len(libraries) == 2 else LIBRARIES,
         )
+        if options.cpu:
+            print_spent(results, libraries)
         if options.trace:
             print_exchanges(results, libraries, options.trace)
         check(results, libraries, total_users, report)

@@ -1,5 +1,5 @@
 """The audit, concurrency, latency and growth benchmarks, and unlock.py's trace of the
-protocol, run at tiny sizes, and their checks pass.
+protocol and split of each call's time, run at tiny sizes, and their checks pass.
 
 Each benchmark runs as its own process, as from the command line; the figures
 mean nothing at these sizes, but the checks of what was read and written are
@@ -306,6 +306,7 @@ def test_unlock_benchmark_counts_exchanges_from_the_libpq_trace(
         "1",
         "--trace",
         str(trace),
+        "--cpu",
         "--summary",
         str(summary),
         env=postgres_env(),
@@ -322,3 +323,29 @@ def test_unlock_benchmark_counts_exchanges_from_the_libpq_trace(
     assert written.startswith("# hero (a) awards nothing: 0 exchanges")
     assert f"# hero (b) first award: {exchanges['b']['hero']} exchanges" in written
     assert "# exchange 1\nF\t" in written
+    # The server runs here: its share of each award is measured, apart.
+    spent = figures["spent_us"]
+    for library in ("hero", "pinax"):
+        award = spent["b"][library]
+        assert award["server"] > 0
+        assert 0 < award["process"] < award["wall"]
+        assert award["process"] + award["server"] <= award["wall"] * 1.05
+    assert "Where a call's time goes" in output
+
+
+def test_unlock_benchmark_splits_a_calls_time_on_sqlite(tmp_path: Path) -> None:
+    pytest.importorskip("pinax.badges", reason="pinax-badges 3.0.0 is not installed")
+    summary = tmp_path / "unlock.json"
+    done = run_benchmark(
+        "unlock.py", "--users", "5", "--repeat", "1", "--cpu", "--summary", str(summary)
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "CHECK FAILED" not in output
+    spent = json.loads(summary.read_text())["spent_us"]
+    # SQLite works in the process: no server's share.
+    for path in "bcd":
+        for library in ("hero", "pinax"):
+            figures = spent[path][library]
+            assert figures["server"] is None
+            assert 0 < figures["process"] <= figures["wall"] * 1.05
