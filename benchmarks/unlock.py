@@ -168,14 +168,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(PostgreSQL on this machine) and the rest (waiting)"
     )
     parser.add("--cpu", False, text)
+    text = (
+        "hero's HERO_PROJECTIONS: inline (the read tables written with each "
+        "award), or async (the award appends its events only; no worker runs)"
+    )
+    parser.add("--projections", "inline", text, choices=("inline", "async"))
     options = parser.parse(argv, "users", "repeat")
     if options.trace and options.database != "postgres":
         parser.error("--trace needs --database postgres (it traces libpq)")
     return options
 
 
-def setup(database: dict[str, Any], libraries: tuple[str, ...]) -> dict[str, Call]:
-    """Django with the libraries and their tables; one unlock call of each."""
+def setup(
+    database: dict[str, Any], libraries: tuple[str, ...], projections: str = "inline"
+) -> dict[str, Call]:
+    """Django with the libraries and their tables; one unlock call of each.
+    ``projections``: hero's ``HERO_PROJECTIONS``."""
     import _points
 
     if "pinax" in libraries:
@@ -183,7 +191,9 @@ def setup(database: dict[str, Any], libraries: tuple[str, ...]) -> dict[str, Cal
 
         _pinax_shims.apply()
     apps = [{"hero": "hero", "pinax": "pinax.badges"}[name] for name in libraries]
-    _harness.setup_django(database, "unlock", apps, migrate=True)
+    _harness.setup_django(
+        database, "unlock", apps, migrate=True, HERO_PROJECTIONS=projections
+    )
     calls = {"hero": _points.hero_call, "pinax": _points.pinax_call}
     return {library: calls[library]() for library in libraries}
 
@@ -578,6 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = _harness.Report("unlock")
     report.figures["database"] = options.database
     report.figures["journal"] = options.journal
+    report.figures["projections"] = options.projections
     total_users = WARMUP_USERS + SAMPLE_USERS + MEMORY_USERS
     total_users += options.users * options.repeat
     trace_users = TRACE_USERS if options.trace else 0
@@ -586,12 +597,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         options.database, "unlock", journal=options.journal
     )
     with database_run as database:
-        callers = setup(database, tuple(lib for lib in libraries if lib in LIBRARIES))
+        callers = setup(
+            database,
+            tuple(lib for lib in libraries if lib in LIBRARIES),
+            options.projections,
+        )
         _harness.print_header(
             f"{options.users} users per round in turns of {PATHS[1].turn} calls, best of "
             f"{options.repeat} round{'' if options.repeat == 1 else 's'}, "
             f"{SAMPLE_USERS} users for the SQL counts, {WARMUP_USERS} for the "
-            f"warm-up, {MEMORY_USERS} for the memory pass",
+            f"warm-up, {MEMORY_USERS} for the memory pass; hero's projections "
+            f"{options.projections}",
             versions=[f"pinax-badges {_harness.package_version('pinax-badges')}"],
         )
         names = [f"bench-{number:07d}" for number in range(total_users)]

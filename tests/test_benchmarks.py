@@ -333,16 +333,32 @@ def test_unlock_benchmark_counts_exchanges_from_the_libpq_trace(
     assert "Where a call's time goes" in output
 
 
-def test_unlock_benchmark_splits_a_calls_time_on_sqlite(tmp_path: Path) -> None:
+@pytest.mark.parametrize("projections", ["inline", "async"])
+def test_unlock_benchmark_splits_a_calls_time_on_sqlite(
+    tmp_path: Path, projections: str
+) -> None:
     pytest.importorskip("pinax.badges", reason="pinax-badges 3.0.0 is not installed")
     summary = tmp_path / "unlock.json"
     done = run_benchmark(
-        "unlock.py", "--users", "5", "--repeat", "1", "--cpu", "--summary", str(summary)
+        "unlock.py",
+        "--users",
+        "5",
+        "--repeat",
+        "1",
+        "--cpu",
+        "--projections",
+        projections,
+        "--summary",
+        str(summary),
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "CHECK FAILED" not in output
-    spent = json.loads(summary.read_text())["spent_us"]
+    figures = json.loads(summary.read_text())
+    assert figures["projections"] == projections
+    # The header says how hero projected.
+    assert f"hero's projections {projections}" in output
+    spent = figures["spent_us"]
     # SQLite works in the process: no server's share.
     for path in "bcd":
         for library in ("hero", "pinax"):
