@@ -383,10 +383,18 @@ class Positions:
     ) -> None:
         """Say that the followers have applied events up to ``position`` only,
         where they were :data:`CURRENT`: called by a writer of events it does not
-        apply (async mode), in its transaction, before it commits."""
+        apply (async mode), in its transaction, before it commits.
+
+        Where the positions were read ahead in this transaction (under the
+        ordering lock: :meth:`prefetch`, :meth:`read_with_insert`) and none
+        was :data:`CURRENT`, nothing is sent: only writers holding the lock in
+        a mode that waits for this one's set it."""
         if not names:
             return
         keys = [tracking_key(name, application_name) for name in names]
+        found = self._prefetched(keys)
+        if found is not None and CURRENT not in found.values():
+            return
         with self.datastore.transaction() as cursor:
             cursor.execute(
                 f"UPDATE {self.table} SET notification_id = %s "
