@@ -121,8 +121,10 @@ class Clocks:
 
         self.schedstat: str | None = None
         if connection.vendor == "postgresql":
-            connection.ensure_connection()
-            path = f"/proc/{connection.connection.info.backend_pid}/schedstat"
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                (pid,) = cursor.fetchone()
+            path = f"/proc/{pid}/schedstat"
             try:
                 with open(path) as file:
                     file.read()
