@@ -181,9 +181,13 @@ def database_line() -> str:
             f"{show('SHOW synchronous_commit')}, fsync={show('SHOW fsync')}"
         )
     synchronous = ("OFF", "NORMAL", "FULL", "EXTRA")[int(show("PRAGMA synchronous"))]
+    journal = show("PRAGMA journal_mode")
+    checkpoints = ""
+    if journal == "wal":
+        checkpoints = f", wal_autocheckpoint={show('PRAGMA wal_autocheckpoint')}"
     return (
         f"SQLite {show('SELECT sqlite_version()')} file {name}, journal_mode="
-        f"{show('PRAGMA journal_mode')}, synchronous={synchronous}, "
+        f"{journal}{checkpoints}, synchronous={synchronous}, "
         f"transaction_mode={connection.transaction_mode}"
     )
 
@@ -280,13 +284,18 @@ class Options(argparse.ArgumentParser):
         return options
 
 
-def sqlite_database(path: str, journal: str = "wal") -> dict[str, Any]:
+def sqlite_database(
+    path: str, journal: str = "wal", autocheckpoint: int | None = None
+) -> dict[str, Any]:
     """Django's settings for a SQLite file: WAL, synchronous=NORMAL, BEGIN
     IMMEDIATE; or with ``journal="delete"``, Django's defaults (a rollback
-    journal, synchronous=FULL, deferred transactions)."""
+    journal, synchronous=FULL, deferred transactions). ``autocheckpoint``: the
+    WAL's ``wal_autocheckpoint`` in pages, if not SQLite's default."""
     options: dict[str, Any] = {"timeout": 30}
     if journal == "wal":
         pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+        if autocheckpoint is not None:
+            pragmas += f" PRAGMA wal_autocheckpoint={int(autocheckpoint)};"
         options.update(transaction_mode="IMMEDIATE", init_command=pragmas)
     return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": options}
 
@@ -375,6 +384,7 @@ def run_database(
     keep: str | None = None,
     schema: str | None = None,
     journal: str = "wal",
+    autocheckpoint: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Settings of the run's empty database, dropped at the end: a SQLite file
     (WAL, ``BEGIN IMMEDIATE``), a schema in ``HERO_BENCH_POSTGRES_URL``'s database,
@@ -400,7 +410,7 @@ def run_database(
         # Built anew, never over a database that is there already.
         raise SystemExit(f"{path} exists: remove it, or keep the new one elsewhere.")
     try:
-        yield sqlite_database(str(path), journal)
+        yield sqlite_database(str(path), journal, autocheckpoint)
     finally:
         close_connections()
         if keep:

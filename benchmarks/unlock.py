@@ -103,11 +103,19 @@ class Spent:
     wall: int = 0
     process: int = 0
     server: int | None = None
+    #: Bytes written (:meth:`Clocks.written`), None where it is not measured.
+    written: int | None = None
 
     def per_call(self, nanoseconds: int | None) -> str:
         if nanoseconds is None or not self.calls:
             return "-"
-        return f"{nanoseconds / self.calls / 1000:,.0f}"
+        # Rounded to a whole number first: a rest just under zero shows 0, not -0.
+        return f"{round(nanoseconds / self.calls / 1000):,}"
+
+    def kb_per_call(self) -> float | None:
+        if self.written is None or not self.calls:
+            return None
+        return self.written / self.calls / 1024
 
 
 class Clocks:
@@ -140,6 +148,29 @@ class Clocks:
                 server = int(file.read().split()[0])
         return time.perf_counter_ns(), time.thread_time_ns(), server
 
+    @staticmethod
+    def written() -> int | None:
+        """Bytes written so far: on SQLite, by this process to its files
+        (``wchar`` of ``/proc/self/io``: the journal or the WAL, and the
+        database at checkpoints); on PostgreSQL, the server's WAL
+        (``pg_current_wal_insert_lsn()``, the whole server's). None elsewhere.
+        Read outside the clocks: the PostgreSQL query is not timed."""
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
+                high, low = cursor.fetchone()[0].split("/")
+            return (int(high, 16) << 32) + int(low, 16)
+        if connection.vendor != "sqlite":
+            return None
+        try:
+            with open("/proc/self/io") as file:
+                fields = dict(line.split(":") for line in file)
+        except OSError:
+            return None  # not Linux: not measured
+        return int(fields["wchar"])
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _harness.Options(
@@ -167,9 +198,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add("--trace", None, text, metavar="FILE")
     text = (
         "also split each call's time into this process's CPU, the server's CPU "
-        "(PostgreSQL on this machine) and the rest (waiting)"
+        "(PostgreSQL on this machine) and the rest (waiting), and measure what "
+        "each call writes"
     )
     parser.add("--cpu", False, text)
+    text = (
+        "SQLite's PRAGMA wal_autocheckpoint for the run (pages; 0: no automatic "
+        "checkpoints); SQLite's default, 1000, unless given"
+    )
+    parser.add("--wal-autocheckpoint", None, text, type=int, metavar="PAGES")
     text = (
         "hero's HERO_PROJECTIONS: inline (the read tables written with each "
         "award), or async (the award appends its events only; no worker runs)"
@@ -178,6 +215,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     options = parser.parse(argv, "users", "repeat")
     if options.trace and options.database != "postgres":
         parser.error("--trace needs --database postgres (it traces libpq)")
+    if options.wal_autocheckpoint is not None:
+        if options.database != "sqlite" or options.journal != "wal":
+            parser.error("--wal-autocheckpoint needs SQLite with --journal wal")
+        if options.wal_autocheckpoint < 0:
+            parser.error("--wal-autocheckpoint takes 0 or more pages")
     return options
 
 
@@ -279,6 +321,7 @@ def time_rounds(
                     for library in libraries[::-1] if flip else libraries:
                         call = callers[library]
                         with _harness.gc_paused():
+                            written = clocks.written() if clocks else None
                             before = clocks.read() if clocks else None
                             start = time.perf_counter()
                             for user in turn_users:
@@ -290,6 +333,7 @@ def time_rounds(
                                     len(turn_users),
                                     before,
                                     clocks.read(),
+                                    (written, clocks.written()),
                                 )
                 for library in libraries:
                     rate = len(round_users) / seconds[library]
@@ -304,12 +348,15 @@ def add_spent(
     calls: int,
     before: tuple[int, int, int | None],
     after: tuple[int, int, int | None],
+    written: tuple[int | None, int | None] = (None, None),
 ) -> None:
     spent.calls += calls
     spent.wall += after[0] - before[0]
     spent.process += after[1] - before[1]
     if after[2] is not None and before[2] is not None:
         spent.server = (spent.server or 0) + after[2] - before[2]
+    if written[0] is not None and written[1] is not None:
+        spent.written = (spent.written or 0) + written[1] - written[0]
 
 
 def measure(
@@ -509,6 +556,30 @@ def print_spent(results: Results, libraries: Sequence[str]) -> None:
         "this machine ('-' elsewhere and on SQLite);\nwaiting: the rest (the "
         "network, the disk's flushes, other processes on the cores)."
     )
+    print_written(results, libraries)
+
+
+def print_written(results: Results, libraries: Sequence[str]) -> None:
+    """What the timed calls wrote, per call, each library side by side."""
+    rows = []
+    for path in PATHS:
+        written = [results.spent[library, path].kb_per_call() for library in libraries]
+        ratio = "-"
+        if len(written) == 2 and written[0] is not None and written[1]:
+            ratio = f"{written[0] / written[1]:.1f}"
+        cells = [_harness.cell(kb, "{:,.2f}") for kb in written]
+        rows.append([path.label, *cells, *([ratio] if len(libraries) == 2 else [])])
+    headers = ["path", *(f"{lib} KB written" for lib in libraries)]
+    if len(libraries) == 2:
+        headers.append(f"{libraries[0]}/{libraries[1]}")
+    print("\nWhat a call writes (KB per call, every timed pass)")
+    _harness.print_table(headers, rows, left=1)
+    print(
+        "SQLite: what this process wrote to its files (the journal or the WAL, "
+        "and the database at\ncheckpoints: SQLite's wal_autocheckpoint, in the "
+        "header); PostgreSQL: the WAL the server\ngenerated (the whole server's); "
+        "'-' on MariaDB and MySQL, or where /proc is missing."
+    )
 
 
 def headline(
@@ -563,6 +634,14 @@ def headline(
             }
             for path in PATHS
         }
+        report.figures["written_kb"] = {
+            path.key: {
+                lib: results.spent[lib, path].kb_per_call()
+                for lib in libraries
+                if results.spent[lib, path].calls
+            }
+            for path in PATHS
+        }
     if not results.traces:
         return
     report.figures["exchanges"] = {
@@ -596,7 +675,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     trace_users = TRACE_USERS if options.trace else 0
     total_users += trace_users
     database_run = _harness.run_database(
-        options.database, "unlock", journal=options.journal
+        options.database,
+        "unlock",
+        journal=options.journal,
+        autocheckpoint=options.wal_autocheckpoint,
     )
     with database_run as database:
         callers = setup(

@@ -331,6 +331,11 @@ def test_unlock_benchmark_counts_exchanges_from_the_libpq_trace(
         assert 0 < award["process"] < award["wall"]
         assert award["process"] + award["server"] <= award["wall"] * 1.05
     assert "Where a call's time goes" in output
+    # Every award writes to the server's WAL; awarding nothing writes none.
+    written = figures["written_kb"]
+    assert all(written[path][lib] > 0 for path in "bc" for lib in ("hero", "pinax"))
+    assert written["a"] == {"hero": 0, "pinax": 0}
+    assert "What a call writes" in output
 
 
 @pytest.mark.parametrize("projections", ["inline", "async"])
@@ -363,6 +368,47 @@ def test_unlock_benchmark_splits_a_calls_time_on_sqlite(
     spent = figures["spent_us"]
     # SQLite works in the process: no server's share.
     for path in "bcd":
-        figures = spent[path]["hero"]
-        assert figures["server"] is None
-        assert 0 < figures["process"] <= figures["wall"] * 1.05
+        hero = spent[path]["hero"]
+        assert hero["server"] is None
+        assert 0 < hero["process"] <= hero["wall"] * 1.05
+    # What the process wrote to its files: each award writes a page or more
+    # of the WAL; a call that awards nothing writes nothing.
+    written = figures["written_kb"]
+    assert written["b"]["hero"] >= 4 and written["c"]["hero"] >= 4
+    assert written["a"]["hero"] == 0
+    assert "What a call writes" in output
+    assert "journal_mode=wal, wal_autocheckpoint=1000," in output
+
+
+def test_unlock_benchmark_can_leave_sqlite_checkpoints_out(tmp_path: Path) -> None:
+    done = run_benchmark(
+        "unlock.py",
+        "--only",
+        "hero",
+        "--users",
+        "5",
+        "--repeat",
+        "1",
+        "--wal-autocheckpoint",
+        "0",
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "journal_mode=wal, wal_autocheckpoint=0," in output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--journal", "delete"], "needs SQLite with --journal wal"),
+        (["--database", "postgres"], "needs SQLite with --journal wal"),
+        (["--wal-autocheckpoint", "-1"], "0 or more pages"),
+    ],
+)
+def test_unlock_benchmark_refuses_checkpoints_it_cannot_set(
+    arguments: list[str], message: str
+) -> None:
+    wal = [] if "--wal-autocheckpoint" in arguments else ["--wal-autocheckpoint", "0"]
+    done = run_benchmark("unlock.py", *wal, *arguments)
+    assert done.returncode == 2
+    assert message in done.stderr
