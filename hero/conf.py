@@ -175,6 +175,16 @@ class Settings:
         return self.HERO_PROJECTIONS == "async"
 
     @cached
+    def workers_link(self) -> bool:
+        """PostgreSQL: whether the events a writer commits in the caller's
+        transaction are left for ``hero_project`` to link (with
+        ``HERO_PROJECTIONS = "async"``, whose workers follow the store
+        anyway, within half a second) rather than linked by the writer right
+        after the caller's commit, two more exchanges with the server in the
+        caller's request."""
+        return self.HERO_PROJECTIONS == "async"
+
+    @cached
     def HERO_PUBLIC_PROFILES(self) -> bool:
         """Let anyone see a user's achievements page and JSON, found by username.
         Off by default: a user's achievements are theirs alone to see. Only

@@ -225,6 +225,36 @@ def test_events_a_writer_committed_but_did_not_link_are_linked_by_hero_verify(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("projections", ["inline", "async"])
+def test_events_committed_in_a_callers_transaction_are_linked_by_whoever_follows(
+    backend: Backend, make_user: Any, projections: str
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from django.db import transaction
+    from django.test import override_settings
+
+    with override_settings(HERO_PROJECTIONS=projections):
+        # Act: two requests award in transactions of their own.
+        for name in ("ann", "bob"):
+            with transaction.atomic(using=backend.alias):
+                hero.achievements.unlock(
+                    "score_changed", user=make_user(name), points=100
+                )
+        unlinked = StoredEvent.objects.filter(chain__isnull=True).count()
+        # Act: the worker that keeps the read tables catches up.
+        call_command("hero_project", "--once", "--timeout", "30", stdout=io.StringIO())
+
+    # Assert: inline, each writer linked its events at its caller's commit;
+    # async, writers leave them sealed, and the worker links them.
+    assert unlinked == (0 if projections == "inline" else 2)
+    assert not StoredEvent.objects.filter(chain__isnull=True).exists()
+    check = verify_chain()
+    last = StoredEvent.objects.order_by("id").last()
+    assert last is not None and check.intact and check.head_position == last.id
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_linker_reads_a_few_rows_however_many_events_are_linked(
     backend: Backend, make_user: Any
 ) -> None:

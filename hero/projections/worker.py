@@ -2,12 +2,16 @@
 
 ``hero_project`` parses its arguments and calls :func:`run_projections`, which
 owns the runners (eventsourcing's ``ProjectionRunner``, one thread each), the
-signal handlers that stop them and the clean-up of their connections.
+signal handlers that stop them and the clean-up of their connections. On
+PostgreSQL it also links the chain of the events committed since its last
+look (:func:`hero.store.chain.link_committed`), which writers in their callers'
+transactions leave to it with ``HERO_PROJECTIONS = "async"``.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import connections
+from django.db import utils as db_utils
 from eventsourcing.projection import ProjectionRunner
 from eventsourcing.utils import Environment, EnvType
 
@@ -22,6 +27,12 @@ from hero.exceptions import HeroError
 from hero.ledger import Ledger
 from hero.projections.base import ReadModel, ReadModelProjection
 from hero.projections.inline import READ_MODELS
+from hero.store.chain import link_committed
+
+logger = logging.getLogger("hero.projections")
+
+#: Seconds between the worker's looks at its runners, and at the chain.
+LOOK_INTERVAL = 0.5
 
 
 class NotCaughtUp(HeroError, TimeoutError):
@@ -71,10 +82,32 @@ def _follow(
                 runner.wait(target, timeout=timeout)
             except TimeoutError:
                 raise NotCaughtUp(_not_caught_up(alias, target, timeout)) from None
+        _link(alias)
         return
-    while not stop.wait(0.5):
+    while not stop.wait(LOOK_INTERVAL):
         for runner in runners:
             runner.run_forever(timeout=0)  # re-raises a runner's error
+        _link(alias)
+
+
+def _link(alias: str) -> None:
+    """Link the events committed and not linked yet (PostgreSQL), unless
+    another process is linking (it or the next look links them), or this
+    thread's connection is in a transaction of its caller's (links written in
+    it would hold their rows until that transaction ends). A database error is
+    logged, not raised: the next look tries again."""
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return
+    try:
+        link_committed(alias, wait=False)
+    except db_utils.Error:
+        logger.warning(
+            "Database %r: linking the chain failed; the next look tries again.",
+            alias,
+            exc_info=True,
+        )
+        connection.close_if_unusable_or_obsolete()
 
 
 class _Runner(ProjectionRunner[Any, Any]):

@@ -264,7 +264,8 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         (with the followers' positions the inline projections will need)
         reading them take one round trip, or travel with the decision's reads
         when reserved ahead (:meth:`reserve_ahead`). Linking is asked for the
-        moment the transaction commits (:meth:`DjangoDatastore.after_commit`).
+        moment the transaction commits (:meth:`DjangoDatastore.after_commit`),
+        unless ``hero_project`` links (:attr:`~hero.conf.Settings.workers_link`).
         """
         scratch = self.datastore.scratch() or {}
         reservation: _Reservation | None = scratch.pop(_RESERVED, None)
@@ -280,7 +281,7 @@ class DjangoAggregateRecorder(DjangoRecorder, AggregateRecorder):
         ]
         link_updates(cursor, self.events_table, earlier)
         self._insert_at(cursor, stored_events, seals, reserved, data_keys)
-        if not reservation.own:
+        if not reservation.own and not conf.workers_link:
             self.datastore.after_commit(link_after_commit)
         return reserved
 
