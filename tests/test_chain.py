@@ -255,6 +255,42 @@ def test_events_committed_in_a_callers_transaction_are_linked_by_whoever_follows
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_worker_whose_linking_fails_logs_it_and_links_at_its_next_look(
+    backend: Backend, make_user: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from unittest import mock
+
+    from django.db import OperationalError, transaction
+    from django.test import override_settings
+
+    with override_settings(HERO_PROJECTIONS="async"):
+        with transaction.atomic(using=backend.alias):
+            hero.achievements.unlock("score_changed", user=make_user(), points=100)
+        failing = mock.patch(
+            "hero.projections.worker.link_committed",
+            side_effect=OperationalError("server closed the connection"),
+        )
+        # Act: the worker's look fails to link.
+        with failing, caplog.at_level("WARNING", logger="hero.projections"):
+            call_command(
+                "hero_project", "--once", "--timeout", "30", stdout=io.StringIO()
+            )
+
+        # Assert: the worker caught up all the same, and said what failed.
+        assert "linking the chain failed" in caplog.text
+        assert StoredEvent.objects.filter(chain__isnull=True).exists()
+
+        # Act: its next look links.
+        call_command("hero_project", "--once", "--timeout", "30", stdout=io.StringIO())
+
+    # Assert
+    assert not StoredEvent.objects.filter(chain__isnull=True).exists()
+    assert verify_chain().intact
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_linker_reads_a_few_rows_however_many_events_are_linked(
     backend: Backend, make_user: Any
 ) -> None:
