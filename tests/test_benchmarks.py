@@ -338,20 +338,19 @@ def test_unlock_benchmark_counts_exchanges_from_the_libpq_trace(
     assert "What a call writes" in output
 
 
+#: unlock.py with hero alone, on a few users: it runs wherever the suite does,
+#: pinax-badges or not.
+HERO_ALONE = ("--only", "hero", "--users", "5", "--repeat", "1")
+
+
 @pytest.mark.parametrize("projections", ["inline", "async"])
 def test_unlock_benchmark_splits_a_calls_time_on_sqlite(
     tmp_path: Path, projections: str
 ) -> None:
-    # hero alone: this runs wherever the suite does, pinax-badges or not.
     summary = tmp_path / "unlock.json"
     done = run_benchmark(
         "unlock.py",
-        "--only",
-        "hero",
-        "--users",
-        "5",
-        "--repeat",
-        "1",
+        *HERO_ALONE,
         "--cpu",
         "--projections",
         projections,
@@ -381,17 +380,7 @@ def test_unlock_benchmark_splits_a_calls_time_on_sqlite(
 
 
 def test_unlock_benchmark_can_leave_sqlite_checkpoints_out(tmp_path: Path) -> None:
-    done = run_benchmark(
-        "unlock.py",
-        "--only",
-        "hero",
-        "--users",
-        "5",
-        "--repeat",
-        "1",
-        "--wal-autocheckpoint",
-        "0",
-    )
+    done = run_benchmark("unlock.py", *HERO_ALONE, "--wal-autocheckpoint", "0")
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "journal_mode=wal, wal_autocheckpoint=0," in output
