@@ -120,9 +120,13 @@ def test_hero_status_shows_the_head_to_record_elsewhere(
     backend: Backend, make_user: Any
 ) -> None:
     some_events(make_user)
+    link_committed()  # what the commits do on PostgreSQL
     out = io.StringIO()
     call_command("hero_status", stdout=out)
-    assert f"chain head:       {verify_chain().head.hex()}" in out.getvalue()  # type: ignore[union-attr]
+    # As hero_verify prints it, and as its --anchor takes it.
+    check = verify_chain()
+    head = f"{check.head_position}:{check.head.hex()}"  # type: ignore[union-attr]
+    assert f"chain head:       {head}\n" in out.getvalue()
 
 
 @pytest.mark.django_db
@@ -242,16 +246,23 @@ def test_events_committed_in_a_callers_transaction_are_linked_by_whoever_follows
                     "score_changed", user=make_user(name), points=100
                 )
         unlinked = StoredEvent.objects.filter(chain__isnull=True).count()
+        before = io.StringIO()
+        call_command("hero_status", stdout=before)
         # Act: the worker that keeps the read tables catches up.
         call_command("hero_project", "--once", "--timeout", "30", stdout=io.StringIO())
 
     # Assert: inline, each writer linked its events at its caller's commit;
     # async, writers leave them sealed, and the worker links them.
     assert unlinked == (0 if projections == "inline" else 2)
+    assert f"to be linked:     {unlinked}\n" in before.getvalue()
     assert not StoredEvent.objects.filter(chain__isnull=True).exists()
     check = verify_chain()
     last = StoredEvent.objects.order_by("id").last()
     assert last is not None and check.intact and check.head_position == last.id
+    after = io.StringIO()
+    call_command("hero_status", stdout=after)
+    assert "to be linked:     0\n" in after.getvalue()
+    assert f"chain head:       {last.id}:{check.head.hex()}\n" in after.getvalue()  # type: ignore[union-attr]
 
 
 @pytest.mark.django_db(transaction=True)

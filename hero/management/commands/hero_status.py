@@ -15,13 +15,18 @@ class Command(TranslatedCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         status = store_status()
+        # As hero_verify prints it, and as its --anchor takes it.
+        head = f"{status.head_position}:{status.head.hex()}" if status.head else "-"
         self.stdout.write(
             f"Event store: database {status.alias!r} ({status.vendor})\n"
             f"  events:           {status.events}\n"
             f"  last position:    {status.last_position or '-'}\n"
             f"  snapshots:        {status.snapshots}\n"
-            f"  chain head:       {status.head.hex() if status.head else '-'}"
+            f"  chain head:       {head}"
         )
+        if status.vendor == "postgresql":
+            # Linked after the commit: by the writer, or by hero_project.
+            self.stdout.write(f"  to be linked:     {status.unlinked}")
         if not status.tracking:
             self.stdout.write("  followers:        none")
         for name, position in sorted(status.tracking.items()):
