@@ -91,13 +91,14 @@ def _follow(
 
 
 def _link(alias: str) -> None:
-    """Link the events committed and not linked yet (PostgreSQL), unless
-    another process is linking (it or the next look links them), or this
-    thread's connection is in a transaction of its caller's (links written in
-    it would hold their rows until that transaction ends). A database error is
-    logged, not raised: the next look tries again."""
+    """Link the events committed and not linked yet (PostgreSQL; elsewhere
+    they are linked as they are written), unless another process is linking
+    (it or the next look links them), or this thread's connection is in a
+    transaction of its caller's (links written in it would hold their rows
+    until that transaction ends). A database error is logged, not raised:
+    the next look tries again."""
     connection = connections[alias]
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    if connection.in_atomic_block:
         return
     try:
         link_committed(alias, wait=False)
