@@ -808,6 +808,42 @@ def test_writers_of_one_count_do_not_wait_for_each_others_transactions(
     assert not AchievementCountChange.objects.using(backend.alias).exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_count_waits_for_the_callers_commit_only_in_the_callers_transaction(
+    backend: Backend, make_user: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL settles counts at COMMIT")
+    # Arrange: the read models are current (their positions exist).
+    hero.achievements.unlock("score_changed", user=make_user(), points=10)
+    connection = connections[backend.alias]
+
+    def count_statements(sql: str) -> list[str]:
+        tables = ("hero_achievement_count_change", "hero_achievement_count ")
+        return [t.strip() for t in tables if t in sql]
+
+    # Act: one award in a transaction of hero's own, one in the caller's.
+    with CaptureQueriesContext(connection) as own:
+        hero.achievements.unlock("score_changed", user=make_user(), points=10)
+    with CaptureQueriesContext(connection) as callers:
+        with transaction.atomic(using=backend.alias):
+            hero.achievements.unlock("score_changed", user=make_user(), points=10)
+
+    # Assert: hero's own transaction, which commits in the same exchange, adds
+    # to the count at once; the caller's leaves its change to the COMMIT.
+    assert [
+        count_statements(q["sql"]) for q in own.captured_queries if "count" in q["sql"]
+    ] == [["hero_achievement_count"]]
+    assert [
+        count_statements(q["sql"])
+        for q in callers.captured_queries
+        if "count" in q["sql"]
+    ] == [["hero_achievement_count_change", "hero_achievement_count"]]
+    counts = AchievementCount.objects.using(backend.alias)
+    assert counts.holders(["points"]) == {("points", 1): 3}
+    assert not AchievementCountChange.objects.using(backend.alias).exists()
+
+
 @pytest.mark.django_db
 def test_followers_rows_are_there_to_lock_before_any_read_row_is_written(
     backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch

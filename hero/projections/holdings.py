@@ -47,9 +47,7 @@ def _upserts(vendor: str) -> dict[str, str]:
             ("user_id", "achievement_id"),
             replace=("steps", "total", "updated_at"),
         ),
-        "count": _COUNT_CHANGE
-        if vendor == "postgresql"
-        else upsert(
+        "count": upsert(
             vendor,
             "hero_achievement_count",
             ("achievement_id", "level", "holders"),
@@ -59,9 +57,10 @@ def _upserts(vendor: str) -> dict[str, str]:
     }
 
 
-#: PostgreSQL: a count's change waits in its own row until the transaction's
-#: COMMIT, where the trigger ``hero_settle_count`` (migration 0003) adds it to
-#: the count, so the count's row is locked for the commit alone. For a gain,
+#: PostgreSQL, in the caller's transaction: a count's change waits in its own
+#: row until the transaction's COMMIT, where the trigger ``hero_settle_count``
+#: (migration 0003) adds it to the count, so the count's row is locked for the
+#: commit alone, not for the rest of the caller's transaction. For a gain,
 #: the same statement makes the count's row if missing (holding 0 until then),
 #: so the row is there for the rest of the transaction (the admin lists
 #: counts); an existing row is not locked by this.
@@ -249,8 +248,12 @@ class Holdings(ReadModel):
             )
         # In one order, so that writers settling at once never deadlock.
         deltas = sorted((a, level, n) for (a, level), n in counts.items() if n)
-        if deltas:
-            cursor.executemany(
-                sql["count"],
-                [d + d for d in deltas] if cursor.db.vendor == "postgresql" else deltas,
-            )
+        if not deltas:
+            return
+        if cursor.db.vendor == "postgresql" and not self.datastore.owns_transaction():
+            cursor.executemany(_COUNT_CHANGE, [d + d for d in deltas])
+        else:
+            # A transaction of hero's own commits right after these writes
+            # (on PostgreSQL in the same exchange): the count's row is locked
+            # no longer than a change's row would be settled at the COMMIT.
+            cursor.executemany(sql["count"], deltas)
