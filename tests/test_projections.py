@@ -817,30 +817,46 @@ def test_a_count_waits_for_the_callers_commit_only_in_the_callers_transaction(
     # Arrange: the read models are current (their positions exist).
     hero.achievements.unlock("score_changed", user=make_user(), points=10)
     connection = connections[backend.alias]
+    ann = make_user()
 
-    def count_statements(sql: str) -> list[str]:
-        tables = ("hero_achievement_count_change", "hero_achievement_count ")
-        return [t.strip() for t in tables if t in sql]
+    def after_the_writes(captured: CaptureQueriesContext) -> list[str]:
+        """The statements from the first that names a count to the first
+        COMMIT, shortened."""
+        # Without the "N times: " of an executemany in Django's log.
+        statements = [
+            re.sub(r"^\d+ times: ", "", q["sql"]) for q in captured.captured_queries
+        ]
+        first = next(n for n, sql in enumerate(statements) if "_count" in sql)
+        commit = statements.index("COMMIT", first)
+        return [
+            " ".join(sql.split()[:3]).replace(" (achievement_id,", "")
+            for sql in statements[first : commit + 1]
+        ]
 
-    # Act: one award in a transaction of hero's own, one in the caller's.
-    with CaptureQueriesContext(connection) as own:
-        hero.achievements.unlock("score_changed", user=make_user(), points=10)
+    # Act: a first award and an upgrade in transactions of hero's own, and a
+    # first award in the caller's.
+    with CaptureQueriesContext(connection) as first:
+        hero.achievements.unlock("score_changed", user=ann, points=10)
+    with CaptureQueriesContext(connection) as upgrade:
+        hero.achievements.unlock("score_changed", user=ann, points=100)
     with CaptureQueriesContext(connection) as callers:
         with transaction.atomic(using=backend.alias):
             hero.achievements.unlock("score_changed", user=make_user(), points=10)
 
-    # Assert: hero's own transaction, which commits in the same exchange, adds
-    # to the count at once; the caller's leaves its change to the COMMIT.
-    assert [
-        count_statements(q["sql"]) for q in own.captured_queries if "count" in q["sql"]
-    ] == [["hero_achievement_count"]]
-    assert [
-        count_statements(q["sql"])
-        for q in callers.captured_queries
-        if "count" in q["sql"]
-    ] == [["hero_achievement_count_change", "hero_achievement_count"]]
+    # Assert: hero's own transaction adds to the counts in its last
+    # statements, sent with its COMMIT (the ledger's entry is written before);
+    # the caller's leaves its change to the trigger at its COMMIT.
+    add = "INSERT INTO hero_achievement_count"
+    assert after_the_writes(first) == [add, "COMMIT"]
+    assert after_the_writes(upgrade) == [add, "COMMIT"]  # both levels' counts
+    assert after_the_writes(callers) == [
+        "WITH made AS",
+        "INSERT INTO hero_ledger_entry",
+        "RELEASE SAVEPOINT hero_write",
+        "COMMIT",
+    ]
     counts = AchievementCount.objects.using(backend.alias)
-    assert counts.holders(["points"]) == {("points", 1): 3}
+    assert counts.holders(["points"]) == {("points", 1): 2, ("points", 2): 1}
     assert not AchievementCountChange.objects.using(backend.alias).exists()
 
 

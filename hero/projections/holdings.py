@@ -246,14 +246,32 @@ class Holdings(ReadModel):
                     for (u, a), (steps, total, at) in progress.items()
                 ],
             )
-        # In one order, so that writers settling at once never deadlock.
-        deltas = sorted((a, level, n) for (a, level), n in counts.items() if n)
-        if not deltas:
+        if cursor.db.vendor != "postgresql":
+            if deltas := _in_order(counts):
+                cursor.executemany(sql["count"], deltas)
             return
-        if cursor.db.vendor == "postgresql" and not self.datastore.owns_transaction():
+        # In a transaction of hero's own, added with its COMMIT; in the
+        # caller's, left in change rows for the trigger to settle at its COMMIT.
+        pending = self.datastore.at_commit(_PENDING_COUNTS, Counter, _add_counts)
+        if pending is not None:
+            pending.update(counts)
+        elif deltas := _in_order(counts):
             cursor.executemany(_COUNT_CHANGE, [d + d for d in deltas])
-        else:
-            # A transaction of hero's own commits right after these writes
-            # (on PostgreSQL in the same exchange): the count's row is locked
-            # no longer than a change's row would be settled at the COMMIT.
-            cursor.executemany(sql["count"], deltas)
+
+
+#: The scratch key of the count changes a transaction of hero's own adds at
+#: its COMMIT (PostgreSQL).
+_PENDING_COUNTS = "holdings.counts"
+
+
+def _in_order(counts: Counter[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """The non-zero changes, in one order, so that writers changing several
+    counts at once never deadlock."""
+    return sorted((a, level, n) for (a, level), n in counts.items() if n)
+
+
+def _add_counts(cursor: CursorWrapper, counts: Counter[tuple[str, int]]) -> None:
+    """Add a transaction's count changes to the counts, with its COMMIT."""
+    deltas = _in_order(counts)
+    if deltas:
+        cursor.executemany(_upserts(cursor.db.vendor)["count"], deltas)

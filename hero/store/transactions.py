@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import connections, transaction
 from django.db import utils as db_utils
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 # Django's wrappers of DB-API errors, most specific first, and the eventsourcing
 # errors that callers of a recorder expect instead.
+T = TypeVar("T")
+
 _ERROR_TRANSLATIONS: tuple[tuple[type[Exception], type[PersistenceError]], ...] = (
     (db_utils.IntegrityError, IntegrityError),
     (db_utils.DataError, DataError),
@@ -142,6 +144,8 @@ def _store_busy(alias: str, error: BaseException) -> StoreBusy:
 
 #: The scratch key of the callbacks to call after the commit.
 _AFTER_COMMIT = "after_commit"
+#: The scratch key of what :meth:`DjangoDatastore.at_commit` keeps.
+_AT_COMMIT = "at_commit"
 #: The scratch key that says the transaction is hero's own, not the caller's.
 _OWN = "own"
 #: The scratch key that says the transaction wrote nothing to keep
@@ -239,6 +243,10 @@ class DjangoDatastore:
                 token = _owned_atomic.set((self.alias, cursor, scratch))
                 try:
                     yield
+                    if _kept(scratch):
+                        # Queued last: sent with the COMMIT (PostgreSQL).
+                        for send, value in scratch.pop(_AT_COMMIT, {}).values():
+                            send(cursor, value)
                 finally:
                     _owned_atomic.reset(token)
         except (db_utils.Error, PersistenceError) as error:
@@ -307,6 +315,28 @@ class DjangoDatastore:
         transaction.on_commit(
             functools.partial(_call_quietly, callback, self.alias), using=self.alias
         )
+
+    def at_commit(
+        self,
+        key: str,
+        make: Callable[[], T],
+        send: Callable[[CursorWrapper, T], object],
+    ) -> T | None:
+        """PostgreSQL, in a transaction hero opened itself (one batch, sent
+        with its ``COMMIT``): the value kept under ``key`` for the rest of the
+        transaction (``make()`` the first time), and ``send(cursor, value)``
+        called at its end, once, so that the statements it queues go to the
+        server with the ``COMMIT``, and whatever rows they lock are locked for
+        the commit alone. None elsewhere (the caller's transaction, another
+        backend), where nothing is kept."""
+        scratch = self.scratch()
+        if scratch is None or not scratch.get(_OWN) or self.vendor != "postgresql":
+            return None
+        kept = scratch.setdefault(_AT_COMMIT, {})
+        if key not in kept:
+            kept[key] = (send, make())
+        value: T = kept[key][1]
+        return value
 
     def scratch(self) -> dict[str, Any] | None:
         """What the store keeps until the end of the transaction hero opened
