@@ -40,10 +40,10 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
 
-# Django's wrappers of DB-API errors, most specific first, and the eventsourcing
-# errors that callers of a recorder expect instead.
 T = TypeVar("T")
 
+# Django's wrappers of DB-API errors, most specific first, and the eventsourcing
+# errors that callers of a recorder expect instead.
 _ERROR_TRANSLATIONS: tuple[tuple[type[Exception], type[PersistenceError]], ...] = (
     (db_utils.IntegrityError, IntegrityError),
     (db_utils.DataError, DataError),
