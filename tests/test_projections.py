@@ -26,9 +26,16 @@ from hero.models import (
     AchievementCountChange,
     AchievementUnlocked,
     LedgerEntry,
+    StoredEvent,
     TrackingPosition,
 )
-from hero.projections.base import Change, apply_read_models, read_changes
+from hero.projections import worker
+from hero.projections.base import (
+    Change,
+    ReadModelProjection,
+    apply_read_models,
+    read_changes,
+)
 from hero.projections.inline import read_models
 from hero.projections.rebuild import rebuild
 from hero.projections.verify import verify
@@ -374,6 +381,44 @@ def test_async_mode_appends_events_and_the_worker_catches_up(
     call_command("hero_verify", stdout=io.StringIO())
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_behind_applies_the_events_it_has_read_together(
+    backend: Backend, make_user: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: seven events the worker has not applied, and batches of three
+    # at most; each batch the worker applies is noted.
+    settings.HERO_PROJECTIONS = "async"
+    activity(make_user)
+    monkeypatch.setattr(worker, "BATCH_SIZE", 3)
+    batches: list[tuple[str, list[int]]] = []
+    apply = ReadModelProjection.process_events
+
+    def noting(projection: ReadModelProjection, events: Any) -> None:
+        batches.append((projection.view.name, [t.notification_id for _, t in events]))
+        apply(projection, events)
+
+    monkeypatch.setattr(ReadModelProjection, "process_events", noting)
+
+    # Act
+    call_command("hero_project", "--once", "--timeout", "30", stdout=io.StringIO())
+
+    # Assert: each read model took the backlog in runs of three, in store
+    # order, each run in one transaction; the tables match the store.
+    positions = list(
+        StoredEvent.objects.using(backend.alias)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    assert [ids for name, ids in batches if name == "ledger"] == [
+        positions[0:3],
+        positions[3:6],
+        positions[6:7],
+    ]
+    assert [len(ids) for name, ids in batches if name == "holdings"] == [3, 3, 1]
+    assert LedgerEntry.objects.using(backend.alias).count() == 7
+    call_command("hero_verify", stdout=io.StringIO())
+
+
 @pytest.mark.django_db
 def test_hero_project_once_inside_a_transaction_says_why_it_cannot_catch_up(
     backend: Backend, make_user: Any, settings: Any
@@ -701,7 +746,6 @@ def test_the_ledger_copied_in_sql_is_the_ledger_written_from_events(
     # Arrange: every kind of event, the trigger log on, and one unlock stored
     # as its first class version (no awarded_at, no key), which the mapper
     # upcasts and the copy in SQL leaves to it.
-    from hero.models import StoredEvent
     from hero.projections.ledger import LedgerEntries
 
     @hero.achievements.register

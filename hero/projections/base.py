@@ -327,18 +327,29 @@ def datetime_adapter(connection: BaseDatabaseWrapper) -> Callable[[datetime], An
 
 
 class ReadModelProjection(Projection[ReadModel]):
-    """eventsourcing's projection interface over a :class:`ReadModel`, one event
-    at a time (used by ``hero_project`` through eventsourcing's ProjectionRunner)."""
+    """eventsourcing's projection interface over a :class:`ReadModel` (used by
+    ``hero_project`` through eventsourcing's ProjectionRunner): one event at a
+    time, or consecutive events in one transaction."""
 
-    #: How often an event is applied again after the database broke a deadlock
-    #: by rolling its transaction back (writers of the same rows, at once).
+    #: How often events are applied again after the database broke a deadlock
+    #: by rolling their transaction back (writers of the same rows, at once).
     attempts: ClassVar[int] = 5
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        changes = [Change(tracking.notification_id, domain_event)]
+        self.process_events([(domain_event, tracking)])
+
+    def process_events(self, events: Sequence[tuple[Any, Tracking]]) -> None:
+        """Apply events in the order of their positions, in one transaction,
+        which leaves the read model's position at the last."""
+        if not events:
+            return
+        changes = [
+            Change(tracking.notification_id, event) for event, tracking in events
+        ]
+        application_name = events[-1][1].application_name
         for attempt in range(1, self.attempts + 1):
             try:
-                self.view.apply(changes, tracking.application_name)
+                self.view.apply(changes, application_name)
             except OperationalError as error:
                 if attempt == self.attempts or not lost_a_deadlock(error):
                     raise

@@ -14,13 +14,20 @@ import gc
 import logging
 import signal
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections
 from django.db import utils as db_utils
-from eventsourcing.projection import ProjectionRunner
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import (
+    ApplicationSubscription,
+    EventSourcedProjection,
+    Projection,
+    ProjectionRunner,
+)
 from eventsourcing.utils import Environment, EnvType
 
 from hero.exceptions import HeroError
@@ -28,6 +35,7 @@ from hero.ledger import Ledger
 from hero.projections.base import ReadModel, ReadModelProjection
 from hero.projections.inline import READ_MODELS
 from hero.store.chain import link_committed
+from hero.store.recorders import PollingSubscription
 
 logger = logging.getLogger("hero.projections")
 
@@ -113,11 +121,58 @@ def _link(alias: str) -> None:
 
 class _Runner(ProjectionRunner[Any, Any]):
     """eventsourcing's runner, configured from hero's arguments alone (the
-    read model's factory would read the process environment otherwise)."""
+    read model's factory would read the process environment otherwise), that
+    applies the events its subscription has read already in one transaction
+    (:data:`BATCH_SIZE` at most) rather than one transaction each: a worker
+    that has fallen behind catches up in batches."""
 
     @staticmethod
     def _construct_env(name: str, env: EnvType | None = None) -> Environment:
         return Environment(name, dict(env or {}))
+
+    @staticmethod
+    def _process_events_loop(
+        subscription: ApplicationSubscription[Any],
+        projection: EventSourcedProjection[Any] | Projection[Any],
+        is_stopping: threading.Event,
+        runner: weakref.ReferenceType[ProjectionRunner[Any, Any]],
+    ) -> None:
+        """The runner's thread: apply the subscription's events until it
+        stops. An error ends the thread and is kept for the runner to raise
+        (from ``run_forever``, ``wait`` or leaving its block), as
+        eventsourcing's own loop does."""
+        applies = cast(ReadModelProjection, projection).process_events
+        try:
+            for batch in _batches(subscription):
+                applies(batch)
+        except BaseException as error:
+            owner = runner()
+            if owner is not None:
+                owner._thread_error = error
+            else:  # the runner was collected: nobody left to raise it
+                logger.error("A projection runner failed", exc_info=error)
+        finally:
+            is_stopping.set()
+
+
+#: Events a worker applies at most in one transaction.
+BATCH_SIZE = 500
+
+
+def _batches(
+    subscription: ApplicationSubscription[Any],
+) -> Iterator[list[tuple[Any, Tracking]]]:
+    """The subscription's events in runs: each the next event (waited for)
+    and those after it that the subscription has read already."""
+    stored = cast(PollingSubscription, subscription.subscription)
+    for first in subscription:
+        batch = [first]
+        while len(batch) < BATCH_SIZE and stored.ready():
+            try:
+                batch.append(next(subscription))
+            except StopIteration:  # stopped meanwhile
+                break
+        yield batch
 
 
 def _not_caught_up(alias: str, target: int | None, timeout: float) -> str:

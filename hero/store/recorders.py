@@ -751,6 +751,11 @@ class PollingSubscription(Subscription[DjangoApplicationRecorder]):
             if left <= 0 or self._listener.wait(min(left, _STOP_CHECK_INTERVAL)):
                 return
 
+    def ready(self) -> int:
+        """How many notifications :meth:`__next__` returns without reading or
+        waiting (those read already)."""
+        return len(self._buffer)
+
     def __next__(self) -> Notification:
         while not self._buffer and not self._has_been_stopped:
             batch = self._recorder.select_notifications(
