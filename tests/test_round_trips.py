@@ -20,6 +20,8 @@ from django.db import connections, transaction
 import hero
 from hero.events import Outcome, Progress
 from hero.models import AchievementUnlocked, LedgerEntry, StoredEvent
+from hero.projections.base import read_changes
+from hero.projections.inline import read_models
 from tests.conftest import Backend
 from tests.databases import reopened_with
 
@@ -461,3 +463,21 @@ def test_calls_that_write_nothing_leave_a_sites_prepared_statements_intact(
             [Progress("bookworm", 5, 4, 5), Outcome("bookworm", 1, None)],
         ]
         assert_verified()
+
+
+def test_a_worker_applies_an_event_waiting_for_the_server_three_times(
+    backend: Backend, new_user: Any, tmp_path: Path, settings: Any
+) -> None:
+    # Arrange: an award the read models have not applied (async).
+    settings.HERO_PROJECTIONS = "async"
+    hero.achievements.unlock("score_changed", user=new_user, points=10)
+    (change,) = read_changes(0, 100)[-1:]
+    holdings = read_models(backend.alias, ["holdings"])[0]
+
+    # Act: a worker applies it.
+    waits = traced(backend, tmp_path, lambda: holdings.apply([change]))
+
+    # Assert: the positions read (with BEGIN), the users that still exist, and
+    # the rows written with the position and COMMIT.
+    assert waits == 3
+    assert level_held(backend, new_user) == 1

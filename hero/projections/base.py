@@ -35,7 +35,7 @@ from hero.store.positions import (
 )
 from hero.store.postgres import pipelined
 from hero.store.recorders import DjangoTrackingRecorder
-from hero.store.transactions import lost_a_deadlock
+from hero.store.transactions import VersionConflict, lost_a_deadlock
 from hero.users import existing_user_pks
 
 if TYPE_CHECKING:
@@ -125,14 +125,19 @@ class ReadModel(DjangoTrackingRecorder):
         rebuilding: bool = False,
         users_exist: bool = False,
     ) -> int:
-        """Apply the changes not yet applied; return how many were new."""
-        return apply_read_models(
-            [self],
-            changes,
-            application_name,
-            rebuilding=rebuilding,
-            users_exist=users_exist,
-        )
+        """Apply the changes not yet applied, in one transaction (a savepoint
+        in the caller's); return how many were new. On PostgreSQL the
+        transaction is one batch (:meth:`DjangoDatastore.owned_transaction`):
+        the server is waited for where a result is read, and once at the end
+        with the writes and the ``COMMIT``."""
+        with self.datastore.owned_transaction():
+            return apply_read_models(
+                [self],
+                changes,
+                application_name,
+                rebuilding=rebuilding,
+                users_exist=users_exist,
+            )
 
     def write(
         self, cursor: CursorWrapper, changes: Sequence[Change], users: set[str] | None
@@ -350,7 +355,8 @@ class ReadModelProjection(Projection[ReadModel]):
         for attempt in range(1, self.attempts + 1):
             try:
                 self.view.apply(changes, application_name)
-            except OperationalError as error:
+            # A deadlock the database broke comes as the one or the other.
+            except (OperationalError, VersionConflict) as error:
                 if attempt == self.attempts or not lost_a_deadlock(error):
                     raise
                 time.sleep(random.uniform(0, 0.01 * attempt))
