@@ -51,9 +51,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add("--no-notify", False, text)
     text = "the PostgreSQL schema of the run, created and dropped"
     parser.add("--schema", "hero_latency_bench", text)
+    text = (
+        "then awards committed in one transaction, which the worker finds at once "
+        "and catches up with (0: none)"
+    )
+    parser.add("--backlog", 1000, text)
     options = parser.parse(argv, "awards")
-    if options.gap < 0 or options.poll < 0:
-        parser.error("--gap and --poll must be 0 or more")
+    if options.gap < 0 or options.poll < 0 or options.backlog < 0:
+        parser.error("--gap, --poll and --backlog must be 0 or more")
     return options
 
 
@@ -112,6 +117,40 @@ def award_at_random(users: Sequence[Any], gap: float, seed: int) -> dict[int, fl
             transaction.on_commit(functools.partial(note, user.pk))
             call(user, 10)
     return committed
+
+
+def catch_up(users: Sequence[Any], report: _harness.Report) -> None:
+    """An award to each user, all in one transaction; from its COMMIT to the
+    moment the worker has applied them all (the read models' positions
+    looked at every few ms)."""
+    import _points
+    from django.db import transaction
+
+    if not users:
+        return
+    call = _points.hero_call()
+    with transaction.atomic():
+        for user in users:
+            call(user, 10)
+    committed = time.monotonic()
+    deadline = committed + SEEN_TIMEOUT
+    while (left := _projector.behind()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    seconds = time.monotonic() - committed
+    report.check(
+        [f"hero_project did not catch up with the backlog: {left}"] if left else [],
+        f"hero_project applied the backlog of {len(users):,} awards",
+    )
+    report.figures["backlog"] = {"events": len(users), "seconds": seconds}
+    print(
+        f"A backlog of {len(users):,} awards committed in one transaction: the "
+        f"worker applied them\nall {seconds * 1000:,.0f} ms after the COMMIT "
+        f"({len(users) / seconds:,.0f} events/s, both read models).\n"
+    )
+    report.figure(
+        "backlog: events/s from its COMMIT to the last applied",
+        f"{len(users) / seconds:,.0f} ({len(users):,} in {seconds:.2f} s)",
+    )
 
 
 def delays(committed: dict[int, float], seen: dict[int, float]) -> list[float]:
@@ -214,9 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ", poll interval "
             f"{conf.HERO_SUBSCRIPTION_POLL_INTERVAL:g} s)"
         )
-        names = [f"latency-{n:06d}" for n in range(WARMUP_AWARDS + options.awards)]
+        timed = WARMUP_AWARDS + options.awards
+        names = [f"latency-{n:06d}" for n in range(timed + options.backlog)]
         created = _harness.create_users(names)
-        warmups, users = created[:WARMUP_AWARDS], created[WARMUP_AWARDS:]
+        warmups, users = created[:WARMUP_AWARDS], created[WARMUP_AWARDS:timed]
+        backlog = created[timed:]
         context = multiprocessing.get_context("spawn")
         stop, results = context.Event(), context.Queue()
         with _projector.running(database, "latency"):
@@ -243,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             observer.join()
             if "error" in found:
                 raise SystemExit(f"the observer failed:\n{found['error']}")
+            catch_up(backlog, report)
             check(committed, found["seen"], report)
         print_figures(committed, found, options, report)
         return report.finish(options.summary)

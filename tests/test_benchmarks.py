@@ -230,6 +230,8 @@ def test_latency_benchmark_sees_every_award_reach_the_read_tables(
         "10",
         "--gap",
         "5",
+        "--backlog",
+        "20",
         "--schema",
         f"hero_latency_test_{os.getpid()}",
         "--summary",
@@ -240,11 +242,14 @@ def test_latency_benchmark_sees_every_award_reach_the_read_tables(
     assert done.returncode == 0, output
     assert "CHECK FAILED" not in output
     checked = checked_lines(done.stdout)
-    assert checked[0] == (
-        "Checked: each of the 10 awards appeared in the holdings and the ledger"
-    ), output
+    assert checked[:2] == [
+        "Checked: hero_project applied the backlog of 20 awards",
+        "Checked: each of the 10 awards appeared in the holdings and the ledger",
+    ], output
     figures = json.loads(summary.read_text())
     assert figures["checks_passed"] is True
+    assert figures["backlog"]["events"] == 20
+    assert 0 < figures["backlog"]["seconds"] < 30
     assert {name: table["seen"] for name, table in figures["tables"].items()} == {
         "holdings": 10,
         "ledger": 10,
