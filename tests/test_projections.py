@@ -390,11 +390,12 @@ def test_a_worker_behind_applies_the_events_it_has_read_together(
     settings.HERO_PROJECTIONS = "async"
     activity(make_user)
     monkeypatch.setattr(worker, "BATCH_SIZE", 3)
-    batches: list[tuple[str, list[int]]] = []
+    batches: list[tuple[list[str], list[int]]] = []
     apply = ReadModelProjection.process_events
 
     def noting(projection: ReadModelProjection, events: Any) -> None:
-        batches.append((projection.view.name, [t.notification_id for _, t in events]))
+        names = [model.name for model in projection.view.models]
+        batches.append((names, [t.notification_id for _, t in events]))
         apply(projection, events)
 
     monkeypatch.setattr(ReadModelProjection, "process_events", noting)
@@ -402,19 +403,18 @@ def test_a_worker_behind_applies_the_events_it_has_read_together(
     # Act
     call_command("hero_project", "--once", "--timeout", "30", stdout=io.StringIO())
 
-    # Assert: each read model took the backlog in runs of three, in store
-    # order, each run in one transaction; the tables match the store.
+    # Assert: both read models took the backlog together, in runs of three in
+    # store order, each run in one transaction; the tables match the store.
     positions = list(
         StoredEvent.objects.using(backend.alias)
         .order_by("id")
         .values_list("id", flat=True)
     )
-    assert [ids for name, ids in batches if name == "ledger"] == [
-        positions[0:3],
-        positions[3:6],
-        positions[6:7],
+    assert batches == [
+        (["holdings", "ledger"], positions[0:3]),
+        (["holdings", "ledger"], positions[3:6]),
+        (["holdings", "ledger"], positions[6:7]),
     ]
-    assert [len(ids) for name, ids in batches if name == "holdings"] == [3, 3, 1]
     assert LedgerEntry.objects.using(backend.alias).count() == 7
     call_command("hero_verify", stdout=io.StringIO())
 
@@ -452,6 +452,33 @@ def test_hero_project_once_runs_one_projection_at_a_time(
     call_command("hero_project", "ledger", "--once", stdout=io.StringIO())
 
     assert LedgerEntry.objects.using(backend.alias).count() == 7
+    call_command("hero_verify", stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_of_both_read_models_starts_where_the_one_behind_is(
+    backend: Backend, make_user: Any, settings: Any
+) -> None:
+    # Arrange: the holdings have applied every event, the ledger none.
+    settings.HERO_PROJECTIONS = "async"
+    activity(make_user)
+    call_command("hero_project", "holdings", "--once", stdout=io.StringIO())
+    holdings = list(
+        AchievementUnlocked.objects.using(backend.alias).values_list(
+            "user_id", "achievement_id", "level"
+        )
+    )
+
+    # Act: one worker follows both.
+    call_command("hero_project", "--once", stdout=io.StringIO())
+
+    # Assert: the ledger caught up; the holdings were not written again wrong.
+    assert LedgerEntry.objects.using(backend.alias).count() == 7
+    assert sorted(
+        AchievementUnlocked.objects.using(backend.alias).values_list(
+            "user_id", "achievement_id", "level"
+        )
+    ) == sorted(holdings)
     call_command("hero_verify", stdout=io.StringIO())
 
 

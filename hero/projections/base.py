@@ -41,6 +41,9 @@ from hero.users import existing_user_pks
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.backends.utils import CursorWrapper
+    from django.db.models import Model
+
+    from hero.store.transactions import DjangoDatastore
 
 
 class Change(NamedTuple):
@@ -331,8 +334,36 @@ def datetime_adapter(connection: BaseDatabaseWrapper) -> Callable[[datetime], An
     return adapt
 
 
-class ReadModelProjection(Projection[ReadModel]):
-    """eventsourcing's projection interface over a :class:`ReadModel` (used by
+class ReadModels(DjangoTrackingRecorder):
+    """The read models one ``hero_project`` worker follows (the subclass names
+    them): each run of events is applied to all of them in one transaction,
+    as the writer applies them inline, so that their tables agree at every
+    commit. The position followed is the least of theirs; a read model ahead
+    of it skips what it has applied."""
+
+    model_classes: ClassVar[Sequence[type[ReadModel]]] = ()
+
+    def __init__(
+        self, datastore: DjangoDatastore, events_model: type[Model] | None = None
+    ) -> None:
+        super().__init__(datastore, events_model)
+        self.models = [model_class(datastore) for model_class in self.model_classes]
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        positions = [model.max_tracking_id(application_name) for model in self.models]
+        known = [position for position in positions if position is not None]
+        return min(known) if len(known) == len(positions) else None
+
+    def apply(self, changes: Sequence[Change], application_name: str = UPSTREAM) -> int:
+        """Apply the changes each read model has not applied, in one
+        transaction (as :meth:`ReadModel.apply`); return the largest number
+        new to one of them."""
+        with self.datastore.owned_transaction():
+            return apply_read_models(self.models, changes, application_name)
+
+
+class ReadModelProjection(Projection[ReadModels]):
+    """eventsourcing's projection interface over :class:`ReadModels` (used by
     ``hero_project`` through eventsourcing's ProjectionRunner): one event at a
     time, or consecutive events in one transaction."""
 

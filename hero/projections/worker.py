@@ -1,8 +1,9 @@
 """Following the store: run read models' projections until told to stop.
 
 ``hero_project`` parses its arguments and calls :func:`run_projections`, which
-owns the runners (eventsourcing's ``ProjectionRunner``, one thread each), the
-signal handlers that stop them and the clean-up of their connections. On
+owns the runner (eventsourcing's ``ProjectionRunner``: one thread, which
+applies each run of events to every read model named in one transaction), the
+signal handlers that stop it and the clean-up of its connections. On
 PostgreSQL it also links the chain of the events committed since its last
 look (:func:`hero.store.chain.link_committed`), which writers in their callers'
 transactions leave to it with ``HERO_PROJECTIONS = "async"``.
@@ -32,7 +33,7 @@ from eventsourcing.utils import Environment, EnvType
 
 from hero.exceptions import HeroError
 from hero.ledger import Ledger
-from hero.projections.base import ReadModel, ReadModelProjection
+from hero.projections.base import ReadModel, ReadModelProjection, ReadModels
 from hero.projections.inline import READ_MODELS
 from hero.store.chain import link_committed
 from hero.store.recorders import PollingSubscription
@@ -60,14 +61,14 @@ def run_projections(
     up with the store as it is now (:class:`NotCaughtUp` after ``timeout``
     seconds)."""
     env = {"PERSISTENCE_MODULE": "hero.store", "DJANGO_DATABASE": alias}
+    # One runner for all of them: one subscription, one transaction a run.
     runners = [
         _Runner(
             application_class=_ledger_class(alias),
-            projection_class=_projection_class(READ_MODELS[name]),
-            view_class=READ_MODELS[name],
+            projection_class=_projection_class(names),
+            view_class=_read_models_class([READ_MODELS[name] for name in names]),
             env=env,
         )
-        for name in names
     ]
     with _stopped_by_signals() as stop:
         on_start()
@@ -232,9 +233,11 @@ def _ledger_class(alias: str) -> type[Ledger]:
     return FollowedLedger
 
 
-def _projection_class(model_class: type[ReadModel]) -> type[ReadModelProjection]:
+def _projection_class(names: Sequence[str]) -> type[ReadModelProjection]:
     return type(
-        f"{model_class.__name__}Projection",
-        (ReadModelProjection,),
-        {"name": model_class.name},
+        "ReadModelsProjection", (ReadModelProjection,), {"name": "+".join(names)}
     )
+
+
+def _read_models_class(model_classes: Sequence[type[ReadModel]]) -> type[ReadModels]:
+    return type("FollowedReadModels", (ReadModels,), {"model_classes": model_classes})
