@@ -128,19 +128,15 @@ class ReadModel(DjangoTrackingRecorder):
         rebuilding: bool = False,
         users_exist: bool = False,
     ) -> int:
-        """Apply the changes not yet applied, in one transaction (a savepoint
-        in the caller's); return how many were new. On PostgreSQL the
-        transaction is one batch (:meth:`DjangoDatastore.owned_transaction`):
-        the server is waited for where a result is read, and once at the end
-        with the writes and the ``COMMIT``."""
-        with self.datastore.owned_transaction():
-            return apply_read_models(
-                [self],
-                changes,
-                application_name,
-                rebuilding=rebuilding,
-                users_exist=users_exist,
-            )
+        """Apply the changes not yet applied (:func:`apply_alone`); return
+        how many were new."""
+        return apply_alone(
+            [self],
+            changes,
+            application_name,
+            rebuilding=rebuilding,
+            users_exist=users_exist,
+        )
 
     def write(
         self, cursor: CursorWrapper, changes: Sequence[Change], users: set[str] | None
@@ -262,6 +258,29 @@ def apply_read_models(
     return applied
 
 
+def apply_alone(
+    models: Sequence[ReadModel],
+    changes: Sequence[Change],
+    application_name: str = UPSTREAM,
+    *,
+    rebuilding: bool = False,
+    users_exist: bool = False,
+) -> int:
+    """:func:`apply_read_models` where no writer of the events applies them (a
+    worker), in a transaction of hero's own (a savepoint in the caller's): on
+    PostgreSQL one batch (:meth:`DjangoDatastore.owned_transaction`), which
+    waits for the server where a result is read, and once at the end with the
+    writes and the ``COMMIT``."""
+    with models[0].datastore.owned_transaction():
+        return apply_read_models(
+            models,
+            changes,
+            application_name,
+            rebuilding=rebuilding,
+            users_exist=users_exist,
+        )
+
+
 def apply_rows(
     models: Sequence[ReadModel],
     rows: Sequence[Row],
@@ -355,11 +374,9 @@ class ReadModels(DjangoTrackingRecorder):
         return min(known) if len(known) == len(positions) else None
 
     def apply(self, changes: Sequence[Change], application_name: str = UPSTREAM) -> int:
-        """Apply the changes each read model has not applied, in one
-        transaction (as :meth:`ReadModel.apply`); return the largest number
-        new to one of them."""
-        with self.datastore.owned_transaction():
-            return apply_read_models(self.models, changes, application_name)
+        """Apply the changes each read model has not applied
+        (:func:`apply_alone`); return the largest number new to one of them."""
+        return apply_alone(self.models, changes, application_name)
 
 
 class ReadModelProjection(Projection[ReadModels]):
