@@ -155,3 +155,74 @@ def test_the_orm_reads_and_writes_inside_a_batch(alias: str) -> None:
     # Assert
     assert (counted, names) == (2, ["ann", "bob"])
     assert users.get(pk=created.pk).first_name == "Bob"
+
+
+def batched_rows(alias: str, *statements: tuple[str, Any]) -> list[Any]:
+    """Each statement's rows, the statements sent in one batch of hero's."""
+    connection = connections[alias]
+    with postgres.pipelined_transaction(connection):
+        cursors = [connection.cursor() for _ in statements]
+        for cursor, (sql, params) in zip(cursors, statements, strict=True):
+            cursor.execute(sql, params)
+        return [cursor.fetchall() for cursor in cursors]
+
+
+def test_a_statement_bound_again_from_the_same_values_is_the_one_kept(
+    alias: str,
+) -> None:
+    # Arrange: values equal to one another, but not of one type, and lists.
+    sql = "SELECT %s, %s::text[]"
+    statements = [
+        (sql, [1, ["a", "b"]]),
+        (sql, [True, ["a", "b"]]),
+        (sql, [1, ["a", "b"]]),
+        (sql, [1, ["a", "c"]]),
+        (sql, [b"1", ["a", "b"]]),  # bytes: bound, not kept
+    ]
+
+    # Act: twice, in two batches.
+    first = batched_rows(alias, *statements)
+    second = batched_rows(alias, *statements)
+
+    # Assert: the values as they were given, each time.
+    assert (
+        first
+        == second
+        == [
+            [(1, ["a", "b"])],
+            [(True, ["a", "b"])],
+            [(1, ["a", "b"])],
+            [(1, ["a", "c"])],
+            [(b"1", ["a", "b"])],
+        ]
+    )
+    assert [type(rows[0][0]) for rows in first] == [int, bool, int, int, bytes]
+    binder = connections[alias]._hero_binder
+    kept = {key[1:]: statement for key, statement in binder.kept.items()}
+    assert kept == {
+        ((int, 1), (list, ("a", "b"))): "SELECT 1, '{a,b}'::text[]",
+        ((bool, True), (list, ("a", "b"))): "SELECT true, '{a,b}'::text[]",
+        ((int, 1), (list, ("a", "c"))): "SELECT 1, '{a,c}'::text[]",
+    }
+
+
+def test_a_connection_binds_anew_after_a_reconnection_and_keeps_so_many(
+    alias: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange
+    monkeypatch.setattr(postgres, "_KEPT_STATEMENTS", 2)
+    connection = connections[alias]
+    batched_rows(alias, ("SELECT %s", [1]))
+    before = connection._hero_binder
+
+    # Act: a third statement kept starts again; a new connection, a new binder.
+    rows = batched_rows(alias, ("SELECT %s", [2]), ("SELECT %s", [3]))
+    kept = dict(before.kept)
+    connection.close()
+    again = batched_rows(alias, ("SELECT %s", [4]))
+
+    # Assert
+    assert (rows, again) == ([[(2,)], [(3,)]], [[(4,)]])
+    assert [key[1] for key in kept] == [(int, 3)]
+    assert connection._hero_binder is not before
+    assert [key[1] for key in connection._hero_binder.kept] == [(int, 4)]

@@ -227,6 +227,78 @@ _batches: weakref.WeakKeyDictionary[Any, _Batch] = weakref.WeakKeyDictionary()
 _BATCH_SIZE = 500
 
 
+class _Binder:
+    """Binds the parameters of statements for one psycopg connection, as
+    Django does by default (in the process, with the connection's adapters),
+    and keeps the statements it made from parameters that come again.
+
+    Most of a call's statements are the same from one call to the next (the
+    ordering lock with the followers' names, the positions reserved, the
+    catalog row): binding them anew, with psycopg looking up an adapter for
+    each value and building each array, was about half the time binding
+    took. Only statements whose parameters are all strings, integers,
+    booleans or None (or lists of strings) are kept, told apart by their
+    types as well as their values (``1`` is not ``True``), and at most
+    :data:`_KEPT_STATEMENTS` of them."""
+
+    __slots__ = ("cursor", "kept")
+
+    def __init__(self, raw: Any) -> None:
+        # Lazy: psycopg is an optional dependency, present only with PostgreSQL.
+        from psycopg import ClientCursor
+
+        #: The cursor that binds, and sends each batch.
+        self.cursor = ClientCursor(raw)
+        self.kept: dict[tuple[Any, ...], str] = {}
+
+    def bind(self, query: Any, params: Any) -> str:
+        if params is None and type(query) is str:  # psycopg leaves it as it is
+            return query
+        key = _kept_key(query, params)
+        if key is None:
+            return self.cursor.mogrify(query, params)
+        statement = self.kept.get(key)
+        if statement is None:
+            if len(self.kept) >= _KEPT_STATEMENTS:
+                self.kept.clear()
+            statement = self.kept[key] = self.cursor.mogrify(query, params)
+        return statement
+
+
+#: Statements a connection's :class:`_Binder` keeps at most (hero sends a few
+#: dozen that repeat; more, and it starts again).
+_KEPT_STATEMENTS = 256
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _kept_key(query: Any, params: Any) -> tuple[Any, ...] | None:
+    """What tells a statement bound from ``params`` apart, or None if it is
+    not to be kept."""
+    if type(query) is not str or not isinstance(params, (list, tuple)):
+        return None
+    key: list[Any] = [query]
+    for value in params:
+        kind = type(value)
+        if kind in _PLAIN:
+            key.append((kind, value))
+        elif kind is list and all(type(item) is str for item in value):
+            key.append((kind, tuple(value)))
+        else:
+            return None
+    return tuple(key)
+
+
+def _binder(wrapper: Any, raw: Any) -> _Binder:
+    """The :class:`_Binder` of psycopg connection ``raw``, kept with Django's
+    wrapper for as long as the connection lasts (a new connection, after a
+    reconnection, gets a new one)."""
+    kept: _Binder | None = getattr(wrapper, "_hero_binder", None)
+    if kept is None or kept.cursor.connection is not raw or kept.cursor.closed:
+        kept = wrapper._hero_binder = _Binder(raw)
+    return kept
+
+
 class _Batch:
     """Statements on one psycopg connection queued and sent together, as one
     query of several statements, where a result is first read and at the end.
@@ -245,16 +317,16 @@ class _Batch:
     """
 
     def __init__(self, wrapper: Any) -> None:
-        # Lazy: psycopg is an optional dependency, present only with PostgreSQL.
-        from psycopg import ClientCursor
-
         raw = wrapper.connection
         if raw in _batches:
             raise RuntimeError("hero's statements are already batched here")
         self.wrapper = wrapper
         self.raw = raw
+        binder = _binder(wrapper, raw)
         #: Binds each statement's parameters, with the connection's adapters.
-        self.binder = ClientCursor(raw)
+        self.bind = binder.bind
+        #: Sends the batch, and reads its results.
+        self.cursor = binder.cursor
         #: (statement, its cursor, the cursor's statement it is).
         self.queued: list[tuple[str, _BatchCursor, int]] = []
         #: Whether anything reached the server (there is something to undo).
@@ -278,7 +350,7 @@ class _Batch:
         self.sent = True
         try:
             with self.wrapper.wrap_database_errors:
-                self.binder.execute(script, prepare=False)
+                self.cursor.execute(script, prepare=False)
         except BaseException as error:
             for _, cursor, generation in queued:
                 cursor.failed(error, generation)
@@ -286,8 +358,8 @@ class _Batch:
         for number, (_, cursor, generation) in enumerate(queued):
             try:
                 if number:
-                    self.binder.nextset()
-                cursor.take(self.binder, generation)
+                    self.cursor.nextset()
+                cursor.take(self.cursor, generation)
             except BaseException as error:  # a value that did not load
                 for _, rest, later in queued[number:]:
                     rest.failed(error, later)
@@ -305,10 +377,14 @@ class _Batch:
 class _Query:
     """What Django's query log reads of a cursor's last statement."""
 
-    __slots__ = ("query",)
+    __slots__ = ("statement",)
 
-    def __init__(self, query: bytes) -> None:
-        self.query = query
+    def __init__(self, statement: str) -> None:
+        self.statement = statement
+
+    @property
+    def query(self) -> bytes:
+        return self.statement.encode()
 
 
 class _BatchCursor:
@@ -319,7 +395,7 @@ class _BatchCursor:
     def __init__(self, batch: _Batch, connection: Any, **_: Any) -> None:
         self.batch = batch
         self.connection = connection
-        self.adapters = batch.binder.adapters
+        self.adapters = batch.cursor.adapters
         self._query: _Query | None = None
         #: Which of the cursor's statements the results are those of.
         self.generation = 0
@@ -346,8 +422,8 @@ class _BatchCursor:
         self._rows, self._rowcount, self._description = deque(), -1, None
 
     def _queue(self, query: Any, params: Any) -> None:
-        statement = self.batch.binder.mogrify(query, params)
-        self._query = _Query(statement.encode())
+        statement = self.batch.bind(query, params)
+        self._query = _Query(statement)
         self._pending += 1
         self.batch.add(statement, self)
 
