@@ -292,7 +292,8 @@ def _kept_key(query: Any, params: Any) -> tuple[Any, ...] | None:
 def _binder(wrapper: Any, raw: Any) -> _Binder:
     """The :class:`_Binder` of psycopg connection ``raw``, kept with Django's
     wrapper for as long as the connection lasts (a new connection, after a
-    reconnection, gets a new one)."""
+    reconnection, gets a new one). Its cursor holds the results of the last
+    batch until the next: one batch's, read into hero's cursors already."""
     kept: _Binder | None = getattr(wrapper, "_hero_binder", None)
     if kept is None or kept.cursor.connection is not raw or kept.cursor.closed:
         kept = wrapper._hero_binder = _Binder(raw)
