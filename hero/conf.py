@@ -176,12 +176,14 @@ class Settings:
 
     @cached
     def workers_link(self) -> bool:
-        """PostgreSQL: whether the events a writer commits in the caller's
-        transaction are left for ``hero_project`` to link (with
-        ``HERO_PROJECTIONS = "async"``, whose workers follow the store
-        anyway, within half a second) rather than linked by the writer right
-        after the caller's commit, two more exchanges with the server in the
-        caller's request."""
+        """PostgreSQL: whether the events writers commit are left for
+        ``hero_project`` to link (with ``HERO_PROJECTIONS = "async"``, whose
+        workers follow the store anyway, within half a second, many events in
+        one transaction) rather than linked by the writers: in the caller's
+        transaction right after the caller's commit, two more exchanges with
+        the server in the caller's request; in a transaction of hero's own,
+        the events before its own on the way, a function of the server's and
+        an update more in each award."""
         return self.HERO_PROJECTIONS == "async"
 
     @cached

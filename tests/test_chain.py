@@ -266,6 +266,36 @@ def test_events_committed_in_a_callers_transaction_are_linked_by_whoever_follows
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("projections", ["inline", "async"])
+def test_events_written_outside_any_transaction_are_linked_by_the_next_writer_or_the_worker(
+    backend: Backend, make_user: Any, projections: str
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from django.test import override_settings
+
+    with override_settings(HERO_PROJECTIONS=projections):
+        # Act: three awards, each in a transaction of hero's own.
+        for name in ("ann", "bob", "cid"):
+            hero.achievements.unlock("score_changed", user=make_user(name), points=100)
+        unlinked = list(
+            StoredEvent.objects.filter(chain__isnull=True)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        call_command("hero_project", "--once", "--timeout", "30", stdout=io.StringIO())
+
+    # Assert: inline, each writer linked the events before its own on the
+    # way, and only the last is left; async, the worker links them all.
+    events = list(StoredEvent.objects.order_by("id").values_list("id", flat=True))
+    assert unlinked == (events[-1:] if projections == "inline" else events)
+    assert len(events) == 3
+    assert not StoredEvent.objects.filter(chain__isnull=True).exists()
+    check = verify_chain()
+    assert check.intact and check.head_position == events[-1]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_worker_whose_linking_fails_logs_it_and_links_at_its_next_look(
     backend: Backend, make_user: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

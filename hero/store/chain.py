@@ -223,8 +223,10 @@ def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
     (they do not wait for one another, so none knows the link before its own
     when it writes). A writer in a transaction of hero's own links the events
     before its own on the way (:class:`Unlinked`); one in the caller's
-    transaction calls this at the caller's commit; ``hero_verify`` calls it
-    too, and so links what a process that died after its commit left. The
+    transaction calls this at the caller's commit; with async projections,
+    neither does, and ``hero_project`` calls this every half second;
+    ``hero_verify`` calls it too, and so links what a process that died after
+    its commit left. The
     links are computed here, with a key the database never sees.
 
     Without ``wait``, nothing is linked while another process links (it may

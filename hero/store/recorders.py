@@ -546,7 +546,8 @@ class _Reservation:
     queued in its transaction's pipeline: the store shared with other writers
     (:func:`~hero.store.ordering.hold_ordering_lock`), an announcement, positions
     reserved, the followers' positions read ahead and, in a transaction of
-    hero's own, the committed events to link on the way."""
+    hero's own, the committed events to link on the way (unless
+    ``hero_project`` links: :attr:`~hero.conf.Settings.workers_link`)."""
 
     __slots__ = ("own", "positions", "unlinked")
 
@@ -554,7 +555,8 @@ class _Reservation:
         self, recorder: DjangoAggregateRecorder, cursor: Any, count: int
     ) -> None:
         # In a transaction of hero's own (short), the events committed before
-        # these are linked on the way; otherwise right after the commit.
+        # these are linked on the way; otherwise right after the commit; with
+        # async projections, by the worker.
         self.own = recorder.datastore.owns_transaction()
         with pipelined(cursor):
             hold_ordering_lock(cursor, appending=followers())
@@ -563,7 +565,9 @@ class _Reservation:
             self.positions = reserve_positions(cursor, count)
             Positions(recorder.datastore).prefetch(cursor)
             self.unlinked = (
-                Unlinked(cursor, wait=False, own_marks=True) if self.own else None
+                Unlinked(cursor, wait=False, own_marks=True)
+                if self.own and not conf.workers_link
+                else None
             )
 
     def take(
