@@ -226,8 +226,8 @@ def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
     transaction calls this at the caller's commit; with async projections,
     neither does, and ``hero_project`` calls this every half second;
     ``hero_verify`` calls it too, and so links what a process that died after
-    its commit left. The
-    links are computed here, with a key the database never sees.
+    its commit left. The links are computed here, with a key the database
+    never sees.
 
     Without ``wait``, nothing is linked while another process links (it may
     link these events too; otherwise the next linker does).
