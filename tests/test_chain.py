@@ -230,69 +230,53 @@ def test_events_a_writer_committed_but_did_not_link_are_linked_by_hero_verify(
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("projections", ["inline", "async"])
-def test_events_committed_in_a_callers_transaction_are_linked_by_whoever_follows(
-    backend: Backend, make_user: Any, projections: str
+@pytest.mark.parametrize("inside", [True, False], ids=["callers", "own"])
+def test_events_committed_are_linked_by_whoever_follows(
+    backend: Backend, make_user: Any, projections: str, inside: bool
 ) -> None:
     if backend.name != "postgres":
         pytest.skip("only PostgreSQL links events after their commit")
+    from contextlib import nullcontext
+
     from django.db import transaction
     from django.test import override_settings
 
     with override_settings(HERO_PROJECTIONS=projections):
-        # Act: two requests award in transactions of their own.
-        for name in ("ann", "bob"):
-            with transaction.atomic(using=backend.alias):
+        # Act: three awards, each in a request's transaction or in hero's own.
+        for name in ("ann", "bob", "cid"):
+            atomic = transaction.atomic(using=backend.alias)
+            with atomic if inside else nullcontext():
                 hero.achievements.unlock(
                     "score_changed", user=make_user(name), points=100
                 )
-        unlinked = StoredEvent.objects.filter(chain__isnull=True).count()
-        before = io.StringIO()
-        call_command("hero_status", stdout=before)
-        # Act: the worker that keeps the read tables catches up.
-        call_command("hero_project", "--once", "--timeout", "30", stdout=io.StringIO())
-
-    # Assert: inline, each writer linked its events at its caller's commit;
-    # async, writers leave them sealed, and the worker links them.
-    assert unlinked == (0 if projections == "inline" else 2)
-    assert f"to be linked:     {unlinked}\n" in before.getvalue()
-    assert not StoredEvent.objects.filter(chain__isnull=True).exists()
-    check = verify_chain()
-    last = StoredEvent.objects.order_by("id").last()
-    assert last is not None and check.intact and check.head_position == last.id
-    after = io.StringIO()
-    call_command("hero_status", stdout=after)
-    assert "to be linked:     0\n" in after.getvalue()
-    assert f"chain head:       {last.id}:{check.head.hex()}\n" in after.getvalue()  # type: ignore[union-attr]
-
-
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("projections", ["inline", "async"])
-def test_events_written_outside_any_transaction_are_linked_by_the_next_writer_or_the_worker(
-    backend: Backend, make_user: Any, projections: str
-) -> None:
-    if backend.name != "postgres":
-        pytest.skip("only PostgreSQL links events after their commit")
-    from django.test import override_settings
-
-    with override_settings(HERO_PROJECTIONS=projections):
-        # Act: three awards, each in a transaction of hero's own.
-        for name in ("ann", "bob", "cid"):
-            hero.achievements.unlock("score_changed", user=make_user(name), points=100)
         unlinked = list(
             StoredEvent.objects.filter(chain__isnull=True)
             .order_by("id")
             .values_list("id", flat=True)
         )
+        before = io.StringIO()
+        call_command("hero_status", stdout=before)
+        # Act: the worker that keeps the read tables catches up.
         call_command("hero_project", "--once", "--timeout", "30", stdout=io.StringIO())
 
-    # Assert: inline, each writer linked the events before its own on the
-    # way, and only the last is left; async, the worker links them all.
+    # Assert: inline, a writer in the caller's transaction linked its events at
+    # the caller's commit, and one in hero's own the events before its own on
+    # the way (the last is left); async, writers leave them all to the worker.
     events = list(StoredEvent.objects.order_by("id").values_list("id", flat=True))
-    assert unlinked == (events[-1:] if projections == "inline" else events)
+    if projections == "async":
+        assert unlinked == events
+    else:
+        assert unlinked == ([] if inside else events[-1:])
     assert len(events) == 3
+    assert f"to be linked:     {len(unlinked)}\n" in before.getvalue()
     assert not StoredEvent.objects.filter(chain__isnull=True).exists()
     check = verify_chain()
     assert check.intact and check.head_position == events[-1]
+    after = io.StringIO()
+    call_command("hero_status", stdout=after)
+    assert "to be linked:     0\n" in after.getvalue()
+    assert check.head is not None
+    assert f"chain head:       {events[-1]}:{check.head.hex()}\n" in after.getvalue()
 
 
 @pytest.mark.django_db(transaction=True)
