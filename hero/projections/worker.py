@@ -5,8 +5,8 @@ owns the runner (eventsourcing's ``ProjectionRunner``: one thread, which
 applies each run of events to every read model named in one transaction), the
 signal handlers that stop it and the clean-up of its connections. On
 PostgreSQL it also links the chain of the events committed since its last
-look (:func:`hero.store.chain.link_committed`), which writers in their callers'
-transactions leave to it with ``HERO_PROJECTIONS = "async"``.
+look (:func:`hero.store.chain.link_committed`), which writers leave to it
+with ``HERO_PROJECTIONS = "async"``.
 """
 
 from __future__ import annotations
