@@ -321,6 +321,7 @@ def test_a_linker_reads_a_few_rows_however_many_events_are_linked(
 ) -> None:
     if backend.name != "postgres":
         pytest.skip("only PostgreSQL links events after their commit")
+    from hero.store.chain import LINK_BATCH
     from hero.store.ordering import LINKER_LOCK
 
     # Arrange: awards in transactions of hero's own, each linking the one
@@ -334,8 +335,8 @@ def test_a_linker_reads_a_few_rows_however_many_events_are_linked(
     with connections[backend.alias].cursor() as cursor:
         cursor.execute(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
-            "SELECT * FROM hero_unlinked(%s, true, false)",
-            [LINKER_LOCK],
+            "SELECT * FROM hero_unlinked(%s, true, false, %s)",
+            [LINKER_LOCK, LINK_BATCH],
         )
         plan = cursor.fetchone()[0][0]["Plan"]
 
@@ -343,3 +344,91 @@ def test_a_linker_reads_a_few_rows_however_many_events_are_linked(
     # in a few pages, not a page per event linked before them.
     assert plan["Actual Rows"] == 2
     assert plan["Shared Hit Blocks"] + plan["Shared Read Blocks"] < 20
+
+
+def unlinked_reads(queries: Any) -> list[str]:
+    """The calls of ``hero_unlinked`` in a capture of Django's query log."""
+    return [q["sql"] for q in queries if "hero_unlinked(" in q["sql"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_is_linked_a_batch_at_a_time(
+    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from django.test import override_settings
+    from django.test.utils import CaptureQueriesContext
+
+    # Arrange: ten awards left to the worker, as a stopped worker leaves them,
+    # and batches of four.
+    with override_settings(HERO_PROJECTIONS="async"):
+        for n in range(10):
+            hero.achievements.unlock(
+                "score_changed", user=make_user(f"u{n}"), points=100
+            )
+        events = list(StoredEvent.objects.order_by("id").values_list("id", flat=True))
+        assert StoredEvent.objects.filter(chain__isnull=True).count() == 10
+        monkeypatch.setattr("hero.store.chain.LINK_BATCH", 4)
+        monkeypatch.setattr("hero.projections.worker.LINK_BATCH", 4)
+        connection = connections[backend.alias]
+
+        # Act: link three at most (what the linking after a caller's commit
+        # asks for, a batch).
+        with CaptureQueriesContext(connection) as first:
+            linked = link_committed(limit=3)
+
+        # Assert: the first three, read three at most.
+        assert linked == 3
+        unlinked = StoredEvent.objects.filter(chain__isnull=True).order_by("id")
+        assert list(unlinked.values_list("id", flat=True)) == events[3:]
+        assert [read.endswith(", 3)") for read in unlinked_reads(first)] == [True]
+
+        # Act: the worker links the rest, in batches.
+        with CaptureQueriesContext(connection) as rest:
+            call_command(
+                "hero_project", "--once", "--timeout", "30", stdout=io.StringIO()
+            )
+
+    # Assert: seven left, read four at a time, each batch in a transaction of
+    # its own (four, then the three left); the chain verifies to the last.
+    reads = unlinked_reads(rest)
+    assert len(reads) == 2 and all(read.endswith(", 4)") for read in reads)
+    commits = [q["sql"] for q in rest.captured_queries if q["sql"] == "COMMIT"]
+    assert len(commits) == 2
+    assert not StoredEvent.objects.filter(chain__isnull=True).exists()
+    check = verify_chain()
+    assert check.intact and check.head_position == events[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_links_a_few_events_before_its_own_on_the_way(
+    backend: Backend, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from unittest import mock
+
+    from django.db import transaction
+
+    # Arrange: five events whose writers died before linking them, and
+    # writers that link two at most on the way.
+    with mock.patch("hero.store.recorders.link_after_commit", return_value=0):
+        for n in range(5):
+            with transaction.atomic(using=backend.alias):
+                hero.achievements.unlock(
+                    "score_changed", user=make_user(f"u{n}"), points=100
+                )
+    events = list(StoredEvent.objects.order_by("id").values_list("id", flat=True))
+    monkeypatch.setattr("hero.store.recorders.LINKED_ON_THE_WAY", 2)
+
+    # Act: an award in a transaction of hero's own.
+    hero.achievements.unlock("score_changed", user=make_user("last"), points=100)
+
+    # Assert: it linked the first two on the way; the rest, its own included,
+    # are left to the next linker, which links them all.
+    unlinked = StoredEvent.objects.filter(chain__isnull=True).order_by("id")
+    assert list(unlinked.values_list("id", flat=True))[:3] == events[2:]
+    assert unlinked.count() == 4
+    assert link_committed() == 4
+    assert verify_chain().intact

@@ -151,19 +151,19 @@ def test_events_left_unlinked_under_0010_are_linked_after_0011(
 
     from django.db import transaction
 
-    # Arrange: a store at 0010, its events linked through the partial index,
-    # and then awards whose writers did not link them (as after a crash).
+    # Arrange: a store of linked events taken back to 0010, and then awards
+    # whose writers did not link them (as after a crash).
     alias = backend.alias
     users = [
         django_user_model.objects.db_manager(alias).create_user(f"user{n}")
         for n in range(4)
     ]
+    for user in users[:2]:
+        hero.achievements.unlock("score_changed", user=user, points=10)
+    link_committed(alias)
     call_command("migrate", "hero", "0010", database=alias, verbosity=0)
     try:
         assert "hero_stored_event_unlinked" in indexes(alias)
-        for user in users[:2]:
-            hero.achievements.unlock("score_changed", user=user, points=10)
-        link_committed(alias)
         with mock.patch("hero.store.recorders.link_after_commit", return_value=0):
             for user in users[2:]:
                 with transaction.atomic(using=alias):
@@ -190,3 +190,39 @@ def indexes(alias: str) -> set[str]:
                 cursor, "hero_stored_event"
             )
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_processes_not_yet_upgraded_still_read_every_event_to_link(
+    backend: Backend, django_user_model: Any
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("only PostgreSQL links events after their commit")
+    from django.test import override_settings
+
+    from hero.store.ordering import LINKER_LOCK
+
+    # Arrange: a linked event, then five left to the worker.
+    alias = backend.alias
+    users = [
+        django_user_model.objects.db_manager(alias).create_user(f"user{n}")
+        for n in range(6)
+    ]
+    hero.achievements.unlock("score_changed", user=users[0], points=10)
+    link_committed(alias)
+    with override_settings(HERO_PROJECTIONS="async"):
+        for user in users[1:]:
+            hero.achievements.unlock("score_changed", user=user, points=10)
+
+    # Act: read them as the code before 0014 does, three arguments.
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT event_position FROM hero_unlinked(%s, true, false)", [LINKER_LOCK]
+        )
+        positions = [position for (position,) in cursor.fetchall()]
+
+    # Assert: the last link (no position), then all five, in order.
+    unlinked = StoredEvent.objects.using(alias).filter(chain__isnull=True)
+    assert positions[0] is None
+    assert positions[1:] == sorted(unlinked.values_list("id", flat=True))
+    assert len(positions) == 6

@@ -35,7 +35,7 @@ from hero.exceptions import HeroError
 from hero.ledger import Ledger
 from hero.projections.base import ReadModel, ReadModelProjection, ReadModels
 from hero.projections.inline import READ_MODELS
-from hero.store.chain import link_committed
+from hero.store.chain import LINK_BATCH, link_committed
 from hero.store.recorders import PollingSubscription
 
 logger = logging.getLogger("hero.projections")
@@ -91,17 +91,18 @@ def _follow(
                 runner.wait(target, timeout=timeout)
             except TimeoutError:
                 raise NotCaughtUp(_not_caught_up(alias, target, timeout)) from None
-        _link(alias)
+        _link(alias, stop)
         return
     while not stop.wait(LOOK_INTERVAL):
         for runner in runners:
             runner.run_forever(timeout=0)  # re-raises a runner's error
-        _link(alias)
+        _link(alias, stop)
 
 
-def _link(alias: str) -> None:
+def _link(alias: str, stop: threading.Event) -> None:
     """Link the events committed and not linked yet (PostgreSQL; elsewhere
-    they are linked as they are written), unless another process is linking
+    they are linked as they are written), a batch at a time until none is
+    left or the worker is told to stop, unless another process is linking
     (it or the next look links them), or this thread's connection is in a
     transaction of its caller's (links written in it would hold their rows
     until that transaction ends). A database error is logged, not raised:
@@ -110,7 +111,9 @@ def _link(alias: str) -> None:
     if connection.in_atomic_block:
         return
     try:
-        link_committed(alias, wait=False)
+        while not stop.is_set():
+            if link_committed(alias, wait=False, limit=LINK_BATCH) < LINK_BATCH:
+                break
     except db_utils.Error:
         logger.warning(
             "Database %r: linking the chain failed; the next look tries again.",

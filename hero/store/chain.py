@@ -39,6 +39,16 @@ from hero.exceptions import ChainBroken
 #: The link before the first event of the store.
 GENESIS = bytes(32)
 
+#: PostgreSQL: the most events a linker reads and links in one transaction
+#: (:func:`link_committed`), so that its memory and its transaction stay
+#: small however many events wait.
+LINK_BATCH = 1000
+
+#: PostgreSQL: the most events a writer in a transaction of hero's own links
+#: before its own on the way (:class:`Unlinked`), so that an award's time
+#: does not grow with the events waiting.
+LINKED_ON_THE_WAY = 100
+
 _KEY_SALT = "hero.store.chain"
 
 
@@ -145,10 +155,12 @@ class Unlinked:
     a writer links the events committed before its own, which it has not
     inserted yet. One process links at a time: ``wait`` waits for the
     linker's advisory lock (held until the transaction ends); without it, a
-    reader that does not get it at once links nothing.
+    reader that does not get it at once links nothing. At most ``limit``
+    events are read, the first ones (:attr:`full` says whether there were
+    that many).
     """
 
-    def __init__(self, cursor: Any, *, wait: bool, own_marks: bool) -> None:
+    def __init__(self, cursor: Any, *, wait: bool, own_marks: bool, limit: int) -> None:
         # Lazy: the store is importable before Django has loaded the models.
         from hero.store.ordering import LINKER_LOCK
 
@@ -158,8 +170,13 @@ class Unlinked:
         # snapshot holds the last link (its position NULL) and the events.
         self._rows = cursor.db.cursor()
         self._rows.execute(
-            "SELECT * FROM hero_unlinked(%s, %s, %s)", [LINKER_LOCK, wait, own_marks]
+            "SELECT * FROM hero_unlinked(%s, %s, %s, %s)",
+            [LINKER_LOCK, wait, own_marks, limit],
         )
+        self._limit = limit
+        #: Whether :meth:`links` read as many events as it could, and linked
+        #: them all: there may be more to link.
+        self.full = False
 
     def links(self) -> list[tuple[bytes, int]]:
         """(link, position) of each event to link, in store order: none if the
@@ -172,6 +189,7 @@ class Unlinked:
         rows = sorted((row for row in rows if row[0] is not None), key=_position)
         if not rows:
             return []
+        self.full = len(rows) == self._limit
         keys = chain_keys()
         key = keys[0].secret
         previous = bytes(last[5]) if last else None
@@ -179,6 +197,7 @@ class Unlinked:
         for position, originator, version, topic, state, sealed in rows:
             event = StoredEvent(originator, version, topic, bytes(state))
             if _sealed_by(keys, position, event, sealed and bytes(sealed)) is None:
+                self.full = False
                 break
             previous = link(previous, event, key)
             result.append((previous, position))
@@ -215,9 +234,12 @@ def keep_linkers_away(cursor: Any) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [LINKER_LOCK])
 
 
-def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
+def link_committed(
+    alias: str | None = None, *, wait: bool = True, limit: int | None = None
+) -> int:
     """PostgreSQL: link the committed events not linked yet, in store order,
-    in a short transaction; return how many were linked.
+    :data:`LINK_BATCH` at most in each short transaction; return how many were
+    linked.
 
     Writers on PostgreSQL store each event with its :func:`seal` and no link
     (they do not wait for one another, so none knows the link before its own
@@ -229,19 +251,39 @@ def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
     its commit left. The links are computed here, with a key the database
     never sees.
 
-    Without ``wait``, nothing is linked while another process links (it may
-    link these events too; otherwise the next linker does).
+    ``limit``: link at most so many (the first ones), leaving the rest to the
+    next linker; None links them all, a batch after another, however many a
+    stopped worker left. Without ``wait``, nothing is linked while another
+    process links (it may link these events too; otherwise the next linker
+    does).
     """
+    # Lazy: the store is importable before Django has loaded the models.
+    from django.db import connections
+
+    alias = alias or conf.HERO_DATABASE
+    if connections[alias].vendor != "postgresql":
+        return 0
+    linked = 0
+    while limit is None or linked < limit:
+        batch = LINK_BATCH if limit is None else min(LINK_BATCH, limit - linked)
+        count, full = _link_batch(alias, wait=wait, limit=batch)
+        linked += count
+        if not full:
+            break
+    return linked
+
+
+def _link_batch(alias: str, *, wait: bool, limit: int) -> tuple[int, bool]:
+    """Link the first ``limit`` events not linked yet, in a transaction of
+    their own where the caller has none; return how many, and whether there
+    may be more."""
     # Lazy: the store is importable before Django has loaded the models.
     from django.db import connections, transaction
 
     from hero.models import StoredEvent as StoredEventModel
     from hero.store.postgres import pipelined, pipelined_transaction
 
-    alias = alias or conf.HERO_DATABASE
     connection = connections[alias]
-    if connection.vendor != "postgresql":
-        return 0
     table = connection.ops.quote_name(StoredEventModel._meta.db_table)
     in_callers = connection.in_atomic_block
     with ExitStack() as stack:
@@ -258,18 +300,20 @@ def link_committed(alias: str | None = None, *, wait: bool = True) -> int:
                 # this one with it (the WAL is written in order): the commit
                 # need not wait for the disk, nor the next linker for it.
                 cursor.execute("SET LOCAL synchronous_commit = off")
-            links = Unlinked(cursor, wait=wait, own_marks=False).links()
+            unlinked = Unlinked(cursor, wait=wait, own_marks=False, limit=limit)
+            links = unlinked.links()
         link_updates(cursor, table, links)
-    return len(links)
+    return len(links), unlinked.full
 
 
 def link_after_commit(alias: str | None = None) -> int:
     """What a writer in the caller's transaction asks for at the caller's
     commit: :func:`link_committed`, unless another process is linking at that
-    moment. Writers then never queue behind one another's linking; the events
-    left are linked by the next linker (a writer, a follower, ``hero_verify``),
+    moment, and one batch at most (the caller's request waits for it).
+    Writers then never queue behind one another's linking; the events left
+    are linked by the next linker (a writer, a follower, ``hero_verify``),
     and sealed until then."""
-    return link_committed(alias, wait=False)
+    return link_committed(alias, wait=False, limit=LINK_BATCH)
 
 
 class _SQLiteChain(threading.local):

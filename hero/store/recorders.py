@@ -34,6 +34,7 @@ from eventsourcing.persistence import (
 
 from hero.conf import conf
 from hero.store.chain import (
+    LINKED_ON_THE_WAY,
     SQLITE_NEXT_ROW_SQL,
     Unlinked,
     chain_keys,
@@ -565,7 +566,7 @@ class _Reservation:
             self.positions = reserve_positions(cursor, count)
             Positions(recorder.datastore).prefetch(cursor)
             self.unlinked = (
-                Unlinked(cursor, wait=False, own_marks=True)
+                Unlinked(cursor, wait=False, own_marks=True, limit=LINKED_ON_THE_WAY)
                 if self.own and not conf.workers_link
                 else None
             )

@@ -1,0 +1,137 @@
+"""PostgreSQL: the events to link are read at most so many at a time.
+
+``hero_unlinked(lock_key, wait, own_marks)`` returned every event committed
+and not linked yet. Events are left unlinked for the ``hero_project`` worker
+with ``HERO_PROJECTIONS = "async"``, and a worker that was stopped for a day
+came back to a day's events: it read them all in one result and linked them
+all in one transaction, its memory growing with the backlog.
+
+``hero_unlinked(lock_key, wait, own_marks, max_rows)`` returns the last link
+and at most ``max_rows`` events after it (all of them when ``max_rows`` is
+NULL), the first ones in store order: linkers read and link a backlog in
+batches, a transaction each (:func:`hero.store.chain.link_committed`). The
+three-argument function stays, for processes still running the code before
+this migration, and reads through the new one without a limit.
+
+Migrating back restores 0011's definition and drops the new function.
+Nothing changes on the other backends.
+"""
+
+from importlib import import_module
+
+from django.db import migrations
+
+from hero.migrations import _sql
+
+#: 0011's definition, which migrating back restores.
+_UNLINKED_0011 = import_module("hero.migrations.0011_unlinked_after_last_link").UNLINKED
+
+UNLINKED_AT_MOST = """
+CREATE FUNCTION hero_unlinked(
+    lock_key bigint, wait boolean, own_marks boolean, max_rows integer
+)
+RETURNS TABLE (
+    event_position bigint,
+    event_originator uuid,
+    event_version bigint,
+    event_topic text,
+    event_state bytea,
+    mac bytea
+) LANGUAGE plpgsql VOLATILE
+-- Its plans are kept for the session from its first call, perhaps on a table
+-- still empty or never analyzed: they must read by position, whatever the
+-- statistics said then (a plain index scan also drops dead entries).
+SET enable_seqscan = off SET enable_bitmapscan = off AS $$
+DECLARE
+    horizon bigint;
+    returned bigint;
+BEGIN
+    IF wait THEN
+        PERFORM pg_advisory_xact_lock(lock_key);
+    ELSIF NOT pg_try_advisory_xact_lock(lock_key) THEN
+        RETURN;
+    END IF;
+    -- The last link and the first events after it (LIMIT NULL: all), if
+    -- their positions follow it one by one (each event's position less its
+    -- rank is the last link's): then nothing is reserved below them, and the
+    -- horizon need not be read. No rows when there is a gap, or no link yet.
+    RETURN QUERY
+        WITH last AS (
+            SELECT e.id, e.chain FROM hero_stored_event e
+             WHERE e.chain IS NOT NULL ORDER BY e.id DESC LIMIT 1
+        ), taken AS (
+            SELECT e.id, e.originator_id, e.originator_version, e.topic,
+                   e.state, e.seal
+              FROM last l JOIN hero_stored_event e ON e.id > l.id
+             WHERE e.chain IS NULL
+             ORDER BY e.id LIMIT max_rows
+        ), pending AS (
+            SELECT f.*, f.id - row_number() OVER (ORDER BY f.id) AS start
+              FROM taken f
+        ), unbroken AS (
+            -- One row, even without a link (an aggregate): then false.
+            SELECT count(l.id) > 0 AND coalesce(bool_and(p.start = l.id), true)
+                   AS yes
+              FROM last l LEFT JOIN pending p ON true
+        )
+        (SELECT NULL::bigint, NULL::uuid, NULL::bigint, NULL::text, NULL::bytea,
+                l.chain
+           FROM last l, unbroken u WHERE u.yes)
+        UNION ALL
+        (SELECT p.id, p.originator_id, p.originator_version, p.topic, p.state,
+                p.seal
+           FROM pending p, unbroken u WHERE u.yes ORDER BY p.id);
+    GET DIAGNOSTICS returned = ROW_COUNT;
+    IF returned > 0 THEN
+        RETURN;
+    END IF;
+    horizon := hero_horizon(own_marks);
+    -- The last link (its position NULL), then the first events to link after
+    -- it up to the horizon (from the first position when nothing is linked),
+    -- in one snapshot taken after the lock.
+    RETURN QUERY
+        WITH last AS (
+            SELECT e.id, e.chain FROM hero_stored_event e
+             WHERE e.chain IS NOT NULL ORDER BY e.id DESC LIMIT 1
+        )
+        (SELECT NULL::bigint, NULL::uuid, NULL::bigint, NULL::text, NULL::bytea,
+                l.chain
+           FROM last l)
+        UNION ALL
+        (SELECT e.id, e.originator_id, e.originator_version, e.topic, e.state,
+                e.seal
+           FROM hero_stored_event e
+          WHERE e.id > coalesce((SELECT l.id FROM last l), '-9223372036854775808'::bigint)
+            AND e.id <= horizon AND e.chain IS NULL
+          ORDER BY e.id LIMIT max_rows);
+END
+$$;
+"""
+
+#: The function of three arguments, for the code before this migration.
+UNLINKED_ALL = """
+CREATE OR REPLACE FUNCTION hero_unlinked(lock_key bigint, wait boolean, own_marks boolean)
+RETURNS TABLE (
+    event_position bigint,
+    event_originator uuid,
+    event_version bigint,
+    event_topic text,
+    event_state bytea,
+    mac bytea
+) LANGUAGE sql VOLATILE AS $$
+    SELECT * FROM hero_unlinked(lock_key, wait, own_marks, NULL::integer)
+$$;
+"""
+
+DROP_UNLINKED_AT_MOST = (
+    "DROP FUNCTION hero_unlinked(bigint, boolean, boolean, integer);"
+)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("hero", "0013_append_functions_lean")]
+
+    operations = [
+        _sql.PostgreSQLOnly(UNLINKED_AT_MOST, DROP_UNLINKED_AT_MOST),
+        _sql.PostgreSQLOnly(UNLINKED_ALL, _UNLINKED_0011),
+    ]
