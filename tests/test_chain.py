@@ -316,26 +316,44 @@ def test_a_worker_whose_linking_fails_logs_it_and_links_at_its_next_look(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "backlog", [False, True], ids=["no-stats", "stats-of-a-backlog"]
+)
 def test_a_linker_reads_a_few_rows_however_many_events_are_linked(
-    backend: Backend, make_user: Any
+    backend: Backend, make_user: Any, backlog: bool
 ) -> None:
     if backend.name != "postgres":
         pytest.skip("only PostgreSQL links events after their commit")
+    from django.test import override_settings
+
     from hero.store.chain import LINK_BATCH
     from hero.store.ordering import LINKER_LOCK
 
-    # Arrange: awards in transactions of hero's own, each linking the one
-    # before it (what the table's statistics were when the linker's plans
-    # were made does not matter: none were gathered).
-    for n in range(300):
-        hero.achievements.unlock("score_changed", user=make_user(f"u{n}"), points=100)
-    assert StoredEvent.objects.filter(chain__isnull=True).count() == 1
-
-    # Act: find the events to link, as every writer does.
+    # Arrange: 400 awards, all linked but the last few: each linking the one
+    # before it (no statistics of the table gathered), or left to the worker
+    # and linked once the table's statistics said most events wait, the
+    # plans made from them and kept (the server keeps a function's plans
+    # after five calls).
+    with override_settings(HERO_PROJECTIONS="async" if backlog else "inline"):
+        for n in range(400):
+            hero.achievements.unlock(
+                "score_changed", user=make_user(f"u{n}"), points=100
+            )
     with connections[backend.alias].cursor() as cursor:
+        if backlog:
+            cursor.execute("ANALYZE hero_stored_event")
+            link_committed(limit=399)
+            for _ in range(6):
+                cursor.execute(
+                    "SELECT count(*) FROM hero_unlinked(%s, true, false, 0, NULL)",
+                    [LINKER_LOCK],
+                )
+        assert StoredEvent.objects.filter(chain__isnull=True).count() == 1
+
+        # Act: find the events to link, as every linker does.
         cursor.execute(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
-            "SELECT * FROM hero_unlinked(%s, true, false, %s)",
+            "SELECT * FROM hero_unlinked(%s, true, false, %s, NULL)",
             [LINKER_LOCK, LINK_BATCH],
         )
         plan = cursor.fetchone()[0][0]["Plan"]
@@ -346,9 +364,14 @@ def test_a_linker_reads_a_few_rows_however_many_events_are_linked(
     assert plan["Shared Hit Blocks"] + plan["Shared Read Blocks"] < 20
 
 
-def unlinked_reads(queries: Any) -> list[str]:
-    """The calls of ``hero_unlinked`` in a capture of Django's query log."""
-    return [q["sql"] for q in queries if "hero_unlinked(" in q["sql"]]
+def unlinked_reads(queries: Any) -> list[tuple[str, str]]:
+    """The calls of ``hero_unlinked`` in a capture of Django's query log: the
+    most events each asked for, and the position it said was linked."""
+    import re
+
+    calls = [re.search(r"hero_unlinked\((.*)\)", q["sql"]) for q in queries]
+    found = [call.group(1).split(", ") for call in calls if call is not None]
+    return [(arguments[3], arguments[4]) for arguments in found]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -360,17 +383,16 @@ def test_a_backlog_is_linked_a_batch_at_a_time(
     from django.test import override_settings
     from django.test.utils import CaptureQueriesContext
 
-    # Arrange: ten awards left to the worker, as a stopped worker leaves them,
-    # and batches of four.
+    # Arrange: fourteen awards left to the worker, as a stopped worker leaves
+    # them, and batches of four.
     with override_settings(HERO_PROJECTIONS="async"):
-        for n in range(10):
+        for n in range(14):
             hero.achievements.unlock(
                 "score_changed", user=make_user(f"u{n}"), points=100
             )
         events = list(StoredEvent.objects.order_by("id").values_list("id", flat=True))
-        assert StoredEvent.objects.filter(chain__isnull=True).count() == 10
+        assert StoredEvent.objects.filter(chain__isnull=True).count() == 14
         monkeypatch.setattr("hero.store.chain.LINK_BATCH", 4)
-        monkeypatch.setattr("hero.projections.worker.LINK_BATCH", 4)
         connection = connections[backend.alias]
 
         # Act: link three at most (what the linking after a caller's commit
@@ -382,7 +404,16 @@ def test_a_backlog_is_linked_a_batch_at_a_time(
         assert linked == 3
         unlinked = StoredEvent.objects.filter(chain__isnull=True).order_by("id")
         assert list(unlinked.values_list("id", flat=True)) == events[3:]
-        assert [read.endswith(", 3)") for read in unlinked_reads(first)] == [True]
+        assert unlinked_reads(first) == [("3", "NULL")]
+
+        # Act: link them all, but stop between two batches.
+        with CaptureQueriesContext(connection) as stopped:
+            linked = link_committed(until=lambda: True)
+
+        # Assert: one batch was linked, the next four.
+        assert linked == 4
+        assert list(unlinked.values_list("id", flat=True)) == events[7:]
+        assert unlinked_reads(stopped) == [("4", "NULL")]
 
         # Act: the worker links the rest, in batches.
         with CaptureQueriesContext(connection) as rest:
@@ -391,9 +422,9 @@ def test_a_backlog_is_linked_a_batch_at_a_time(
             )
 
     # Assert: seven left, read four at a time, each batch in a transaction of
-    # its own (four, then the three left); the chain verifies to the last.
-    reads = unlinked_reads(rest)
-    assert len(reads) == 2 and all(read.endswith(", 4)") for read in reads)
+    # its own (four, then the three left, found after the last of the four);
+    # the chain verifies to the last.
+    assert unlinked_reads(rest) == [("4", "NULL"), ("4", str(events[10]))]
     commits = [q["sql"] for q in rest.captured_queries if q["sql"] == "COMMIT"]
     assert len(commits) == 2
     assert not StoredEvent.objects.filter(chain__isnull=True).exists()

@@ -35,7 +35,7 @@ from hero.exceptions import HeroError
 from hero.ledger import Ledger
 from hero.projections.base import ReadModel, ReadModelProjection, ReadModels
 from hero.projections.inline import READ_MODELS
-from hero.store.chain import LINK_BATCH, link_committed
+from hero.store.chain import link_committed
 from hero.store.recorders import PollingSubscription
 
 logger = logging.getLogger("hero.projections")
@@ -111,9 +111,7 @@ def _link(alias: str, stop: threading.Event) -> None:
     if connection.in_atomic_block:
         return
     try:
-        while not stop.is_set():
-            if link_committed(alias, wait=False, limit=LINK_BATCH) < LINK_BATCH:
-                break
+        link_committed(alias, wait=False, until=stop.is_set)
     except db_utils.Error:
         logger.warning(
             "Database %r: linking the chain failed; the next look tries again.",

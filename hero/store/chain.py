@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hmac
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -157,10 +157,20 @@ class Unlinked:
     linker's advisory lock (held until the transaction ends); without it, a
     reader that does not get it at once links nothing. At most ``limit``
     events are read, the first ones (:attr:`full` says whether there were
-    that many).
+    that many); ``linked_to``, a position known to be linked (the last of a
+    batch before), lets the server find the last link from there rather than
+    from the store's end, past every event not linked yet.
     """
 
-    def __init__(self, cursor: Any, *, wait: bool, own_marks: bool, limit: int) -> None:
+    def __init__(
+        self,
+        cursor: Any,
+        *,
+        wait: bool,
+        own_marks: bool,
+        limit: int,
+        linked_to: int | None = None,
+    ) -> None:
         # Lazy: the store is importable before Django has loaded the models.
         from hero.store.ordering import LINKER_LOCK
 
@@ -170,8 +180,8 @@ class Unlinked:
         # snapshot holds the last link (its position NULL) and the events.
         self._rows = cursor.db.cursor()
         self._rows.execute(
-            "SELECT * FROM hero_unlinked(%s, %s, %s, %s)",
-            [LINKER_LOCK, wait, own_marks, limit],
+            "SELECT * FROM hero_unlinked(%s, %s, %s, %s, %s)",
+            [LINKER_LOCK, wait, own_marks, limit, linked_to],
         )
         self._limit = limit
         #: Whether :meth:`links` read as many events as it could, and linked
@@ -210,10 +220,21 @@ def _position(row: tuple[Any, ...]) -> int:
 
 def link_updates(cursor: Any, table: str, links: list[tuple[bytes, int]]) -> None:
     """Write links made by :class:`Unlinked`, dropping the seals they replace."""
-    if links:
-        cursor.executemany(
-            f"UPDATE {table} SET chain = %s, seal = NULL WHERE id = %s", links
+    if not links:
+        return
+    if len(links) == 1:
+        cursor.execute(
+            f"UPDATE {table} SET chain = %s, seal = NULL WHERE id = %s", links[0]
         )
+        return
+    # Many (a backlog's batch): one statement, one plan for them all.
+    values = ", ".join(["(%s::bytea, %s::bigint)"] * len(links))
+    cursor.execute(
+        f"UPDATE {table} SET chain = linked.chain, seal = NULL "
+        f"FROM (VALUES {values}) AS linked (chain, id) "
+        f"WHERE {table}.id = linked.id",
+        [value for pair in links for value in pair],
+    )
 
 
 def keep_linkers_away(cursor: Any) -> None:
@@ -235,7 +256,11 @@ def keep_linkers_away(cursor: Any) -> None:
 
 
 def link_committed(
-    alias: str | None = None, *, wait: bool = True, limit: int | None = None
+    alias: str | None = None,
+    *,
+    wait: bool = True,
+    limit: int | None = None,
+    until: Callable[[], bool] = lambda: False,
 ) -> int:
     """PostgreSQL: link the committed events not linked yet, in store order,
     :data:`LINK_BATCH` at most in each short transaction; return how many were
@@ -253,9 +278,9 @@ def link_committed(
 
     ``limit``: link at most so many (the first ones), leaving the rest to the
     next linker; None links them all, a batch after another, however many a
-    stopped worker left. Without ``wait``, nothing is linked while another
-    process links (it may link these events too; otherwise the next linker
-    does).
+    stopped worker left, unless ``until`` (asked between two batches) says
+    to stop. Without ``wait``, nothing is linked while another process links
+    (it may link these events too; otherwise the next linker does).
     """
     # Lazy: the store is importable before Django has loaded the models.
     from django.db import connections
@@ -264,19 +289,23 @@ def link_committed(
     if connections[alias].vendor != "postgresql":
         return 0
     linked = 0
-    while limit is None or linked < limit:
+    linked_to: int | None = None
+    while (limit is None or linked < limit) and not (linked and until()):
         batch = LINK_BATCH if limit is None else min(LINK_BATCH, limit - linked)
-        count, full = _link_batch(alias, wait=wait, limit=batch)
-        linked += count
+        links, full = _link_batch(alias, wait=wait, limit=batch, linked_to=linked_to)
+        linked += len(links)
         if not full:
             break
+        linked_to = links[-1][1]
     return linked
 
 
-def _link_batch(alias: str, *, wait: bool, limit: int) -> tuple[int, bool]:
-    """Link the first ``limit`` events not linked yet, in a transaction of
-    their own where the caller has none; return how many, and whether there
-    may be more."""
+def _link_batch(
+    alias: str, *, wait: bool, limit: int, linked_to: int | None
+) -> tuple[list[tuple[bytes, int]], bool]:
+    """Link the first ``limit`` events not linked yet (after ``linked_to``, if
+    known), in a transaction of their own where the caller has none; return
+    their links and positions, and whether there may be more."""
     # Lazy: the store is importable before Django has loaded the models.
     from django.db import connections, transaction
 
@@ -300,10 +329,12 @@ def _link_batch(alias: str, *, wait: bool, limit: int) -> tuple[int, bool]:
                 # this one with it (the WAL is written in order): the commit
                 # need not wait for the disk, nor the next linker for it.
                 cursor.execute("SET LOCAL synchronous_commit = off")
-            unlinked = Unlinked(cursor, wait=wait, own_marks=False, limit=limit)
+            unlinked = Unlinked(
+                cursor, wait=wait, own_marks=False, limit=limit, linked_to=linked_to
+            )
             links = unlinked.links()
         link_updates(cursor, table, links)
-    return len(links), unlinked.full
+    return links, unlinked.full
 
 
 def link_after_commit(alias: str | None = None) -> int:
