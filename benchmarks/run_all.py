@@ -48,6 +48,7 @@ audit            | audit.py       |                                           | 
 concurrency      | concurrency.py |                                           | --quick --users 30                        | Concurrent unlocks on PostgreSQL
 latency          | latency.py     |                                           | --awards 20                               | Asynchronous projections: from a commit to the read tables, PostgreSQL
 growth           | growth.py      |                                           | --awards 1200 --block 200                 | An award's time as the store grows, PostgreSQL
+linking          | linking.py     |                                           | --events 2000                             | Linking a backlog of events to the chain, PostgreSQL
 """.strip().splitlines()
 ]
 NAMES = tuple(benchmark.name for benchmark in BENCHMARKS)

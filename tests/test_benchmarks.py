@@ -296,6 +296,35 @@ def test_growth_benchmark_times_every_block_on_postgresql(
 
 
 @needs_postgres
+def test_linking_benchmark_links_every_event_of_the_backlog(
+    tmp_path: Path, django_db_setup: None
+) -> None:
+    summary = tmp_path / "linking.json"
+    done = run_benchmark(
+        "linking.py",
+        "--events",
+        "1500",
+        "--schema",
+        f"hero_linking_test_{os.getpid()}",
+        "--summary",
+        str(summary),
+        env=postgres_env(),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "CHECK FAILED" not in output
+    assert checked_lines(done.stdout)[:3] == [
+        "Checked: the 1,500 awards' events waited to be linked",
+        "Checked: every event linked (1,500)",
+        "Checked: the chain verifies to the last event",
+    ], output
+    figures = json.loads(summary.read_text())
+    assert figures["checks_passed"] is True
+    assert figures["events"] == 1500
+    assert 0 < figures["seconds"] < 30
+
+
+@needs_postgres
 def test_unlock_benchmark_counts_exchanges_from_the_libpq_trace(
     tmp_path: Path, django_db_setup: None
 ) -> None:
