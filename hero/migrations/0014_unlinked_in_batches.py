@@ -32,11 +32,9 @@ _UNLINKED_0011 = import_module("hero.migrations.0011_unlinked_after_last_link").
 #: The largest position: no bound.
 MAX = 2**63 - 1
 
-UNLINKED_AT_MOST = f"""
-CREATE FUNCTION hero_unlinked(
-    lock_key bigint, wait boolean, own_marks boolean, max_rows integer,
-    linked_to bigint
-)
+#: What both functions return: the last link (its position NULL), then the
+#: events to link.
+RETURNS = """
 RETURNS TABLE (
     event_position bigint,
     event_originator uuid,
@@ -44,7 +42,13 @@ RETURNS TABLE (
     event_topic text,
     event_state bytea,
     mac bytea
-) LANGUAGE plpgsql VOLATILE
+)"""
+
+UNLINKED_AT_MOST = f"""
+CREATE FUNCTION hero_unlinked(
+    lock_key bigint, wait boolean, own_marks boolean, max_rows integer,
+    linked_to bigint
+){RETURNS} LANGUAGE plpgsql VOLATILE
 -- Its plans are kept for the session from its first call, perhaps on a table
 -- still empty or never analyzed: they must read by position, whatever the
 -- statistics said then (a plain index scan also drops dead entries).
@@ -136,16 +140,8 @@ $$;
 """
 
 #: The function of three arguments, for the code before this migration.
-UNLINKED_ALL = """
-CREATE OR REPLACE FUNCTION hero_unlinked(lock_key bigint, wait boolean, own_marks boolean)
-RETURNS TABLE (
-    event_position bigint,
-    event_originator uuid,
-    event_version bigint,
-    event_topic text,
-    event_state bytea,
-    mac bytea
-) LANGUAGE sql VOLATILE AS $$
+UNLINKED_ALL = f"""
+CREATE OR REPLACE FUNCTION hero_unlinked(lock_key bigint, wait boolean, own_marks boolean){RETURNS} LANGUAGE sql VOLATILE AS $$
     SELECT * FROM hero_unlinked(lock_key, wait, own_marks, NULL::integer, NULL::bigint)
 $$;
 """
