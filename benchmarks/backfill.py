@@ -16,19 +16,10 @@ from __future__ import annotations
 
 import io
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import _harness
-
-
-def timed(call: Callable[[], object]) -> tuple[float, float]:
-    """Wall-clock and CPU seconds of one call, garbage collection paused."""
-    with _harness.gc_paused():
-        started, cpu = time.perf_counter(), time.process_time()
-        call()
-        return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,15 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         out = io.StringIO()
         seconds = {
-            "backfill": timed(
+            "backfill": _harness.timed(
                 lambda: call_command("hero_backfill", "veteran", stdout=out)
             ),
-            "whole": timed(
+            "whole": _harness.timed(
                 lambda: call_command(
                     "hero_backfill", "pioneer", batch_size=options.users, stdout=out
                 )
             ),
-            "atomic": timed(in_one_transaction),
+            "atomic": _harness.timed(in_one_transaction),
         }
         rates = {what: options.users / wall for what, (wall, _) in seconds.items()}
         cpu_rates = {what: options.users / cpu for what, (_, cpu) in seconds.items()}

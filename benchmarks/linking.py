@@ -14,9 +14,7 @@ size). ``README.md`` has the method.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
-import time
 from collections.abc import Sequence
 
 import _harness
@@ -64,10 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         waiting = StoredEvent.objects.filter(chain__isnull=True).count()
 
         memory = _harness.PeakRss()
-        with _harness.gc_paused():
-            started, cpu = time.perf_counter(), time.process_time()
+        linked = 0
+
+        def link_all() -> None:
+            nonlocal linked
             linked = link_committed()
-            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+
+        wall, cpu = _harness.timed(link_all)
         growth = memory.growth()
 
         left = StoredEvent.objects.filter(chain__isnull=True).count()
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Linked {linked:,} events in {wall:.2f} s ({cpu:.2f} s CPU), "
             f"{rate:,.0f} events/s, {LINK_BATCH:,} to a transaction; peak RSS "
             f"+{_harness.mb(growth)} (the process's lifetime peak "
-            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.1f} MB)"
+            f"{_harness.mb(_harness.lifetime_peak_rss())})"
         )
         report.figures.update(
             events=linked, seconds=wall, cpu_seconds=cpu, rss_growth=growth

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import pytest
@@ -367,8 +368,6 @@ def test_a_linker_reads_a_few_rows_however_many_events_are_linked(
 def unlinked_reads(queries: Any) -> list[tuple[str, str]]:
     """The calls of ``hero_unlinked`` in a capture of Django's query log: the
     most events each asked for, and the position it said was linked."""
-    import re
-
     calls = [re.search(r"hero_unlinked\((.*)\)", q["sql"]) for q in queries]
     found = [call.group(1).split(", ") for call in calls if call is not None]
     return [(arguments[3], arguments[4]) for arguments in found]
