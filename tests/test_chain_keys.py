@@ -11,7 +11,7 @@ import sys
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 from django.core.management import call_command
@@ -25,7 +25,7 @@ from hero.models import StoredEvent
 from hero.store import verify_chain
 from hero.store.chain import (
     GENESIS,
-    _update,
+    _signed,
     derive_key,
     link,
     link_committed,
@@ -39,11 +39,10 @@ def unkeyed_link(previous: bytes | None, event: Stored) -> bytes:
     """The link that anyone could compute without the key (plain SHA-256 over
     the fields the chain covers): what a forger who can write to the database
     but does not hold the key would store."""
-    originator = event.originator_id
-    uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
-    digest = sha256(previous or GENESIS)
-    _update(digest, uuid.bytes, event.originator_version, event.topic, event.state)
-    return digest.digest()
+    signed = _signed(
+        event.originator_id, event.originator_version, event.topic, event.state
+    )
+    return sha256((previous or GENESIS) + signed).digest()
 
 
 # A process that has hero's code and the database, but another secret: it

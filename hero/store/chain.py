@@ -94,32 +94,45 @@ def link(previous: bytes | None, event: StoredEvent, key: bytes | None = None) -
     """The link of ``event``: HMAC-SHA-256, with the current key unless ``key``
     is given, over the previous event's link and this event's aggregate,
     version, topic and state."""
-    originator = event.originator_id
-    uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
-    mac = hmac.new(key or chain_keys()[0].secret, previous or GENESIS, sha256)
-    _update(mac, uuid.bytes, event.originator_version, event.topic, event.state)
-    return mac.digest()
+    signed = _signed(
+        event.originator_id, event.originator_version, event.topic, event.state
+    )
+    return hmac.digest(
+        key or chain_keys()[0].secret, (previous or GENESIS) + signed, "sha256"
+    )
 
 
-def _update(target: Any, uuid: bytes, version: int, topic: str, state: bytes) -> None:
+def _signed(originator: Any, version: int, topic: str, state: bytes) -> bytes:
+    """What a link or a seal covers of an event: its aggregate's id (16
+    bytes), its version (8, signed), its topic's length (4) and topic, and its
+    state; one message, so that the MAC is one call into OpenSSL."""
+    if isinstance(originator, UUID):
+        uuid = originator.bytes
+    elif isinstance(originator, str) and len(originator) == 32:  # SQLite's text
+        uuid = bytes.fromhex(originator)
+    else:
+        uuid = UUID(str(originator)).bytes
     encoded = topic.encode()
-    target.update(uuid)
-    target.update(version.to_bytes(8, "big", signed=True))
-    target.update(len(encoded).to_bytes(4, "big"))
-    target.update(encoded)
-    target.update(state)
+    return b"".join(
+        (
+            uuid,
+            version.to_bytes(8, "big", signed=True),
+            len(encoded).to_bytes(4, "big"),
+            encoded,
+            state,
+        )
+    )
 
 
 def seal(position: int, event: StoredEvent, key: bytes | None = None) -> bytes:
     """The MAC an event carries until it is linked (PostgreSQL): HMAC-SHA-256,
     with the current key unless ``key`` is given, over its position and the
     event, so that an edit made before it is linked is still found."""
-    originator = event.originator_id
-    uuid = originator if isinstance(originator, UUID) else UUID(str(originator))
-    mac = hmac.new(key or chain_keys()[0].secret, b"hero seal", sha256)
-    mac.update(position.to_bytes(8, "big", signed=True))
-    _update(mac, uuid.bytes, event.originator_version, event.topic, event.state)
-    return mac.digest()
+    signed = _signed(
+        event.originator_id, event.originator_version, event.topic, event.state
+    )
+    message = b"hero seal" + position.to_bytes(8, "big", signed=True) + signed
+    return hmac.digest(key or chain_keys()[0].secret, message, "sha256")
 
 
 def _sealed_by(
@@ -361,9 +374,8 @@ class _SQLiteChain(threading.local):
         return self.next(*fields)
 
     def next(self, originator: str, version: int, topic: str, state: bytes) -> bytes:
-        self.previous = link(
-            self.previous, StoredEvent(originator, version, topic, state), self.key
-        )
+        message = self.previous + _signed(originator, version, topic, state)
+        self.previous = hmac.digest(self.key, message, "sha256")
         return self.previous
 
 
