@@ -44,6 +44,21 @@ def checked_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("Checked: ")]
 
 
+def passing_run(
+    tmp_path: Path, script: str, *arguments: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run ``script`` with ``arguments`` and a JSON summary; require that it
+    exits 0 with every check passed; return its run and its summary."""
+    summary = tmp_path / f"{Path(script).stem}.json"
+    done = run_benchmark(script, *arguments, "--summary", str(summary), env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "CHECK FAILED" not in output
+    figures: dict[str, Any] = json.loads(summary.read_text())
+    assert figures["checks_passed"] is True
+    return done, figures
+
+
 def postgres_url() -> str:
     """The test run's PostgreSQL test database (created by ``django_db_setup``,
     dropped at the end of the run with whatever schema is left in it)."""
@@ -59,21 +74,10 @@ def postgres_url() -> str:
 
 
 def test_audit_benchmark_checks_every_audited_user(tmp_path: Path) -> None:
-    summary = tmp_path / "audit.json"
-    done = run_benchmark(
-        "audit.py",
-        "--events",
-        "2000",
-        "--repeat",
-        "10",
-        "--passes",
-        "1",
-        "--summary",
-        str(summary),
+    done, figures = passing_run(
+        tmp_path, "audit.py", "--events", "2000", "--repeat", "10", "--passes", "1"
     )
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "CHECK FAILED" not in output
     checked = checked_lines(done.stdout)
     assert [line.split(" events:")[0] for line in checked] == [
         "Checked: 20",
@@ -81,8 +85,6 @@ def test_audit_benchmark_checks_every_audited_user(tmp_path: Path) -> None:
         "Checked: 2,000",
     ], output
     assert all("each with its 10 entries in order" in line for line in checked)
-    figures = json.loads(summary.read_text())
-    assert figures["checks_passed"] is True
     assert figures["sizes"] == [20, 200, 2000]
     assert set(figures["ratio_largest_to_smallest"]) == {
         "history",
@@ -105,9 +107,8 @@ def postgres_env() -> dict[str, str]:
 def test_concurrency_benchmark_checks_what_the_workers_wrote(
     tmp_path: Path, django_db_setup: None
 ) -> None:
-    summary = tmp_path / "concurrency.json"
-    env = {**os.environ, "HERO_BENCH_POSTGRES_URL": postgres_url()}
-    done = run_benchmark(
+    done, figures = passing_run(
+        tmp_path,
         "concurrency.py",
         "--workers",
         "1,2",
@@ -119,13 +120,9 @@ def test_concurrency_benchmark_checks_what_the_workers_wrote(
         "own,shared",
         "--schema",
         f"hero_concurrency_test_{os.getpid()}",
-        "--summary",
-        str(summary),
-        env=env,
+        env=postgres_env(),
     )
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "CHECK FAILED" not in output
     database = connections[settings.BACKEND_ALIASES["postgres"]].settings_dict["NAME"]
     assert f"database {database}, schema hero_concurrency_test_" in done.stdout
     checked = checked_lines(done.stdout)
@@ -138,8 +135,6 @@ def test_concurrency_benchmark_checks_what_the_workers_wrote(
         assert any(
             line.startswith(f"Checked: {scenario}: {count} users,") for line in checked
         ), output
-    figures = json.loads(summary.read_text())
-    assert figures["checks_passed"] is True
     assert set(figures["own"]) == {"1", "2"}
     # Both workers made the same 20 calls; one of them won each award.
     shared = figures["shared"]["2"]
@@ -150,8 +145,8 @@ def quick_requests(tmp_path: Path, *more: str) -> tuple[Any, dict[str, Any]]:
     """concurrency.py's requests at small sizes (1 and 2 workers, holding 0 and
     50 ms, 0.2 s each) with ``more`` options; its run, and its figures once
     it passed every check."""
-    summary = tmp_path / "concurrency.json"
-    done = run_benchmark(
+    return passing_run(
+        tmp_path,
         "concurrency.py",
         "--quick",
         "--scenarios",
@@ -163,16 +158,8 @@ def quick_requests(tmp_path: Path, *more: str) -> tuple[Any, dict[str, Any]]:
         *more,
         "--schema",
         f"hero_requests_test_{os.getpid()}",
-        "--summary",
-        str(summary),
         env=postgres_env(),
     )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "CHECK FAILED" not in output
-    figures = json.loads(summary.read_text())
-    assert figures["checks_passed"] is True
-    return done, figures
 
 
 @needs_postgres
@@ -223,8 +210,8 @@ def test_concurrency_benchmark_sets_the_requests_against_pinax_badges(
 def test_latency_benchmark_sees_every_award_reach_the_read_tables(
     tmp_path: Path, django_db_setup: None
 ) -> None:
-    summary = tmp_path / "latency.json"
-    done = run_benchmark(
+    done, figures = passing_run(
+        tmp_path,
         "latency.py",
         "--awards",
         "10",
@@ -234,20 +221,14 @@ def test_latency_benchmark_sees_every_award_reach_the_read_tables(
         "20",
         "--schema",
         f"hero_latency_test_{os.getpid()}",
-        "--summary",
-        str(summary),
         env=postgres_env(),
     )
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "CHECK FAILED" not in output
     checked = checked_lines(done.stdout)
     assert checked[:2] == [
         "Checked: hero_project applied the backlog of 20 awards",
         "Checked: each of the 10 awards appeared in the holdings and the ledger",
     ], output
-    figures = json.loads(summary.read_text())
-    assert figures["checks_passed"] is True
     assert figures["backlog"]["events"] == 20
     assert 0 < figures["backlog"]["seconds"] < 30
     assert {name: table["seen"] for name, table in figures["tables"].items()} == {
@@ -257,26 +238,12 @@ def test_latency_benchmark_sees_every_award_reach_the_read_tables(
 
 
 def growth_run(tmp_path: Path, *arguments: str, env: Any = None) -> dict[str, Any]:
-    summary = tmp_path / "growth.json"
-    done = run_benchmark(
-        "growth.py",
-        "--awards",
-        "120",
-        "--block",
-        "20",
-        *arguments,
-        "--summary",
-        str(summary),
-        env=env,
+    done, figures = passing_run(
+        tmp_path, "growth.py", "--awards", "120", "--block", "20", *arguments, env=env
     )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "CHECK FAILED" not in output
     assert checked_lines(done.stdout)[0] == (
         "Checked: the store holds the 220 awards' events"
-    ), output
-    figures: dict[str, Any] = json.loads(summary.read_text())
-    assert figures["checks_passed"] is True
+    ), done.stdout + done.stderr
     assert len(figures["ms_per_award"]) == 6
     assert figures["ratio"] == pytest.approx(figures["last_ms"] / figures["first_ms"])
     return figures
@@ -299,27 +266,21 @@ def test_growth_benchmark_times_every_block_on_postgresql(
 def test_linking_benchmark_links_every_event_of_the_backlog(
     tmp_path: Path, django_db_setup: None
 ) -> None:
-    summary = tmp_path / "linking.json"
-    done = run_benchmark(
+    done, figures = passing_run(
+        tmp_path,
         "linking.py",
         "--events",
         "1500",
         "--schema",
         f"hero_linking_test_{os.getpid()}",
-        "--summary",
-        str(summary),
         env=postgres_env(),
     )
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "CHECK FAILED" not in output
     assert checked_lines(done.stdout)[:3] == [
         "Checked: the 1,500 awards' events waited to be linked",
         "Checked: every event linked (1,500)",
         "Checked: the chain verifies to the last event",
     ], output
-    figures = json.loads(summary.read_text())
-    assert figures["checks_passed"] is True
     assert figures["events"] == 1500
     assert 0 < figures["seconds"] < 30
 
